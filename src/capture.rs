@@ -1,0 +1,171 @@
+//! What is recorded while a machine boots: the screenshot schedule and the screenshots themselves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{FieldPath, Problem, ScreenshotPhase};
+
+/// When to take screenshots, as offsets from launch: every `every` until `until`, phase after phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    phases: Vec<ScreenshotPhase>,
+}
+
+impl Schedule {
+    pub fn resolve(
+        phases: &[ScreenshotPhase],
+        path: &FieldPath,
+        problems: &mut Vec<Problem>,
+    ) -> Schedule {
+        let mut previous_until = Duration::ZERO;
+        for (i, phase) in phases.iter().enumerate() {
+            let at = path.index(i);
+            if phase.every.is_zero() {
+                problems.push(Problem::at(at.key("every"), "interval must be above 0s"));
+            }
+            if phase.until <= previous_until {
+                problems.push(
+                    Problem::at(
+                        at.key("until"),
+                        format!(
+                            "`until` must be later than the previous phase's ({})",
+                            humantime::format_duration(previous_until)
+                        ),
+                    )
+                    .help("phases run in order, each until its own `until` since launch"),
+                );
+            }
+            previous_until = phase.until;
+        }
+        Schedule {
+            phases: phases.to_vec(),
+        }
+    }
+
+    /// No screenshots at all.
+    pub fn none() -> Schedule {
+        Schedule { phases: Vec::new() }
+    }
+
+    /// The first capture time strictly after `after` (or at 0 when `after` is None).
+    pub fn next(&self, after: Option<Duration>) -> Option<Duration> {
+        let mut t = Duration::ZERO;
+        if after.is_none() {
+            return (!self.phases.is_empty()).then_some(t);
+        }
+        let after = after.unwrap_or_default();
+        for phase in &self.phases {
+            if phase.every.is_zero() {
+                return None;
+            }
+            while t < phase.until {
+                t = (t + phase.every).min(phase.until);
+                if t > after {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    }
+
+    /// The last capture time: captures stop here even if probes are still running.
+    pub fn end(&self) -> Duration {
+        self.phases.last().map_or(Duration::ZERO, |p| p.until)
+    }
+}
+
+/// A screenshot as stored next to the results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Screenshot {
+    /// Relative to the results directory.
+    pub path: String,
+    /// Seconds since launch at which it was taken.
+    pub offset_s: f64,
+    pub width: u32,
+    pub height: u32,
+    /// Perceptual hash (base64), to collapse identical consecutive frames in reports.
+    pub hash: String,
+    /// Index of the first screenshot of the run of identical frames this one belongs to.
+    pub duplicate_of: Option<usize>,
+}
+
+/// Decodes an image (PNG, JPEG or PPM), re-encodes it as PNG or JPEG into `file` and hashes it.
+pub fn store(bytes: &[u8], file: &Path) -> Result<(u32, u32, String), String> {
+    let img =
+        image::load_from_memory(bytes).map_err(|e| format!("failed to decode screenshot: {e}"))?;
+    let hash = hasher().hash_image(&img).to_base64();
+    let is_same_format =
+        image::guess_format(bytes).ok() == image::ImageFormat::from_path(file).ok();
+    if is_same_format {
+        std::fs::write(file, bytes)
+            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    } else {
+        img.save(file)
+            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    }
+    Ok((img.width(), img.height(), hash))
+}
+
+fn hasher() -> image_hasher::Hasher {
+    image_hasher::HasherConfig::new()
+        .hash_size(16, 16)
+        .to_hasher()
+}
+
+/// Whether two hashes are of the same picture (a blinking cursor is not a change).
+pub fn same_picture(a: &str, b: &str) -> bool {
+    match (
+        image_hasher::ImageHash::<Box<[u8]>>::from_base64(a),
+        image_hasher::ImageHash::<Box<[u8]>>::from_base64(b),
+    ) {
+        (Ok(a), Ok(b)) => a.dist(&b) <= 2,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(every: u64, until: u64) -> ScreenshotPhase {
+        ScreenshotPhase {
+            every: Duration::from_secs(every),
+            until: Duration::from_secs(until),
+        }
+    }
+
+    #[test]
+    fn default_schedule_times() {
+        let s = Schedule {
+            phases: vec![phase(1, 15), phase(15, 300)],
+        };
+        let mut times = Vec::new();
+        let mut last = None;
+        while let Some(t) = s.next(last) {
+            times.push(t.as_secs());
+            last = Some(t);
+        }
+        let mut expected: Vec<u64> = (0..=15).collect();
+        expected.extend((2..=20).map(|i| i * 15));
+        assert_eq!(times, expected);
+        // After a late capture (throttling), the schedule resumes at the next slot.
+        assert_eq!(
+            s.next(Some(Duration::from_millis(15_500))),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn rejects_phases_out_of_order() {
+        let mut problems = Vec::new();
+        Schedule::resolve(
+            &[phase(1, 15), phase(0, 10)],
+            &FieldPath::root(),
+            &mut problems,
+        );
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+    }
+}

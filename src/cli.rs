@@ -1,0 +1,191 @@
+//! The command line: a thin layer that parses arguments and hands over to the library.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit::Outcome;
+use crate::plan::{Plan, Shard};
+use crate::spec::{self, SpecError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "amiprobe",
+    version,
+    about = "Smoke-test freshly built machine images where they will really run"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check specs for errors without running anything (exit 0 or 2).
+    Validate {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Show the cells a spec expands to.
+    Plan {
+        spec: PathBuf,
+        /// Only the cells of shard K of N (1-based), split by cell id.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Print the JSON Schema of the spec format.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VarArgs {
+    /// Set a spec variable, `${KEY}`; wins over the environment.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+impl VarArgs {
+    pub fn overrides(&self) -> BTreeMap<String, String> {
+        self.vars.iter().cloned().collect()
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+    if k.is_empty() {
+        return Err("variable name is empty".into());
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> Outcome {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Outcome::Passed
+                }
+                _ => Outcome::UsageError,
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate { specs, vars } => validate(&specs, &vars.overrides()),
+        Command::Plan {
+            spec,
+            shard,
+            format,
+            vars,
+        } => plan(&spec, shard, format, &vars.overrides()),
+        Command::Schema => {
+            println!("{}", schema_text());
+            Outcome::Passed
+        }
+    }
+}
+
+/// The schema exactly as `schemas/amiprobe.schema.json` holds it.
+pub fn schema_text() -> String {
+    serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default()
+}
+
+/// Loads and resolves a spec: every error in it, with places.
+pub fn load_plan(
+    file: &std::path::Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<Plan, SpecError> {
+    let loaded = spec::load_file(file, vars)?;
+    Plan::resolve(&loaded)
+}
+
+fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
+    let mut outcome = Outcome::Passed;
+    for file in specs {
+        match load_plan(file, vars) {
+            Ok(plan) => println!("{}: ok ({} cells)", file.display(), plan.cells.len()),
+            Err(e) => {
+                eprint!("{e}");
+                outcome = Outcome::UsageError;
+            }
+        }
+    }
+    outcome
+}
+
+fn plan(
+    file: &std::path::Path,
+    shard: Option<Shard>,
+    format: Format,
+    vars: &BTreeMap<String, String>,
+) -> Outcome {
+    let plan = match load_plan(file, vars) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("{e}");
+            return Outcome::UsageError;
+        }
+    };
+    let total = plan.cells.len();
+    let plan = match shard {
+        Some(s) => plan.shard(s),
+        None => plan,
+    };
+    let mut out = std::io::stdout().lock();
+    let written = match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "name": plan.name,
+                "provider": plan.provider.name(),
+                "shard": shard.map(|s| s.to_string()),
+                "total_cells": total,
+                "cells": plan.cells,
+            });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        Format::Text => {
+            let mut text = format!(
+                "{}: {} cells on {}",
+                plan.name,
+                plan.cells.len(),
+                plan.provider.name()
+            );
+            if let Some(s) = shard {
+                text.push_str(&format!(" (shard {s} of {total} cells)"));
+            }
+            text.push('\n');
+            for cell in &plan.cells {
+                text.push_str(&format!("  {}\n", cell.id));
+            }
+            write!(out, "{text}")
+        }
+    };
+    match written {
+        Ok(()) => Outcome::Passed,
+        // A closed pipe (`| head`) is not a failure of the plan.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Passed,
+        Err(_) => Outcome::Failed,
+    }
+}

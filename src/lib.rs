@@ -1,0 +1,13 @@
+//! amiprobe smoke-tests freshly built machine images where they will really run.
+//!
+//! The pipeline, one module a step: [`spec`] (what was written) -> [`plan`] (what it means, checked)
+//! -> [`engine`] (runs the cells on a [`provider`], with [`capture`] and [`probe`]) -> [`report`].
+//! [`cli`] is a thin layer over it.
+
+pub mod capture;
+pub mod cli;
+pub mod console;
+pub mod exit;
+pub mod plan;
+pub mod probe;
+pub mod spec;

@@ -1,0 +1,242 @@
+//! HTTP probes: one request, then every expectation checked against the answer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Endpoint, Expectations, HttpCheck};
+use crate::spec::{HttpMethod, HttpScheme};
+
+/// Bodies are read up to this size; reports keep an excerpt.
+const MAX_BODY: usize = 1 << 20;
+const EXCERPT: usize = 2048;
+
+/// What was sent and what came back, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body_excerpt: String,
+    pub body_truncated: bool,
+}
+
+type Outcome = Result<(String, Option<HttpExchange>), (String, Option<HttpExchange>)>;
+
+pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Outcome {
+    let scheme = match check.scheme {
+        HttpScheme::Http => "http",
+        HttpScheme::Https => "https",
+    };
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let url = format!("{scheme}://{host}:{}{}", endpoint.port, check.path);
+    let method = method_name(check.method);
+    let mut exchange = HttpExchange {
+        method: method.to_string(),
+        url: url.clone(),
+        status: None,
+        headers: Vec::new(),
+        body_excerpt: String::new(),
+        body_truncated: false,
+    };
+
+    let client = reqwest::Client::builder()
+        // Never through a proxy from the environment, and only to the address the policy allowed.
+        .no_proxy()
+        .resolve(&endpoint.host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .connect_timeout(check.timeout.min(Duration::from_secs(5)))
+        .timeout(check.timeout)
+        .build();
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Err((format!("failed to build http client: {e}"), Some(exchange))),
+    };
+    let mut request = client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET),
+        &url,
+    );
+    for (k, v) in &check.headers {
+        request = request.header(k, v);
+    }
+    if let Some(body) = &check.body {
+        request = request.body(body.clone());
+    }
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Err((describe(&e), Some(exchange))),
+    };
+    let status = response.status().as_u16();
+    exchange.status = Some(status);
+    exchange.headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() >= MAX_BODY {
+                    body.truncate(MAX_BODY);
+                    exchange.body_truncated = true;
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err((
+                    format!("failed to read body: {}", describe(&e)),
+                    Some(exchange),
+                ))
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    exchange.body_excerpt = text.chars().take(EXCERPT).collect();
+    exchange.body_truncated |= text.chars().count() > EXCERPT;
+
+    match check_expectations(&check.expect, status, &exchange.headers, &text) {
+        Ok(()) => Ok((
+            format!("status {status}, all expectations met"),
+            Some(exchange),
+        )),
+        Err(why) => Err((why, Some(exchange))),
+    }
+}
+
+fn method_name(method: HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Options => "OPTIONS",
+        HttpMethod::Patch => "PATCH",
+    }
+}
+
+/// reqwest's Display hides the cause ("error sending request"); the chain says what happened.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "request timed out".to_string()
+    } else if e.is_connect() {
+        "connect failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(cause) = last {
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Checks every expectation; reports all that failed, not just the first.
+pub fn check_expectations(
+    expect: &Expectations,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(), String> {
+    let mut failures = Vec::new();
+    if !expect.status.matches(status) {
+        failures.push(format!("status {status}, expected {}", expect.status));
+    }
+    for (name, wanted) in &expect.headers {
+        match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            None => failures.push(format!("header `{name}` missing")),
+            Some((_, value)) if !value.contains(wanted.as_str()) => failures.push(format!(
+                "header `{name}` is `{value}`, expected it to contain `{wanted}`"
+            )),
+            Some(_) => {}
+        }
+    }
+    if let Some(wanted) = &expect.body_contains {
+        if !body.contains(wanted.as_str()) {
+            failures.push(format!("body does not contain `{wanted}`"));
+        }
+    }
+    if let Some(re) = &expect.body_regex {
+        if !re.is_match(body) {
+            failures.push(format!("body does not match /{}/", re.as_str()));
+        }
+    }
+    if !expect.json.is_empty() {
+        match serde_json::from_str::<serde_json::Value>(body) {
+            Err(e) => failures.push(format!("body is not JSON: {e}")),
+            Ok(doc) => {
+                for (query, path, wanted) in &expect.json {
+                    let found = path.query(&doc).all();
+                    match found.first() {
+                        None => {
+                            failures.push(format!("`{query}` found nothing, expected {wanted}"))
+                        }
+                        Some(v) if *v != wanted => {
+                            failures.push(format!("`{query}` is {v}, expected {wanted}"))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FieldPath, ProbeSpec};
+
+    fn expectations(yaml: &str) -> Expectations {
+        let spec: ProbeSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut problems = Vec::new();
+        let probe = super::super::Probe::compile(&spec, &FieldPath::root(), &mut problems).unwrap();
+        match probe.check {
+            super::super::Check::Http(h) => h.expect,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn reports_every_failed_expectation() {
+        let e = expectations(
+            "name: h\nhttp: {port: 80}\nexpect: {status: 200-299, headers: {Content-Type: json}, body_contains: up, json: {'$.status': up}}",
+        );
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        assert_eq!(
+            check_expectations(&e, 200, &headers, r#"{"status":"up"}"#),
+            Ok(())
+        );
+        let err = check_expectations(&e, 503, &[], r#"{"status":"down"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            "status 503, expected 200-299; header `Content-Type` missing; body does not contain `up`; `$.status` is \"down\", expected \"up\""
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading a spec file: variables, YAML, unknown keys, and type errors with their places.
+//!
+//! The pipeline is: text -> `${VAR}` substitution -> deserialize (collecting every unknown key with
+//! serde_ignored, and the path of a type error with serde_path_to_error) -> [`LoadedSpec`].
+//! Semantic checks follow in `plan::resolve`, which reports through [`LoadedSpec::error`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::diagnostic::{Diagnostic, Problem, SpecError};
+use super::locate::{Locations, Position};
+use super::model::Spec;
+use super::path::FieldPath;
+use super::suggest;
+use super::vars::{self, Substituted, Vars};
+
+/// A spec that deserialized, with what is needed to point back into its file.
+#[derive(Debug)]
+pub struct LoadedSpec {
+    pub spec: Spec,
+    pub file: PathBuf,
+    /// The original text, for showing lines in errors.
+    pub source: String,
+    locations: Locations,
+    substituted: Substituted,
+    /// Unknown keys: reported together with the semantic errors found later, not on their own.
+    unknown_keys: Vec<Diagnostic>,
+}
+
+/// Variables given on the command line (`--var KEY=VALUE`), which win over the environment.
+pub type VarOverrides = BTreeMap<String, String>;
+
+pub fn load_file(file: &Path, overrides: &VarOverrides) -> Result<LoadedSpec, SpecError> {
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| SpecError::single(file, format!("failed to read spec: {e}")))?;
+    let env = |name: &str| std::env::var(name).ok();
+    load_str(
+        file,
+        source,
+        &Vars {
+            overrides,
+            env: &env,
+        },
+    )
+}
+
+pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, SpecError> {
+    let error = |diagnostics: Vec<Diagnostic>, source: &str| SpecError {
+        diagnostics,
+        source: Some(source.to_string()),
+    };
+    let substituted = match vars::substitute(&source, vars) {
+        Ok(s) => s,
+        Err(errors) => {
+            let diagnostics = errors
+                .into_iter()
+                .map(|e| Diagnostic {
+                    file: file.to_path_buf(),
+                    position: Some(Position {
+                        line: e.line,
+                        column: e.column,
+                    }),
+                    path: None,
+                    message: e.message,
+                    help: None,
+                })
+                .collect();
+            return Err(error(diagnostics, &source));
+        }
+    };
+    if substituted
+        .text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(error(
+            vec![Diagnostic {
+                file: file.to_path_buf(),
+                position: None,
+                path: None,
+                message: "spec is empty".into(),
+                help: Some("a spec needs at least `name`, `provider` and `matrix`".into()),
+            }],
+            &source,
+        ));
+    }
+
+    let locations = Locations::index(&substituted.text);
+    let mut unknown = Vec::new();
+    let result: Result<Spec, _> = {
+        let de = serde_yaml::Deserializer::from_str(&substituted.text);
+        let mut on_unknown =
+            |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
+        let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
+        serde_path_to_error::deserialize(de)
+    };
+
+    let mut loaded = LoadedSpec {
+        spec: match &result {
+            Ok(spec) => spec.clone(),
+            // A placeholder that is never used: the error below is returned instead.
+            Err(_) => placeholder(),
+        },
+        file: file.to_path_buf(),
+        source,
+        locations,
+        substituted,
+        unknown_keys: Vec::new(),
+    };
+    loaded.unknown_keys = unknown
+        .iter()
+        .map(|path| loaded.unknown_key(path))
+        .collect();
+    match result {
+        Ok(_) => Ok(loaded),
+        Err(e) => {
+            let mut diagnostics = std::mem::take(&mut loaded.unknown_keys);
+            diagnostics.push(loaded.type_error(&e));
+            diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
+            Err(error(diagnostics, &loaded.source))
+        }
+    }
+}
+
+fn placeholder() -> Spec {
+    serde_yaml::from_str("{name: '', provider: {}, matrix: {}}").unwrap_or_else(|_| unreachable!())
+}
+
+impl LoadedSpec {
+    /// The directory relative paths in the spec are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn position(&self, pos: Option<Position>) -> Option<Position> {
+        pos.map(|p| {
+            let (line, column) = self.substituted.original_position(p.line, p.column);
+            Position { line, column }
+        })
+    }
+
+    /// Whether anything is wrong so far (unknown keys).
+    pub fn has_errors(&self) -> bool {
+        !self.unknown_keys.is_empty()
+    }
+
+    /// Turns problems found after deserializing, and the unknown keys, into one located error.
+    pub fn error(&self, problems: Vec<Problem>) -> SpecError {
+        let mut diagnostics: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|p| {
+                let pos = if p.at_key {
+                    self.locations.key_or_value(&p.path)
+                } else {
+                    self.locations.value(&p.path)
+                };
+                Diagnostic {
+                    file: self.file.clone(),
+                    position: self.position(pos),
+                    path: Some(p.path),
+                    message: p.message,
+                    help: p.help,
+                }
+            })
+            .collect();
+        diagnostics.extend(self.unknown_keys.iter().cloned());
+        diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
+        SpecError {
+            diagnostics,
+            source: Some(self.source.clone()),
+        }
+    }
+
+    fn unknown_key(&self, path: &FieldPath) -> Diagnostic {
+        let key = path.last_key().unwrap_or_default().to_string();
+        let parent = path.parent().unwrap_or_default();
+        let valid = suggest::valid_keys(&parent);
+        let help = match suggest::nearest(&key, &valid) {
+            Some(near) => Some(format!("did you mean `{near}`?")),
+            None if !valid.is_empty() => Some(format!("valid keys here: {}", valid.join(", "))),
+            None => None,
+        };
+        let where_ = if parent.segments().is_empty() {
+            "at the top level".to_string()
+        } else {
+            format!("in {parent}")
+        };
+        Diagnostic {
+            file: self.file.clone(),
+            position: self.position(self.locations.key_or_value(path)),
+            path: Some(path.clone()),
+            message: format!("unknown key `{key}` {where_}"),
+            help,
+        }
+    }
+
+    fn type_error(&self, e: &serde_path_to_error::Error<serde_yaml::Error>) -> Diagnostic {
+        let path = FieldPath::from_tracked(e.path());
+        let inner = e.inner();
+        let position = inner
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .or_else(|| self.locations.value(&path));
+        let mut message = clean_yaml_message(&inner.to_string());
+        // serde_yaml prefixes nested errors with its own rendering of the path, which we print anyway.
+        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+            message = rest.to_string();
+        }
+        Diagnostic {
+            file: self.file.clone(),
+            position: self.position(position),
+            path: (!path.segments().is_empty()).then_some(path),
+            message,
+            help: None,
+        }
+    }
+}
+
+/// serde_yaml appends "at line L column C" (we print that ourselves) and names Rust types.
+fn clean_yaml_message(message: &str) -> String {
+    static POSITION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let position = POSITION.get_or_init(|| {
+        regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|_| unreachable!())
+    });
+    let message = position.replace_all(message, "");
+    let message = message.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    message
+        .replace("struct ", "")
+        .replace(
+            "expected a duration",
+            "expected a duration like 500ms, 15s, 5m or 1h30m",
+        )
+        .replace("expected u16", "expected a port number (0-65535)")
+        .replace("expected u32", "expected a whole number")
+        .replace("expected usize", "expected a whole number")
+        .replace(
+            "expected a nonzero usize",
+            "expected a whole number above 0",
+        )
+        .replace("nonzero usize", "whole number above 0")
+        .replace("a sequence", "a list")
+        .replace("sequence,", "list,")
+        .replace("a map", "a mapping")
+        .replace("expected Spec", "expected a mapping of spec keys")
+}

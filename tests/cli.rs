@@ -1,0 +1,127 @@
+//! The command line: plan, shards, schema and the example specs.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::{repo_root, Test};
+
+#[test]
+fn plan_expands_the_readme_spec_to_its_four_cells() {
+    let run = Test::new()
+        .in_repo()
+        .args(["plan", "specs/web-appliance.yaml", "--format", "json"])
+        .run()
+        .code(0);
+    let doc = run.json();
+    let ids: Vec<&str> = doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "ami-0aaa_t3.micro_subnet-1_sg-web",
+            "ami-0aaa_m5.large_subnet-1_sg-web",
+            "ami-0bbb_t3.micro_subnet-1_sg-web",
+            "ami-0ccc_t3.small_subnet-1_sg-web"
+        ]
+    );
+    assert_eq!(
+        doc["cells"][3]["security_groups"],
+        serde_json::json!(["sg-web"])
+    );
+}
+
+#[test]
+fn shards_are_disjoint_and_their_union_is_the_plan() {
+    let spec = "name: t\nprovider: {ec2: {}}\nmatrix:\n  image: [a1, a2, a3, a4, a5, a6, a7]\n  instance_type: [t3.micro, t3.small, m5.large]\n";
+    let ids = |args: &[&str]| -> Vec<String> {
+        let run = Test::new()
+            .file("spec.yaml", spec)
+            .args(["plan", "spec.yaml", "--format", "json"])
+            .args(args)
+            .run()
+            .code(0);
+        run.json()["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all: BTreeSet<String> = ids(&[]).into_iter().collect();
+    assert_eq!(all.len(), 21);
+    let mut union = BTreeSet::new();
+    for k in 1..=4 {
+        let shard = ids(&["--shard", &format!("{k}/4")]);
+        assert_eq!(
+            shard,
+            ids(&["--shard", &format!("{k}/4")]),
+            "shard {k} is not deterministic"
+        );
+        for id in shard {
+            assert!(union.insert(id.clone()), "{id} is in two shards");
+        }
+    }
+    assert_eq!(union, all);
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    Test::new()
+        .args(["plan", "x.yaml", "--shard", "5/4"])
+        .run()
+        .code(2)
+        .stderr_has("invalid shard `5/4`");
+    Test::new().args(["frobnicate"]).run().code(2);
+    Test::new()
+        .args(["validate", "missing.yaml"])
+        .run()
+        .code(2)
+        .stderr_has("failed to read spec");
+    Test::new()
+        .args(["--help"])
+        .run()
+        .code(0)
+        .stdout_has("Usage: amiprobe");
+}
+
+#[test]
+fn checked_in_schema_is_current() {
+    let run = Test::new().args(["schema"]).run().code(0);
+    let checked_in =
+        std::fs::read_to_string(repo_root().join("schemas/amiprobe.schema.json")).unwrap();
+    assert_eq!(
+        run.stdout().trim_end(),
+        checked_in.trim_end(),
+        "schemas/amiprobe.schema.json is stale: run `cargo run -- schema > schemas/amiprobe.schema.json`"
+    );
+}
+
+#[test]
+fn example_specs_carry_the_modeline_and_validate() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(repo_root().join("specs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schemas/amiprobe.schema.json"),
+            "{} lacks the schema modeline",
+            path.display()
+        );
+        Test::new()
+            .in_repo()
+            .args(["validate", path.to_str().unwrap()])
+            .run()
+            .code(0)
+            .stdout_has(": ok (");
+        count += 1;
+    }
+    assert!(count >= 2, "only {count} example specs");
+}
