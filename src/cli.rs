@@ -41,8 +41,32 @@ pub enum Command {
         #[command(flatten)]
         vars: VarArgs,
     },
+    /// Run a spec: launch every cell, capture, probe, clean up, write results.
+    Run(RunArgs),
     /// Print the JSON Schema of the spec format.
     Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub spec: PathBuf,
+    /// Where results go (default: amiprobe-results/<timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Cells at once (default: the spec's `concurrency`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+    /// Only the cells of shard K of N (1-based), split by cell id.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Probes connect to this host (a tunnel or bastion) instead of the machine's address.
+    #[arg(long, value_name = "HOST")]
+    pub probe_host: Option<String>,
+    /// Addresses probes may contact (default: each cell's own machine only).
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +120,7 @@ pub fn main() -> Outcome {
             format,
             vars,
         } => plan(&spec, shard, format, &vars.overrides()),
+        Command::Run(args) => crate::run::run(args),
         Command::Schema => {
             println!("{}", schema_text());
             Outcome::Passed

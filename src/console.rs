@@ -100,6 +100,10 @@ impl ConsoleRules {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.must_contain.is_empty() && self.must_not_contain.is_empty() && self.builtin.is_empty()
+    }
+
     /// Checks a whole console log. Every rule yields a finding, passed or not.
     pub fn check(&self, log: &str) -> Vec<ConsoleFinding> {
         let lines: Vec<(usize, &str)> = log

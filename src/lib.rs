@@ -7,7 +7,12 @@
 pub mod capture;
 pub mod cli;
 pub mod console;
+pub mod engine;
 pub mod exit;
 pub mod plan;
 pub mod probe;
+pub mod provider;
+pub mod report;
+pub mod results;
+pub mod run;
 pub mod spec;

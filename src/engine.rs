@@ -1,0 +1,255 @@
+//! The engine: runs a plan's cells in parallel on a provider and gathers their results.
+//!
+//! Like nextest's runner, a dispatcher owns all state and `select!`s over three sources: events from
+//! cell tasks (fanned out to the reporter), finished cells, and signals. Ctrl-C escalates: the first
+//! stops capturing and cleans up in order, the second cleans up without waiting for confirmations, the
+//! third exits at once. `results.json` is rewritten after every finished cell, so even a killed run
+//! leaves its partial results.
+
+mod cell;
+mod event;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use cell::CellContext;
+pub use event::{Event, Phase};
+
+use crate::plan::Plan;
+use crate::provider::{Ledger, Provider};
+use crate::results::{CellResult, CellStatus, RunResults, RunStatus, SpecInfo, SCHEMA_VERSION};
+
+/// Receives the engine's events; the terminal display is one.
+pub trait Reporter: Send {
+    fn event(&mut self, event: &Event);
+}
+
+pub struct RunOptions {
+    pub run_id: String,
+    pub out_dir: PathBuf,
+    pub concurrency: usize,
+    pub shard: Option<String>,
+    pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    pub probe_host: Option<String>,
+}
+
+/// Runs every cell of the plan and returns the results (also written to `out_dir/results.json`).
+pub async fn run(
+    plan: Plan,
+    provider: Arc<dyn Provider>,
+    options: RunOptions,
+    reporter: &mut dyn Reporter,
+) -> RunResults {
+    let started = Instant::now();
+    let plan = Arc::new(plan);
+    let mut results = RunResults {
+        schema_version: SCHEMA_VERSION,
+        amiprobe_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: options.run_id.clone(),
+        spec: SpecInfo {
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            file: plan.spec_file.display().to_string(),
+            provider: plan.provider.name().to_string(),
+        },
+        shard: options.shard.clone(),
+        status: RunStatus::Running,
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        finished_at: None,
+        duration_s: 0.0,
+        counts: Default::default(),
+        warnings: Vec::new(),
+        leftover_cleanup: Vec::new(),
+        cells: plan.cells.iter().map(cell::not_run).collect(),
+    };
+    let write = |results: &mut RunResults| {
+        results.recount();
+        results.duration_s = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        if let Err(e) = results.write(&options.out_dir) {
+            eprintln!("warning: failed to write results.json: {e}");
+        }
+    };
+    write(&mut results);
+
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    reporter.event(&Event::RunStarted {
+        run_id: options.run_id.clone(),
+        cells: plan.cells.len(),
+        out_dir: options.out_dir.display().to_string(),
+    });
+
+    let ledger = Ledger::default();
+    let cancel = CancellationToken::new();
+    let hurry = CancellationToken::new();
+    let ctx = CellContext {
+        plan: plan.clone(),
+        provider: provider.clone(),
+        run_id: options.run_id.clone(),
+        out_dir: options.out_dir.clone(),
+        ledger: ledger.clone(),
+        events: events_tx.clone(),
+        cancel: cancel.clone(),
+        hurry: hurry.clone(),
+        allow_targets: options.allow_targets.clone(),
+        probe_host: options.probe_host.clone(),
+    };
+
+    match provider.preflight(&plan).await {
+        Ok(warnings) => {
+            for w in warnings {
+                reporter.event(&Event::Warning(w.clone()));
+                results.warnings.push(w);
+            }
+        }
+        Err(e) => {
+            let message = format!("provider check failed: {e}");
+            reporter.event(&Event::Warning(message.clone()));
+            for cell in &mut results.cells {
+                cell.status = CellStatus::Error;
+                cell.reason = Some(message.clone());
+                cell.errors.push(message.clone());
+            }
+            results.status = RunStatus::Failed;
+            results.finished_at =
+                Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            write(&mut results);
+            return results;
+        }
+    }
+
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut task_cells = HashMap::new();
+    for (index, cell) in plan.cells.iter().enumerate() {
+        let ctx = ctx.clone();
+        let cell = cell.clone();
+        let slots = slots.clone();
+        let handle = tasks.spawn(async move {
+            let permit = tokio::select! {
+                p = slots.acquire_owned() => p.ok(),
+                _ = ctx.cancel.cancelled() => None,
+            };
+            match permit {
+                Some(_permit) => cell::run_cell(ctx, cell).await,
+                None => cell::not_run(&cell),
+            }
+        });
+        task_cells.insert(handle.id(), index);
+    }
+    drop(events_tx);
+    drop(ctx);
+
+    let mut interrupts = 0u32;
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    loop {
+        tokio::select! {
+            Some(event) = events_rx.recv() => reporter.event(&event),
+            joined = tasks.join_next_with_id() => {
+                let Some(joined) = joined else { break };
+                let (index, result) = match joined {
+                    Ok((id, result)) => (task_cells[&id], result),
+                    Err(e) => {
+                        let index = task_cells[&e.id()];
+                        (index, crashed(&results.cells[index], &e))
+                    }
+                };
+                // Events sent before the cell finished are shown first.
+                while let Ok(event) = events_rx.try_recv() {
+                    reporter.event(&event);
+                }
+                reporter.event(&Event::CellFinished(Box::new(result.clone())));
+                results.cells[index] = result;
+                write(&mut results);
+            }
+            _ = recv(&mut sigint) => interrupt(&mut interrupts, &cancel, &hurry, reporter, &mut results, &write),
+            _ = recv(&mut sigterm) => interrupt(&mut interrupts, &cancel, &hurry, reporter, &mut results, &write),
+        }
+    }
+    while let Ok(event) = events_rx.try_recv() {
+        reporter.event(&event);
+    }
+
+    // Resources whose cell could not remove them (a panicked or abandoned task).
+    let leftovers = ledger.remaining();
+    if !leftovers.is_empty() {
+        results.leftover_cleanup = provider.remove_leftovers(leftovers).await;
+    }
+
+    results.status = if cancel.is_cancelled() {
+        RunStatus::Interrupted
+    } else if results.cells.iter().all(|c| c.status.is_pass()) {
+        RunStatus::Passed
+    } else {
+        RunStatus::Failed
+    };
+    results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    write(&mut results);
+    results
+}
+
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn interrupt(
+    count: &mut u32,
+    cancel: &CancellationToken,
+    hurry: &CancellationToken,
+    reporter: &mut dyn Reporter,
+    results: &mut RunResults,
+    write: &dyn Fn(&mut RunResults),
+) {
+    *count += 1;
+    let message = match *count {
+        1 => {
+            cancel.cancel();
+            "interrupted: stopping cells, collecting console logs and cleaning up (Ctrl-C again to skip waiting)"
+        }
+        2 => {
+            hurry.cancel();
+            "interrupted again: cleaning up without waiting for confirmation (Ctrl-C again to exit at once)"
+        }
+        _ => {
+            "interrupted a third time: exiting now; run `amiprobe sweep` to remove what may be left"
+        }
+    };
+    reporter.event(&Event::Interrupt {
+        count: *count,
+        message: message.to_string(),
+    });
+    if *count >= 3 {
+        results.status = RunStatus::Interrupted;
+        results.finished_at =
+            Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+        write(results);
+        // QEMU processes die with us (PR_SET_PDEATHSIG); cloud resources carry the run's tags.
+        std::process::exit(crate::exit::Outcome::Interrupted.code());
+    }
+}
+
+/// The result of a cell whose task panicked: what was known before, marked as an error.
+fn crashed(before: &CellResult, error: &tokio::task::JoinError) -> CellResult {
+    let mut result = before.clone();
+    let why = if error.is_panic() {
+        "cell task panicked"
+    } else {
+        "cell task was cancelled"
+    };
+    result.status = CellStatus::Error;
+    result.reason = Some(why.to_string());
+    result.errors.push(why.to_string());
+    result
+}

@@ -1,0 +1,550 @@
+//! One cell, start to finish: launch, wait until running, screenshots while probing, console log,
+//! assertions, and cleanup, which runs whatever happened before it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::event::{Event, Phase};
+use crate::capture::{self, Screenshot};
+use crate::console::RuleKind;
+use crate::plan::{Cell, Plan};
+use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
+use crate::provider::{LaunchContext, Ledger, Machine, Provider};
+use crate::results::{
+    CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings,
+};
+
+/// How often the console log is refreshed while the machine runs.
+const CONSOLE_POLL: Duration = Duration::from_secs(10);
+/// After this many failed screenshots in a row, stop trying.
+const MAX_SCREENSHOT_FAILURES: usize = 5;
+
+/// Everything a cell task needs; cheap to clone per cell.
+#[derive(Clone)]
+pub struct CellContext {
+    pub plan: Arc<Plan>,
+    pub provider: Arc<dyn Provider>,
+    pub run_id: String,
+    pub out_dir: PathBuf,
+    pub ledger: Ledger,
+    pub events: UnboundedSender<Event>,
+    /// First Ctrl-C: stop capturing and probing, collect what there is, clean up.
+    pub cancel: CancellationToken,
+    /// Second Ctrl-C: clean up without waiting for confirmations.
+    pub hurry: CancellationToken,
+    /// `--allow-targets`; None means each machine's own addresses.
+    pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    /// `--probe-host`: probes connect here, to the guest's own port numbers.
+    pub probe_host: Option<String>,
+}
+
+/// The result being built, with the clock it is measured by.
+struct Recorder {
+    ctx: CellContext,
+    t0: Instant,
+    result: CellResult,
+}
+
+impl Recorder {
+    fn now_s(&self) -> f64 {
+        round_ms(self.t0.elapsed())
+    }
+
+    fn phase(&self, phase: Phase) {
+        let _ = self.ctx.events.send(Event::Phase {
+            cell: self.result.id.clone(),
+            phase,
+        });
+    }
+
+    fn event(&mut self, kind: EventKind, message: impl Into<String>) {
+        let event = TimelineEvent {
+            at_s: self.now_s(),
+            kind,
+            message: message.into(),
+        };
+        let _ = self.ctx.events.send(Event::Timeline {
+            cell: self.result.id.clone(),
+            event: event.clone(),
+        });
+        self.result.events.push(event);
+    }
+
+    fn error(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        self.event(EventKind::Error, message.clone());
+        self.result.errors.push(message);
+    }
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// A cell that never started (interrupted while waiting for its turn).
+pub fn not_run(cell: &Cell) -> CellResult {
+    CellResult {
+        id: cell.id.0.clone(),
+        params: CellParams::from(cell),
+        status: CellStatus::NotRun,
+        reason: None,
+        started_at: None,
+        timings: Timings::default(),
+        machine: serde_json::Value::Null,
+        events: Vec::new(),
+        screenshots: Vec::new(),
+        screenshots_note: None,
+        console_log: None,
+        console: Vec::new(),
+        probes: Vec::new(),
+        errors: Vec::new(),
+        cleanup: Vec::new(),
+    }
+}
+
+/// How the drive phase ended.
+enum Ending {
+    Finished,
+    TimedOut,
+    Interrupted,
+    Error(String),
+}
+
+pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
+    let mut result = not_run(&cell);
+    result.status = CellStatus::Running;
+    result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    let mut rec = Recorder {
+        ctx: ctx.clone(),
+        t0: Instant::now(),
+        result,
+    };
+    let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
+    if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
+        rec.error(format!("failed to create {}: {e}", cell_dir.display()));
+        rec.result.status = CellStatus::Error;
+        rec.result.reason = rec.result.errors.first().cloned();
+        return rec.result;
+    }
+
+    rec.phase(Phase::Launching);
+    rec.event(EventKind::Launching, format!("launching {}", cell.image));
+    let launch_ctx = LaunchContext {
+        run_id: ctx.run_id.clone(),
+        cell_dir: cell_dir.clone(),
+        probe_ports: ctx.plan.probes.iter().map(Probe::port).collect(),
+        ledger: ctx.ledger.clone(),
+    };
+    let launched = tokio::select! {
+        r = ctx.provider.launch(&cell, &launch_ctx) => Some(r),
+        _ = ctx.cancel.cancelled() => None,
+    };
+    let mut machine = match launched {
+        None => {
+            // The launch future was dropped: whatever it created is in the ledger, removed at the end.
+            rec.result.status = CellStatus::Interrupted;
+            rec.result.reason = Some("interrupted during launch".into());
+            rec.result.timings.ended_s = Some(rec.now_s());
+            return rec.result;
+        }
+        Some(Err(e)) => {
+            rec.error(format!("launch failed: {e}"));
+            rec.result.status = CellStatus::Error;
+            rec.result.reason = rec.result.errors.last().cloned();
+            rec.result.timings.ended_s = Some(rec.now_s());
+            return rec.result;
+        }
+        Some(Ok(m)) => m,
+    };
+    rec.result.timings.launched_s = Some(rec.now_s());
+    rec.result.machine = machine.facts();
+    rec.event(EventKind::Launched, "machine created");
+
+    let ending = drive(&mut rec, machine.as_mut(), &cell_dir).await;
+
+    // Console log: before terminating, while the provider can still read it.
+    rec.phase(Phase::CollectingConsole);
+    if ctx.plan.console_log || !ctx.plan.console.is_empty() {
+        let _ = machine.poll_console().await;
+        match machine.console_log().await {
+            Ok(text) => {
+                let file = cell_dir.join("console.log");
+                match std::fs::write(&file, &text) {
+                    Ok(()) => {
+                        rec.result.console_log = Some(format!("cells/{}/console.log", cell.id.0))
+                    }
+                    Err(e) => rec.error(format!("failed to write console log: {e}")),
+                }
+                if matches!(ending, Ending::Finished | Ending::TimedOut) {
+                    rec.result.console = ctx.plan.console.check(&text);
+                    let hits: Vec<(String, usize)> = rec
+                        .result
+                        .console
+                        .iter()
+                        .filter(|f| !f.passed && f.kind != RuleKind::MustContain)
+                        .flat_map(|f| f.hits.iter().map(move |h| (f.rule.clone(), h.line)))
+                        .collect();
+                    for (rule, line) in hits {
+                        rec.event(
+                            EventKind::ConsoleMatch,
+                            format!("console line {line} matches `{rule}`"),
+                        );
+                    }
+                }
+            }
+            Err(e) => rec.error(format!("failed to read console log: {e}")),
+        }
+    }
+
+    rec.phase(Phase::CleaningUp);
+    let steps = tokio::select! {
+        steps = machine.terminate(ctx.hurry.is_cancelled()) => steps,
+        _ = ctx.hurry.cancelled() => machine.terminate(true).await,
+    };
+    for step in &steps {
+        let message = if step.ok {
+            step.action.clone()
+        } else {
+            format!("{} failed: {}", step.action, step.message)
+        };
+        rec.event(EventKind::Cleanup, message);
+    }
+    rec.result.cleanup = steps;
+    rec.result.timings.ended_s = Some(rec.now_s());
+    finish(&mut rec, ending);
+    rec.result
+}
+
+/// Decides the cell's status and the one-line reason.
+fn finish(rec: &mut Recorder, ending: Ending) {
+    let r = &mut rec.result;
+    let failed_probe = r
+        .probes
+        .iter()
+        .find(|p| !p.passed)
+        .map(|p| format!("probe `{}` failed: {}", p.name, p.message));
+    let failed_console = r.console.iter().find(|f| !f.passed).map(|f| match f.kind {
+        RuleKind::MustContain => format!("console never showed `{}`", f.rule),
+        _ => {
+            let hit = f
+                .hits
+                .first()
+                .map(|h| format!(" at line {}: {}", h.line, h.text.trim()))
+                .unwrap_or_default();
+            format!("console matched `{}`{hit}", f.rule)
+        }
+    });
+    let cleanup_failed = r
+        .cleanup
+        .iter()
+        .find(|s| !s.ok)
+        .map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
+    let (status, reason) = match ending {
+        Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
+        Ending::Error(e) => (CellStatus::Error, Some(e)),
+        Ending::TimedOut => (
+            CellStatus::TimedOut,
+            Some("timed out (timeouts.run)".to_string()),
+        ),
+        // The console names what broke in the image; a probe failure is often its consequence.
+        Ending::Finished => match failed_console.or(failed_probe).or(cleanup_failed) {
+            Some(reason) => (CellStatus::Failed, Some(reason)),
+            None => (CellStatus::Passed, None),
+        },
+    };
+    r.status = status;
+    r.reason = reason;
+}
+
+/// From "created" to "done capturing": wait until running, then screenshots and probes.
+async fn drive(
+    rec: &mut Recorder,
+    machine: &mut dyn Machine,
+    cell_dir: &std::path::Path,
+) -> Ending {
+    let ctx = rec.ctx.clone();
+    let plan = &ctx.plan;
+    let t0 = rec.t0;
+    let run_deadline = t0 + plan.run_timeout;
+
+    rec.phase(Phase::Booting);
+    let remaining = run_deadline.saturating_duration_since(Instant::now());
+    let running = tokio::select! {
+        r = machine.wait_running(remaining) => r,
+        _ = ctx.cancel.cancelled() => return Ending::Interrupted,
+    };
+    if let Err(e) = running {
+        rec.error(format!("machine did not start: {e}"));
+        return Ending::Error(format!("machine did not start: {e}"));
+    }
+    let running_at = Instant::now();
+    rec.result.timings.running_s = Some(rec.now_s());
+    rec.event(EventKind::Running, "machine running");
+    rec.phase(Phase::Probing);
+
+    // Probes run as their own tasks, so a slow request never delays a screenshot.
+    let (attempt_tx, mut attempt_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Attempt)>();
+    let mut probes: JoinSet<()> = JoinSet::new();
+    let stop_probes = ctx.cancel.child_token();
+    for (index, probe) in plan.probes.iter().enumerate() {
+        let (endpoint, guest_port) = match (&ctx.probe_host, &probe.host) {
+            (Some(host), _) | (None, Some(host)) => (
+                Some(Endpoint {
+                    host: host.clone(),
+                    port: probe.port(),
+                }),
+                probe.port(),
+            ),
+            (None, None) => (machine.endpoint(probe.port()), probe.port()),
+        };
+        rec.result.probes.push(ProbeResult {
+            name: probe.name.clone(),
+            kind: probe.kind().to_string(),
+            target: endpoint.as_ref().map(|e| format!("{}:{}", e.host, e.port)),
+            passed: false,
+            first_passed_s: None,
+            attempts_count: 0,
+            message: "not attempted".into(),
+            attempts: Vec::new(),
+            last_exchange: None,
+        });
+        let Some(endpoint) = endpoint else {
+            rec.result.probes[index].message =
+                format!("port {guest_port} is not reachable on this machine");
+            continue;
+        };
+        let policy = TargetPolicy {
+            allowed: ctx
+                .allow_targets
+                .clone()
+                .unwrap_or_else(|| machine.own_addresses()),
+        };
+        let meaning = machine.connect_meaning();
+        let probe = probe.clone();
+        let tx = attempt_tx.clone();
+        let stop = stop_probes.clone();
+        probes.spawn(async move {
+            let deadline = running_at + probe.within;
+            loop {
+                let at_s = round_ms(t0.elapsed());
+                let attempt = tokio::select! {
+                    a = probe::attempt(&probe, &endpoint, &policy, meaning, at_s) => a,
+                    _ = stop.cancelled() => return,
+                };
+                let passed = attempt.passed;
+                let _ = tx.send((index, attempt));
+                let next = Instant::now() + probe.interval;
+                if passed || next >= deadline {
+                    return;
+                }
+                tokio::select! {
+                    _ = sleep_until(next) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+    drop(attempt_tx);
+
+    let schedule = &plan.schedule;
+    let mut next_shot = schedule.next(None);
+    let mut shot_failures = 0usize;
+    let mut screenshots_on = true;
+    let mut probes_done_at: Option<Instant> = if probes.is_empty() {
+        Some(running_at)
+    } else {
+        None
+    };
+    let mut port_open_reported = std::collections::BTreeSet::new();
+    let mut next_console_poll = Instant::now() + CONSOLE_POLL;
+    // With no probes the screenshot schedule alone says how long to watch the console.
+    let capture_all = plan.probes.is_empty();
+
+    let ending = loop {
+        let stop_at = probes_done_at.map(|done| done + plan.after_ready);
+        let shots_left = screenshots_on && next_shot.is_some();
+        if let Some(stop_at) = stop_at {
+            let waiting_for_schedule = capture_all && shots_left;
+            if !waiting_for_schedule && Instant::now() >= stop_at {
+                break Ending::Finished;
+            }
+        }
+        let shot_at = next_shot.filter(|_| screenshots_on).map(|t| t0 + t);
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => break Ending::Interrupted,
+            _ = sleep_until(run_deadline) => break Ending::TimedOut,
+            Some((index, attempt)) = attempt_rx.recv() => {
+                record_attempt(rec, index, attempt, &mut port_open_reported);
+            }
+            Some(_) = probes.join_next(), if !probes.is_empty() => {
+                if probes.is_empty() {
+                    // Drain attempts sent just before the last task ended.
+                    while let Ok((index, attempt)) = attempt_rx.try_recv() {
+                        record_attempt(rec, index, attempt, &mut port_open_reported);
+                    }
+                    probes_done_at = Some(Instant::now());
+                    if rec.result.probes.iter().all(|p| p.passed) {
+                        rec.result.timings.ready_s = Some(rec.now_s());
+                        rec.event(EventKind::Ready, "all probes passed");
+                    }
+                    rec.phase(Phase::Capturing);
+                }
+            }
+            _ = sleep_until(shot_at.unwrap_or(far)), if shot_at.is_some() => {
+                let taken_at = t0.elapsed();
+                match machine.screenshot().await {
+                    Ok(bytes) => {
+                        shot_failures = 0;
+                        save_screenshot(rec, &bytes, taken_at, cell_dir);
+                    }
+                    Err(e) if e.unsupported => {
+                        screenshots_on = false;
+                        rec.result.screenshots_note = Some(format!("screenshots unavailable: {e}"));
+                    }
+                    Err(e) => {
+                        shot_failures += 1;
+                        if shot_failures == 1 {
+                            rec.error(format!("screenshot failed: {e}"));
+                        }
+                        if shot_failures >= MAX_SCREENSHOT_FAILURES {
+                            screenshots_on = false;
+                            rec.result.screenshots_note = Some(format!("screenshots stopped after {shot_failures} failures: {e}"));
+                        }
+                    }
+                }
+                // Late captures (a slow API) resume at the next slot, not in a burst.
+                next_shot = schedule.next(Some(t0.elapsed()));
+            }
+            _ = sleep_until(next_console_poll) => {
+                if let Err(e) = machine.poll_console().await {
+                    tracing::debug!("console poll failed: {e}");
+                }
+                next_console_poll = Instant::now() + CONSOLE_POLL;
+            }
+            _ = sleep_until(stop_at.unwrap_or(far)), if stop_at.is_some() => {}
+        }
+    };
+
+    // Whatever was still running stops here; its last attempt says how far it got.
+    stop_probes.cancel();
+    while probes.join_next().await.is_some() {}
+    while let Ok((index, attempt)) = attempt_rx.try_recv() {
+        record_attempt(rec, index, attempt, &mut port_open_reported);
+    }
+    for p in rec.result.probes.iter_mut().filter(|p| !p.passed) {
+        if matches!(ending, Ending::Finished) && p.attempts_count > 0 {
+            p.message = format!(
+                "{} (deadline passed after {} attempts)",
+                p.message, p.attempts_count
+            );
+        }
+    }
+    let failed: Vec<(String, String)> = rec
+        .result
+        .probes
+        .iter()
+        .filter(|p| !p.passed)
+        .map(|p| (p.name.clone(), p.message.clone()))
+        .collect();
+    for (name, message) in failed {
+        rec.event(
+            EventKind::ProbeFailed,
+            format!("probe `{name}` failed: {message}"),
+        );
+    }
+    ending
+}
+
+fn record_attempt(
+    rec: &mut Recorder,
+    index: usize,
+    mut attempt: Attempt,
+    port_open: &mut std::collections::BTreeSet<u16>,
+) {
+    let port = rec.ctx.plan.probes[index].port();
+    let answered = attempt.passed
+        || attempt
+            .exchange
+            .as_ref()
+            .is_some_and(|x| x.status.is_some());
+    if answered && port_open.insert(port) {
+        rec.result.events.push(TimelineEvent {
+            at_s: attempt.at_s,
+            kind: EventKind::PortOpen,
+            message: format!("port {port} answered"),
+        });
+    }
+    let name = rec.ctx.plan.probes[index].name.clone();
+    let p = &mut rec.result.probes[index];
+    p.attempts_count += 1;
+    p.message = attempt.message.clone();
+    if attempt.exchange.is_some() {
+        p.last_exchange = attempt.exchange.take();
+    }
+    if attempt.passed && !p.passed {
+        p.passed = true;
+        p.first_passed_s = Some(attempt.at_s);
+        let message = format!("probe `{name}` passed: {}", attempt.message);
+        let at = attempt.at_s;
+        p.attempts.push(attempt);
+        let event = TimelineEvent {
+            at_s: at,
+            kind: EventKind::ProbePassed,
+            message,
+        };
+        let _ = rec.ctx.events.send(Event::Timeline {
+            cell: rec.result.id.clone(),
+            event: event.clone(),
+        });
+        rec.result.events.push(event);
+        return;
+    }
+    p.attempts.push(attempt);
+}
+
+fn save_screenshot(
+    rec: &mut Recorder,
+    bytes: &[u8],
+    taken_at: Duration,
+    cell_dir: &std::path::Path,
+) {
+    let index = rec.result.screenshots.len();
+    let ext = match image::guess_format(bytes) {
+        Ok(image::ImageFormat::Jpeg) => "jpg",
+        _ => "png",
+    };
+    let name = format!("{:04}-{:07.1}s.{ext}", index + 1, taken_at.as_secs_f64());
+    let file = cell_dir.join("screenshots").join(&name);
+    match capture::store(bytes, &file) {
+        Ok((width, height, hash)) => {
+            let duplicate_of = rec.result.screenshots.last().and_then(|prev| {
+                capture::same_picture(&prev.hash, &hash)
+                    .then(|| prev.duplicate_of.unwrap_or(index - 1))
+            });
+            if rec.result.timings.first_screenshot_s.is_none() {
+                rec.result.timings.first_screenshot_s = Some(round_ms(taken_at));
+            }
+            rec.result.screenshots.push(Screenshot {
+                path: format!("cells/{}/screenshots/{name}", rec.result.id),
+                offset_s: round_ms(taken_at),
+                width,
+                height,
+                hash,
+                duplicate_of,
+            });
+            let _ = rec.ctx.events.send(Event::Screenshot {
+                cell: rec.result.id.clone(),
+                count: rec.result.screenshots.len(),
+            });
+        }
+        Err(e) => rec.error(e),
+    }
+}

@@ -1,0 +1,160 @@
+//! Providers: where a cell's machine runs. One trait, implemented by `ec2` and `qemu`; nothing outside
+//! this module knows a provider's own words.
+//!
+//! The engine drives a [`Machine`] through launch -> running -> screenshots and probes -> console log
+//! -> terminate. Whatever a provider creates is also written into the run's [`Ledger`], so that the
+//! engine can remove it even when the task that created it panicked or was abandoned.
+
+pub mod qemu;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Cell, Plan};
+use crate::probe::{ConnectMeaning, Endpoint};
+
+/// Something a provider did not manage, as a lowercase fragment ("failed to start qemu: ...").
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub message: String,
+    /// The request was refused as unsupported (e.g. screenshots on a metal instance): not a failure.
+    pub unsupported: bool,
+}
+
+impl ProviderError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ProviderError {
+            message: message.into(),
+            unsupported: false,
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        ProviderError {
+            message: message.into(),
+            unsupported: true,
+        }
+    }
+}
+
+/// What a cell needs to launch its machine.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    pub run_id: String,
+    /// The cell's own output directory (screenshots, console log).
+    pub cell_dir: PathBuf,
+    /// Guest ports the probes will connect to.
+    pub probe_ports: Vec<u16>,
+    pub ledger: Ledger,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Checks what can be checked before anything is created; returns warnings to show.
+    async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError>;
+
+    /// Creates the cell's machine. On error, whatever was created is already in the ledger.
+    async fn launch(
+        &self,
+        cell: &Cell,
+        ctx: &LaunchContext,
+    ) -> Result<Box<dyn Machine>, ProviderError>;
+
+    /// Removes resources left in the ledger by cells that could not clean up after themselves.
+    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep>;
+}
+
+#[async_trait]
+pub trait Machine: Send + Sync {
+    /// What the report shows about the machine (instance id, address, type; or the QEMU command line).
+    fn facts(&self) -> serde_json::Value;
+
+    /// Waits until the machine runs; fails when it stops or `timeout` passes.
+    async fn wait_running(&mut self, timeout: Duration) -> Result<(), ProviderError>;
+
+    /// Where a guest port can be reached from here.
+    fn endpoint(&self, guest_port: u16) -> Option<Endpoint>;
+
+    /// The addresses probes may contact unless `--allow-targets` says otherwise.
+    fn own_addresses(&self) -> Vec<ipnet::IpNet>;
+
+    /// Whether a completed TCP connection proves the guest listens.
+    fn connect_meaning(&self) -> ConnectMeaning;
+
+    /// A screenshot of the console (PNG, JPEG or PPM bytes).
+    async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError>;
+
+    /// Refreshes the console log while the machine runs (for providers that only keep the latest part).
+    async fn poll_console(&mut self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// The whole console log so far.
+    async fn console_log(&mut self) -> Result<String, ProviderError>;
+
+    /// Stops the machine and removes what was created for it; `hurry` skips waiting for confirmation.
+    async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep>;
+}
+
+/// One cleanup action and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupStep {
+    pub action: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl CleanupStep {
+    pub fn ok(action: impl Into<String>) -> Self {
+        CleanupStep {
+            action: action.into(),
+            ok: true,
+            message: String::new(),
+        }
+    }
+
+    pub fn failed(action: impl Into<String>, message: impl Into<String>) -> Self {
+        CleanupStep {
+            action: action.into(),
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Something created that must not outlive the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Process { pid: u32, cell: String },
+    Instance { id: String, cell: String },
+    KeyPair { name: String, cell: String },
+}
+
+/// The run's list of created resources; a resource leaves it once removed.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger(Arc<Mutex<Vec<Resource>>>);
+
+impl Ledger {
+    pub fn record(&self, resource: Resource) {
+        self.lock().push(resource);
+    }
+
+    pub fn removed(&self, resource: &Resource) {
+        self.lock().retain(|r| r != resource);
+    }
+
+    pub fn remaining(&self) -> Vec<Resource> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Resource>> {
+        // A panic while holding the lock leaves a valid Vec: keep using it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,172 @@
+//! The terminal display: a line per running cell with its phase and elapsed time and an overall bar
+//! on a TTY; plain timestamped lines otherwise (CI logs).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::{Event, Reporter};
+use crate::results::{CellResult, CellStatus};
+
+pub struct Terminal {
+    started: Instant,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    cells: HashMap<String, ProgressBar>,
+}
+
+impl Terminal {
+    pub fn new() -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} cells {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            overall.enable_steady_tick(Duration::from_millis(250));
+            Bars {
+                multi,
+                overall,
+                cells: HashMap::new(),
+            }
+        });
+        Terminal {
+            started: Instant::now(),
+            bars,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some(b) => {
+                let _ = b.multi.println(text);
+            }
+            None => eprintln!("[{:>6.1}s] {text}", self.started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+impl Default for Terminal {
+    fn default() -> Self {
+        Terminal::new()
+    }
+}
+
+fn verdict(status: CellStatus) -> &'static str {
+    match status {
+        CellStatus::Passed => "PASS",
+        CellStatus::Failed => "FAIL",
+        CellStatus::Error => "ERROR",
+        CellStatus::TimedOut => "TIMEOUT",
+        CellStatus::Interrupted => "INTERRUPTED",
+        CellStatus::NotRun => "NOT RUN",
+        CellStatus::Running => "RUNNING",
+    }
+}
+
+/// One line per finished cell: verdict, id, duration and, when it did not pass, why.
+pub fn cell_line(cell: &CellResult) -> String {
+    let took = cell
+        .timings
+        .ended_s
+        .map(|s| format!(" {s:.1}s"))
+        .unwrap_or_default();
+    let shots = if cell.screenshots.is_empty() {
+        String::new()
+    } else {
+        format!(", {} screenshots", cell.screenshots.len())
+    };
+    match &cell.reason {
+        Some(reason) => format!(
+            "{:>7} {}{took}{shots}: {reason}",
+            verdict(cell.status),
+            cell.id
+        ),
+        None => format!("{:>7} {}{took}{shots}", verdict(cell.status), cell.id),
+    }
+}
+
+impl Reporter for Terminal {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                cells,
+                out_dir,
+            } => {
+                self.line(&format!(
+                    "run {run_id}: {cells} cells, results in {out_dir}"
+                ));
+                if let Some(b) = &self.bars {
+                    b.overall.set_length(*cells as u64);
+                }
+            }
+            Event::Warning(w) => self.line(&format!("warning: {w}")),
+            Event::Phase { cell, phase } => match &mut self.bars {
+                Some(b) => {
+                    let bar = b.cells.entry(cell.clone()).or_insert_with(|| {
+                        let bar = b
+                            .multi
+                            .insert_before(&b.overall, ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "  {spinner} {prefix:40} {elapsed:>4} {msg}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.set_prefix(cell.clone());
+                        bar.enable_steady_tick(Duration::from_millis(200));
+                        bar
+                    });
+                    bar.set_message(phase.label());
+                }
+                None => eprintln!(
+                    "[{:>6.1}s] {cell}: {}",
+                    self.started.elapsed().as_secs_f64(),
+                    phase.label()
+                ),
+            },
+            Event::Timeline { cell, event } => {
+                if self.bars.is_none() {
+                    self.line(&format!("{cell}: {}", event.message));
+                }
+            }
+            Event::Screenshot { cell, count } => {
+                if let Some(b) = &self.bars {
+                    if let Some(bar) = b.cells.get(cell) {
+                        let phase = bar.message();
+                        let phase = phase.split(" (").next().unwrap_or_default().to_string();
+                        bar.set_message(format!("{phase} ({count} screenshots)"));
+                    }
+                }
+            }
+            Event::CellFinished(result) => {
+                if let Some(b) = &mut self.bars {
+                    if let Some(bar) = b.cells.remove(&result.id) {
+                        bar.finish_and_clear();
+                        b.multi.remove(&bar);
+                    }
+                    b.overall.inc(1);
+                }
+                self.line(&cell_line(result));
+            }
+            Event::Interrupt { message, .. } => self.line(message),
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bars {
+            b.overall.finish_and_clear();
+        }
+    }
+}

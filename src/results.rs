@@ -1,0 +1,230 @@
+//! The results of a run: what `results.json` holds and every report is rendered from.
+//!
+//! Versioned (`schema_version`): reports and `amiprobe report` read it back, possibly from an older
+//! amiprobe, so fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Screenshot;
+use crate::console::ConsoleFinding;
+use crate::plan::Cell;
+use crate::probe::{Attempt, HttpExchange};
+use crate::provider::CleanupStep;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    pub schema_version: u32,
+    pub amiprobe_version: String,
+    pub run_id: String,
+    pub spec: SpecInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    pub status: RunStatus,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub duration_s: f64,
+    pub counts: Counts,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Resources removed at the end of the run because their cell could not remove them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftover_cleanup: Vec<CleanupStep>,
+    pub cells: Vec<CellResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpecInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub file: String,
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still running: a partial results.json written along the way.
+    Running,
+    Passed,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errored: usize,
+    pub not_run: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    NotRun,
+    Running,
+    Passed,
+    /// A probe or console assertion failed.
+    Failed,
+    /// The cell could not be run as asked: launch failed, an API error, a crash.
+    Error,
+    TimedOut,
+    Interrupted,
+}
+
+impl CellStatus {
+    pub fn is_pass(self) -> bool {
+        self == CellStatus::Passed
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellResult {
+    pub id: String,
+    pub params: CellParams,
+    pub status: CellStatus,
+    /// One line saying why the cell did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub timings: Timings,
+    /// Provider facts: instance id, address, type, zone; or the QEMU command line.
+    #[serde(default)]
+    pub machine: serde_json::Value,
+    #[serde(default)]
+    pub events: Vec<TimelineEvent>,
+    #[serde(default)]
+    pub screenshots: Vec<Screenshot>,
+    /// Why there are no screenshots, when the provider could not take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshots_note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<String>,
+    #[serde(default)]
+    pub console: Vec<ConsoleFinding>,
+    #[serde(default)]
+    pub probes: Vec<ProbeResult>,
+    #[serde(default)]
+    pub errors: Vec<String>,
+    #[serde(default)]
+    pub cleanup: Vec<CleanupStep>,
+}
+
+/// The matrix values of a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellParams {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+}
+
+impl From<&Cell> for CellParams {
+    fn from(c: &Cell) -> Self {
+        CellParams {
+            image: c.image.clone(),
+            instance_type: c.instance_type.clone(),
+            subnet: c.subnet.clone(),
+            security_groups: c.security_groups.clone(),
+        }
+    }
+}
+
+/// Seconds since the cell's launch began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_screenshot_s: Option<f64>,
+    /// All probes passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at_s: f64,
+    pub kind: EventKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Launching,
+    Launched,
+    Running,
+    PortOpen,
+    ProbePassed,
+    ProbeFailed,
+    Ready,
+    ConsoleMatch,
+    CapacityFallback,
+    Error,
+    Cleanup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub name: String,
+    pub kind: String,
+    /// host:port the probe connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub passed: bool,
+    /// Seconds since launch of the first passing attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_passed_s: Option<f64>,
+    pub attempts_count: usize,
+    /// What the last attempt saw.
+    pub message: String,
+    /// Every attempt, without bodies.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// The last HTTP request and response, with a body excerpt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exchange: Option<HttpExchange>,
+}
+
+impl RunResults {
+    pub fn recount(&mut self) {
+        let mut c = Counts {
+            total: self.cells.len(),
+            ..Counts::default()
+        };
+        for cell in &self.cells {
+            match cell.status {
+                CellStatus::Passed => c.passed += 1,
+                CellStatus::Failed | CellStatus::TimedOut => c.failed += 1,
+                CellStatus::Error => c.errored += 1,
+                CellStatus::NotRun | CellStatus::Running | CellStatus::Interrupted => {
+                    c.not_run += 1
+                }
+            }
+        }
+        self.counts = c;
+    }
+
+    /// Writes `results.json` atomically (a reader never sees half a file).
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let tmp = dir.join(".results.json.tmp");
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, dir.join("results.json"))
+    }
+}

@@ -1,0 +1,97 @@
+//! `amiprobe run`: spec -> plan -> provider -> engine -> results, and the exit code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cli::{load_plan, RunArgs};
+use crate::engine::{self, RunOptions};
+use crate::exit::Outcome;
+use crate::plan::ProviderPlan;
+use crate::provider::qemu::QemuProvider;
+use crate::provider::Provider;
+use crate::report::terminal::{self, Terminal};
+use crate::results::RunStatus;
+
+pub fn run(args: RunArgs) -> Outcome {
+    let plan = match load_plan(&args.spec, &args.vars.overrides()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("{e}");
+            return Outcome::UsageError;
+        }
+    };
+    let plan = match args.shard {
+        Some(s) => plan.shard(s),
+        None => plan,
+    };
+    let run_id = new_run_id();
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("error: failed to create {}: {e}", out_dir.display());
+        return Outcome::UsageError;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let provider: Arc<dyn Provider> = match &plan.provider {
+        ProviderPlan::Qemu(q) => Arc::new(QemuProvider::new(q.clone())),
+        ProviderPlan::Ec2(_) => {
+            eprintln!("error: the ec2 provider is not available in this build yet");
+            return Outcome::UsageError;
+        }
+    };
+    let options = RunOptions {
+        run_id,
+        out_dir: out_dir.clone(),
+        concurrency: args.concurrency.map_or(plan.concurrency, usize::from),
+        shard: args.shard.map(|s| s.to_string()),
+        allow_targets: args.allow_targets.clone(),
+        probe_host: args.probe_host.clone(),
+    };
+    let results = runtime.block_on(async {
+        let mut reporter = Terminal::new();
+        engine::run(plan, provider, options, &mut reporter).await
+    });
+
+    let c = results.counts;
+    println!(
+        "{}: {} passed, {} failed, {} errors, {} not run in {:.1}s",
+        results.spec.name, c.passed, c.failed, c.errored, c.not_run, results.duration_s
+    );
+    for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
+        println!("{}", terminal::cell_line(cell));
+    }
+    println!("results: {}", out_dir.join("results.json").display());
+    match results.status {
+        RunStatus::Passed => Outcome::Passed,
+        RunStatus::Interrupted => Outcome::Interrupted,
+        RunStatus::Failed | RunStatus::Running => Outcome::Failed,
+    }
+}
+
+/// `YYYYmmdd-HHMMSS-xxxx`: sortable, and unique enough to tag a run's resources with.
+fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let stamp: String = now
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    format!(
+        "{}-{}-{:04x}",
+        &stamp[..8.min(stamp.len())],
+        &stamp[8.min(stamp.len())..],
+        fastrand::u16(..)
+    )
+}
