@@ -43,8 +43,30 @@ pub enum Command {
     },
     /// Run a spec: launch every cell, capture, probe, clean up, write results.
     Run(RunArgs),
+    /// Remove EC2 instances and key pairs that killed runs left behind (found by amiprobe's tags).
+    Sweep(SweepArgs),
     /// Print the JSON Schema of the spec format.
     Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Only what this run created.
+    #[arg(long, value_name = "ID", conflicts_with = "older_than")]
+    pub run_id: Option<String>,
+    /// Only what was created at least this long ago (e.g. 6h). Default: what is past its
+    /// `amiprobe:expires` tag.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Region (default: the environment's or profile's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A profile from the shared AWS config files.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +122,14 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// Parses the command line and runs it.
 pub fn main() -> Outcome {
+    // Diagnostics for amiprobe's developers: AMIPROBE_LOG=debug.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -121,6 +151,7 @@ pub fn main() -> Outcome {
             vars,
         } => plan(&spec, shard, format, &vars.overrides()),
         Command::Run(args) => crate::run::run(args),
+        Command::Sweep(args) => crate::sweep::sweep(args),
         Command::Schema => {
             println!("{}", schema_text());
             Outcome::Passed
@@ -169,6 +200,9 @@ fn plan(
             return Outcome::UsageError;
         }
     };
+    for warning in plan.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let total = plan.cells.len();
     let plan = match shard {
         Some(s) => plan.shard(s),

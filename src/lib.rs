@@ -16,3 +16,4 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod spec;
+pub mod sweep;

@@ -162,6 +162,23 @@ impl Plan {
         }
     }
 
+    /// What will not work as asked, known before launching (shown by `plan` and `run`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let ProviderPlan::Ec2(_) = &self.provider {
+            for cell in &self.cells {
+                if let Some(why) = cell
+                    .instance_type
+                    .as_deref()
+                    .and_then(crate::provider::ec2::screenshot_unsupported)
+                {
+                    warnings.push(format!("cell {}: EC2 takes no screenshots of {} instances; the cell runs without them", cell.id, why));
+                }
+            }
+        }
+        warnings
+    }
+
     /// Only the cells of one shard.
     pub fn shard(mut self, shard: Shard) -> Plan {
         self.cells.retain(|c| shard.contains(&c.id));
@@ -176,7 +193,30 @@ fn resolve_provider(
 ) -> Option<ProviderPlan> {
     let path = FieldPath::root().key("provider");
     match (&spec.provider.ec2, &spec.provider.qemu) {
-        (Some(ec2), None) => Some(ProviderPlan::Ec2(ec2.clone())),
+        (Some(ec2), None) => {
+            let rates = path.key("ec2").key("rate_limits");
+            let r = &ec2.rate_limits;
+            for (name, rate) in [
+                ("describe", r.describe),
+                ("run_instances", r.run_instances),
+                ("terminate_instances", r.terminate_instances),
+                ("mutating", r.mutating),
+            ] {
+                if rate.burst == 0 || !(rate.per_second > 0.0 && rate.per_second.is_finite()) {
+                    problems.push(Problem::at(
+                        rates.key(name),
+                        "a rate needs `burst` of at least 1 and `per_second` above 0",
+                    ));
+                }
+            }
+            if ec2.poll_interval.is_zero() {
+                problems.push(Problem::at(
+                    path.key("ec2").key("poll_interval"),
+                    "interval must be above 0s",
+                ));
+            }
+            Some(ProviderPlan::Ec2(ec2.clone()))
+        }
         (None, Some(qemu)) => {
             resolve_qemu(qemu, base, &path.key("qemu"), problems).map(ProviderPlan::Qemu)
         }

@@ -5,6 +5,7 @@
 //! -> terminate. Whatever a provider creates is also written into the run's [`Ledger`], so that the
 //! engine can remove it even when the task that created it panicked or was abandoned.
 
+pub mod ec2;
 pub mod qemu;
 
 use std::path::PathBuf;
@@ -77,8 +78,13 @@ pub trait Machine: Send + Sync {
     /// Waits until the machine runs; fails when it stops or `timeout` passes.
     async fn wait_running(&mut self, timeout: Duration) -> Result<(), ProviderError>;
 
-    /// Where a guest port can be reached from here.
-    fn endpoint(&self, guest_port: u16) -> Option<Endpoint>;
+    /// Where a guest port can be reached from here, or why it can't.
+    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String>;
+
+    /// Things worth a line in the timeline that happened during launch (capacity fallbacks).
+    fn launch_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The addresses probes may contact unless `--allow-targets` says otherwise.
     fn own_addresses(&self) -> Vec<ipnet::IpNet>;

@@ -8,6 +8,7 @@ use crate::cli::{load_plan, RunArgs};
 use crate::engine::{self, RunOptions};
 use crate::exit::Outcome;
 use crate::plan::ProviderPlan;
+use crate::provider::ec2::Ec2Provider;
 use crate::provider::qemu::QemuProvider;
 use crate::provider::Provider;
 use crate::report::terminal::{self, Terminal};
@@ -46,10 +47,7 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     let provider: Arc<dyn Provider> = match &plan.provider {
         ProviderPlan::Qemu(q) => Arc::new(QemuProvider::new(q.clone())),
-        ProviderPlan::Ec2(_) => {
-            eprintln!("error: the ec2 provider is not available in this build yet");
-            return Outcome::UsageError;
-        }
+        ProviderPlan::Ec2(spec) => Arc::new(Ec2Provider::new(spec.clone(), &plan)),
     };
     let options = RunOptions {
         run_id,

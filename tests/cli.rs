@@ -125,3 +125,23 @@ fn example_specs_carry_the_modeline_and_validate() {
     }
     assert!(count >= 2, "only {count} example specs");
 }
+
+#[test]
+fn plan_warns_about_cells_ec2_takes_no_screenshots_of() {
+    let spec = "name: t\nprovider: {ec2: {}}\nmatrix:\n  image: ami-1\n  instance_type: [t3.micro, m6g.large, c5.metal]\n";
+    let run = Test::new()
+        .file("spec.yaml", spec)
+        .args(["plan", "spec.yaml"])
+        .run()
+        .code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("cell ami-1_m6g.large: EC2 takes no screenshots of Graviton instances"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cell ami-1_c5.metal: EC2 takes no screenshots of bare metal instances"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t3.micro"), "{stderr}");
+}

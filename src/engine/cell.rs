@@ -164,6 +164,9 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     };
     rec.result.timings.launched_s = Some(rec.now_s());
     rec.result.machine = machine.facts();
+    for note in machine.launch_notes() {
+        rec.event(EventKind::CapacityFallback, note);
+    }
     rec.event(EventKind::Launched, "machine created");
 
     let ending = drive(&mut rec, machine.as_mut(), &cell_dir).await;
@@ -171,7 +174,9 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     // Console log: before terminating, while the provider can still read it.
     rec.phase(Phase::CollectingConsole);
     if ctx.plan.console_log || !ctx.plan.console.is_empty() {
-        let _ = machine.poll_console().await;
+        if let Err(e) = machine.poll_console().await {
+            rec.error(format!("failed to read console log: {e}"));
+        }
         match machine.console_log().await {
             Ok(text) => {
                 let file = cell_dir.join("console.log");
@@ -285,6 +290,7 @@ async fn drive(
     }
     let running_at = Instant::now();
     rec.result.timings.running_s = Some(rec.now_s());
+    rec.result.machine = machine.facts();
     rec.event(EventKind::Running, "machine running");
     rec.phase(Phase::Probing);
 
@@ -295,7 +301,7 @@ async fn drive(
     for (index, probe) in plan.probes.iter().enumerate() {
         let (endpoint, guest_port) = match (&ctx.probe_host, &probe.host) {
             (Some(host), _) | (None, Some(host)) => (
-                Some(Endpoint {
+                Ok(Endpoint {
                     host: host.clone(),
                     port: probe.port(),
                 }),
@@ -306,7 +312,10 @@ async fn drive(
         rec.result.probes.push(ProbeResult {
             name: probe.name.clone(),
             kind: probe.kind().to_string(),
-            target: endpoint.as_ref().map(|e| format!("{}:{}", e.host, e.port)),
+            target: endpoint
+                .as_ref()
+                .ok()
+                .map(|e| format!("{}:{}", e.host, e.port)),
             passed: false,
             first_passed_s: None,
             attempts_count: 0,
@@ -314,10 +323,13 @@ async fn drive(
             attempts: Vec::new(),
             last_exchange: None,
         });
-        let Some(endpoint) = endpoint else {
-            rec.result.probes[index].message =
-                format!("port {guest_port} is not reachable on this machine");
-            continue;
+        let endpoint = match endpoint {
+            Ok(e) => e,
+            Err(why) => {
+                rec.result.probes[index].message =
+                    format!("port {guest_port} can't be reached: {why}");
+                continue;
+            }
         };
         let policy = TargetPolicy {
             allowed: ctx

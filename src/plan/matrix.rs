@@ -302,6 +302,10 @@ mod tests {
     use super::*;
     use crate::spec::{Ec2Spec, OneOrMany, SecurityGroups};
 
+    fn ec2() -> ProviderPlan {
+        ProviderPlan::Ec2(serde_yaml::from_str::<Ec2Spec>("{}").unwrap())
+    }
+
     fn entry(image: Option<&str>, instance_type: Option<&str>) -> MatrixEntry {
         MatrixEntry {
             image: image.map(Into::into),
@@ -330,11 +334,7 @@ mod tests {
             }],
         };
         let mut problems = Vec::new();
-        let cells = expand(
-            &matrix,
-            &ProviderPlan::Ec2(Ec2Spec::default()),
-            &mut problems,
-        );
+        let cells = expand(&matrix, &ec2(), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let ids: Vec<&str> = cells.iter().map(|c| c.id.0.as_str()).collect();
         assert_eq!(
@@ -363,11 +363,7 @@ mod tests {
             ],
         };
         let mut problems = Vec::new();
-        let cells = expand(
-            &matrix,
-            &ProviderPlan::Ec2(Ec2Spec::default()),
-            &mut problems,
-        );
+        let cells = expand(&matrix, &ec2(), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         // The second include joins both (instance_type is not an axis), overwriting the added t3.nano.
         let ids: Vec<&str> = cells.iter().map(|c| c.id.0.as_str()).collect();

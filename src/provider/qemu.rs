@@ -419,11 +419,14 @@ impl Machine for QemuMachine {
         }
     }
 
-    fn endpoint(&self, guest_port: u16) -> Option<Endpoint> {
-        self.forwards.get(&guest_port).map(|host| Endpoint {
-            host: "127.0.0.1".into(),
-            port: *host,
-        })
+    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String> {
+        self.forwards
+            .get(&guest_port)
+            .map(|host| Endpoint {
+                host: "127.0.0.1".into(),
+                port: *host,
+            })
+            .ok_or_else(|| format!("guest port {guest_port} is not forwarded"))
     }
 
     fn own_addresses(&self) -> Vec<ipnet::IpNet> {

@@ -53,7 +53,7 @@ pub struct ProviderSpec {
 }
 
 /// Amazon EC2, through the official SDK and the standard credential chain.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct Ec2Spec {
     /// The region; when omitted, taken from the environment or profile.
     #[serde(default)]
@@ -67,6 +67,76 @@ pub struct Ec2Spec {
     /// Alternatives tried in order when EC2 has no capacity for a cell.
     #[serde(default)]
     pub fallback: FallbackSpec,
+    /// Client-side API rate limits (token buckets), so that big matrices are not throttled.
+    #[serde(default)]
+    pub rate_limits: RateLimitsSpec,
+    /// How often the run's instances are described (one call for all of them; default 2s).
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    #[schemars(with = "DurationSchema")]
+    pub poll_interval: Duration,
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Token buckets per API class; the defaults are EC2's own published per-account limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct RateLimitsSpec {
+    /// Describe* and Get* calls (screenshots, console output, instance state).
+    #[serde(default = "rate_describe")]
+    pub describe: RateSpec,
+    #[serde(default = "rate_run_instances")]
+    pub run_instances: RateSpec,
+    #[serde(default = "rate_terminate")]
+    pub terminate_instances: RateSpec,
+    /// Other mutating calls: CreateKeyPair, DeleteKeyPair.
+    #[serde(default = "rate_mutating")]
+    pub mutating: RateSpec,
+}
+
+impl Default for RateLimitsSpec {
+    fn default() -> Self {
+        RateLimitsSpec {
+            describe: rate_describe(),
+            run_instances: rate_run_instances(),
+            terminate_instances: rate_terminate(),
+            mutating: rate_mutating(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct RateSpec {
+    /// Calls that may go at once after a quiet period.
+    pub burst: u32,
+    /// Sustained calls per second.
+    pub per_second: f64,
+}
+
+fn rate_describe() -> RateSpec {
+    RateSpec {
+        burst: 100,
+        per_second: 20.0,
+    }
+}
+fn rate_run_instances() -> RateSpec {
+    RateSpec {
+        burst: 5,
+        per_second: 2.0,
+    }
+}
+fn rate_terminate() -> RateSpec {
+    RateSpec {
+        burst: 100,
+        per_second: 5.0,
+    }
+}
+fn rate_mutating() -> RateSpec {
+    RateSpec {
+        burst: 50,
+        per_second: 5.0,
+    }
 }
 
 /// Which instance address the probes use.

@@ -2,6 +2,8 @@
 //! fresh temporary directory, then assert on exit code, stdout and stderr.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

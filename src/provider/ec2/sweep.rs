@@ -1,0 +1,143 @@
+//! `amiprobe sweep`: finds and removes what amiprobe tagged, for runs whose process was killed.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ec2::types::Filter;
+
+use super::api::Api;
+use super::{tag, EXPIRES_TAG, RUN_ID_TAG};
+
+/// Which tagged resources to remove.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Run(String),
+    OlderThan(Duration),
+    /// Past their `amiprobe:expires` tag (the default).
+    Expired,
+}
+
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    pub instances: Vec<String>,
+    pub key_pairs: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+fn selected(
+    selection: &Selection,
+    tags: &[aws_sdk_ec2::types::Tag],
+    created: Option<SystemTime>,
+) -> bool {
+    let now = SystemTime::now();
+    match selection {
+        Selection::Run(id) => tag(tags, RUN_ID_TAG) == Some(id.as_str()),
+        Selection::OlderThan(age) => {
+            created.is_some_and(|c| now.duration_since(c).is_ok_and(|d| d >= *age))
+        }
+        Selection::Expired => tag(tags, EXPIRES_TAG)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .is_some_and(|expires| expires <= now),
+    }
+}
+
+fn to_system_time(t: &aws_sdk_ec2::primitives::DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*t).ok()
+}
+
+pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
+    let mut report = SweepReport::default();
+    let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
+    let live = Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(
+            ["pending", "running", "stopping", "stopped"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ))
+        .build();
+    let mut token: Option<String> = None;
+    loop {
+        let next = token.clone();
+        let out = api
+            .call(&api.buckets.describe, "DescribeInstances", || {
+                api.client
+                    .describe_instances()
+                    .filters(tagged.clone())
+                    .filters(live.clone())
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                break;
+            }
+        };
+        for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+            let created = instance.launch_time().and_then(to_system_time);
+            if selected(selection, instance.tags(), created) {
+                if let Some(id) = instance.instance_id() {
+                    report.instances.push(id.to_string());
+                }
+            }
+        }
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    match api
+        .call(&api.buckets.describe, "DescribeKeyPairs", || {
+            api.client.describe_key_pairs().send()
+        })
+        .await
+    {
+        Ok(out) => {
+            for kp in out.key_pairs() {
+                if tag(kp.tags(), RUN_ID_TAG).is_some()
+                    && selected(
+                        selection,
+                        kp.tags(),
+                        kp.create_time().and_then(to_system_time),
+                    )
+                {
+                    if let Some(name) = kp.key_name() {
+                        report.key_pairs.push(name.to_string());
+                    }
+                }
+            }
+        }
+        Err(e) => report.errors.push(e.to_string()),
+    }
+    if dry_run {
+        return report;
+    }
+    for chunk in report.instances.chunks(100) {
+        let ids = chunk.to_vec();
+        if let Err(e) = api
+            .call(&api.buckets.terminate, "TerminateInstances", || {
+                api.client
+                    .terminate_instances()
+                    .set_instance_ids(Some(ids.clone()))
+                    .send()
+            })
+            .await
+        {
+            report.errors.push(e.to_string());
+        }
+    }
+    for name in &report.key_pairs {
+        if let Err(e) = api
+            .call(&api.buckets.mutating, "DeleteKeyPair", || {
+                api.client.delete_key_pair().key_name(name).send()
+            })
+            .await
+        {
+            report.errors.push(e.to_string());
+        }
+    }
+    report
+}

@@ -1,0 +1,192 @@
+//! One DescribeInstances per tick for every in-flight instance of the run, shared by all cells.
+//!
+//! Per-instance polling would cost a call per cell per tick and hit EC2's throttling on a large matrix;
+//! here cells register their instance and wait on a shared snapshot instead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use tokio::sync::watch;
+
+use super::api::Api;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceInfo {
+    pub state: String,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_dns: Option<String>,
+    pub availability_zone: Option<String>,
+    pub instance_type: Option<String>,
+    pub subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub instances: HashMap<String, InstanceInfo>,
+    pub last_error: Option<String>,
+}
+
+pub struct Watcher {
+    ids: Mutex<BTreeSet<String>>,
+    tx: watch::Sender<Snapshot>,
+}
+
+impl Watcher {
+    /// Starts the polling task; it ends when the last `Arc<Watcher>` is dropped.
+    pub fn start(api: Arc<Api>, interval: Duration) -> Arc<Watcher> {
+        let (tx, _) = watch::channel(Snapshot::default());
+        let watcher = Arc::new(Watcher {
+            ids: Mutex::new(BTreeSet::new()),
+            tx,
+        });
+        let weak = Arc::downgrade(&watcher);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(watcher) = weak.upgrade() else {
+                    return;
+                };
+                let ids: Vec<String> = watcher.ids().into_iter().collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let result = describe(&api, &ids).await;
+                watcher.tx.send_modify(|snap| match result {
+                    Ok(found) => {
+                        snap.instances.extend(found);
+                        snap.last_error = None;
+                    }
+                    Err(e) => snap.last_error = Some(e),
+                });
+            }
+        });
+        watcher
+    }
+
+    fn ids(&self) -> BTreeSet<String> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn watch(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+    }
+
+    pub fn unwatch(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        states: &[&str],
+        fatal: &[&str],
+        timeout: Duration,
+    ) -> Result<InstanceInfo, String> {
+        let mut rx = self.tx.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let seen = rx.borrow_and_update().instances.get(id).cloned();
+                if let Some(info) = seen {
+                    if states.contains(&info.state.as_str()) {
+                        return Ok(info);
+                    }
+                    if fatal.contains(&info.state.as_str()) {
+                        return Err(format!("instance {id} is {}", info.state));
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err("instance watcher stopped".to_string());
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(r) => r,
+            Err(_) => {
+                let snap = self.tx.borrow();
+                let state = snap
+                    .instances
+                    .get(id)
+                    .map_or("unknown".to_string(), |i| i.state.clone());
+                let error = snap
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!("; last describe error: {e}"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "instance {id} still {state} after {}s{error}",
+                    timeout.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, String> {
+    let mut found = HashMap::new();
+    // A filter (unlike InstanceIds) does not fail the whole call for an id EC2 does not know yet.
+    for chunk in ids.chunks(200) {
+        let mut token: Option<String> = None;
+        loop {
+            let filter = Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let next = token.clone();
+            let out = api
+                .call(&api.buckets.describe, "DescribeInstances", || {
+                    api.client
+                        .describe_instances()
+                        .filters(filter.clone())
+                        .set_next_token(next.clone())
+                        .send()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = instance.instance_id() else {
+                    continue;
+                };
+                found.insert(
+                    id.to_string(),
+                    InstanceInfo {
+                        state: instance
+                            .state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                            .unwrap_or_default(),
+                        public_ip: instance.public_ip_address().map(str::to_string),
+                        private_ip: instance.private_ip_address().map(str::to_string),
+                        public_dns: instance
+                            .public_dns_name()
+                            .filter(|d| !d.is_empty())
+                            .map(str::to_string),
+                        availability_zone: instance
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(str::to_string),
+                        instance_type: instance.instance_type().map(|t| t.as_str().to_string()),
+                        subnet: instance.subnet_id().map(str::to_string),
+                    },
+                );
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
