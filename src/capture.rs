@@ -77,7 +77,7 @@ impl Schedule {
 }
 
 /// A screenshot as stored next to the results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Screenshot {
     /// Relative to the results directory.
     pub path: String,

@@ -43,10 +43,15 @@ pub enum Command {
     },
     /// Run a spec: launch every cell, capture, probe, clean up, write results.
     Run(RunArgs),
+    /// Render reports again from a results directory, or merge shards' results.
+    Report(ReportArgs),
     /// Remove EC2 instances and key pairs that killed runs left behind (found by amiprobe's tags).
     Sweep(SweepArgs),
-    /// Print the JSON Schema of the spec format.
-    Schema,
+    /// Print the JSON Schema of the spec (or of results.json).
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaOf::Spec)]
+        of: SchemaOf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,8 +92,62 @@ pub struct RunArgs {
     /// Addresses probes may contact (default: each cell's own machine only).
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    /// Reports to write next to the results.
+    #[arg(
+        long,
+        value_name = "FORMAT,...",
+        value_delimiter = ',',
+        default_value = "html,junit,json"
+    )]
+    pub report: Vec<crate::report::Format>,
+    /// Handlebars templates that replace the built-in ones (report.hbs, cell.hbs, assets/report.css).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Run only the cells that did not pass in these earlier results.
+    #[arg(long, value_name = "DIR")]
+    pub rerun_failed: Option<PathBuf>,
     #[command(flatten)]
     pub vars: VarArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub merge: Option<ReportCommand>,
+    /// A results directory to render again from its results.json.
+    #[arg(required = true)]
+    pub dir: Option<PathBuf>,
+    /// Reports to write.
+    #[arg(
+        long,
+        value_name = "FORMAT,...",
+        value_delimiter = ',',
+        default_value = "html,junit"
+    )]
+    pub report: Vec<crate::report::Format>,
+    /// Handlebars templates that replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the results of shards (`run --shard K/N`) into one report.
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaOf {
+    Spec,
+    Results,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,17 +210,103 @@ pub fn main() -> Outcome {
             vars,
         } => plan(&spec, shard, format, &vars.overrides()),
         Command::Run(args) => crate::run::run(args),
+        Command::Report(args) => report(args),
         Command::Sweep(args) => crate::sweep::sweep(args),
-        Command::Schema => {
-            println!("{}", schema_text());
+        Command::Schema { of } => {
+            println!("{}", schema_text(of));
             Outcome::Passed
         }
     }
 }
 
-/// The schema exactly as `schemas/amiprobe.schema.json` holds it.
-pub fn schema_text() -> String {
-    serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default()
+/// The schema exactly as `schemas/` holds it.
+pub fn schema_text(of: SchemaOf) -> String {
+    let schema = match of {
+        SchemaOf::Spec => spec::json_schema(),
+        SchemaOf::Results => crate::report::json::schema(),
+    };
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+fn report(args: ReportArgs) -> Outcome {
+    use crate::report::{self, json, merge};
+    match (args.merge, args.dir) {
+        (
+            Some(ReportCommand::Merge {
+                dirs,
+                out,
+                templates,
+            }),
+            _,
+        ) => {
+            let mut parts = Vec::new();
+            for dir in &dirs {
+                match json::load(dir) {
+                    Ok(r) => parts.push((r, dir.as_path())),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Outcome::UsageError;
+                    }
+                }
+            }
+            if let Err(e) = std::fs::create_dir_all(&out) {
+                eprintln!("error: failed to create {}: {e}", out.display());
+                return Outcome::UsageError;
+            }
+            let merged = match merge::merge(parts, &out) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Outcome::UsageError;
+                }
+            };
+            let formats = [report::Format::Html, report::Format::Junit];
+            match report::write(&merged, &out, &formats, templates.as_deref()) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    outcome_of(&merged)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Outcome::Failed
+                }
+            }
+        }
+        (None, Some(dir)) => {
+            let results = match json::load(&dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Outcome::UsageError;
+                }
+            };
+            match report::write(&results, &dir, &args.report, args.templates.as_deref()) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    outcome_of(&results)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Outcome::UsageError
+                }
+            }
+        }
+        (None, None) => Outcome::UsageError,
+    }
+}
+
+/// The exit code a set of results stands for.
+pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
+    use crate::results::RunStatus;
+    match results.status {
+        RunStatus::Passed => Outcome::Passed,
+        RunStatus::Interrupted => Outcome::Interrupted,
+        RunStatus::Failed | RunStatus::Running => Outcome::Failed,
+    }
 }
 
 /// Loads and resolves a spec: every error in it, with places.

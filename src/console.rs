@@ -37,7 +37,7 @@ pub struct ConsoleRules {
     ignore: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     MustContain,
@@ -46,7 +46,7 @@ pub enum RuleKind {
 }
 
 /// The outcome of one rule on one console log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsoleFinding {
     pub kind: RuleKind,
     /// The pattern as written, or the built-in rule's name.
@@ -56,7 +56,7 @@ pub struct ConsoleFinding {
     pub hits: Vec<ConsoleHit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsoleHit {
     pub line: usize,
     pub text: String,

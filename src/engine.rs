@@ -67,6 +67,7 @@ pub async fn run(
         counts: Default::default(),
         warnings: Vec::new(),
         leftover_cleanup: Vec::new(),
+        merged_from: Vec::new(),
         cells: plan.cells.iter().map(cell::not_run).collect(),
     };
     let write = |results: &mut RunResults| {

@@ -231,7 +231,7 @@ fn compile_expect(
 }
 
 /// Where a probe connects: a host (name or address) and a port, as the provider reports them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -260,7 +260,7 @@ pub enum ConnectMeaning {
 }
 
 /// One try of one probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     /// Seconds since launch when the attempt started.
     pub at_s: f64,

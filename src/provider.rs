@@ -108,7 +108,7 @@ pub trait Machine: Send + Sync {
 }
 
 /// One cleanup action and how it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CleanupStep {
     pub action: String,
     pub ok: bool,

@@ -1,3 +1,63 @@
-//! Reporters: the terminal display while a run goes, and the files people read afterwards.
+//! Reporters: the terminal display while a run goes, and the files people read afterwards:
+//! `report.html` (+ `assets/`), `junit.xml` and `results.json`, side by side.
 
+pub mod html;
+pub mod json;
+pub mod junit;
+pub mod merge;
 pub mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::results::RunResults;
+
+/// A report file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Junit,
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "html" => Ok(Format::Html),
+            "junit" => Ok(Format::Junit),
+            "json" => Ok(Format::Json),
+            _ => Err(format!(
+                "unknown report format `{s}`: expected html, junit or json"
+            )),
+        }
+    }
+}
+
+/// Writes the reports asked for into `dir`, next to its results.json and cell files.
+pub fn write(
+    results: &RunResults,
+    dir: &Path,
+    formats: &[Format],
+    templates: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for format in formats {
+        match format {
+            Format::Json => {
+                results
+                    .write(dir)
+                    .map_err(|e| format!("failed to write results.json: {e}"))?;
+                written.push(dir.join("results.json"));
+            }
+            Format::Junit => {
+                let file = dir.join("junit.xml");
+                std::fs::write(&file, junit::render(results)?)
+                    .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+                written.push(file);
+            }
+            Format::Html => written.push(html::Renderer::new(templates)?.write(results, dir)?),
+        }
+    }
+    Ok(written)
+}

@@ -13,7 +13,7 @@ use crate::provider::CleanupStep;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunResults {
     pub schema_version: u32,
     pub amiprobe_version: String,
@@ -32,10 +32,13 @@ pub struct RunResults {
     /// Resources removed at the end of the run because their cell could not remove them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftover_cleanup: Vec<CleanupStep>,
+    /// Set by `amiprobe report merge`: the shards (or run ids) these results were joined from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     pub cells: Vec<CellResult>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecInfo {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,7 +47,7 @@ pub struct SpecInfo {
     pub provider: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Still running: a partial results.json written along the way.
@@ -54,7 +57,9 @@ pub enum RunStatus {
     Interrupted,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     pub total: usize,
     pub passed: usize,
@@ -63,7 +68,7 @@ pub struct Counts {
     pub not_run: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CellStatus {
     NotRun,
@@ -83,9 +88,12 @@ impl CellStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellResult {
     pub id: String,
+    /// Position in the whole plan (before sharding): merged shards are listed in this order.
+    #[serde(default)]
+    pub index: usize,
     pub params: CellParams,
     pub status: CellStatus,
     /// One line saying why the cell did not pass.
@@ -118,7 +126,7 @@ pub struct CellResult {
 }
 
 /// The matrix values of a cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellParams {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +149,7 @@ impl From<&Cell> for CellParams {
 }
 
 /// Seconds since the cell's launch began.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Timings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_s: Option<f64>,
@@ -156,14 +164,14 @@ pub struct Timings {
     pub ended_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEvent {
     pub at_s: f64,
     pub kind: EventKind,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Launching,
@@ -179,7 +187,7 @@ pub enum EventKind {
     Cleanup,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeResult {
     pub name: String,
     pub kind: String,

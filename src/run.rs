@@ -12,7 +12,6 @@ use crate::provider::ec2::Ec2Provider;
 use crate::provider::qemu::QemuProvider;
 use crate::provider::Provider;
 use crate::report::terminal::{self, Terminal};
-use crate::results::RunStatus;
 
 pub fn run(args: RunArgs) -> Outcome {
     let plan = match load_plan(&args.spec, &args.vars.overrides()) {
@@ -25,6 +24,30 @@ pub fn run(args: RunArgs) -> Outcome {
     let plan = match args.shard {
         Some(s) => plan.shard(s),
         None => plan,
+    };
+    let plan = match &args.rerun_failed {
+        None => plan,
+        Some(dir) => match crate::report::json::load(dir) {
+            Ok(previous) => {
+                let failed: Vec<&str> = previous
+                    .cells
+                    .iter()
+                    .filter(|c| !c.status.is_pass())
+                    .map(|c| c.id.as_str())
+                    .collect();
+                let mut plan = plan;
+                plan.cells.retain(|c| failed.contains(&c.id.0.as_str()));
+                if plan.cells.is_empty() {
+                    println!("nothing to rerun: every cell in {} passed", dir.display());
+                    return Outcome::Passed;
+                }
+                plan
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Outcome::UsageError;
+            }
+        },
     };
     let run_id = new_run_id();
     let out_dir = args
@@ -70,12 +93,16 @@ pub fn run(args: RunArgs) -> Outcome {
     for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
         println!("{}", terminal::cell_line(cell));
     }
-    println!("results: {}", out_dir.join("results.json").display());
-    match results.status {
-        RunStatus::Passed => Outcome::Passed,
-        RunStatus::Interrupted => Outcome::Interrupted,
-        RunStatus::Failed | RunStatus::Running => Outcome::Failed,
+    // Reports even for a failed or interrupted run: its screenshots and logs are the point.
+    match crate::report::write(&results, &out_dir, &args.report, args.templates.as_deref()) {
+        Ok(files) => {
+            for file in files {
+                println!("{}", file.display());
+            }
+        }
+        Err(e) => eprintln!("error: {e}"),
     }
+    crate::cli::outcome_of(&results)
 }
 
 /// `YYYYmmdd-HHMMSS-xxxx`: sortable, and unique enough to tag a run's resources with.

@@ -40,6 +40,10 @@ fn amiprobe(moto: &Moto, args: &[&str]) -> Command {
 }
 
 fn run(moto: &Moto, spec: &Path, out: &Path) -> (Output, Value) {
+    run_with(moto, spec, out, &[])
+}
+
+fn run_with(moto: &Moto, spec: &Path, out: &Path, extra: &[&str]) -> (Output, Value) {
     let output = amiprobe(
         moto,
         &[
@@ -55,6 +59,7 @@ fn run(moto: &Moto, spec: &Path, out: &Path) -> (Output, Value) {
         "--allow-targets",
         "127.0.0.0/8",
     ])
+    .args(extra)
     .output()
     .unwrap();
     (output, results(out))
@@ -614,4 +619,84 @@ fn probes_refuse_targets_outside_allow_targets() {
         "{message}"
     );
     assert_nothing_left(&moto, &r);
+}
+
+#[test]
+fn merged_shards_equal_the_single_run() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    let (dir, _) = out_dir();
+    let cells = [
+        (AMI, "t3.micro"),
+        (AMI, "t3.small"),
+        (AMI, "t3.medium"),
+        (AMI, "t3.gigantic"),
+        (AMI, "m5.large"),
+        (AMI, "c5.large"),
+    ];
+    let spec = spec(
+        dir.path(),
+        &cells,
+        &http_probe("health", service.port, "10s"),
+        "",
+    );
+    let single_dir = dir.path().join("single");
+    let (_, single) = run(&moto, &spec, &single_dir);
+    let mut shard_dirs = Vec::new();
+    for k in 1..=3 {
+        let out = dir.path().join(format!("shard-{k}"));
+        let (_, r) = run_with(&moto, &spec, &out, &["--shard", &format!("{k}/3")]);
+        assert_eq!(r["shard"], format!("{k}/3"));
+        shard_dirs.push(out);
+    }
+    let merged_dir = dir.path().join("merged");
+    let output = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .args(["report", "merge"])
+        .args(&shard_dirs)
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the run had a failing cell: {}",
+        stderr(&output)
+    );
+    let merged = results(&merged_dir);
+
+    let summary = |r: &Value| -> Vec<(String, String, String)> {
+        r["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().into(),
+                    c["status"].as_str().unwrap().into(),
+                    c["reason"].as_str().unwrap_or_default().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(summary(&merged), summary(&single));
+    assert_eq!(merged["counts"], single["counts"]);
+    assert_eq!(merged["status"], single["status"]);
+    assert_eq!(merged["merged_from"], json!(["1/3", "2/3", "3/3"]));
+    // The reports show the same matrix, and every screenshot they name was copied along.
+    let grid = |dir: &Path| {
+        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let start = html.find("<table class=\"grid\">").unwrap();
+        let end = start + html[start..].find("</table>").unwrap();
+        html[start..end].to_string()
+    };
+    assert_eq!(grid(&merged_dir), grid(&single_dir));
+    for cell in merged["cells"].as_array().unwrap() {
+        for shot in cell["screenshots"].as_array().unwrap() {
+            assert!(merged_dir.join(shot["path"].as_str().unwrap()).exists());
+        }
+    }
+    for r in [&single, &merged] {
+        assert_nothing_left(&moto, r);
+    }
 }

@@ -91,6 +91,7 @@ fn round_ms(d: Duration) -> f64 {
 pub fn not_run(cell: &Cell) -> CellResult {
     CellResult {
         id: cell.id.0.clone(),
+        index: cell.index,
         params: CellParams::from(cell),
         status: CellStatus::NotRun,
         reason: None,

@@ -26,6 +26,9 @@ impl fmt::Display for CellId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cell {
     pub id: CellId,
+    /// Position in the whole plan; kept when the plan is sharded.
+    #[serde(skip)]
+    pub index: usize,
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -267,6 +270,7 @@ pub fn expand(
             continue;
         }
         cells.push(Cell {
+            index: cells.len(),
             id,
             image,
             instance_type: value.instance_type,

@@ -13,7 +13,7 @@ const MAX_BODY: usize = 1 << 20;
 const EXCERPT: usize = 2048;
 
 /// What was sent and what came back, for the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HttpExchange {
     pub method: String,
     pub url: String,

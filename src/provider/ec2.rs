@@ -624,6 +624,7 @@ mod tests {
     #[test]
     fn client_tokens_fit_and_differ_per_attempt() {
         let cell = Cell {
+            index: 0,
             id: crate::plan::CellId("ami-1_t3.micro".repeat(10)),
             image: "ami-1".into(),
             instance_type: None,

@@ -1,0 +1,348 @@
+//! The HTML report: `report.html` plus `assets/`, rendered with handlebars from `templates/`.
+//!
+//! The templates stay dumb: everything is computed here into a view model (grid, filmstrip groups,
+//! timeline marks as percentages, console lines with their hits). Every text from the machine goes
+//! through handlebars' `{{ }}`, which escapes it. The default templates are compiled into the binary;
+//! `--templates DIR` overrides any of them by file name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use handlebars::Handlebars;
+use serde_json::{json, Value};
+
+use crate::results::{CellResult, CellStatus, EventKind, RunResults};
+
+const REPORT: &str = include_str!("../../templates/report.hbs");
+const CELL: &str = include_str!("../../templates/cell.hbs");
+const CSS: &str = include_str!("../../templates/assets/report.css");
+const JS: &str = include_str!("../../templates/assets/report.js");
+
+/// Console lines shown per cell; the full log is linked.
+const MAX_CONSOLE_LINES: usize = 5000;
+
+/// The id of a cell's section in report.html.
+pub fn anchor(cell_id: &str) -> String {
+    format!(
+        "cell-{}",
+        cell_id.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+            "-"
+        )
+    )
+}
+
+pub struct Renderer {
+    hb: Handlebars<'static>,
+    css: String,
+    js: String,
+}
+
+impl Renderer {
+    /// The built-in templates, each replaced by a file of the same name in `overrides` if present.
+    pub fn new(overrides: Option<&Path>) -> Result<Renderer, String> {
+        let read = |name: &str, default: &str| -> Result<String, String> {
+            match overrides.map(|d| d.join(name)).filter(|p| p.exists()) {
+                Some(p) => std::fs::read_to_string(&p)
+                    .map_err(|e| format!("failed to read template {}: {e}", p.display())),
+                None => Ok(default.to_string()),
+            }
+        };
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(false);
+        hb.register_template_string("report", read("report.hbs", REPORT)?)
+            .map_err(|e| format!("bad template report.hbs: {e}"))?;
+        hb.register_partial("cell", read("cell.hbs", CELL)?)
+            .map_err(|e| format!("bad template cell.hbs: {e}"))?;
+        Ok(Renderer {
+            hb,
+            css: read("assets/report.css", CSS)?,
+            js: read("assets/report.js", JS)?,
+        })
+    }
+
+    /// Renders the report for results stored in `dir` (console logs are read from there).
+    pub fn render(&self, results: &RunResults, dir: &Path) -> Result<String, String> {
+        let model = view_model(results, dir);
+        self.hb
+            .render("report", &model)
+            .map_err(|e| format!("failed to render report: {e}"))
+    }
+
+    /// Writes `report.html` and `assets/` into `dir`.
+    pub fn write(&self, results: &RunResults, dir: &Path) -> Result<std::path::PathBuf, String> {
+        let html = self.render(results, dir)?;
+        let assets = dir.join("assets");
+        std::fs::create_dir_all(&assets)
+            .map_err(|e| format!("failed to create {}: {e}", assets.display()))?;
+        std::fs::write(assets.join("report.css"), &self.css)
+            .map_err(|e| format!("failed to write report.css: {e}"))?;
+        std::fs::write(assets.join("report.js"), &self.js)
+            .map_err(|e| format!("failed to write report.js: {e}"))?;
+        let file = dir.join("report.html");
+        std::fs::write(&file, html)
+            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        Ok(file)
+    }
+}
+
+fn status_class(status: CellStatus) -> &'static str {
+    match status {
+        CellStatus::Passed => "pass",
+        CellStatus::Failed | CellStatus::TimedOut => "fail",
+        CellStatus::Error => "error",
+        CellStatus::Interrupted | CellStatus::NotRun | CellStatus::Running => "skip",
+    }
+}
+
+fn status_label(status: CellStatus) -> &'static str {
+    match status {
+        CellStatus::Passed => "passed",
+        CellStatus::Failed => "failed",
+        CellStatus::TimedOut => "timed out",
+        CellStatus::Error => "error",
+        CellStatus::Interrupted => "interrupted",
+        CellStatus::NotRun => "not run",
+        CellStatus::Running => "running",
+    }
+}
+
+/// Failures first, then the rest in plan order.
+fn order(status: CellStatus) -> u8 {
+    match status {
+        CellStatus::Failed | CellStatus::TimedOut | CellStatus::Error => 0,
+        CellStatus::Interrupted | CellStatus::Running => 1,
+        CellStatus::Passed => 2,
+        CellStatus::NotRun => 3,
+    }
+}
+
+fn secs(s: f64) -> String {
+    format!("{s:.1}s")
+}
+
+fn view_model(results: &RunResults, dir: &Path) -> Value {
+    let mut cells: Vec<&CellResult> = results.cells.iter().collect();
+    cells.sort_by_key(|c| order(c.status));
+    json!({
+        "title": format!("amiprobe: {}", results.spec.name),
+        "spec": results.spec,
+        "run_id": results.run_id,
+        "shard": results.shard,
+        "status": format!("{:?}", results.status).to_lowercase(),
+        "started_at": results.started_at,
+        "duration": secs(results.duration_s),
+        "counts": results.counts,
+        "warnings": results.warnings,
+        "leftover_cleanup": results.leftover_cleanup,
+        "grid": grid(&results.cells),
+        "cells": cells.iter().map(|c| cell_model(c, dir)).collect::<Vec<_>>(),
+        "amiprobe_version": results.amiprobe_version,
+    })
+}
+
+/// The matrix as a table: a row per image, a column per combination of the other axes.
+fn grid(cells: &[CellResult]) -> Value {
+    let column = |c: &CellResult| {
+        let p = &c.params;
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(p.instance_type.clone());
+        parts.extend(p.subnet.clone());
+        if !p.security_groups.is_empty() {
+            parts.push(p.security_groups.join("+"));
+        }
+        if parts.is_empty() {
+            "cell".to_string()
+        } else {
+            parts.join(" · ")
+        }
+    };
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    for c in cells {
+        let col = column(c);
+        if !columns.contains(&col) {
+            columns.push(col);
+        }
+        if !rows.contains(&c.params.image) {
+            rows.push(c.params.image.clone());
+        }
+    }
+    let mut at: BTreeMap<(String, String), &CellResult> = BTreeMap::new();
+    for c in cells {
+        at.insert((c.params.image.clone(), column(c)), c);
+    }
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|image| {
+            let entries: Vec<Value> = columns
+                .iter()
+                .map(|col| match at.get(&(image.clone(), col.clone())) {
+                    Some(c) => json!({ "present": true, "anchor": anchor(&c.id), "class": status_class(c.status), "label": status_label(c.status), "id": c.id }),
+                    None => json!({ "present": false }),
+                })
+                .collect();
+            json!({ "image": image, "entries": entries })
+        })
+        .collect();
+    json!({ "columns": columns, "rows": rows })
+}
+
+fn cell_model(c: &CellResult, dir: &Path) -> Value {
+    let end = c
+        .timings
+        .ended_s
+        .unwrap_or(0.0)
+        .max(c.screenshots.last().map_or(0.0, |s| s.offset_s))
+        .max(1.0);
+    let pct = |t: f64| format!("{:.2}", (t / end * 100.0).clamp(0.0, 100.0));
+
+    // Consecutive identical frames collapse into one, with a count.
+    let mut frames: Vec<Value> = Vec::new();
+    let mut i = 0;
+    while i < c.screenshots.len() {
+        let first = &c.screenshots[i];
+        let mut j = i + 1;
+        while j < c.screenshots.len() && c.screenshots[j].duplicate_of.is_some() {
+            j += 1;
+        }
+        let last = &c.screenshots[j - 1];
+        frames.push(json!({
+            "path": first.path,
+            "at": secs(first.offset_s),
+            "until": (j - i > 1).then(|| secs(last.offset_s)),
+            "count": j - i,
+            "left": pct(first.offset_s),
+            "alt": format!("console of {} at {}", c.id, secs(first.offset_s)),
+        }));
+        i = j;
+    }
+
+    let marks: Vec<Value> = c
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Running | EventKind::PortOpen | EventKind::ProbePassed | EventKind::ProbeFailed | EventKind::Ready | EventKind::Error))
+        .map(|e| {
+            let kind = format!("{:?}", e.kind);
+            json!({ "left": pct(e.at_s), "at": secs(e.at_s), "kind": kind.to_lowercase(), "message": e.message })
+        })
+        .collect();
+
+    let hit_lines: BTreeSet<usize> = c
+        .console
+        .iter()
+        .filter(|f| !f.passed || f.kind == crate::console::RuleKind::MustContain)
+        .flat_map(|f| f.hits.iter().map(|h| h.line))
+        .collect();
+    let failed_lines: BTreeSet<usize> = c
+        .console
+        .iter()
+        .filter(|f| !f.passed)
+        .flat_map(|f| f.hits.iter().map(|h| h.line))
+        .collect();
+    let cell_anchor = anchor(&c.id);
+    let (console_lines, console_truncated) = match &c.console_log {
+        Some(rel) => match std::fs::read(dir.join(rel)) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let total = text.lines().count();
+                let lines: Vec<Value> = text
+                    .lines()
+                    .take(MAX_CONSOLE_LINES)
+                    .enumerate()
+                    .map(|(n, line)| {
+                        let n = n + 1;
+                        let class = if failed_lines.contains(&n) { "bad" } else if hit_lines.contains(&n) { "good" } else { "" };
+                        json!({ "n": n, "text": line.trim_end_matches('\r'), "class": class, "id": format!("{cell_anchor}-L{n}") })
+                    })
+                    .collect();
+                (lines, total > MAX_CONSOLE_LINES)
+            }
+            Err(_) => (Vec::new(), false),
+        },
+        None => (Vec::new(), false),
+    };
+
+    let findings: Vec<Value> = c
+        .console
+        .iter()
+        .filter(|f| !f.passed || !f.hits.is_empty())
+        .map(|f| {
+            let kind = match f.kind {
+                crate::console::RuleKind::MustContain => "must contain",
+                crate::console::RuleKind::MustNotContain => "must not contain",
+                crate::console::RuleKind::Builtin => "built-in",
+            };
+            json!({
+                "rule": f.rule,
+                "kind": kind,
+                "passed": f.passed,
+                "hits": f.hits.iter().map(|h| json!({ "line": h.line, "text": h.text, "href": format!("#{cell_anchor}-L{}", h.line) })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+
+    let probes: Vec<Value> = c
+        .probes
+        .iter()
+        .map(|p| {
+            let latencies: Vec<u64> = p.attempts.iter().map(|a| a.latency_ms).collect();
+            json!({
+                "name": p.name,
+                "kind": p.kind,
+                "target": p.target,
+                "passed": p.passed,
+                "first_passed": p.first_passed_s.map(secs),
+                "attempts": p.attempts_count,
+                "message": p.message,
+                "latency": latencies.last().map(|l| format!("{l} ms")),
+                "exchange": p.last_exchange,
+            })
+        })
+        .collect();
+
+    let machine: Vec<Value> = match &c.machine {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| json!({ "key": k, "value": match v { Value::String(s) => s.clone(), other => other.to_string() } }))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let t = &c.timings;
+    let timings: Vec<Value> = [
+        ("launched", t.launched_s),
+        ("running", t.running_s),
+        ("first screenshot", t.first_screenshot_s),
+        ("ready", t.ready_s),
+        ("ended", t.ended_s),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.map(|v| json!({ "key": k, "value": secs(v) })))
+    .collect();
+
+    json!({
+        "id": c.id,
+        "anchor": cell_anchor,
+        "class": status_class(c.status),
+        "label": status_label(c.status),
+        "reason": c.reason,
+        "params": c.params,
+        "machine": machine,
+        "timings": timings,
+        "frames": frames,
+        "screenshot_count": c.screenshots.len(),
+        "screenshots_note": c.screenshots_note,
+        "marks": marks,
+        "console_log": c.console_log,
+        "console_lines": console_lines,
+        "console_truncated": console_truncated,
+        "findings": findings,
+        "probes": probes,
+        "errors": c.errors,
+        "events": c.events.iter().map(|e| json!({ "at": secs(e.at_s), "kind": format!("{:?}", e.kind).to_lowercase(), "message": e.message })).collect::<Vec<_>>(),
+        "event_count": c.events.len(),
+        "cleanup": c.cleanup,
+        "cleanup_ok": c.cleanup.iter().all(|s| s.ok),
+    })
+}

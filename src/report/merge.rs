@@ -1,0 +1,98 @@
+//! `amiprobe report merge`: the results of `run --shard K/N` jobs joined into the one run they split.
+
+use std::path::Path;
+
+use crate::results::{RunResults, RunStatus};
+
+/// Merges shard results (already loaded from `dirs`) and copies their cell files into `out`.
+pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, String> {
+    let mut parts = parts.into_iter();
+    let (mut merged, first_dir) = parts.next().ok_or("nothing to merge")?;
+    copy_cells(first_dir, out)?;
+    let mut shards = vec![merged
+        .shard
+        .clone()
+        .unwrap_or_else(|| merged.run_id.clone())];
+    for (part, dir) in parts {
+        if part.spec.name != merged.spec.name || part.spec.provider != merged.spec.provider {
+            return Err(format!(
+                "{} holds results of `{}` on {}, not of `{}` on {}",
+                dir.display(),
+                part.spec.name,
+                part.spec.provider,
+                merged.spec.name,
+                merged.spec.provider
+            ));
+        }
+        for cell in &part.cells {
+            if merged.cells.iter().any(|c| c.id == cell.id) {
+                return Err(format!(
+                    "cell `{}` is in more than one of the merged results",
+                    cell.id
+                ));
+            }
+        }
+        copy_cells(dir, out)?;
+        shards.push(part.shard.clone().unwrap_or_else(|| part.run_id.clone()));
+        merged.started_at = merged.started_at.clone().min(part.started_at.clone());
+        merged.finished_at = match (merged.finished_at.take(), part.finished_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        // Shards run side by side: the run took as long as its longest shard.
+        merged.duration_s = merged.duration_s.max(part.duration_s);
+        merged.status = worst(merged.status, part.status);
+        merged.cells.extend(part.cells);
+        for w in part.warnings {
+            if !merged.warnings.contains(&w) {
+                merged.warnings.push(w);
+            }
+        }
+        merged.leftover_cleanup.extend(part.leftover_cleanup);
+    }
+    // Plan order, as a single run lists them.
+    merged.cells.sort_by_key(|c| c.index);
+    merged.shard = None;
+    merged.merged_from = shards;
+    merged.recount();
+    merged
+        .write(out)
+        .map_err(|e| format!("failed to write merged results.json: {e}"))?;
+    Ok(merged)
+}
+
+fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
+    let rank = |s: RunStatus| match s {
+        RunStatus::Passed => 0,
+        RunStatus::Failed => 1,
+        RunStatus::Running => 2,
+        RunStatus::Interrupted => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn copy_cells(from: &Path, out: &Path) -> Result<(), String> {
+    let src = from.join("cells");
+    if !src.exists() || from == out {
+        return Ok(());
+    }
+    copy_dir(&src, &out.join("cells")).map_err(|e| format!("failed to copy {}: {e}", src.display()))
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let target = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Reports: HTML (snapshot and a real browser), JUnit, re-rendering, templates, the results schema.
+//!
+//! The fixture in `tests/fixtures/report/run` is the results directory of a real qemu demo run,
+//! trimmed to a few screenshots, with one console line that tries to inject a script.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{fixtures, repo_root, Test};
+
+/// A copy of the fixture run in a temporary directory, rendered by `amiprobe report`.
+fn rendered() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    copy_dir(&fixtures().join("report/run"), &dir);
+    let run = Test::new().args(["report", dir.to_str().unwrap()]).run();
+    // The fixture run failed two cells: `report` exits as the run did.
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.stderr());
+    (tmp, dir)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let target = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn html_report_snapshot() {
+    let (_tmp, dir) = rendered();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    insta::assert_snapshot!(html);
+}
+
+#[test]
+fn machine_text_is_escaped() {
+    let (_tmp, dir) = rendered();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html
+        .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot; from the guest"));
+    assert!(!html.contains("<script>alert(1)"));
+    // The only script is the report's own.
+    assert_eq!(html.matches("<script").count(), 1);
+}
+
+#[test]
+fn failures_come_first_and_link_to_console_lines() {
+    let (_tmp, dir) = rendered();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let pos = |id: &str| {
+        html.find(&format!("id=\"cell-{id}\""))
+            .unwrap_or_else(|| panic!("no section for {id}"))
+    };
+    assert!(pos("fail") < pos("ok") && pos("nohttp") < pos("ok") && pos("nohttp") < pos("slow"));
+    // Each I/O error hit links to its console line, which exists and is marked.
+    for line in 338..=341 {
+        assert!(html.contains(&format!("href=\"#cell-fail-L{line}\">line {line}</a>")));
+        assert!(html.contains(&format!("<tr id=\"cell-fail-L{line}\" class=\"bad\">")));
+    }
+    // Duplicate frames are collapsed with a count.
+    assert!(
+        html.contains("1.0s–3.0s <b class=\"dups\">×3</b>"),
+        "no collapsed frames"
+    );
+}
+
+#[test]
+fn junit_has_a_case_per_cell_with_failures_linked_to_the_report() {
+    let (_tmp, dir) = rendered();
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(xml.contains("<testsuite name=\"demo-appliance\" tests=\"4\" disabled=\"0\" errors=\"0\" failures=\"2\""), "{xml}");
+    for id in ["ok", "fail", "nohttp", "slow"] {
+        assert!(
+            xml.contains(&format!(
+                "<testcase name=\"{id}\" classname=\"demo-appliance.qemu\""
+            )),
+            "{id}"
+        );
+    }
+    assert!(
+        xml.contains(
+            "console `I/O error` at line 338: [    3.293811] blk_update_request: I/O error"
+        ),
+        "{xml}"
+    );
+    assert!(xml.contains("report: report.html#cell-fail"));
+}
+
+#[test]
+fn templates_can_be_overridden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    copy_dir(&fixtures().join("report/run"), &dir);
+    let templates = tmp.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("report.hbs"),
+        "<p>{{counts.total}} cells, {{counts.failed}} failed: {{#each cells}}{{id}} {{/each}}</p>",
+    )
+    .unwrap();
+    Test::new()
+        .args([
+            "report",
+            dir.to_str().unwrap(),
+            "--templates",
+            templates.to_str().unwrap(),
+        ])
+        .run()
+        .code(1);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(html, "<p>4 cells, 2 failed: fail nohttp ok slow </p>");
+}
+
+#[test]
+fn checked_in_results_schema_is_current() {
+    let run = Test::new().args(["schema", "results"]).run().code(0);
+    let checked_in =
+        std::fs::read_to_string(repo_root().join("schemas/results.schema.json")).unwrap();
+    assert_eq!(run.stdout().trim_end(), checked_in.trim_end(), "schemas/results.schema.json is stale: run `cargo run -- schema results > schemas/results.schema.json`");
+}
+
+fn chromium() -> Command {
+    let profile = tempfile::tempdir().unwrap().keep();
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=10000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+/// A page next to the report that loads it in a frame and writes down what a person would see.
+const PROBE_PAGE: &str = r##"<!doctype html><body><pre id="out">waiting</pre>
+<iframe id="r" src="report.html" width="1280" height="2000"></iframe>
+<script>
+document.getElementById("r").onload = function () {
+  var doc = this.contentDocument, out = [];
+  out.push("cells=" + doc.getElementById("cell-count").textContent);
+  out.push("sections=" + doc.querySelectorAll("article.cell").length);
+  var imgs = doc.querySelectorAll(".filmstrip img"), left = imgs.length, loaded = 0;
+  out.push("images=" + imgs.length);
+  out.push("reason=" + doc.querySelector("#cell-fail .reason").textContent);
+  var line = doc.getElementById("cell-fail-L345");
+  out.push("line345=" + (line ? line.innerText.replace(/\s+/g, " ") : "missing"));
+  out.push("injected=" + doc.querySelectorAll("script").length);
+  imgs.forEach(function (img) {
+    var probe = new Image();
+    probe.onload = function () { if (probe.naturalWidth > 0) loaded++; if (--left === 0) done(); };
+    probe.onerror = function () { if (--left === 0) done(); };
+    probe.src = img.src;
+  });
+  function done() { out.push("loaded=" + loaded); document.getElementById("out").textContent = out.join("\n"); }
+};
+</script></body>"##;
+
+#[test]
+fn a_browser_shows_the_report_from_file_urls() {
+    let (_tmp, dir) = rendered();
+    std::fs::write(dir.join("probe.html"), PROBE_PAGE).unwrap();
+    let output = chromium()
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("probe.html").display()))
+        .output()
+        .expect("run chromium (scripts/install-deps browser)");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let seen: String = dom
+        .split("<pre id=\"out\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap_or_default()
+        .to_string();
+    let seen = seen
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"");
+    assert!(seen.contains("cells=4"), "{seen}");
+    assert!(seen.contains("sections=4"), "{seen}");
+    assert!(seen.contains("images=11"), "{seen}");
+    assert!(
+        seen.contains("loaded=11"),
+        "every filmstrip image loads: {seen}"
+    );
+    assert!(
+        seen.contains("reason=console matched `I/O error` at line 338"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("line345=345 <script>alert(1)</script> & \"quotes\" from the guest"),
+        "{seen}"
+    );
+    assert!(seen.contains("injected=1"), "{seen}");
+
+    // And as a picture: a page with content, not a blank one.
+    let shot = dir.join("shot.png");
+    let status = chromium()
+        .arg("--window-size=1280,1600")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let img = image::open(&shot).unwrap().to_luma8();
+    let dark =
+        img.pixels().filter(|p| p.0[0] < 100).count() as f64 / (img.width() * img.height()) as f64;
+    assert!(
+        dark > 0.02,
+        "the report screenshot looks empty ({dark:.3} dark)"
+    );
+}
