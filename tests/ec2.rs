@@ -700,3 +700,79 @@ fn merged_shards_equal_the_single_run() {
         assert_nothing_left(&moto, r);
     }
 }
+
+#[test]
+fn a_kept_private_key_is_private_and_in_no_report() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    let (dir, out) = out_dir();
+    let spec_file = spec(
+        dir.path(),
+        &[(AMI, "t3.micro")],
+        &http_probe("health", service.port, "10s"),
+        "",
+    );
+    let text = std::fs::read_to_string(&spec_file)
+        .unwrap()
+        .replace("launch:\n", "launch:\n  keep_private_key: true\n");
+    std::fs::write(&spec_file, text).unwrap();
+    let (output, r) = run(&moto, &spec_file, &out);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let key = out.join(format!(
+        "keys/{}.pem",
+        r["cells"][0]["id"].as_str().unwrap()
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key)
+        .expect("key kept")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let material = std::fs::read_to_string(&key).unwrap();
+    assert!(material.contains("PRIVATE KEY"), "{material}");
+    let secret_line = material.lines().nth(1).unwrap();
+    for report in ["results.json", "report.html", "junit.xml"] {
+        let text = std::fs::read_to_string(out.join(report)).unwrap();
+        assert!(
+            !text.contains(secret_line),
+            "{report} holds the private key"
+        );
+        assert!(!text.contains("keys/"), "{report} points at the key");
+    }
+    assert_nothing_left(&moto, &r);
+}
+
+#[test]
+fn rerun_failed_runs_only_the_cells_that_did_not_pass() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    let (dir, out) = out_dir();
+    let cells = [(AMI, "t3.micro"), (AMI, "t3.gigantic"), (AMI, "t3.small")];
+    let spec = spec(
+        dir.path(),
+        &cells,
+        &http_probe("health", service.port, "10s"),
+        "",
+    );
+    let (_, first) = run(&moto, &spec, &out);
+    assert_eq!(first["counts"]["passed"], 2);
+    let again = dir.path().join("again");
+    let (output, second) = run_with(
+        &moto,
+        &spec,
+        &again,
+        &["--rerun-failed", out.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let ids: Vec<&str> = second["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [format!("{AMI}_t3.gigantic")]);
+    for r in [&first, &second] {
+        assert_nothing_left(&moto, r);
+    }
+}

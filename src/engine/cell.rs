@@ -142,8 +142,11 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
         probe_ports: ctx.plan.probes.iter().map(Probe::port).collect(),
         ledger: ctx.ledger.clone(),
     };
+    // The run timeout bounds the launch too: a hung API call must not hold the cell forever.
     let launched = tokio::select! {
-        r = ctx.provider.launch(&cell, &launch_ctx) => Some(r),
+        r = tokio::time::timeout(ctx.plan.run_timeout, ctx.provider.launch(&cell, &launch_ctx)) => {
+            Some(r.unwrap_or_else(|_| Err(crate::provider::ProviderError::new("launch timed out (timeouts.run)"))))
+        }
         _ = ctx.cancel.cancelled() => None,
     };
     let mut machine = match launched {

@@ -79,10 +79,12 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
         .headers()
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
+            let value = if is_secret(k.as_str()) {
+                "***".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (k.as_str().to_string(), value)
         })
         .collect();
     let mut body = Vec::new();
@@ -116,6 +118,20 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
         )),
         Err(why) => Err((why, Some(exchange))),
     }
+}
+
+/// Headers whose values are credentials: reports show that they were there, not what they said.
+fn is_secret(name: &str) -> bool {
+    const SECRET: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-amz-security-token",
+    ];
+    SECRET.contains(&name.to_ascii_lowercase().as_str())
 }
 
 fn method_name(method: HttpMethod) -> &'static str {

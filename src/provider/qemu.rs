@@ -234,8 +234,9 @@ impl Provider for QemuProvider {
             .tempdir()
             .map_err(|e| ProviderError::new(format!("failed to create a socket directory: {e}")))?;
         let qmp_path = sockets.path().join("qmp.sock");
-        // The serial console goes beside the socket; the engine writes the cell's console.log.
-        let console_path = sockets.path().join("serial.log");
+        // The raw serial stream stays in the cell's directory even if amiprobe is killed; the engine
+        // writes the cell's console.log from it at the end.
+        let console_path = ctx.cell_dir.join("serial.log");
 
         let mut last_error = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {

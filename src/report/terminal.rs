@@ -23,7 +23,9 @@ struct Bars {
 
 impl Terminal {
     pub fn new() -> Self {
-        let bars = std::io::stderr().is_terminal().then(|| {
+        // Bars only for a person at a terminal; CI logs (stdout or stderr redirected) get plain lines.
+        let interactive = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        let bars = interactive.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(

@@ -1,0 +1,116 @@
+//! Benchmark: render the HTML report of 1,000 cells x 30 screenshots, each cell with a 300-line
+//! console log. Target: at most 2 s on a 2-core machine. Prints figures; asserts nothing about time.
+//!
+//!     cargo bench --bench render
+
+use std::time::Instant;
+
+use amiprobe::capture::Screenshot;
+use amiprobe::console::{ConsoleFinding, ConsoleHit, RuleKind};
+use amiprobe::report::{html::Renderer, junit};
+use amiprobe::results::*;
+
+const CELLS: usize = 1000;
+const SHOTS: usize = 30;
+const CONSOLE_LINES: usize = 300;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cells = Vec::new();
+    for i in 0..CELLS {
+        let id = format!("ami-{:04}_t3.micro", i);
+        let cell_dir = dir.path().join("cells").join(&id);
+        std::fs::create_dir_all(&cell_dir).expect("cell dir");
+        let console: String = (1..=CONSOLE_LINES)
+            .map(|n| format!("[ {n:>5}.000000] kernel: line {n} of the boot log <b>&\n"))
+            .collect();
+        std::fs::write(cell_dir.join("console.log"), console).expect("console");
+        let screenshots = (0..SHOTS)
+            .map(|s| Screenshot {
+                path: format!("cells/{id}/screenshots/{s:04}.png"),
+                offset_s: s as f64,
+                width: 720,
+                height: 400,
+                hash: "AAAA".into(),
+                duplicate_of: (s % 5 != 0).then_some(s - s % 5),
+            })
+            .collect();
+        let failed = i % 10 == 0;
+        cells.push(CellResult {
+            id: id.clone(),
+            index: i,
+            params: CellParams { image: format!("ami-{:04}", i / 4), instance_type: Some(format!("t3.size{}", i % 4)), subnet: None, security_groups: vec![] },
+            status: if failed { CellStatus::Failed } else { CellStatus::Passed },
+            reason: failed.then(|| "console matched `I/O error` at line 120".to_string()),
+            started_at: None,
+            timings: Timings { launched_s: Some(0.1), running_s: Some(0.2), first_screenshot_s: Some(0.2), ready_s: Some(20.0), ended_s: Some(30.0) },
+            machine: serde_json::json!({ "instance_id": format!("i-{i:017x}"), "instance_type": "t3.micro" }),
+            events: (0..10).map(|e| TimelineEvent { at_s: e as f64 * 3.0, kind: EventKind::ProbePassed, message: format!("event {e}") }).collect(),
+            screenshots,
+            screenshots_note: None,
+            console_log: Some(format!("cells/{id}/console.log")),
+            console: vec![ConsoleFinding {
+                kind: RuleKind::Builtin,
+                rule: "I/O error".into(),
+                passed: !failed,
+                hits: if failed { vec![ConsoleHit { line: 120, text: "I/O error".into() }] } else { vec![] },
+            }],
+            probes: vec![],
+            errors: vec![],
+            cleanup: vec![],
+        });
+    }
+    let mut results = RunResults {
+        schema_version: SCHEMA_VERSION,
+        amiprobe_version: "bench".into(),
+        run_id: "bench".into(),
+        spec: SpecInfo {
+            name: "bench".into(),
+            description: None,
+            file: "bench.yaml".into(),
+            provider: "ec2".into(),
+        },
+        shard: None,
+        status: RunStatus::Failed,
+        started_at: "2026-11-25T00:00:00Z".into(),
+        finished_at: None,
+        duration_s: 100.0,
+        counts: Counts::default(),
+        warnings: vec![],
+        leftover_cleanup: vec![],
+        merged_from: vec![],
+        cells,
+    };
+    results.recount();
+
+    let renderer = Renderer::new(None).expect("templates");
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let file = renderer.write(&results, dir.path()).expect("render");
+        times.push(start.elapsed().as_secs_f64());
+        size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    }
+    let start = Instant::now();
+    let xml = junit::render(&results).expect("junit");
+    let junit_s = start.elapsed().as_secs_f64();
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    println!("render html: {CELLS} cells x {SHOTS} screenshots x {CONSOLE_LINES} console lines");
+    println!(
+        "  runs: {}",
+        times
+            .iter()
+            .map(|t| format!("{t:.3}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  best: {best:.3}s (target <= 2s), report.html {:.1} MB",
+        size as f64 / 1e6
+    );
+    println!(
+        "render junit: {junit_s:.3}s, {:.1} KB",
+        xml.len() as f64 / 1e3
+    );
+}
