@@ -21,9 +21,8 @@ fn main() {
         let id = format!("ami-{:04}_t3.micro", i);
         let cell_dir = dir.path().join("cells").join(&id);
         std::fs::create_dir_all(&cell_dir).expect("cell dir");
-        let console: String = (1..=CONSOLE_LINES)
-            .map(|n| format!("[ {n:>5}.000000] kernel: line {n} of the boot log <b>&\n"))
-            .collect();
+        let console: String =
+            (1..=CONSOLE_LINES).map(|n| format!("[ {n:>5}.000000] kernel: line {n} of the boot log <b>&\n")).collect();
         std::fs::write(cell_dir.join("console.log"), console).expect("console");
         let screenshots = (0..SHOTS)
             .map(|s| Screenshot {
@@ -39,13 +38,30 @@ fn main() {
         cells.push(CellResult {
             id: id.clone(),
             index: i,
-            params: CellParams { image: format!("ami-{:04}", i / 4), instance_type: Some(format!("t3.size{}", i % 4)), subnet: None, security_groups: vec![] },
+            params: CellParams {
+                image: format!("ami-{:04}", i / 4),
+                instance_type: Some(format!("t3.size{}", i % 4)),
+                subnet: None,
+                security_groups: vec![],
+            },
             status: if failed { CellStatus::Failed } else { CellStatus::Passed },
             reason: failed.then(|| "console matched `I/O error` at line 120".to_string()),
             started_at: None,
-            timings: Timings { launched_s: Some(0.1), running_s: Some(0.2), first_screenshot_s: Some(0.2), ready_s: Some(20.0), ended_s: Some(30.0) },
+            timings: Timings {
+                launched_s: Some(0.1),
+                running_s: Some(0.2),
+                first_screenshot_s: Some(0.2),
+                ready_s: Some(20.0),
+                ended_s: Some(30.0),
+            },
             machine: serde_json::json!({ "instance_id": format!("i-{i:017x}"), "instance_type": "t3.micro" }),
-            events: (0..10).map(|e| TimelineEvent { at_s: e as f64 * 3.0, kind: EventKind::ProbePassed, message: format!("event {e}") }).collect(),
+            events: (0..10)
+                .map(|e| TimelineEvent {
+                    at_s: e as f64 * 3.0,
+                    kind: EventKind::ProbePassed,
+                    message: format!("event {e}"),
+                })
+                .collect(),
             screenshots,
             screenshots_note: None,
             console_log: Some(format!("cells/{id}/console.log")),
@@ -64,12 +80,7 @@ fn main() {
         schema_version: SCHEMA_VERSION,
         amiprobe_version: "bench".into(),
         run_id: "bench".into(),
-        spec: SpecInfo {
-            name: "bench".into(),
-            description: None,
-            file: "bench.yaml".into(),
-            provider: "ec2".into(),
-        },
+        spec: SpecInfo { name: "bench".into(), description: None, file: "bench.yaml".into(), provider: "ec2".into() },
         shard: None,
         status: RunStatus::Failed,
         started_at: "2026-11-25T00:00:00Z".into(),
@@ -97,20 +108,7 @@ fn main() {
     let junit_s = start.elapsed().as_secs_f64();
     let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
     println!("render html: {CELLS} cells x {SHOTS} screenshots x {CONSOLE_LINES} console lines");
-    println!(
-        "  runs: {}",
-        times
-            .iter()
-            .map(|t| format!("{t:.3}s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  best: {best:.3}s (target <= 2s), report.html {:.1} MB",
-        size as f64 / 1e6
-    );
-    println!(
-        "render junit: {junit_s:.3}s, {:.1} KB",
-        xml.len() as f64 / 1e3
-    );
+    println!("  runs: {}", times.iter().map(|t| format!("{t:.3}s")).collect::<Vec<_>>().join(", "));
+    println!("  best: {best:.3}s (target <= 2s), report.html {:.1} MB", size as f64 / 1e6);
+    println!("render junit: {junit_s:.3}s, {:.1} KB", xml.len() as f64 / 1e3);
 }

@@ -14,11 +14,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn resolve(
-        phases: &[ScreenshotPhase],
-        path: &FieldPath,
-        problems: &mut Vec<Problem>,
-    ) -> Schedule {
+    pub fn resolve(phases: &[ScreenshotPhase], path: &FieldPath, problems: &mut Vec<Problem>) -> Schedule {
         let mut previous_until = Duration::ZERO;
         for (i, phase) in phases.iter().enumerate() {
             let at = path.index(i);
@@ -39,9 +35,7 @@ impl Schedule {
             }
             previous_until = phase.until;
         }
-        Schedule {
-            phases: phases.to_vec(),
-        }
+        Schedule { phases: phases.to_vec() }
     }
 
     /// No screenshots at all.
@@ -93,33 +87,24 @@ pub struct Screenshot {
 
 /// Decodes an image (PNG, JPEG or PPM), re-encodes it as PNG or JPEG into `file` and hashes it.
 pub fn store(bytes: &[u8], file: &Path) -> Result<(u32, u32, String), String> {
-    let img =
-        image::load_from_memory(bytes).map_err(|e| format!("failed to decode screenshot: {e}"))?;
+    let img = image::load_from_memory(bytes).map_err(|e| format!("failed to decode screenshot: {e}"))?;
     let hash = hasher().hash_image(&img).to_base64();
-    let is_same_format =
-        image::guess_format(bytes).ok() == image::ImageFormat::from_path(file).ok();
+    let is_same_format = image::guess_format(bytes).ok() == image::ImageFormat::from_path(file).ok();
     if is_same_format {
-        std::fs::write(file, bytes)
-            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        std::fs::write(file, bytes).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
     } else {
-        img.save(file)
-            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        img.save(file).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
     }
     Ok((img.width(), img.height(), hash))
 }
 
 fn hasher() -> image_hasher::Hasher {
-    image_hasher::HasherConfig::new()
-        .hash_size(16, 16)
-        .to_hasher()
+    image_hasher::HasherConfig::new().hash_size(16, 16).to_hasher()
 }
 
 /// Whether two hashes are of the same picture (a blinking cursor is not a change).
 pub fn same_picture(a: &str, b: &str) -> bool {
-    match (
-        image_hasher::ImageHash::<Box<[u8]>>::from_base64(a),
-        image_hasher::ImageHash::<Box<[u8]>>::from_base64(b),
-    ) {
+    match (image_hasher::ImageHash::<Box<[u8]>>::from_base64(a), image_hasher::ImageHash::<Box<[u8]>>::from_base64(b)) {
         (Ok(a), Ok(b)) => a.dist(&b) <= 2,
         _ => a == b,
     }
@@ -130,17 +115,12 @@ mod tests {
     use super::*;
 
     fn phase(every: u64, until: u64) -> ScreenshotPhase {
-        ScreenshotPhase {
-            every: Duration::from_secs(every),
-            until: Duration::from_secs(until),
-        }
+        ScreenshotPhase { every: Duration::from_secs(every), until: Duration::from_secs(until) }
     }
 
     #[test]
     fn default_schedule_times() {
-        let s = Schedule {
-            phases: vec![phase(1, 15), phase(15, 300)],
-        };
+        let s = Schedule { phases: vec![phase(1, 15), phase(15, 300)] };
         let mut times = Vec::new();
         let mut last = None;
         while let Some(t) = s.next(last) {
@@ -151,20 +131,13 @@ mod tests {
         expected.extend((2..=20).map(|i| i * 15));
         assert_eq!(times, expected);
         // After a late capture (throttling), the schedule resumes at the next slot.
-        assert_eq!(
-            s.next(Some(Duration::from_millis(15_500))),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(s.next(Some(Duration::from_millis(15_500))), Some(Duration::from_secs(30)));
     }
 
     #[test]
     fn rejects_phases_out_of_order() {
         let mut problems = Vec::new();
-        Schedule::resolve(
-            &[phase(1, 15), phase(0, 10)],
-            &FieldPath::root(),
-            &mut problems,
-        );
+        Schedule::resolve(&[phase(1, 15), phase(0, 10)], &FieldPath::root(), &mut problems);
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages.len(), 2, "{messages:?}");
     }

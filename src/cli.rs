@@ -11,11 +11,7 @@ use crate::plan::{Plan, Shard};
 use crate::spec::{self, SpecError};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "amiprobe",
-    version,
-    about = "Smoke-test freshly built machine images where they will really run"
-)]
+#[command(name = "amiprobe", version, about = "Smoke-test freshly built machine images where they will really run")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -92,17 +88,8 @@ pub struct RunArgs {
     /// Addresses probes may contact (default: each cell's own machine only).
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
-    /// Reports to write next to the results.
-    #[arg(
-        long,
-        value_name = "FORMAT,...",
-        value_delimiter = ',',
-        default_value = "html,junit,json"
-    )]
-    pub report: Vec<crate::report::Format>,
-    /// Handlebars templates that replace the built-in ones (report.hbs, cell.hbs, assets/report.css).
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub reports: ReportOptions,
     /// Run only the cells that did not pass in these earlier results.
     #[arg(long, value_name = "DIR")]
     pub rerun_failed: Option<PathBuf>,
@@ -118,15 +105,16 @@ pub struct ReportArgs {
     /// A results directory to render again from its results.json.
     #[arg(required = true)]
     pub dir: Option<PathBuf>,
-    /// Reports to write.
-    #[arg(
-        long,
-        value_name = "FORMAT,...",
-        value_delimiter = ',',
-        default_value = "html,junit"
-    )]
+    #[command(flatten)]
+    pub reports: ReportOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportOptions {
+    /// Reports to write next to the results.
+    #[arg(long, value_name = "FORMAT,...", value_delimiter = ',', default_value = "html,junit,json")]
     pub report: Vec<crate::report::Format>,
-    /// Handlebars templates that replace the built-in ones.
+    /// Handlebars templates that replace the built-in ones (report.hbs, cell.hbs, assets/report.css).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
 }
@@ -170,9 +158,7 @@ impl VarArgs {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
     if k.is_empty() {
         return Err("variable name is empty".into());
     }
@@ -184,31 +170,21 @@ pub fn main() -> Outcome {
     // Diagnostics for amiprobe's developers: AMIPROBE_LOG=debug.
     let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    Outcome::Passed
-                }
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Outcome::Passed,
                 _ => Outcome::UsageError,
             };
         }
     };
     match cli.command {
         Command::Validate { specs, vars } => validate(&specs, &vars.overrides()),
-        Command::Plan {
-            spec,
-            shard,
-            format,
-            vars,
-        } => plan(&spec, shard, format, &vars.overrides()),
+        Command::Plan { spec, shard, format, vars } => plan(&spec, shard, format, &vars.overrides()),
         Command::Run(args) => crate::run::run(args),
         Command::Report(args) => report(args),
         Command::Sweep(args) => crate::sweep::sweep(args),
@@ -231,14 +207,7 @@ pub fn schema_text(of: SchemaOf) -> String {
 fn report(args: ReportArgs) -> Outcome {
     use crate::report::{self, json, merge};
     match (args.merge, args.dir) {
-        (
-            Some(ReportCommand::Merge {
-                dirs,
-                out,
-                templates,
-            }),
-            _,
-        ) => {
+        (Some(ReportCommand::Merge { dirs, out, templates }), _) => {
             let mut parts = Vec::new();
             for dir in &dirs {
                 match json::load(dir) {
@@ -282,7 +251,7 @@ fn report(args: ReportArgs) -> Outcome {
                     return Outcome::UsageError;
                 }
             };
-            match report::write(&results, &dir, &args.report, args.templates.as_deref()) {
+            match report::write(&results, &dir, &args.reports.report, args.reports.templates.as_deref()) {
                 Ok(files) => {
                     for f in files {
                         println!("{}", f.display());
@@ -299,6 +268,14 @@ fn report(args: ReportArgs) -> Outcome {
     }
 }
 
+/// The async runtime for commands that talk to machines.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: failed to start the async runtime: {e}");
+        Outcome::Failed
+    })
+}
+
 /// The exit code a set of results stands for.
 pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
     use crate::results::RunStatus;
@@ -310,10 +287,7 @@ pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
 }
 
 /// Loads and resolves a spec: every error in it, with places.
-pub fn load_plan(
-    file: &std::path::Path,
-    vars: &BTreeMap<String, String>,
-) -> Result<Plan, SpecError> {
+pub fn load_plan(file: &std::path::Path, vars: &BTreeMap<String, String>) -> Result<Plan, SpecError> {
     let loaded = spec::load_file(file, vars)?;
     Plan::resolve(&loaded)
 }
@@ -332,12 +306,7 @@ fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
     outcome
 }
 
-fn plan(
-    file: &std::path::Path,
-    shard: Option<Shard>,
-    format: Format,
-    vars: &BTreeMap<String, String>,
-) -> Outcome {
+fn plan(file: &std::path::Path, shard: Option<Shard>, format: Format, vars: &BTreeMap<String, String>) -> Outcome {
     let plan = match load_plan(file, vars) {
         Ok(p) => p,
         Err(e) => {
@@ -363,19 +332,10 @@ fn plan(
                 "total_cells": total,
                 "cells": plan.cells,
             });
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }
         Format::Text => {
-            let mut text = format!(
-                "{}: {} cells on {}",
-                plan.name,
-                plan.cells.len(),
-                plan.provider.name()
-            );
+            let mut text = format!("{}: {} cells on {}", plan.name, plan.cells.len(), plan.provider.name());
             if let Some(s) = shard {
                 text.push_str(&format!(" (shard {s} of {total} cells)"));
             }

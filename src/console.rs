@@ -13,14 +13,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("kernel panic", r"Kernel panic - not syncing"),
     ("kernel oops", r"\bOops(: | - )|BUG: unable to handle"),
     ("I/O error", r"I/O error"),
-    (
-        "file system error",
-        r"(EXT4-fs|XFS|BTRFS)( \([^)]*\))?:? .*(error|corruption|Corruption)",
-    ),
-    (
-        "emergency or rescue shell",
-        r"(?i)(you are in (emergency|rescue) mode|entering (emergency|rescue) mode)",
-    ),
+    ("file system error", r"(EXT4-fs|XFS|BTRFS)( \([^)]*\))?:? .*(error|corruption|Corruption)"),
+    ("emergency or rescue shell", r"(?i)(you are in (emergency|rescue) mode|entering (emergency|rescue) mode)"),
     (
         "dracut or initramfs shell",
         r"Dropping to debug shell|dracut-initqueue\[\d+\]: Warning: Could not boot|\(initramfs\)\s|Gave up waiting for root",
@@ -65,11 +59,7 @@ pub struct ConsoleHit {
 const MAX_HITS: usize = 20;
 
 impl ConsoleRules {
-    pub fn compile(
-        spec: &ConsoleSpec,
-        path: &FieldPath,
-        problems: &mut Vec<Problem>,
-    ) -> ConsoleRules {
+    pub fn compile(spec: &ConsoleSpec, path: &FieldPath, problems: &mut Vec<Problem>) -> ConsoleRules {
         for (key, list) in [
             ("must_contain", &spec.must_contain),
             ("must_not_contain", &spec.must_not_contain),
@@ -77,18 +67,12 @@ impl ConsoleRules {
         ] {
             for (i, pattern) in list.iter().enumerate() {
                 if pattern.is_empty() {
-                    problems.push(Problem::at(
-                        path.key(key).index(i),
-                        "empty pattern matches every line",
-                    ));
+                    problems.push(Problem::at(path.key(key).index(i), "empty pattern matches every line"));
                 }
             }
         }
         let builtin = if spec.builtin {
-            BUILTIN
-                .iter()
-                .filter_map(|(name, re)| Regex::new(re).ok().map(|r| (*name, r)))
-                .collect()
+            BUILTIN.iter().filter_map(|(name, re)| Regex::new(re).ok().map(|r| (*name, r))).collect()
         } else {
             Vec::new()
         };
@@ -106,21 +90,15 @@ impl ConsoleRules {
 
     /// Checks a whole console log. Every rule yields a finding, passed or not.
     pub fn check(&self, log: &str) -> Vec<ConsoleFinding> {
-        let lines: Vec<(usize, &str)> = log
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-            .collect();
+        let lines: Vec<(usize, &str)> =
+            log.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).collect();
         let exempt = |line: &str| self.ignore.iter().any(|i| line.contains(i.as_str()));
         let hits = |matches: &dyn Fn(&str) -> bool, skip_exempt: bool| -> Vec<ConsoleHit> {
             lines
                 .iter()
                 .filter(|(_, l)| matches(l) && !(skip_exempt && exempt(l)))
                 .take(MAX_HITS)
-                .map(|(n, l)| ConsoleHit {
-                    line: *n,
-                    text: l.to_string(),
-                })
+                .map(|(n, l)| ConsoleHit { line: *n, text: l.to_string() })
                 .collect()
         };
         let mut findings = Vec::new();
@@ -169,24 +147,16 @@ mod tests {
 
     #[test]
     fn finds_required_forbidden_and_builtin_lines() {
-        let log = "boot\nblk_update_request: I/O error, dev vda, sector 0\nlogin: \n[ 1.0] Kernel panic - not syncing: VFS\n";
+        let log =
+            "boot\nblk_update_request: I/O error, dev vda, sector 0\nlogin: \n[ 1.0] Kernel panic - not syncing: VFS\n";
         let findings = rules("must_contain: ['login:']\nmust_not_contain: ['sector 0']").check(log);
         let failed: Vec<(&str, Vec<usize>)> = findings
             .iter()
             .filter(|f| !f.passed)
             .map(|f| (f.rule.as_str(), f.hits.iter().map(|h| h.line).collect()))
             .collect();
-        assert_eq!(
-            failed,
-            [
-                ("sector 0", vec![2]),
-                ("kernel panic", vec![4]),
-                ("I/O error", vec![2])
-            ]
-        );
-        assert!(findings
-            .iter()
-            .any(|f| f.rule == "login:" && f.passed && f.hits[0].line == 3));
+        assert_eq!(failed, [("sector 0", vec![2]), ("kernel panic", vec![4]), ("I/O error", vec![2])]);
+        assert!(findings.iter().any(|f| f.rule == "login:" && f.passed && f.hits[0].line == 3));
     }
 
     #[test]

@@ -118,8 +118,7 @@ pub async fn run(
                 cell.errors.push(message.clone());
             }
             results.status = RunStatus::Failed;
-            results.finished_at =
-                Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
             write(&mut results);
             return results;
         }
@@ -223,18 +222,12 @@ fn interrupt(
             hurry.cancel();
             "interrupted again: cleaning up without waiting for confirmation (Ctrl-C again to exit at once)"
         }
-        _ => {
-            "interrupted a third time: exiting now; run `amiprobe sweep` to remove what may be left"
-        }
+        _ => "interrupted a third time: exiting now; run `amiprobe sweep` to remove what may be left",
     };
-    reporter.event(&Event::Interrupt {
-        count: *count,
-        message: message.to_string(),
-    });
+    reporter.event(&Event::Interrupt { count: *count, message: message.to_string() });
     if *count >= 3 {
         results.status = RunStatus::Interrupted;
-        results.finished_at =
-            Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+        results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         write(results);
         // QEMU processes die with us (PR_SET_PDEATHSIG); cloud resources carry the run's tags.
         std::process::exit(crate::exit::Outcome::Interrupted.code());
@@ -244,11 +237,7 @@ fn interrupt(
 /// The result of a cell whose task panicked: what was known before, marked as an error.
 fn crashed(before: &CellResult, error: &tokio::task::JoinError) -> CellResult {
     let mut result = before.clone();
-    let why = if error.is_panic() {
-        "cell task panicked"
-    } else {
-        "cell task was cancelled"
-    };
+    let why = if error.is_panic() { "cell task panicked" } else { "cell task was cancelled" };
     result.status = CellStatus::Error;
     result.reason = Some(why.to_string());
     result.errors.push(why.to_string());

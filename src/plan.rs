@@ -66,10 +66,7 @@ pub struct QemuPlan {
 impl QemuPlan {
     /// The image a cell's `image` value names: an entry of `images`, or a disk path.
     pub fn image(&self, value: &str) -> QemuImagePlan {
-        self.images
-            .get(value)
-            .cloned()
-            .unwrap_or_else(|| QemuImagePlan::Disk(PathBuf::from(value)))
+        self.images.get(value).cloned().unwrap_or_else(|| QemuImagePlan::Disk(PathBuf::from(value)))
     }
 }
 
@@ -77,11 +74,7 @@ impl QemuPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QemuImagePlan {
-    Kernel {
-        kernel: PathBuf,
-        initrd: Option<PathBuf>,
-        append: Option<String>,
-    },
+    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, append: Option<String> },
     Disk(PathBuf),
 }
 
@@ -108,11 +101,8 @@ impl Plan {
             Some(p) => matrix::expand(&spec.matrix, p, &mut problems),
             None => Vec::new(),
         };
-        let schedule = Schedule::resolve(
-            &spec.capture.screenshots,
-            &root.key("capture").key("screenshots"),
-            &mut problems,
-        );
+        let schedule =
+            Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
 
         let mut probes = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -120,13 +110,8 @@ impl Plan {
             let path = root.key("probes").index(i);
             if let Some(first) = seen.insert(&p.name, i) {
                 problems.push(
-                    Problem::at(
-                        path.key("name"),
-                        format!("duplicate probe name `{}`", p.name),
-                    )
-                    .help(format!(
-                        "probes[{first}] has the same name; probe names must be unique"
-                    )),
+                    Problem::at(path.key("name"), format!("duplicate probe name `{}`", p.name))
+                        .help(format!("probes[{first}] has the same name; probe names must be unique")),
                 );
             }
             if let Some(probe) = Probe::compile(p, &path, &mut problems) {
@@ -135,10 +120,7 @@ impl Plan {
         }
         let console = ConsoleRules::compile(&spec.console, &root.key("console"), &mut problems);
         if spec.timeouts.run.is_zero() {
-            problems.push(Problem::at(
-                root.key("timeouts").key("run"),
-                "timeout must be above 0s",
-            ));
+            problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
         let launch = resolve_launch(spec, loaded.base_dir(), &provider, &mut problems);
 
@@ -167,12 +149,12 @@ impl Plan {
         let mut warnings = Vec::new();
         if let ProviderPlan::Ec2(_) = &self.provider {
             for cell in &self.cells {
-                if let Some(why) = cell
-                    .instance_type
-                    .as_deref()
-                    .and_then(crate::provider::ec2::screenshot_unsupported)
+                if let Some(why) = cell.instance_type.as_deref().and_then(crate::provider::ec2::screenshot_unsupported)
                 {
-                    warnings.push(format!("cell {}: EC2 takes no screenshots of {} instances; the cell runs without them", cell.id, why));
+                    warnings.push(format!(
+                        "cell {}: EC2 takes no screenshots of {} instances; the cell runs without them",
+                        cell.id, why
+                    ));
                 }
             }
         }
@@ -186,11 +168,7 @@ impl Plan {
     }
 }
 
-fn resolve_provider(
-    spec: &spec::Spec,
-    base: &Path,
-    problems: &mut Vec<Problem>,
-) -> Option<ProviderPlan> {
+fn resolve_provider(spec: &spec::Spec, base: &Path, problems: &mut Vec<Problem>) -> Option<ProviderPlan> {
     let path = FieldPath::root().key("provider");
     match (&spec.provider.ec2, &spec.provider.qemu) {
         (Some(ec2), None) => {
@@ -210,21 +188,13 @@ fn resolve_provider(
                 }
             }
             if ec2.poll_interval.is_zero() {
-                problems.push(Problem::at(
-                    path.key("ec2").key("poll_interval"),
-                    "interval must be above 0s",
-                ));
+                problems.push(Problem::at(path.key("ec2").key("poll_interval"), "interval must be above 0s"));
             }
             Some(ProviderPlan::Ec2(ec2.clone()))
         }
-        (None, Some(qemu)) => {
-            resolve_qemu(qemu, base, &path.key("qemu"), problems).map(ProviderPlan::Qemu)
-        }
+        (None, Some(qemu)) => resolve_qemu(qemu, base, &path.key("qemu"), problems).map(ProviderPlan::Qemu),
         (None, None) => {
-            problems.push(
-                Problem::at_key(path, "no provider given")
-                    .help("add `ec2: {...}` or `qemu: {...}`"),
-            );
+            problems.push(Problem::at_key(path, "no provider given").help("add `ec2: {...}` or `qemu: {...}`"));
             None
         }
         (Some(_), Some(_)) => {
@@ -237,12 +207,7 @@ fn resolve_provider(
     }
 }
 
-fn resolve_qemu(
-    qemu: &spec::QemuSpec,
-    base: &Path,
-    path: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Option<QemuPlan> {
+fn resolve_qemu(qemu: &spec::QemuSpec, base: &Path, path: &FieldPath, problems: &mut Vec<Problem>) -> Option<QemuPlan> {
     let before = problems.len();
     let mut images = BTreeMap::new();
     for (name, image) in &qemu.images {
@@ -261,29 +226,20 @@ fn resolve_qemu(
             }
             (None, Some(disk)) => {
                 if image.initrd.is_some() || image.append.is_some() {
-                    problems.push(Problem::at_key(
-                        at.clone(),
-                        "`initrd` and `append` need `kernel`, not `disk`",
-                    ));
+                    problems.push(Problem::at_key(at.clone(), "`initrd` and `append` need `kernel`, not `disk`"));
                 }
                 images.insert(name.clone(), QemuImagePlan::Disk(abs(disk)));
             }
-            (None, None) => {
-                problems.push(Problem::at_key(at, "image has neither `kernel` nor `disk`"))
+            (None, None) => problems.push(Problem::at_key(at, "image has neither `kernel` nor `disk`")),
+            (Some(_), Some(_)) => {
+                problems.push(Problem::at_key(at.key("disk"), "image has both `kernel` and `disk`: keep one"))
             }
-            (Some(_), Some(_)) => problems.push(Problem::at_key(
-                at.key("disk"),
-                "image has both `kernel` and `disk`: keep one",
-            )),
         }
     }
     if qemu.memory.mebibytes() < 16 {
         problems.push(Problem::at(
             path.key("memory"),
-            format!(
-                "{} MiB of memory is too little to boot",
-                qemu.memory.mebibytes()
-            ),
+            format!("{} MiB of memory is too little to boot", qemu.memory.mebibytes()),
         ));
     }
     if qemu.cpus == 0 {
@@ -294,10 +250,7 @@ fn resolve_qemu(
         memory_mib: qemu.memory.mebibytes(),
         cpus: qemu.cpus,
         accel: qemu.accel,
-        binary: qemu
-            .binary
-            .clone()
-            .unwrap_or_else(|| "qemu-system-x86_64".into()),
+        binary: qemu.binary.clone().unwrap_or_else(|| "qemu-system-x86_64".into()),
     })
 }
 

@@ -79,11 +79,7 @@ impl Probe {
         }
     }
 
-    pub fn compile(
-        spec: &ProbeSpec,
-        path: &FieldPath,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Probe> {
+    pub fn compile(spec: &ProbeSpec, path: &FieldPath, problems: &mut Vec<Problem>) -> Option<Probe> {
         let before = problems.len();
         if spec.name.trim().is_empty() {
             problems.push(Problem::at(path.key("name"), "probe name is empty"));
@@ -92,10 +88,7 @@ impl Probe {
             problems.push(Problem::at(path.key("within"), "deadline must be above 0s"));
         }
         if spec.interval.is_zero() {
-            problems.push(Problem::at(
-                path.key("interval"),
-                "interval must be above 0s",
-            ));
+            problems.push(Problem::at(path.key("interval"), "interval must be above 0s"));
         }
         let check = match (&spec.tcp, &spec.http) {
             (Some(tcp), None) => {
@@ -106,20 +99,13 @@ impl Probe {
                     );
                 }
                 check_port(tcp.port, &path.key("tcp").key("port"), problems);
-                Check::Tcp(TcpCheck {
-                    port: tcp.port,
-                    send: tcp.send.clone(),
-                    contains: tcp.contains.clone(),
-                })
+                Check::Tcp(TcpCheck { port: tcp.port, send: tcp.send.clone(), contains: tcp.contains.clone() })
             }
             (None, Some(http)) => {
                 let at = path.key("http");
                 check_port(http.port, &at.key("port"), problems);
                 if !http.path.starts_with('/') {
-                    problems.push(Problem::at(
-                        at.key("path"),
-                        format!("path `{}` must start with `/`", http.path),
-                    ));
+                    problems.push(Problem::at(at.key("path"), format!("path `{}` must start with `/`", http.path)));
                 }
                 for name in http.headers.keys() {
                     if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -172,53 +158,32 @@ fn check_port(port: u16, path: &FieldPath, problems: &mut Vec<Problem>) {
     }
 }
 
-fn compile_expect(
-    expect: Option<&spec::ExpectSpec>,
-    path: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Expectations {
+fn compile_expect(expect: Option<&spec::ExpectSpec>, path: &FieldPath, problems: &mut Vec<Problem>) -> Expectations {
     let default = spec::ExpectSpec::default();
     let expect = expect.unwrap_or(&default);
-    let body_regex = expect
-        .body_regex
-        .as_ref()
-        .and_then(|re| match Regex::new(re) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                let detail = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_lowercase();
-                problems.push(Problem::at(
-                    path.key("body_regex"),
-                    format!("invalid regex: {detail}"),
-                ));
-                None
-            }
-        });
+    let body_regex = expect.body_regex.as_ref().and_then(|re| match Regex::new(re) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            let detail =
+                e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_lowercase();
+            problems.push(Problem::at(path.key("body_regex"), format!("invalid regex: {detail}")));
+            None
+        }
+    });
     let mut json = Vec::new();
     for (query, value) in &expect.json {
         match JsonPath::parse(query) {
             Ok(p) => json.push((query.clone(), p, value.clone())),
             Err(e) => problems.push(
-                Problem::at_key(
-                    path.key("json").key(query.clone()),
-                    format!("invalid JSON path `{query}`: {e}"),
-                )
-                .help("JSON paths follow RFC 9535 and start with `$`, like `$.status`"),
+                Problem::at_key(path.key("json").key(query.clone()), format!("invalid JSON path `{query}`: {e}"))
+                    .help("JSON paths follow RFC 9535 and start with `$`, like `$.status`"),
             ),
         }
     }
     for name in expect.headers.keys() {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            problems.push(Problem::at_key(
-                path.key("headers").key(name.clone()),
-                format!("invalid header name `{name}`"),
-            ));
+            problems
+                .push(Problem::at_key(path.key("headers").key(name.clone()), format!("invalid header name `{name}`")));
         }
     }
     Expectations {
@@ -284,29 +249,14 @@ pub async fn attempt(
     let result = match resolve(endpoint, policy).await {
         Err(message) => Err((message, None)),
         Ok(addr) => match &probe.check {
-            Check::Tcp(check) => tcp::attempt(check, addr, meaning)
-                .await
-                .map(|m| (m, None))
-                .map_err(|m| (m, None)),
+            Check::Tcp(check) => tcp::attempt(check, addr, meaning).await.map(|m| (m, None)).map_err(|m| (m, None)),
             Check::Http(check) => http::attempt(check, endpoint, addr).await,
         },
     };
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok((message, exchange)) => Attempt {
-            at_s,
-            passed: true,
-            message,
-            latency_ms,
-            exchange,
-        },
-        Err((message, exchange)) => Attempt {
-            at_s,
-            passed: false,
-            message,
-            latency_ms,
-            exchange,
-        },
+        Ok((message, exchange)) => Attempt { at_s, passed: true, message, latency_ms, exchange },
+        Err((message, exchange)) => Attempt { at_s, passed: false, message, latency_ms, exchange },
     }
 }
 
@@ -317,13 +267,7 @@ async fn resolve(endpoint: &Endpoint, policy: &TargetPolicy) -> Result<SocketAdd
         .collect();
     // Every address the name resolves to must be allowed: a name is not a way around the policy.
     if let Some(denied) = addrs.iter().find(|a| !policy.allows(a.ip())) {
-        return Err(format!(
-            "refused to contact {}: not within --allow-targets",
-            denied.ip()
-        ));
+        return Err(format!("refused to contact {}: not within --allow-targets", denied.ip()));
     }
-    addrs
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("{} resolves to no address", endpoint.host))
+    addrs.into_iter().next().ok_or_else(|| format!("{} resolves to no address", endpoint.host))
 }

@@ -29,17 +29,11 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(message: impl Into<String>) -> Self {
-        ProviderError {
-            message: message.into(),
-            unsupported: false,
-        }
+        ProviderError { message: message.into(), unsupported: false }
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {
-        ProviderError {
-            message: message.into(),
-            unsupported: true,
-        }
+        ProviderError { message: message.into(), unsupported: true }
     }
 }
 
@@ -60,11 +54,7 @@ pub trait Provider: Send + Sync {
     async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError>;
 
     /// Creates the cell's machine. On error, whatever was created is already in the ledger.
-    async fn launch(
-        &self,
-        cell: &Cell,
-        ctx: &LaunchContext,
-    ) -> Result<Box<dyn Machine>, ProviderError>;
+    async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError>;
 
     /// Removes resources left in the ledger by cells that could not clean up after themselves.
     async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep>;
@@ -118,19 +108,11 @@ pub struct CleanupStep {
 
 impl CleanupStep {
     pub fn ok(action: impl Into<String>) -> Self {
-        CleanupStep {
-            action: action.into(),
-            ok: true,
-            message: String::new(),
-        }
+        CleanupStep { action: action.into(), ok: true, message: String::new() }
     }
 
     pub fn failed(action: impl Into<String>, message: impl Into<String>) -> Self {
-        CleanupStep {
-            action: action.into(),
-            ok: false,
-            message: message.into(),
-        }
+        CleanupStep { action: action.into(), ok: false, message: message.into() }
     }
 }
 

@@ -27,9 +27,7 @@ impl FromStr for Format {
             "html" => Ok(Format::Html),
             "junit" => Ok(Format::Junit),
             "json" => Ok(Format::Json),
-            _ => Err(format!(
-                "unknown report format `{s}`: expected html, junit or json"
-            )),
+            _ => Err(format!("unknown report format `{s}`: expected html, junit or json")),
         }
     }
 }
@@ -45,9 +43,7 @@ pub fn write(
     for format in formats {
         match format {
             Format::Json => {
-                results
-                    .write(dir)
-                    .map_err(|e| format!("failed to write results.json: {e}"))?;
+                results.write(dir).map_err(|e| format!("failed to write results.json: {e}"))?;
                 written.push(dir.join("results.json"));
             }
             Format::Junit => {

@@ -57,9 +57,7 @@ pub enum RunStatus {
     Interrupted,
 }
 
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {
     pub total: usize,
     pub passed: usize,
@@ -211,18 +209,13 @@ pub struct ProbeResult {
 
 impl RunResults {
     pub fn recount(&mut self) {
-        let mut c = Counts {
-            total: self.cells.len(),
-            ..Counts::default()
-        };
+        let mut c = Counts { total: self.cells.len(), ..Counts::default() };
         for cell in &self.cells {
             match cell.status {
                 CellStatus::Passed => c.passed += 1,
                 CellStatus::Failed | CellStatus::TimedOut => c.failed += 1,
                 CellStatus::Error => c.errored += 1,
-                CellStatus::NotRun | CellStatus::Running | CellStatus::Interrupted => {
-                    c.not_run += 1
-                }
+                CellStatus::NotRun | CellStatus::Running | CellStatus::Interrupted => c.not_run += 1,
             }
         }
         self.counts = c;

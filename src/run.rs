@@ -29,12 +29,8 @@ pub fn run(args: RunArgs) -> Outcome {
         None => plan,
         Some(dir) => match crate::report::json::load(dir) {
             Ok(previous) => {
-                let failed: Vec<&str> = previous
-                    .cells
-                    .iter()
-                    .filter(|c| !c.status.is_pass())
-                    .map(|c| c.id.as_str())
-                    .collect();
+                let failed: Vec<&str> =
+                    previous.cells.iter().filter(|c| !c.status.is_pass()).map(|c| c.id.as_str()).collect();
                 let mut plan = plan;
                 plan.cells.retain(|c| failed.contains(&c.id.0.as_str()));
                 if plan.cells.is_empty() {
@@ -50,23 +46,14 @@ pub fn run(args: RunArgs) -> Outcome {
         },
     };
     let run_id = new_run_id();
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
+    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
         eprintln!("error: failed to create {}: {e}", out_dir.display());
         return Outcome::UsageError;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
     let provider: Arc<dyn Provider> = match &plan.provider {
         ProviderPlan::Qemu(q) => Arc::new(QemuProvider::new(q.clone())),
@@ -94,7 +81,7 @@ pub fn run(args: RunArgs) -> Outcome {
         println!("{}", terminal::cell_line(cell));
     }
     // Reports even for a failed or interrupted run: its screenshots and logs are the point.
-    match crate::report::write(&results, &out_dir, &args.report, args.templates.as_deref()) {
+    match crate::report::write(&results, &out_dir, &args.reports.report, args.reports.templates.as_deref()) {
         Ok(files) => {
             for file in files {
                 println!("{}", file.display());
@@ -108,15 +95,6 @@ pub fn run(args: RunArgs) -> Outcome {
 /// `YYYYmmdd-HHMMSS-xxxx`: sortable, and unique enough to tag a run's resources with.
 fn new_run_id() -> String {
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let stamp: String = now
-        .chars()
-        .filter(|c| c.is_ascii_digit())
-        .take(14)
-        .collect();
-    format!(
-        "{}-{}-{:04x}",
-        &stamp[..8.min(stamp.len())],
-        &stamp[8.min(stamp.len())..],
-        fastrand::u16(..)
-    )
+    let stamp: String = now.chars().filter(|c| c.is_ascii_digit()).take(14).collect();
+    format!("{}-{}-{:04x}", &stamp[..8.min(stamp.len())], &stamp[8.min(stamp.len())..], fastrand::u16(..))
 }

@@ -12,18 +12,12 @@ pub fn sweep(args: SweepArgs) -> Outcome {
         (None, Some(age)) => Selection::OlderThan(age),
         (None, None) => Selection::Expired,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
-    let mut spec: Ec2Spec = serde_yaml::from_str("{}")
-        .unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
+    let mut spec: Ec2Spec =
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
     spec.profile = args.profile.clone();
     let report = runtime.block_on(async {
         let api = Api::connect(&spec, args.region.as_deref()).await?;
@@ -36,11 +30,7 @@ pub fn sweep(args: SweepArgs) -> Outcome {
             return Outcome::UsageError;
         }
     };
-    let verb = if args.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
+    let verb = if args.dry_run { "would remove" } else { "removed" };
     for id in &report.instances {
         println!("{verb} instance {id}");
     }
@@ -50,11 +40,7 @@ pub fn sweep(args: SweepArgs) -> Outcome {
     for e in &report.errors {
         eprintln!("error: {e}");
     }
-    println!(
-        "{} instances, {} key pairs",
-        report.instances.len(),
-        report.key_pairs.len()
-    );
+    println!("{} instances, {} key pairs", report.instances.len(), report.key_pairs.len());
     if report.errors.is_empty() {
         Outcome::Passed
     } else {

@@ -8,18 +8,9 @@ use support::{repo_root, Test};
 
 #[test]
 fn plan_expands_the_readme_spec_to_its_four_cells() {
-    let run = Test::new()
-        .in_repo()
-        .args(["plan", "specs/web-appliance.yaml", "--format", "json"])
-        .run()
-        .code(0);
+    let run = Test::new().in_repo().args(["plan", "specs/web-appliance.yaml", "--format", "json"]).run().code(0);
     let doc = run.json();
-    let ids: Vec<&str> = doc["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = doc["cells"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
         [
@@ -29,10 +20,7 @@ fn plan_expands_the_readme_spec_to_its_four_cells() {
             "ami-0ccc_t3.small_subnet-1_sg-web"
         ]
     );
-    assert_eq!(
-        doc["cells"][3]["security_groups"],
-        serde_json::json!(["sg-web"])
-    );
+    assert_eq!(doc["cells"][3]["security_groups"], serde_json::json!(["sg-web"]));
 }
 
 #[test]
@@ -45,23 +33,14 @@ fn shards_are_disjoint_and_their_union_is_the_plan() {
             .args(args)
             .run()
             .code(0);
-        run.json()["cells"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_string())
-            .collect()
+        run.json()["cells"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
     };
     let all: BTreeSet<String> = ids(&[]).into_iter().collect();
     assert_eq!(all.len(), 21);
     let mut union = BTreeSet::new();
     for k in 1..=4 {
         let shard = ids(&["--shard", &format!("{k}/4")]);
-        assert_eq!(
-            shard,
-            ids(&["--shard", &format!("{k}/4")]),
-            "shard {k} is not deterministic"
-        );
+        assert_eq!(shard, ids(&["--shard", &format!("{k}/4")]), "shard {k} is not deterministic");
         for id in shard {
             assert!(union.insert(id.clone()), "{id} is in two shards");
         }
@@ -71,29 +50,16 @@ fn shards_are_disjoint_and_their_union_is_the_plan() {
 
 #[test]
 fn bad_usage_exits_2() {
-    Test::new()
-        .args(["plan", "x.yaml", "--shard", "5/4"])
-        .run()
-        .code(2)
-        .stderr_has("invalid shard `5/4`");
+    Test::new().args(["plan", "x.yaml", "--shard", "5/4"]).run().code(2).stderr_has("invalid shard `5/4`");
     Test::new().args(["frobnicate"]).run().code(2);
-    Test::new()
-        .args(["validate", "missing.yaml"])
-        .run()
-        .code(2)
-        .stderr_has("failed to read spec");
-    Test::new()
-        .args(["--help"])
-        .run()
-        .code(0)
-        .stdout_has("Usage: amiprobe");
+    Test::new().args(["validate", "missing.yaml"]).run().code(2).stderr_has("failed to read spec");
+    Test::new().args(["--help"]).run().code(0).stdout_has("Usage: amiprobe");
 }
 
 #[test]
 fn checked_in_schema_is_current() {
     let run = Test::new().args(["schema"]).run().code(0);
-    let checked_in =
-        std::fs::read_to_string(repo_root().join("schemas/amiprobe.schema.json")).unwrap();
+    let checked_in = std::fs::read_to_string(repo_root().join("schemas/amiprobe.schema.json")).unwrap();
     assert_eq!(
         run.stdout().trim_end(),
         checked_in.trim_end(),
@@ -115,12 +81,7 @@ fn example_specs_carry_the_modeline_and_validate() {
             "{} lacks the schema modeline",
             path.display()
         );
-        Test::new()
-            .in_repo()
-            .args(["validate", path.to_str().unwrap()])
-            .run()
-            .code(0)
-            .stdout_has(": ok (");
+        Test::new().in_repo().args(["validate", path.to_str().unwrap()]).run().code(0).stdout_has(": ok (");
         count += 1;
     }
     assert!(count >= 2, "only {count} example specs");
@@ -128,20 +89,11 @@ fn example_specs_carry_the_modeline_and_validate() {
 
 #[test]
 fn plan_warns_about_cells_ec2_takes_no_screenshots_of() {
-    let spec = "name: t\nprovider: {ec2: {}}\nmatrix:\n  image: ami-1\n  instance_type: [t3.micro, m6g.large, c5.metal]\n";
-    let run = Test::new()
-        .file("spec.yaml", spec)
-        .args(["plan", "spec.yaml"])
-        .run()
-        .code(0);
+    let spec =
+        "name: t\nprovider: {ec2: {}}\nmatrix:\n  image: ami-1\n  instance_type: [t3.micro, m6g.large, c5.metal]\n";
+    let run = Test::new().file("spec.yaml", spec).args(["plan", "spec.yaml"]).run().code(0);
     let stderr = run.stderr();
-    assert!(
-        stderr.contains("cell ami-1_m6g.large: EC2 takes no screenshots of Graviton instances"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("cell ami-1_c5.metal: EC2 takes no screenshots of bare metal instances"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cell ami-1_m6g.large: EC2 takes no screenshots of Graviton instances"), "{stderr}");
+    assert!(stderr.contains("cell ami-1_c5.metal: EC2 takes no screenshots of bare metal instances"), "{stderr}");
     assert!(!stderr.contains("t3.micro"), "{stderr}");
 }

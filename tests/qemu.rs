@@ -17,19 +17,12 @@ static VMS: Mutex<()> = Mutex::new(());
 
 fn require_image() {
     let image = repo_root().join("build/test-image/vmlinuz");
-    assert!(
-        image.exists(),
-        "{} is missing: run scripts/build-test-image (scripts/test does)",
-        image.display()
-    );
+    assert!(image.exists(), "{} is missing: run scripts/build-test-image (scripts/test does)", image.display());
 }
 
 fn amiprobe(out: &Path, vars: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_amiprobe"));
-    cmd.arg("run")
-        .arg(fixtures().join("qemu/variants.yaml"))
-        .arg("--out")
-        .arg(out);
+    cmd.arg("run").arg(fixtures().join("qemu/variants.yaml")).arg("--out").arg(out);
     for v in vars {
         cmd.args(["--var", v]);
     }
@@ -42,12 +35,7 @@ fn results(out: &Path) -> Value {
 }
 
 fn cell<'a>(results: &'a Value, id: &str) -> &'a Value {
-    results["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no cell {id}"))
+    results["cells"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no cell {id}"))
 }
 
 /// QEMU processes whose command line names this run.
@@ -57,10 +45,7 @@ fn qemu_processes_of(run_id: &str) -> Vec<String> {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains("qemu-system") && cmdline.contains(run_id) {
-                found.push(format!(
-                    "{}: {cmdline}",
-                    entry.file_name().to_string_lossy()
-                ));
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
             }
         }
     }
@@ -70,26 +55,15 @@ fn qemu_processes_of(run_id: &str) -> Vec<String> {
 /// A valid image of the VGA console; once the kernel has printed (after a few seconds), not blank.
 fn assert_real_screenshot(out: &Path, shot: &Value) {
     let path = out.join(shot["path"].as_str().unwrap());
-    let img = image::open(&path)
-        .unwrap_or_else(|e| panic!("{} is not a valid image: {e}", path.display()))
-        .to_luma8();
-    assert!(
-        img.width() >= 640 && img.height() >= 400,
-        "{}x{}",
-        img.width(),
-        img.height()
-    );
+    let img = image::open(&path).unwrap_or_else(|e| panic!("{} is not a valid image: {e}", path.display())).to_luma8();
+    assert!(img.width() >= 640 && img.height() >= 400, "{}x{}", img.width(), img.height());
     if shot["offset_s"].as_f64().unwrap() < 5.0 {
         return; // firmware and the first kernel lines: may be all black
     }
     // Not blank: a console with text has both dark background and bright glyphs.
     let bright = img.pixels().filter(|p| p.0[0] > 128).count();
     let share = bright as f64 / (img.width() * img.height()) as f64;
-    assert!(
-        share > 0.005 && share < 0.5,
-        "{} looks blank ({share:.4} bright)",
-        path.display()
-    );
+    assert!(share > 0.005 && share < 0.5, "{} looks blank ({share:.4} bright)", path.display());
 }
 
 #[test]
@@ -97,10 +71,7 @@ fn variants_pass_fail_and_time_out_as_they_should() {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
     require_image();
     let out = tempfile::tempdir().unwrap();
-    let status = amiprobe(out.path(), &["WITHIN=50s"])
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
+    let status = amiprobe(out.path(), &["WITHIN=50s"]).stderr(Stdio::inherit()).status().unwrap();
     assert_eq!(status.code(), Some(1), "one failing cell makes exit code 1");
     let r = results(out.path());
     assert_eq!(r["status"], "failed");
@@ -113,93 +84,41 @@ fn variants_pass_fail_and_time_out_as_they_should() {
     for shot in ok["screenshots"].as_array().unwrap() {
         assert_real_screenshot(out.path(), shot);
     }
-    let console =
-        std::fs::read_to_string(out.path().join(ok["console_log"].as_str().unwrap())).unwrap();
-    assert!(
-        console.contains("amiprobe test image (variant: ok)"),
-        "banner missing from console log"
-    );
-    let health = ok["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "health")
-        .unwrap();
+    let console = std::fs::read_to_string(out.path().join(ok["console_log"].as_str().unwrap())).unwrap();
+    assert!(console.contains("amiprobe test image (variant: ok)"), "banner missing from console log");
+    let health = ok["probes"].as_array().unwrap().iter().find(|p| p["name"] == "health").unwrap();
     assert_eq!(health["last_exchange"]["status"], 200);
-    assert!(
-        ok["timings"]["ready_s"].as_f64().unwrap() > ok["timings"]["running_s"].as_f64().unwrap()
-    );
+    assert!(ok["timings"]["ready_s"].as_f64().unwrap() > ok["timings"]["running_s"].as_f64().unwrap());
 
     let fail = cell(&r, "fail");
     assert_eq!(fail["status"], "failed");
-    let io = fail["console"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["rule"] == "I/O error")
-        .unwrap();
+    let io = fail["console"].as_array().unwrap().iter().find(|f| f["rule"] == "I/O error").unwrap();
     assert_eq!(io["passed"], false);
     let hit = &io["hits"][0];
-    assert!(
-        hit["text"]
-            .as_str()
-            .unwrap()
-            .contains("blk_update_request: I/O error, dev vda"),
-        "{hit}"
-    );
+    assert!(hit["text"].as_str().unwrap().contains("blk_update_request: I/O error, dev vda"), "{hit}");
     let line_no = hit["line"].as_u64().unwrap() as usize;
-    let fail_console =
-        std::fs::read_to_string(out.path().join(fail["console_log"].as_str().unwrap())).unwrap();
-    assert!(
-        fail_console
-            .lines()
-            .nth(line_no - 1)
-            .unwrap()
-            .contains("I/O error"),
-        "hit line number is off"
-    );
-    assert!(
-        fail["reason"].as_str().unwrap().contains("I/O error"),
-        "{}",
-        fail["reason"]
-    );
+    let fail_console = std::fs::read_to_string(out.path().join(fail["console_log"].as_str().unwrap())).unwrap();
+    assert!(fail_console.lines().nth(line_no - 1).unwrap().contains("I/O error"), "hit line number is off");
+    assert!(fail["reason"].as_str().unwrap().contains("I/O error"), "{}", fail["reason"]);
 
     let nohttp = cell(&r, "nohttp");
     assert_eq!(nohttp["status"], "failed");
     for probe in nohttp["probes"].as_array().unwrap() {
         assert_eq!(probe["passed"], false, "{probe:#}");
         assert!(probe["attempts_count"].as_u64().unwrap() > 3, "{probe:#}");
-        assert!(
-            probe["message"]
-                .as_str()
-                .unwrap()
-                .contains("deadline passed"),
-            "{probe:#}"
-        );
+        assert!(probe["message"].as_str().unwrap().contains("deadline passed"), "{probe:#}");
     }
     // The guest's network is up and nothing listens: the TCP probe must not pass on connect alone.
-    let tcp = nohttp["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["kind"] == "tcp")
-        .unwrap();
+    let tcp = nohttp["probes"].as_array().unwrap().iter().find(|p| p["kind"] == "tcp").unwrap();
     assert_eq!(tcp["passed"], false);
-    assert!(nohttp["console"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|f| f["passed"] == true));
+    assert!(nohttp["console"].as_array().unwrap().iter().all(|f| f["passed"] == true));
 
     let slow = cell(&r, "slow");
     assert_eq!(slow["status"], "passed", "{slow:#}");
     let running = slow["timings"]["running_s"].as_f64().unwrap();
     for probe in slow["probes"].as_array().unwrap() {
         let first = probe["first_passed_s"].as_f64().unwrap();
-        assert!(
-            first - running > 20.0,
-            "slow service passed {first}s after running {running}s"
-        );
+        assert!(first - running > 20.0, "slow service passed {first}s after running {running}s");
     }
     assert!(qemu_processes_of(r["run_id"].as_str().unwrap()).is_empty());
 }
@@ -218,22 +137,14 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
     let started = Instant::now();
     let shots_dir = |id: &str| out.path().join(format!("cells/{id}/screenshots"));
     while started.elapsed() < Duration::from_secs(60) {
-        let count = |id: &str| {
-            std::fs::read_dir(shots_dir(id))
-                .map(|d| d.count())
-                .unwrap_or(0)
-        };
+        let count = |id: &str| std::fs::read_dir(shots_dir(id)).map(|d| d.count()).unwrap_or(0);
         if count("ok") >= 2 && count("nohttp") >= 2 {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let run_id = results(out.path())["run_id"].as_str().unwrap().to_string();
-    assert_eq!(
-        qemu_processes_of(&run_id).len(),
-        2,
-        "both VMs should be up before the interrupt"
-    );
+    assert_eq!(qemu_processes_of(&run_id).len(), 2, "both VMs should be up before the interrupt");
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -243,19 +154,9 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
     assert_eq!(r["status"], "interrupted");
     for cell in r["cells"].as_array().unwrap() {
         assert_eq!(cell["status"], "interrupted", "{cell:#}");
-        assert!(
-            !cell["screenshots"].as_array().unwrap().is_empty(),
-            "screenshots kept"
-        );
+        assert!(!cell["screenshots"].as_array().unwrap().is_empty(), "screenshots kept");
         assert!(cell["console_log"].is_string(), "console log kept");
-        assert!(
-            cell["cleanup"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|s| s["ok"] == true),
-            "{cell:#}"
-        );
+        assert!(cell["cleanup"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{cell:#}");
     }
     assert_eq!(qemu_processes_of(&run_id), Vec::<String>::new());
 }
@@ -264,7 +165,8 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
 fn a_missing_image_fails_before_launching() {
     let out = tempfile::tempdir().unwrap();
     let spec = out.path().join("spec.yaml");
-    std::fs::write(&spec, "name: t\nprovider: {qemu: {images: {x: {kernel: ./no-such-kernel}}}}\nmatrix: {image: x}\n").unwrap();
+    std::fs::write(&spec, "name: t\nprovider: {qemu: {images: {x: {kernel: ./no-such-kernel}}}}\nmatrix: {image: x}\n")
+        .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
         .arg("run")
         .arg(&spec)

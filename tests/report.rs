@@ -44,8 +44,7 @@ fn html_report_snapshot() {
 fn machine_text_is_escaped() {
     let (_tmp, dir) = rendered();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html
-        .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot; from the guest"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot; from the guest"));
     assert!(!html.contains("<script>alert(1)"));
     // The only script is the report's own.
     assert_eq!(html.matches("<script").count(), 1);
@@ -55,10 +54,7 @@ fn machine_text_is_escaped() {
 fn failures_come_first_and_link_to_console_lines() {
     let (_tmp, dir) = rendered();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    let pos = |id: &str| {
-        html.find(&format!("id=\"cell-{id}\""))
-            .unwrap_or_else(|| panic!("no section for {id}"))
-    };
+    let pos = |id: &str| html.find(&format!("id=\"cell-{id}\"")).unwrap_or_else(|| panic!("no section for {id}"));
     assert!(pos("fail") < pos("ok") && pos("nohttp") < pos("ok") && pos("nohttp") < pos("slow"));
     // Each I/O error hit links to its console line, which exists and is marked.
     for line in 338..=341 {
@@ -66,31 +62,21 @@ fn failures_come_first_and_link_to_console_lines() {
         assert!(html.contains(&format!("<tr id=\"cell-fail-L{line}\" class=\"bad\">")));
     }
     // Duplicate frames are collapsed with a count.
-    assert!(
-        html.contains("1.0s–3.0s <b class=\"dups\">×3</b>"),
-        "no collapsed frames"
-    );
+    assert!(html.contains("1.0s–3.0s <b class=\"dups\">×3</b>"), "no collapsed frames");
 }
 
 #[test]
 fn junit_has_a_case_per_cell_with_failures_linked_to_the_report() {
     let (_tmp, dir) = rendered();
     let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
-    assert!(xml.contains("<testsuite name=\"demo-appliance\" tests=\"4\" disabled=\"0\" errors=\"0\" failures=\"2\""), "{xml}");
-    for id in ["ok", "fail", "nohttp", "slow"] {
-        assert!(
-            xml.contains(&format!(
-                "<testcase name=\"{id}\" classname=\"demo-appliance.qemu\""
-            )),
-            "{id}"
-        );
-    }
     assert!(
-        xml.contains(
-            "console `I/O error` at line 338: [    3.293811] blk_update_request: I/O error"
-        ),
+        xml.contains("<testsuite name=\"demo-appliance\" tests=\"4\" disabled=\"0\" errors=\"0\" failures=\"2\""),
         "{xml}"
     );
+    for id in ["ok", "fail", "nohttp", "slow"] {
+        assert!(xml.contains(&format!("<testcase name=\"{id}\" classname=\"demo-appliance.qemu\"")), "{id}");
+    }
+    assert!(xml.contains("console `I/O error` at line 338: [    3.293811] blk_update_request: I/O error"), "{xml}");
     assert!(xml.contains("report: report.html#cell-fail"));
 }
 
@@ -106,15 +92,7 @@ fn templates_can_be_overridden() {
         "<p>{{counts.total}} cells, {{counts.failed}} failed: {{#each cells}}{{id}} {{/each}}</p>",
     )
     .unwrap();
-    Test::new()
-        .args([
-            "report",
-            dir.to_str().unwrap(),
-            "--templates",
-            templates.to_str().unwrap(),
-        ])
-        .run()
-        .code(1);
+    Test::new().args(["report", dir.to_str().unwrap(), "--templates", templates.to_str().unwrap()]).run().code(1);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(html, "<p>4 cells, 2 failed: fail nohttp ok slow </p>");
 }
@@ -122,9 +100,12 @@ fn templates_can_be_overridden() {
 #[test]
 fn checked_in_results_schema_is_current() {
     let run = Test::new().args(["schema", "results"]).run().code(0);
-    let checked_in =
-        std::fs::read_to_string(repo_root().join("schemas/results.schema.json")).unwrap();
-    assert_eq!(run.stdout().trim_end(), checked_in.trim_end(), "schemas/results.schema.json is stale: run `cargo run -- schema results > schemas/results.schema.json`");
+    let checked_in = std::fs::read_to_string(repo_root().join("schemas/results.schema.json")).unwrap();
+    assert_eq!(
+        run.stdout().trim_end(),
+        checked_in.trim_end(),
+        "schemas/results.schema.json is stale: run `cargo run -- schema results > schemas/results.schema.json`"
+    );
 }
 
 fn chromium() -> Command {
@@ -179,32 +160,15 @@ fn a_browser_shows_the_report_from_file_urls() {
         .output()
         .expect("run chromium (scripts/install-deps browser)");
     let dom = String::from_utf8_lossy(&output.stdout);
-    let seen: String = dom
-        .split("<pre id=\"out\">")
-        .nth(1)
-        .and_then(|s| s.split("</pre>").next())
-        .unwrap_or_default()
-        .to_string();
-    let seen = seen
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"");
+    let seen: String =
+        dom.split("<pre id=\"out\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_default().to_string();
+    let seen = seen.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", "\"");
     assert!(seen.contains("cells=4"), "{seen}");
     assert!(seen.contains("sections=4"), "{seen}");
     assert!(seen.contains("images=11"), "{seen}");
-    assert!(
-        seen.contains("loaded=11"),
-        "every filmstrip image loads: {seen}"
-    );
-    assert!(
-        seen.contains("reason=console matched `I/O error` at line 338"),
-        "{seen}"
-    );
-    assert!(
-        seen.contains("line345=345 <script>alert(1)</script> & \"quotes\" from the guest"),
-        "{seen}"
-    );
+    assert!(seen.contains("loaded=11"), "every filmstrip image loads: {seen}");
+    assert!(seen.contains("reason=console matched `I/O error` at line 338"), "{seen}");
+    assert!(seen.contains("line345=345 <script>alert(1)</script> & \"quotes\" from the guest"), "{seen}");
     assert!(seen.contains("injected=1"), "{seen}");
 
     // And as a picture: a page with content, not a blank one.
@@ -217,10 +181,6 @@ fn a_browser_shows_the_report_from_file_urls() {
         .unwrap();
     assert!(status.status.success());
     let img = image::open(&shot).unwrap().to_luma8();
-    let dark =
-        img.pixels().filter(|p| p.0[0] < 100).count() as f64 / (img.width() * img.height()) as f64;
-    assert!(
-        dark > 0.02,
-        "the report screenshot looks empty ({dark:.3} dark)"
-    );
+    let dark = img.pixels().filter(|p| p.0[0] < 100).count() as f64 / (img.width() * img.height()) as f64;
+    assert!(dark > 0.02, "the report screenshot looks empty ({dark:.3} dark)");
 }

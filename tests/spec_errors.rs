@@ -11,33 +11,20 @@ macro_rules! broken {
         #[test]
         fn $test() {
             let file = fixtures().join(concat!("broken/", $file, ".yaml"));
-            let run = Test::new()
-                .arg("validate")
-                .arg(file.to_str().unwrap())
-                .run()
-                .code(2);
+            let run = Test::new().arg("validate").arg(file.to_str().unwrap()).run().code(2);
             let stderr = run.stderr();
             let first = stderr.lines().next().unwrap_or_default();
             if $path == "-" {
-                assert!(
-                    first.starts_with(concat!("error: ", $message)),
-                    "first line: {first}"
-                );
+                assert!(first.starts_with(concat!("error: ", $message)), "first line: {first}");
             } else {
-                assert!(
-                    first.starts_with(concat!("error: ", $path, ": ", $message)),
-                    "first line: {first}"
-                );
+                assert!(first.starts_with(concat!("error: ", $path, ": ", $message)), "first line: {first}");
             }
             let location = if $loc.is_empty() {
                 format!("--> {}\n", file.display())
             } else {
                 format!("--> {}:{}\n", file.display(), $loc)
             };
-            assert!(
-                stderr.contains(&location),
-                "expected {location:?} in:\n{stderr}"
-            );
+            assert!(stderr.contains(&location), "expected {location:?} in:\n{stderr}");
         }
     };
 }
@@ -77,13 +64,7 @@ broken!(
     "11:15",
     "invalid JSON path `status`: at position 0, parser error"
 );
-broken!(
-    bad_regex,
-    "bad-regex",
-    "probes[0].expect.body_regex",
-    "11:19",
-    "invalid regex: unclosed group"
-);
+broken!(bad_regex, "bad-regex", "probes[0].expect.body_regex", "11:19", "invalid regex: unclosed group");
 broken!(
     bad_status_range,
     "bad-status-range",
@@ -91,13 +72,7 @@ broken!(
     "11:15",
     "invalid status range `299-200`: 299 is above 200"
 );
-broken!(
-    bad_status,
-    "bad-status",
-    "probes[0].expect.status",
-    "11:15",
-    "invalid status 700: HTTP codes are 100 to 599"
-);
+broken!(bad_status, "bad-status", "probes[0].expect.status", "11:15", "invalid status 700: HTTP codes are 100 to 599");
 broken!(
     bad_variable_name,
     "bad-variable-name",
@@ -105,20 +80,8 @@ broken!(
     "4:11",
     "invalid variable name `1AMI`: use letters, digits and `_`"
 );
-broken!(
-    duplicate_include,
-    "duplicate-include",
-    "matrix.include[1]",
-    "9:7",
-    "cell `ami-2_t3.micro` is listed twice"
-);
-broken!(
-    duplicate_probe_names,
-    "duplicate-probe-names",
-    "probes[1].name",
-    "10:11",
-    "duplicate probe name `web`"
-);
+broken!(duplicate_include, "duplicate-include", "matrix.include[1]", "9:7", "cell `ami-2_t3.micro` is listed twice");
+broken!(duplicate_probe_names, "duplicate-probe-names", "probes[1].name", "10:11", "duplicate probe name `web`");
 broken!(
     duration_without_unit,
     "duration-without-unit",
@@ -141,13 +104,7 @@ broken!(
     "empty pattern matches every line"
 );
 broken!(empty_file, "empty-file", "-", "", "spec is empty");
-broken!(
-    empty_matrix,
-    "empty-matrix",
-    "matrix",
-    "3:1",
-    "matrix is empty"
-);
+broken!(empty_matrix, "empty-matrix", "matrix", "3:1", "matrix is empty");
 broken!(
     exclude_matches_nothing,
     "exclude-matches-nothing",
@@ -162,13 +119,7 @@ broken!(
     "7:3",
     "exclude removes every cell of the matrix"
 );
-broken!(
-    http_path_no_slash,
-    "http-path-no-slash",
-    "probes[0].http.path",
-    "9:29",
-    "path `health` must start with `/`"
-);
+broken!(http_path_no_slash, "http-path-no-slash", "probes[0].http.path", "9:29", "path `health` must start with `/`");
 broken!(
     include_unknown_axis,
     "include-unknown-axis",
@@ -176,20 +127,8 @@ broken!(
     "8:48",
     "unknown key `zone` in matrix.include[0]"
 );
-broken!(
-    missing_matrix,
-    "missing-matrix",
-    "-",
-    "1:1",
-    "missing field `matrix`"
-);
-broken!(
-    missing_name,
-    "missing-name",
-    "-",
-    "1:1",
-    "missing field `name`"
-);
+broken!(missing_matrix, "missing-matrix", "-", "1:1", "missing field `matrix`");
+broken!(missing_name, "missing-name", "-", "1:1", "missing field `name`");
 broken!(
     missing_user_data_file,
     "missing-user-data-file",
@@ -197,13 +136,7 @@ broken!(
     "8:14",
     "failed to read user data file `./no-such-file.sh`: No such"
 );
-broken!(
-    no_provider,
-    "no-provider",
-    "provider",
-    "2:1",
-    "no provider given"
-);
+broken!(no_provider, "no-provider", "provider", "2:1", "no provider given");
 broken!(
     port_out_of_range,
     "port-out-of-range",
@@ -211,20 +144,8 @@ broken!(
     "9:18",
     "invalid value: integer `70000`, expected a port number (0-65"
 );
-broken!(
-    probe_no_kind,
-    "probe-no-kind",
-    "probes[0]",
-    "8:5",
-    "probe has no kind"
-);
-broken!(
-    probe_two_kinds,
-    "probe-two-kinds",
-    "probes[0].http",
-    "10:5",
-    "probe has both `tcp` and `http`"
-);
+broken!(probe_no_kind, "probe-no-kind", "probes[0]", "8:5", "probe has no kind");
+broken!(probe_two_kinds, "probe-two-kinds", "probes[0].http", "10:5", "probe has both `tcp` and `http`");
 broken!(
     qemu_bad_memory,
     "qemu-bad-memory",
@@ -239,13 +160,7 @@ broken!(
     "5:7",
     "image has neither `kernel` nor `disk`"
 );
-broken!(
-    qemu_with_subnet,
-    "qemu-with-subnet",
-    "matrix.subnet",
-    "8:3",
-    "the qemu provider has no `subnet` axis"
-);
+broken!(qemu_with_subnet, "qemu-with-subnet", "matrix.subnet", "8:3", "the qemu provider has no `subnet` axis");
 broken!(
     reserved_tag,
     "reserved-tag",
@@ -267,34 +182,10 @@ broken!(
     "7:20",
     "mixes groups and lists of groups: write every value as a lis"
 );
-broken!(
-    string_for_list,
-    "string-for-list",
-    "probes",
-    "7:9",
-    "invalid type: string \"web\", expected a list"
-);
-broken!(
-    tcp_with_expect,
-    "tcp-with-expect",
-    "probes[0].expect",
-    "10:5",
-    "`expect` applies to http probes"
-);
-broken!(
-    top_level_list,
-    "top-level-list",
-    "-",
-    "1:1",
-    "invalid type: list, expected a mapping of spec keys"
-);
-broken!(
-    two_providers,
-    "two-providers",
-    "provider.qemu",
-    "4:3",
-    "more than one provider given"
-);
+broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
+broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http probes");
+broken!(top_level_list, "top-level-list", "-", "1:1", "invalid type: list, expected a mapping of spec keys");
+broken!(two_providers, "two-providers", "provider.qemu", "4:3", "more than one provider given");
 broken!(
     undefined_variable,
     "undefined-variable",
@@ -309,20 +200,8 @@ broken!(
     "10:15",
     "unknown key `stauts` in probes[0].expect"
 );
-broken!(
-    unknown_nested_key,
-    "unknown-nested-key",
-    "probes[0].withn",
-    "10:5",
-    "unknown key `withn` in probes[0]"
-);
-broken!(
-    unknown_top_key,
-    "unknown-top-key",
-    "probess",
-    "7:1",
-    "unknown key `probess` at the top level"
-);
+broken!(unknown_nested_key, "unknown-nested-key", "probes[0].withn", "10:5", "unknown key `withn` in probes[0]");
+broken!(unknown_top_key, "unknown-top-key", "probess", "7:1", "unknown key `probess` at the top level");
 broken!(
     unterminated_variable,
     "unterminated-variable",
@@ -337,20 +216,8 @@ broken!(
     "9:18",
     "invalid type: string \"https\", expected a port number (0-6553"
 );
-broken!(
-    yaml_bad_indent,
-    "yaml-bad-indent",
-    "-",
-    "4:2",
-    "did not find expected key, while parsing a block mapping"
-);
-broken!(
-    yaml_syntax,
-    "yaml-syntax",
-    "provider",
-    "3:1",
-    "did not find expected ',' or '}', while parsing a flow mappi"
-);
+broken!(yaml_bad_indent, "yaml-bad-indent", "-", "4:2", "did not find expected key, while parsing a block mapping");
+broken!(yaml_syntax, "yaml-syntax", "provider", "3:1", "did not find expected ',' or '}', while parsing a flow mappi");
 broken!(
     zero_concurrency,
     "zero-concurrency",
@@ -358,13 +225,7 @@ broken!(
     "7:14",
     "invalid value: integer `0`, expected a whole number above 0"
 );
-broken!(
-    zero_interval,
-    "zero-interval",
-    "capture.screenshots[0].every",
-    "9:16",
-    "interval must be above 0s"
-);
+broken!(zero_interval, "zero-interval", "capture.screenshots[0].every", "9:16", "interval must be above 0s");
 
 #[test]
 fn the_corpus_is_complete() {
@@ -372,41 +233,22 @@ fn the_corpus_is_complete() {
     let source = include_str!("spec_errors.rs");
     let mut files: Vec<String> = std::fs::read_dir(fixtures().join("broken"))
         .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
     assert!(files.len() >= 30, "only {} broken specs", files.len());
     for stem in files {
-        assert!(
-            source.contains(&format!("\"{stem}\"")),
-            "tests/fixtures/broken/{stem}.yaml has no case"
-        );
+        assert!(source.contains(&format!("\"{stem}\"")), "tests/fixtures/broken/{stem}.yaml has no case");
     }
 }
 
 #[test]
 fn several_errors_are_reported_together() {
     let spec = "name: t\nprovider:\n  ec2: { regoin: x }\nmatrix:\n  image: ami-1\n  instance_type: t3.micro\n  flavour: 1\nprobes:\n  - name: a\n    tcp: { port: 22 }\n  - name: a\n    tcp: { port: 23 }\n";
-    let run = Test::new()
-        .file("spec.yaml", spec)
-        .args(["validate", "spec.yaml"])
-        .run()
-        .code(2);
+    let run = Test::new().file("spec.yaml", spec).args(["validate", "spec.yaml"]).run().code(2);
     let stderr = run.stderr();
     // Unknown keys come from deserializing; the duplicate name from resolving: both are shown.
-    for expected in [
-        "spec.yaml:3:10",
-        "did you mean `region`?",
-        "spec.yaml:7:3",
-        "3 errors in spec",
-    ] {
+    for expected in ["spec.yaml:3:10", "did you mean `region`?", "spec.yaml:7:3", "3 errors in spec"] {
         assert!(stderr.contains(expected), "lacks {expected:?}:\n{stderr}");
     }
 }
@@ -414,11 +256,7 @@ fn several_errors_are_reported_together() {
 #[test]
 fn a_full_error_reads_like_a_compiler_message() {
     let spec = "name: t\nprovider: {ec2: {}}\nmatrix: {image: ami-1, instance_type: t3.micro}\nprobes:\n  - name: health\n    http: { port: 80 }\n    expct: { status: 200 }\n";
-    let run = Test::new()
-        .file("spec.yaml", spec)
-        .args(["validate", "spec.yaml"])
-        .run()
-        .code(2);
+    let run = Test::new().file("spec.yaml", spec).args(["validate", "spec.yaml"]).run().code(2);
     insta::assert_snapshot!(run.stderr());
 }
 
@@ -428,22 +266,11 @@ fn variables_substitute_from_var_and_environment() {
     let run = Test::new()
         .file("spec.yaml", spec)
         .env("AMI", "ami-from-env")
-        .args([
-            "plan",
-            "spec.yaml",
-            "--format",
-            "json",
-            "--var",
-            "TYPE=m5.large",
-        ])
+        .args(["plan", "spec.yaml", "--format", "json", "--var", "TYPE=m5.large"])
         .run()
         .code(0);
-    let ids: Vec<String> = run.json()["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> =
+        run.json()["cells"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, ["ami-from-env_m5.large"]);
 }
 
@@ -477,20 +304,8 @@ fn no_input_panics() {
         "a: *x",
         "name: t\nprovider: {qemu: {images: [1]}}\nmatrix: {}",
     ] {
-        let run = Test::new()
-            .file("spec.yaml", text)
-            .args(["validate", "spec.yaml"])
-            .run();
-        assert_eq!(
-            run.output.status.code(),
-            Some(2),
-            "input {text:?}: {}",
-            run.stderr()
-        );
-        assert!(
-            run.stderr().starts_with("error: "),
-            "input {text:?}: {}",
-            run.stderr()
-        );
+        let run = Test::new().file("spec.yaml", text).args(["validate", "spec.yaml"]).run();
+        assert_eq!(run.output.status.code(), Some(2), "input {text:?}: {}", run.stderr());
+        assert!(run.stderr().starts_with("error: "), "input {text:?}: {}", run.stderr());
     }
 }

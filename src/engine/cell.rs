@@ -16,9 +16,7 @@ use crate::console::RuleKind;
 use crate::plan::{Cell, Plan};
 use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
 use crate::provider::{LaunchContext, Ledger, Machine, Provider};
-use crate::results::{
-    CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings,
-};
+use crate::results::{CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings};
 
 /// How often the console log is refreshed while the machine runs.
 const CONSOLE_POLL: Duration = Duration::from_secs(10);
@@ -57,22 +55,12 @@ impl Recorder {
     }
 
     fn phase(&self, phase: Phase) {
-        let _ = self.ctx.events.send(Event::Phase {
-            cell: self.result.id.clone(),
-            phase,
-        });
+        let _ = self.ctx.events.send(Event::Phase { cell: self.result.id.clone(), phase });
     }
 
     fn event(&mut self, kind: EventKind, message: impl Into<String>) {
-        let event = TimelineEvent {
-            at_s: self.now_s(),
-            kind,
-            message: message.into(),
-        };
-        let _ = self.ctx.events.send(Event::Timeline {
-            cell: self.result.id.clone(),
-            event: event.clone(),
-        });
+        let event = TimelineEvent { at_s: self.now_s(), kind, message: message.into() };
+        let _ = self.ctx.events.send(Event::Timeline { cell: self.result.id.clone(), event: event.clone() });
         self.result.events.push(event);
     }
 
@@ -121,11 +109,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
     result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    let mut rec = Recorder {
-        ctx: ctx.clone(),
-        t0: Instant::now(),
-        result,
-    };
+    let mut rec = Recorder { ctx: ctx.clone(), t0: Instant::now(), result };
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
         rec.error(format!("failed to create {}: {e}", cell_dir.display()));
@@ -185,9 +169,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
             Ok(text) => {
                 let file = cell_dir.join("console.log");
                 match std::fs::write(&file, &text) {
-                    Ok(()) => {
-                        rec.result.console_log = Some(format!("cells/{}/console.log", cell.id.0))
-                    }
+                    Ok(()) => rec.result.console_log = Some(format!("cells/{}/console.log", cell.id.0)),
                     Err(e) => rec.error(format!("failed to write console log: {e}")),
                 }
                 if matches!(ending, Ending::Finished | Ending::TimedOut) {
@@ -200,10 +182,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
                         .flat_map(|f| f.hits.iter().map(move |h| (f.rule.clone(), h.line)))
                         .collect();
                     for (rule, line) in hits {
-                        rec.event(
-                            EventKind::ConsoleMatch,
-                            format!("console line {line} matches `{rule}`"),
-                        );
+                        rec.event(EventKind::ConsoleMatch, format!("console line {line} matches `{rule}`"));
                     }
                 }
             }
@@ -217,11 +196,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
         _ = ctx.hurry.cancelled() => machine.terminate(true).await,
     };
     for step in &steps {
-        let message = if step.ok {
-            step.action.clone()
-        } else {
-            format!("{} failed: {}", step.action, step.message)
-        };
+        let message = if step.ok { step.action.clone() } else { format!("{} failed: {}", step.action, step.message) };
         rec.event(EventKind::Cleanup, message);
     }
     rec.result.cleanup = steps;
@@ -233,34 +208,20 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
 /// Decides the cell's status and the one-line reason.
 fn finish(rec: &mut Recorder, ending: Ending) {
     let r = &mut rec.result;
-    let failed_probe = r
-        .probes
-        .iter()
-        .find(|p| !p.passed)
-        .map(|p| format!("probe `{}` failed: {}", p.name, p.message));
+    let failed_probe = r.probes.iter().find(|p| !p.passed).map(|p| format!("probe `{}` failed: {}", p.name, p.message));
     let failed_console = r.console.iter().find(|f| !f.passed).map(|f| match f.kind {
         RuleKind::MustContain => format!("console never showed `{}`", f.rule),
         _ => {
-            let hit = f
-                .hits
-                .first()
-                .map(|h| format!(" at line {}: {}", h.line, h.text.trim()))
-                .unwrap_or_default();
+            let hit = f.hits.first().map(|h| format!(" at line {}: {}", h.line, h.text.trim())).unwrap_or_default();
             format!("console matched `{}`{hit}", f.rule)
         }
     });
-    let cleanup_failed = r
-        .cleanup
-        .iter()
-        .find(|s| !s.ok)
-        .map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
+    let cleanup_failed =
+        r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
     let (status, reason) = match ending {
         Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
         Ending::Error(e) => (CellStatus::Error, Some(e)),
-        Ending::TimedOut => (
-            CellStatus::TimedOut,
-            Some("timed out (timeouts.run)".to_string()),
-        ),
+        Ending::TimedOut => (CellStatus::TimedOut, Some("timed out (timeouts.run)".to_string())),
         // The console names what broke in the image; a probe failure is often its consequence.
         Ending::Finished => match failed_console.or(failed_probe).or(cleanup_failed) {
             Some(reason) => (CellStatus::Failed, Some(reason)),
@@ -272,11 +233,7 @@ fn finish(rec: &mut Recorder, ending: Ending) {
 }
 
 /// From "created" to "done capturing": wait until running, then screenshots and probes.
-async fn drive(
-    rec: &mut Recorder,
-    machine: &mut dyn Machine,
-    cell_dir: &std::path::Path,
-) -> Ending {
+async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::path::Path) -> Ending {
     let ctx = rec.ctx.clone();
     let plan = &ctx.plan;
     let t0 = rec.t0;
@@ -304,22 +261,15 @@ async fn drive(
     let stop_probes = ctx.cancel.child_token();
     for (index, probe) in plan.probes.iter().enumerate() {
         let (endpoint, guest_port) = match (&ctx.probe_host, &probe.host) {
-            (Some(host), _) | (None, Some(host)) => (
-                Ok(Endpoint {
-                    host: host.clone(),
-                    port: probe.port(),
-                }),
-                probe.port(),
-            ),
+            (Some(host), _) | (None, Some(host)) => {
+                (Ok(Endpoint { host: host.clone(), port: probe.port() }), probe.port())
+            }
             (None, None) => (machine.endpoint(probe.port()), probe.port()),
         };
         rec.result.probes.push(ProbeResult {
             name: probe.name.clone(),
             kind: probe.kind().to_string(),
-            target: endpoint
-                .as_ref()
-                .ok()
-                .map(|e| format!("{}:{}", e.host, e.port)),
+            target: endpoint.as_ref().ok().map(|e| format!("{}:{}", e.host, e.port)),
             passed: false,
             first_passed_s: None,
             attempts_count: 0,
@@ -330,17 +280,11 @@ async fn drive(
         let endpoint = match endpoint {
             Ok(e) => e,
             Err(why) => {
-                rec.result.probes[index].message =
-                    format!("port {guest_port} can't be reached: {why}");
+                rec.result.probes[index].message = format!("port {guest_port} can't be reached: {why}");
                 continue;
             }
         };
-        let policy = TargetPolicy {
-            allowed: ctx
-                .allow_targets
-                .clone()
-                .unwrap_or_else(|| machine.own_addresses()),
-        };
+        let policy = TargetPolicy { allowed: ctx.allow_targets.clone().unwrap_or_else(|| machine.own_addresses()) };
         let meaning = machine.connect_meaning();
         let probe = probe.clone();
         let tx = attempt_tx.clone();
@@ -372,11 +316,7 @@ async fn drive(
     let mut next_shot = schedule.next(None);
     let mut shot_failures = 0usize;
     let mut screenshots_on = true;
-    let mut probes_done_at: Option<Instant> = if probes.is_empty() {
-        Some(running_at)
-    } else {
-        None
-    };
+    let mut probes_done_at: Option<Instant> = if probes.is_empty() { Some(running_at) } else { None };
     let mut port_open_reported = std::collections::BTreeSet::new();
     let mut next_console_poll = Instant::now() + CONSOLE_POLL;
     // With no probes the screenshot schedule alone says how long to watch the console.
@@ -457,24 +397,13 @@ async fn drive(
     }
     for p in rec.result.probes.iter_mut().filter(|p| !p.passed) {
         if matches!(ending, Ending::Finished) && p.attempts_count > 0 {
-            p.message = format!(
-                "{} (deadline passed after {} attempts)",
-                p.message, p.attempts_count
-            );
+            p.message = format!("{} (deadline passed after {} attempts)", p.message, p.attempts_count);
         }
     }
-    let failed: Vec<(String, String)> = rec
-        .result
-        .probes
-        .iter()
-        .filter(|p| !p.passed)
-        .map(|p| (p.name.clone(), p.message.clone()))
-        .collect();
+    let failed: Vec<(String, String)> =
+        rec.result.probes.iter().filter(|p| !p.passed).map(|p| (p.name.clone(), p.message.clone())).collect();
     for (name, message) in failed {
-        rec.event(
-            EventKind::ProbeFailed,
-            format!("probe `{name}` failed: {message}"),
-        );
+        rec.event(EventKind::ProbeFailed, format!("probe `{name}` failed: {message}"));
     }
     ending
 }
@@ -486,11 +415,7 @@ fn record_attempt(
     port_open: &mut std::collections::BTreeSet<u16>,
 ) {
     let port = rec.ctx.plan.probes[index].port();
-    let answered = attempt.passed
-        || attempt
-            .exchange
-            .as_ref()
-            .is_some_and(|x| x.status.is_some());
+    let answered = attempt.passed || attempt.exchange.as_ref().is_some_and(|x| x.status.is_some());
     if answered && port_open.insert(port) {
         rec.result.events.push(TimelineEvent {
             at_s: attempt.at_s,
@@ -511,27 +436,15 @@ fn record_attempt(
         let message = format!("probe `{name}` passed: {}", attempt.message);
         let at = attempt.at_s;
         p.attempts.push(attempt);
-        let event = TimelineEvent {
-            at_s: at,
-            kind: EventKind::ProbePassed,
-            message,
-        };
-        let _ = rec.ctx.events.send(Event::Timeline {
-            cell: rec.result.id.clone(),
-            event: event.clone(),
-        });
+        let event = TimelineEvent { at_s: at, kind: EventKind::ProbePassed, message };
+        let _ = rec.ctx.events.send(Event::Timeline { cell: rec.result.id.clone(), event: event.clone() });
         rec.result.events.push(event);
         return;
     }
     p.attempts.push(attempt);
 }
 
-fn save_screenshot(
-    rec: &mut Recorder,
-    bytes: &[u8],
-    taken_at: Duration,
-    cell_dir: &std::path::Path,
-) {
+fn save_screenshot(rec: &mut Recorder, bytes: &[u8], taken_at: Duration, cell_dir: &std::path::Path) {
     let index = rec.result.screenshots.len();
     let ext = match image::guess_format(bytes) {
         Ok(image::ImageFormat::Jpeg) => "jpg",
@@ -542,8 +455,7 @@ fn save_screenshot(
     match capture::store(bytes, &file) {
         Ok((width, height, hash)) => {
             let duplicate_of = rec.result.screenshots.last().and_then(|prev| {
-                capture::same_picture(&prev.hash, &hash)
-                    .then(|| prev.duplicate_of.unwrap_or(index - 1))
+                capture::same_picture(&prev.hash, &hash).then(|| prev.duplicate_of.unwrap_or(index - 1))
             });
             if rec.result.timings.first_screenshot_s.is_none() {
                 rec.result.timings.first_screenshot_s = Some(round_ms(taken_at));
@@ -556,10 +468,10 @@ fn save_screenshot(
                 hash,
                 duplicate_of,
             });
-            let _ = rec.ctx.events.send(Event::Screenshot {
-                cell: rec.result.id.clone(),
-                count: rec.result.screenshots.len(),
-            });
+            let _ = rec
+                .ctx
+                .events
+                .send(Event::Screenshot { cell: rec.result.id.clone(), count: rec.result.screenshots.len() });
         }
         Err(e) => rec.error(e),
     }

@@ -51,17 +51,9 @@ impl Combo {
     fn value(&self) -> MatrixEntry {
         MatrixEntry {
             image: self.original.image.clone().or(self.added.image.clone()),
-            instance_type: self
-                .original
-                .instance_type
-                .clone()
-                .or(self.added.instance_type.clone()),
+            instance_type: self.original.instance_type.clone().or(self.added.instance_type.clone()),
             subnet: self.original.subnet.clone().or(self.added.subnet.clone()),
-            security_groups: self
-                .original
-                .security_groups
-                .clone()
-                .or(self.added.security_groups.clone()),
+            security_groups: self.original.security_groups.clone().or(self.added.security_groups.clone()),
         }
     }
 }
@@ -85,17 +77,10 @@ fn keys(entry: &MatrixEntry) -> Vec<(&'static str, String)> {
 }
 
 fn get(entry: &MatrixEntry, axis: &str) -> Option<String> {
-    keys(entry)
-        .into_iter()
-        .find(|(k, _)| *k == axis)
-        .map(|(_, v)| v)
+    keys(entry).into_iter().find(|(k, _)| *k == axis).map(|(_, v)| v)
 }
 
-pub fn expand(
-    matrix: &MatrixSpec,
-    provider: &ProviderPlan,
-    problems: &mut Vec<Problem>,
-) -> Vec<Cell> {
+pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<Problem>) -> Vec<Cell> {
     let path = FieldPath::root().key("matrix");
     let before = problems.len();
 
@@ -106,10 +91,7 @@ pub fn expand(
         match values {
             None => vec![None],
             Some(v) if v.0.is_empty() => {
-                problems.push(Problem::at(
-                    path.key(name),
-                    format!("axis `{name}` has no values"),
-                ));
+                problems.push(Problem::at(path.key(name), format!("axis `{name}` has no values")));
                 vec![None]
             }
             Some(v) => v.0.iter().cloned().map(Some).collect(),
@@ -121,10 +103,7 @@ pub fn expand(
     let groups: Vec<Option<Vec<String>>> = match &matrix.security_groups {
         None => vec![None],
         Some(g) if g.0.is_empty() || g.0.iter().any(Vec::is_empty) => {
-            problems.push(Problem::at(
-                path.key("security_groups"),
-                "empty security group list",
-            ));
+            problems.push(Problem::at(path.key("security_groups"), "empty security group list"));
             vec![None]
         }
         Some(g) => g.0.iter().cloned().map(Some).collect(),
@@ -137,11 +116,8 @@ pub fn expand(
         ] {
             if set {
                 problems.push(
-                    Problem::at_key(
-                        path.key(name),
-                        format!("the qemu provider has no `{name}` axis"),
-                    )
-                    .help("qemu cells vary by `image` only"),
+                    Problem::at_key(path.key(name), format!("the qemu provider has no `{name}` axis"))
+                        .help("qemu cells vary by `image` only"),
                 );
             }
         }
@@ -176,46 +152,30 @@ pub fn expand(
         let at = path.key("exclude").index(i);
         let wanted = keys(entry);
         if wanted.is_empty() {
-            problems.push(Problem::at(
-                at,
-                "exclude entry has no keys: it would remove every cell",
-            ));
+            problems.push(Problem::at(at, "exclude entry has no keys: it would remove every cell"));
             continue;
         }
         let count = combos.len();
-        combos.retain(|c| {
-            !wanted
-                .iter()
-                .all(|(k, v)| get(&c.original, k).as_ref() == Some(v))
-        });
+        combos.retain(|c| !wanted.iter().all(|(k, v)| get(&c.original, k).as_ref() == Some(v)));
         if combos.len() == count {
             problems.push(
-                Problem::at(at, "exclude entry matches no cell")
-                    .help("check its values against the matrix axes"),
+                Problem::at(at, "exclude entry matches no cell").help("check its values against the matrix axes"),
             );
         }
     }
     if has_axes && combos.is_empty() && !matrix.exclude.is_empty() {
-        problems.push(Problem::at_key(
-            path.key("exclude"),
-            "exclude removes every cell of the matrix",
-        ));
+        problems.push(Problem::at_key(path.key("exclude"), "exclude removes every cell of the matrix"));
     }
 
     for (i, entry) in matrix.include.iter().enumerate() {
         let wanted = keys(entry);
         if wanted.is_empty() {
-            problems.push(Problem::at(
-                path.key("include").index(i),
-                "include entry has no keys",
-            ));
+            problems.push(Problem::at(path.key("include").index(i), "include entry has no keys"));
             continue;
         }
         let mut joined = false;
         for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {
-            let fits = wanted
-                .iter()
-                .all(|(k, v)| get(&combo.original, k).is_none_or(|o| &o == v));
+            let fits = wanted.iter().all(|(k, v)| get(&combo.original, k).is_none_or(|o| &o == v));
             if fits {
                 joined = true;
                 let add = &mut combo.added;
@@ -226,11 +186,7 @@ pub fn expand(
             }
         }
         if !joined {
-            combos.push(Combo {
-                original: entry.clone(),
-                added: MatrixEntry::default(),
-                from_include: Some(i),
-            });
+            combos.push(Combo { original: entry.clone(), added: MatrixEntry::default(), from_include: Some(i) });
         }
     }
 
@@ -255,11 +211,8 @@ pub fn expand(
         if let ProviderPlan::Ec2(_) = provider {
             if value.instance_type.is_none() {
                 problems.push(
-                    Problem::at(
-                        at.clone(),
-                        format!("cell `{}` has no `instance_type`", cell_id(&value)),
-                    )
-                    .help("EC2 needs an instance type for every cell"),
+                    Problem::at(at.clone(), format!("cell `{}` has no `instance_type`", cell_id(&value)))
+                        .help("EC2 needs an instance type for every cell"),
                 );
                 continue;
             }
@@ -289,16 +242,7 @@ fn cell_id(value: &MatrixEntry) -> String {
 
 fn sanitize(value: &str) -> String {
     let value = value.trim_start_matches("./");
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    value.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+') { c } else { '-' }).collect()
 }
 
 #[cfg(test)]
@@ -361,10 +305,7 @@ mod tests {
             security_groups: None,
             exclude: vec![],
             // Joins ami-1 only (it would overwrite ami-2's image), adding an instance type.
-            include: vec![
-                entry(Some("ami-1"), Some("t3.nano")),
-                entry(None, Some("t3.micro")),
-            ],
+            include: vec![entry(Some("ami-1"), Some("t3.nano")), entry(None, Some("t3.micro"))],
         };
         let mut problems = Vec::new();
         let cells = expand(&matrix, &ec2(), &mut problems);

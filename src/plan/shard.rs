@@ -23,9 +23,7 @@ impl Shard {
 
 /// FNV-1a, 64-bit: stable across platforms and releases, unlike std's hasher.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl FromStr for Shard {
@@ -54,9 +52,7 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_and_cover_everything() {
-        let ids: Vec<CellId> = (0..200)
-            .map(|i| CellId(format!("ami-{i:04}_t3.micro")))
-            .collect();
+        let ids: Vec<CellId> = (0..200).map(|i| CellId(format!("ami-{i:04}_t3.micro"))).collect();
         for count in 1..=7 {
             let mut seen = vec![0; ids.len()];
             for index in 1..=count {

@@ -30,11 +30,7 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
         HttpScheme::Http => "http",
         HttpScheme::Https => "https",
     };
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]", endpoint.host)
-    } else {
-        endpoint.host.clone()
-    };
+    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
     let url = format!("{scheme}://{host}:{}{}", endpoint.port, check.path);
     let method = method_name(check.method);
     let mut exchange = HttpExchange {
@@ -59,10 +55,8 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
         Ok(c) => c,
         Err(e) => return Err((format!("failed to build http client: {e}"), Some(exchange))),
     };
-    let mut request = client.request(
-        reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET),
-        &url,
-    );
+    let mut request =
+        client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET), &url);
     for (k, v) in &check.headers {
         request = request.header(k, v);
     }
@@ -99,12 +93,7 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
                 }
             }
             Ok(None) => break,
-            Err(e) => {
-                return Err((
-                    format!("failed to read body: {}", describe(&e)),
-                    Some(exchange),
-                ))
-            }
+            Err(e) => return Err((format!("failed to read body: {}", describe(&e)), Some(exchange))),
         }
     }
     let text = String::from_utf8_lossy(&body).into_owned();
@@ -112,10 +101,7 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
     exchange.body_truncated |= text.chars().count() > EXCERPT;
 
     match check_expectations(&check.expect, status, &exchange.headers, &text) {
-        Ok(()) => Ok((
-            format!("status {status}, all expectations met"),
-            Some(exchange),
-        )),
+        Ok(()) => Ok((format!("status {status}, all expectations met"), Some(exchange))),
         Err(why) => Err((why, Some(exchange))),
     }
 }
@@ -182,9 +168,9 @@ pub fn check_expectations(
     for (name, wanted) in &expect.headers {
         match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             None => failures.push(format!("header `{name}` missing")),
-            Some((_, value)) if !value.contains(wanted.as_str()) => failures.push(format!(
-                "header `{name}` is `{value}`, expected it to contain `{wanted}`"
-            )),
+            Some((_, value)) if !value.contains(wanted.as_str()) => {
+                failures.push(format!("header `{name}` is `{value}`, expected it to contain `{wanted}`"))
+            }
             Some(_) => {}
         }
     }
@@ -205,12 +191,8 @@ pub fn check_expectations(
                 for (query, path, wanted) in &expect.json {
                     let found = path.query(&doc).all();
                     match found.first() {
-                        None => {
-                            failures.push(format!("`{query}` found nothing, expected {wanted}"))
-                        }
-                        Some(v) if *v != wanted => {
-                            failures.push(format!("`{query}` is {v}, expected {wanted}"))
-                        }
+                        None => failures.push(format!("`{query}` found nothing, expected {wanted}")),
+                        Some(v) if *v != wanted => failures.push(format!("`{query}` is {v}, expected {wanted}")),
                         Some(_) => {}
                     }
                 }
@@ -245,10 +227,7 @@ mod tests {
             "name: h\nhttp: {port: 80}\nexpect: {status: 200-299, headers: {Content-Type: json}, body_contains: up, json: {'$.status': up}}",
         );
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        assert_eq!(
-            check_expectations(&e, 200, &headers, r#"{"status":"up"}"#),
-            Ok(())
-        );
+        assert_eq!(check_expectations(&e, 200, &headers, r#"{"status":"up"}"#), Ok(()));
         let err = check_expectations(&e, 503, &[], r#"{"status":"down"}"#).unwrap_err();
         assert_eq!(
             err,

@@ -36,9 +36,7 @@ pub const EXPIRES_TAG: &str = "amiprobe:expires";
 const TERMINATE_WAIT: Duration = Duration::from_secs(300);
 
 pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
 
 pub struct Ec2Provider {
@@ -63,11 +61,7 @@ impl Ec2Provider {
     async fn api(&self) -> Result<&(Arc<Api>, Arc<Watcher>), ProviderError> {
         self.connected
             .get_or_try_init(|| async {
-                let api = Arc::new(
-                    Api::connect(&self.spec, None)
-                        .await
-                        .map_err(ProviderError::new)?,
-                );
+                let api = Arc::new(Api::connect(&self.spec, None).await.map_err(ProviderError::new)?);
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval);
                 Ok((api, watcher))
             })
@@ -79,23 +73,13 @@ impl Ec2Provider {
         let mut tags = vec![
             (RUN_ID_TAG.to_string(), run_id.to_string()),
             (CELL_TAG.to_string(), cell.id.0.clone()),
-            (
-                EXPIRES_TAG.to_string(),
-                humantime::format_rfc3339_seconds(expires).to_string(),
-            ),
-            (
-                "Name".to_string(),
-                format!("amiprobe {} {}", self.spec_name, cell.id),
-            ),
+            (EXPIRES_TAG.to_string(), humantime::format_rfc3339_seconds(expires).to_string()),
+            ("Name".to_string(), format!("amiprobe {} {}", self.spec_name, cell.id)),
         ];
         tags.extend(self.launch.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         TagSpecification::builder()
             .resource_type(resource)
-            .set_tags(Some(
-                tags.into_iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
             .build()
     }
 }
@@ -116,9 +100,8 @@ fn candidates(cell: &Cell, spec: &Ec2Spec) -> Vec<(String, Option<String>)> {
 
 /// A client token (at most 64 ASCII characters) stable for one launch attempt of one cell.
 fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
-    let hash = cell.id.0.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash =
+        cell.id.0.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let mut token = format!("ap-{run_id}-{hash:016x}-{attempt}");
     token.truncate(64);
     token
@@ -131,11 +114,7 @@ impl Provider for Ec2Provider {
         Ok(plan.warnings())
     }
 
-    async fn launch(
-        &self,
-        cell: &Cell,
-        ctx: &LaunchContext,
-    ) -> Result<Box<dyn Machine>, ProviderError> {
+    async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         let (api, watcher) = self.api().await?;
         let mut key_name = None;
         let mut notes = Vec::new();
@@ -148,18 +127,11 @@ impl Provider for Ec2Provider {
             let tags = self.tags(&ctx.run_id, cell, ResourceType::KeyPair);
             let out = api
                 .call(&api.buckets.mutating, "CreateKeyPair", || {
-                    api.client
-                        .create_key_pair()
-                        .key_name(&name)
-                        .tag_specifications(tags.clone())
-                        .send()
+                    api.client.create_key_pair().key_name(&name).tag_specifications(tags.clone()).send()
                 })
                 .await
                 .map_err(|e| ProviderError::new(e.to_string()))?;
-            let resource = Resource::KeyPair {
-                name: name.clone(),
-                cell: cell.id.0.clone(),
-            };
+            let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone() };
             ctx.ledger.record(resource.clone());
             if self.launch.keep_private_key {
                 if let Some(material) = out.key_material() {
@@ -172,18 +144,12 @@ impl Provider for Ec2Provider {
             ephemeral_key = Some(resource);
         }
 
-        let user_data = self
-            .launch
-            .user_data
-            .as_ref()
-            .map(|d| base64::engine::general_purpose::STANDARD.encode(d));
+        let user_data = self.launch.user_data.as_ref().map(|d| base64::engine::general_purpose::STANDARD.encode(d));
         let tags = self.tags(&ctx.run_id, cell, ResourceType::Instance);
         let volume_tags = self.tags(&ctx.run_id, cell, ResourceType::Volume);
         let mut launched = None;
         let mut last_error = None;
-        for (attempt, (instance_type, subnet)) in
-            candidates(cell, &self.spec).into_iter().enumerate()
-        {
+        for (attempt, (instance_type, subnet)) in candidates(cell, &self.spec).into_iter().enumerate() {
             if attempt > 0 {
                 notes.push(format!(
                     "capacity fallback: trying {instance_type} in {}",
@@ -201,8 +167,7 @@ impl Provider for Ec2Provider {
                         .max_count(1)
                         .set_subnet_id(subnet.clone())
                         .set_security_group_ids(
-                            (!cell.security_groups.is_empty())
-                                .then(|| cell.security_groups.clone()),
+                            (!cell.security_groups.is_empty()).then(|| cell.security_groups.clone()),
                         )
                         .set_key_name(key_name.clone())
                         .set_user_data(user_data.clone())
@@ -214,11 +179,7 @@ impl Provider for Ec2Provider {
                 .await;
             match result {
                 Ok(out) => {
-                    let id = out
-                        .instances()
-                        .first()
-                        .and_then(|i| i.instance_id())
-                        .map(str::to_string);
+                    let id = out.instances().first().and_then(|i| i.instance_id()).map(str::to_string);
                     match id {
                         Some(id) => {
                             launched = Some((id, instance_type));
@@ -248,13 +209,7 @@ impl Provider for Ec2Provider {
         let Some((instance_id, instance_type)) = launched else {
             // Nothing runs: the key pair goes now rather than at the end of the run.
             if let Some(resource @ Resource::KeyPair { name, .. }) = &ephemeral_key {
-                if api
-                    .call(&api.buckets.mutating, "DeleteKeyPair", || {
-                        api.client.delete_key_pair().key_name(name).send()
-                    })
-                    .await
-                    .is_ok()
-                {
+                if api.delete_key_pair(name).await.is_ok() {
                     ctx.ledger.removed(resource);
                 }
             }
@@ -267,10 +222,7 @@ impl Provider for Ec2Provider {
             }
             return Err(ProviderError::new(message));
         };
-        let instance = Resource::Instance {
-            id: instance_id.clone(),
-            cell: cell.id.0.clone(),
-        };
+        let instance = Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone() };
         ctx.ledger.record(instance.clone());
         watcher.watch(&instance_id);
         Ok(Box::new(Ec2Machine {
@@ -292,33 +244,16 @@ impl Provider for Ec2Provider {
 
     async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
         let Ok((api, _)) = self.api().await else {
-            return vec![CleanupStep::failed(
-                "connect to EC2",
-                "no client to remove leftovers with",
-            )];
+            return vec![CleanupStep::failed("connect to EC2", "no client to remove leftovers with")];
         };
         let mut steps = Vec::new();
         let ids: Vec<String> = leftovers
             .iter()
-            .filter_map(|r| {
-                if let Resource::Instance { id, .. } = r {
-                    Some(id.clone())
-                } else {
-                    None
-                }
-            })
+            .filter_map(|r| if let Resource::Instance { id, .. } = r { Some(id.clone()) } else { None })
             .collect();
         if !ids.is_empty() {
             let action = format!("terminate {}", ids.join(", "));
-            match api
-                .call(&api.buckets.terminate, "TerminateInstances", || {
-                    api.client
-                        .terminate_instances()
-                        .set_instance_ids(Some(ids.clone()))
-                        .send()
-                })
-                .await
-            {
+            match api.terminate(&ids).await {
                 Ok(_) => steps.push(CleanupStep::ok(action)),
                 Err(e) => steps.push(CleanupStep::failed(action, e.to_string())),
             }
@@ -326,12 +261,7 @@ impl Provider for Ec2Provider {
         for resource in leftovers {
             if let Resource::KeyPair { name, .. } = resource {
                 let action = format!("delete key pair {name}");
-                match api
-                    .call(&api.buckets.mutating, "DeleteKeyPair", || {
-                        api.client.delete_key_pair().key_name(&name).send()
-                    })
-                    .await
-                {
+                match api.delete_key_pair(&name).await {
                     Ok(_) => steps.push(CleanupStep::ok(action)),
                     Err(e) => steps.push(CleanupStep::failed(action, e.to_string())),
                 }
@@ -343,12 +273,7 @@ impl Provider for Ec2Provider {
 
 /// The private key goes next to the results (`keys/`), mode 0600, and into no report.
 fn write_private_key(ctx: &LaunchContext, cell: &Cell, material: &str) -> std::io::Result<()> {
-    let dir = ctx
-        .cell_dir
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap_or(&ctx.cell_dir)
-        .join("keys");
+    let dir = ctx.cell_dir.parent().and_then(|p| p.parent()).unwrap_or(&ctx.cell_dir).join("keys");
     std::fs::create_dir_all(&dir)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -384,10 +309,7 @@ impl Ec2Machine {
             AddressKind::PublicDns => (&info.public_dns, "public DNS name"),
         };
         value.clone().ok_or_else(|| {
-            format!(
-                "instance {} has no {name} (set provider.ec2.address or --probe-host)",
-                self.instance_id
-            )
+            format!("instance {} has no {name} (set provider.ec2.address or --probe-host)", self.instance_id)
         })
     }
 }
@@ -435,12 +357,7 @@ impl Machine for Ec2Machine {
     async fn wait_running(&mut self, timeout: Duration) -> Result<(), ProviderError> {
         let info = self
             .watcher
-            .wait_for(
-                &self.instance_id,
-                &["running"],
-                &["shutting-down", "terminated", "stopping", "stopped"],
-                timeout,
-            )
+            .wait_for(&self.instance_id, &["running"], &["shutting-down", "terminated", "stopping", "stopped"], timeout)
             .await
             .map_err(ProviderError::new)?;
         self.info = Some(info);
@@ -448,10 +365,7 @@ impl Machine for Ec2Machine {
     }
 
     fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String> {
-        Ok(Endpoint {
-            host: self.address()?,
-            port: guest_port,
-        })
+        Ok(Endpoint { host: self.address()?, port: guest_port })
     }
 
     fn own_addresses(&self) -> Vec<ipnet::IpNet> {
@@ -462,11 +376,7 @@ impl Machine for Ec2Machine {
             AddressKind::PrivateIp => &info.private_ip,
             AddressKind::PublicIp | AddressKind::PublicDns => &info.public_ip,
         };
-        ip.as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .map(ipnet::IpNet::from)
-            .into_iter()
-            .collect()
+        ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()).map(ipnet::IpNet::from).into_iter().collect()
     }
 
     fn connect_meaning(&self) -> ConnectMeaning {
@@ -477,27 +387,18 @@ impl Machine for Ec2Machine {
         let api = &self.api;
         let out = api
             .call(&api.buckets.describe, "GetConsoleScreenshot", || {
-                api.client
-                    .get_console_screenshot()
-                    .instance_id(&self.instance_id)
-                    .wake_up(true)
-                    .send()
+                api.client.get_console_screenshot().instance_id(&self.instance_id).wake_up(true).send()
             })
             .await;
         match out {
             Ok(out) => {
-                let data = out
-                    .image_data()
-                    .ok_or_else(|| ProviderError::new("GetConsoleScreenshot returned no image"))?;
+                let data =
+                    out.image_data().ok_or_else(|| ProviderError::new("GetConsoleScreenshot returned no image"))?;
                 base64::engine::general_purpose::STANDARD
                     .decode(data.trim())
-                    .map_err(|e| {
-                        ProviderError::new(format!("GetConsoleScreenshot returned bad base64: {e}"))
-                    })
+                    .map_err(|e| ProviderError::new(format!("GetConsoleScreenshot returned bad base64: {e}")))
             }
-            Err(e) if e.is("UnsupportedOperation") => {
-                Err(ProviderError::unsupported(e.to_string()))
-            }
+            Err(e) if e.is("UnsupportedOperation") => Err(ProviderError::unsupported(e.to_string())),
             Err(e) => Err(ProviderError::new(e.to_string())),
         }
     }
@@ -507,11 +408,7 @@ impl Machine for Ec2Machine {
         let latest = !self.latest_refused;
         let out = api
             .call(&api.buckets.describe, "GetConsoleOutput", || {
-                api.client
-                    .get_console_output()
-                    .instance_id(&self.instance_id)
-                    .set_latest(latest.then_some(true))
-                    .send()
+                api.client.get_console_output().instance_id(&self.instance_id).set_latest(latest.then_some(true)).send()
             })
             .await;
         let out = match out {
@@ -524,10 +421,7 @@ impl Machine for Ec2Machine {
             {
                 self.latest_refused = true;
                 api.call(&api.buckets.describe, "GetConsoleOutput", || {
-                    api.client
-                        .get_console_output()
-                        .instance_id(&self.instance_id)
-                        .send()
+                    api.client.get_console_output().instance_id(&self.instance_id).send()
                 })
                 .await
             }
@@ -537,9 +431,7 @@ impl Machine for Ec2Machine {
         if let Some(encoded) = out.output() {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
-                .map_err(|e| {
-                    ProviderError::new(format!("GetConsoleOutput returned bad base64: {e}"))
-                })?;
+                .map_err(|e| ProviderError::new(format!("GetConsoleOutput returned bad base64: {e}")))?;
             self.console = merge_console(&self.console, &String::from_utf8_lossy(&bytes));
         }
         Ok(())
@@ -553,55 +445,32 @@ impl Machine for Ec2Machine {
         let api = self.api.clone();
         let mut steps = Vec::new();
         let id = self.instance_id.clone();
-        match api
-            .call(&api.buckets.terminate, "TerminateInstances", || {
-                api.client.terminate_instances().instance_ids(&id).send()
-            })
-            .await
-        {
+        match api.terminate(std::slice::from_ref(&id)).await {
             Ok(_) => {
                 steps.push(CleanupStep::ok(format!("terminate {id}")));
                 if hurry {
                     self.ledger.removed(&self.instance);
                 } else {
-                    match self
-                        .watcher
-                        .wait_for(&id, &["terminated"], &[], TERMINATE_WAIT)
-                        .await
-                    {
+                    match self.watcher.wait_for(&id, &["terminated"], &[], TERMINATE_WAIT).await {
                         Ok(_) => {
                             steps.push(CleanupStep::ok(format!("{id} terminated")));
                             self.ledger.removed(&self.instance);
                         }
-                        Err(e) => steps.push(CleanupStep::failed(
-                            format!("wait for {id} to terminate"),
-                            e,
-                        )),
+                        Err(e) => steps.push(CleanupStep::failed(format!("wait for {id} to terminate"), e)),
                     }
                 }
             }
             // Left in the ledger: the engine tries again at the end of the run.
-            Err(e) => steps.push(CleanupStep::failed(
-                format!("terminate {id}"),
-                e.to_string(),
-            )),
+            Err(e) => steps.push(CleanupStep::failed(format!("terminate {id}"), e.to_string())),
         }
         self.watcher.unwatch(&id);
         if let Some(resource @ Resource::KeyPair { name, .. }) = &self.key_pair {
-            match api
-                .call(&api.buckets.mutating, "DeleteKeyPair", || {
-                    api.client.delete_key_pair().key_name(name).send()
-                })
-                .await
-            {
+            match api.delete_key_pair(name).await {
                 Ok(_) => {
                     steps.push(CleanupStep::ok(format!("delete key pair {name}")));
                     self.ledger.removed(resource);
                 }
-                Err(e) => steps.push(CleanupStep::failed(
-                    format!("delete key pair {name}"),
-                    e.to_string(),
-                )),
+                Err(e) => steps.push(CleanupStep::failed(format!("delete key pair {name}"), e.to_string())),
             }
         }
         steps

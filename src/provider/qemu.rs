@@ -40,10 +40,7 @@ pub struct QemuProvider {
 
 impl QemuProvider {
     pub fn new(plan: QemuPlan) -> Self {
-        QemuProvider {
-            plan,
-            accel: OnceCell::new(),
-        }
+        QemuProvider { plan, accel: OnceCell::new() }
     }
 
     async fn accel(&self, probe_image: &QemuImagePlan) -> &'static str {
@@ -69,12 +66,7 @@ impl QemuProvider {
 /// `/dev/kvm` existing is not enough: on some hosts guests die at once with "KVM internal error".
 /// Boot the image for real for a few seconds and require console output and a live process.
 async fn kvm_boots(plan: &QemuPlan, image: &QemuImagePlan) -> bool {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return false;
     }
     let Ok(dir) = tempfile::Builder::new().prefix("amiprobe-kvm-").tempdir() else {
@@ -82,24 +74,12 @@ async fn kvm_boots(plan: &QemuPlan, image: &QemuImagePlan) -> bool {
     };
     let serial = dir.path().join("serial.log");
     let mut cmd = Command::new(&plan.binary);
-    cmd.args([
-        "-accel",
-        "kvm",
-        "-m",
-        &plan.memory_mib.to_string(),
-        "-display",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", serial.display()))
-    .args(["-nic", "none", "-monitor", "none"]);
+    cmd.args(["-accel", "kvm", "-m", &plan.memory_mib.to_string(), "-display", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args(["-nic", "none", "-monitor", "none"]);
     image_args(&mut cmd, image);
-    let Ok(mut child) = isolate(&mut cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+    let Ok(mut child) = isolate(&mut cmd).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).spawn()
     else {
         return false;
     };
@@ -109,10 +89,7 @@ async fn kvm_boots(plan: &QemuPlan, image: &QemuImagePlan) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             break; // died: KVM does not work here
         }
-        if std::fs::metadata(&serial)
-            .map(|m| m.len() > 200)
-            .unwrap_or(false)
-        {
+        if std::fs::metadata(&serial).map(|m| m.len() > 200).unwrap_or(false) {
             booted = true;
             sleep(Duration::from_millis(1500)).await;
             booted &= matches!(child.try_wait(), Ok(None));
@@ -126,11 +103,7 @@ async fn kvm_boots(plan: &QemuPlan, image: &QemuImagePlan) -> bool {
 
 fn image_args(cmd: &mut Command, image: &QemuImagePlan) {
     match image {
-        QemuImagePlan::Kernel {
-            kernel,
-            initrd,
-            append,
-        } => {
+        QemuImagePlan::Kernel { kernel, initrd, append } => {
             cmd.arg("-kernel").arg(kernel);
             if let Some(initrd) = initrd {
                 cmd.arg("-initrd").arg(initrd);
@@ -141,8 +114,7 @@ fn image_args(cmd: &mut Command, image: &QemuImagePlan) {
         }
         QemuImagePlan::Disk(disk) => {
             // snapshot=on: the image under test is never written to.
-            cmd.arg("-drive")
-                .arg(format!("file={},if=virtio,snapshot=on", disk.display()));
+            cmd.arg("-drive").arg(format!("file={},if=virtio,snapshot=on", disk.display()));
         }
     }
 }
@@ -170,21 +142,14 @@ fn free_port() -> Result<u16, ProviderError> {
 #[async_trait]
 impl Provider for QemuProvider {
     async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError> {
-        let version = Command::new(&self.plan.binary)
-            .arg("--version")
-            .output()
-            .await
-            .map_err(|e| {
-                ProviderError::new(format!(
-                    "failed to run {}: {e} (install qemu-system-x86: scripts/install-deps qemu)",
-                    self.plan.binary
-                ))
-            })?;
-        if !version.status.success() {
-            return Err(ProviderError::new(format!(
-                "{} --version failed",
+        let version = Command::new(&self.plan.binary).arg("--version").output().await.map_err(|e| {
+            ProviderError::new(format!(
+                "failed to run {}: {e} (install qemu-system-x86: scripts/install-deps qemu)",
                 self.plan.binary
-            )));
+            ))
+        })?;
+        if !version.status.success() {
+            return Err(ProviderError::new(format!("{} --version failed", self.plan.binary)));
         }
         for cell in &plan.cells {
             let files: Vec<&PathBuf> = match self.plan.images.get(&cell.image) {
@@ -214,19 +179,13 @@ impl Provider for QemuProvider {
         if let Some(first) = plan.cells.first() {
             let accel = self.accel(&self.plan.image(&first.image)).await;
             if self.plan.accel == Accel::Auto && accel == "tcg" {
-                warnings.push(
-                    "qemu: KVM unavailable or not working here; using TCG (slower)".to_string(),
-                );
+                warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());
             }
         }
         Ok(warnings)
     }
 
-    async fn launch(
-        &self,
-        cell: &Cell,
-        ctx: &LaunchContext,
-    ) -> Result<Box<dyn Machine>, ProviderError> {
+    async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         let image = self.plan.image(&cell.image);
         let accel = self.accel(&image).await;
         let sockets = tempfile::Builder::new()
@@ -248,21 +207,8 @@ impl Provider for QemuProvider {
             cmd.arg("-name")
                 .arg(format!("amiprobe-{}-{}", ctx.run_id, cell.id))
                 .args(["-machine", "q35", "-accel", accel])
-                .args([
-                    "-m",
-                    &self.plan.memory_mib.to_string(),
-                    "-smp",
-                    &self.plan.cpus.to_string(),
-                ])
-                .args([
-                    "-display",
-                    "none",
-                    "-vga",
-                    "std",
-                    "-no-reboot",
-                    "-monitor",
-                    "none",
-                ])
+                .args(["-m", &self.plan.memory_mib.to_string(), "-smp", &self.plan.cpus.to_string()])
+                .args(["-display", "none", "-vga", "std", "-no-reboot", "-monitor", "none"])
                 .arg("-serial")
                 .arg(format!("file:{}", console_path.display()))
                 .arg("-qmp")
@@ -276,11 +222,7 @@ impl Provider for QemuProvider {
             let command_line = format!(
                 "{} {}",
                 self.plan.binary,
-                cmd.as_std()
-                    .get_args()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
             );
 
             let mut child = isolate(&mut cmd)
@@ -288,14 +230,9 @@ impl Provider for QemuProvider {
                 .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| {
-                    ProviderError::new(format!("failed to start {}: {e}", self.plan.binary))
-                })?;
+                .map_err(|e| ProviderError::new(format!("failed to start {}: {e}", self.plan.binary)))?;
             let pid = child.id().unwrap_or_default();
-            let resource = Resource::Process {
-                pid,
-                cell: cell.id.0.clone(),
-            };
+            let resource = Resource::Process { pid, cell: cell.id.0.clone() };
             ctx.ledger.record(resource.clone());
 
             match connect_qmp(&mut child, &qmp_path).await {
@@ -324,9 +261,7 @@ impl Provider for QemuProvider {
                 }
             }
         }
-        Err(ProviderError::new(format!(
-            "gave up after {LAUNCH_ATTEMPTS} attempts: {last_error}"
-        )))
+        Err(ProviderError::new(format!("gave up after {LAUNCH_ATTEMPTS} attempts: {last_error}")))
     }
 
     async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
@@ -356,10 +291,7 @@ async fn connect_qmp(child: &mut Child, socket: &Path) -> Result<Qmp, String> {
             if let Some(mut pipe) = child.stderr.take() {
                 let _ = pipe.read_to_string(&mut stderr).await;
             }
-            return Err(format!(
-                "qemu exited at start ({status}): {}",
-                stderr.trim()
-            ));
+            return Err(format!("qemu exited at start ({status}): {}", stderr.trim()));
         }
         if socket.exists() {
             if let Ok(qmp) = Qmp::connect(socket).await {
@@ -401,11 +333,7 @@ impl Machine for QemuMachine {
     async fn wait_running(&mut self, timeout_after: Duration) -> Result<(), ProviderError> {
         let deadline = Instant::now() + timeout_after;
         loop {
-            let status = self
-                .qmp
-                .execute("query-status", serde_json::json!({}))
-                .await
-                .map_err(ProviderError::new)?;
+            let status = self.qmp.execute("query-status", serde_json::json!({})).await.map_err(ProviderError::new)?;
             match status.get("status").and_then(|s| s.as_str()) {
                 Some("running") => return Ok(()),
                 Some("shutdown" | "guest-panicked" | "internal-error") => {
@@ -423,10 +351,7 @@ impl Machine for QemuMachine {
     fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String> {
         self.forwards
             .get(&guest_port)
-            .map(|host| Endpoint {
-                host: "127.0.0.1".into(),
-                port: *host,
-            })
+            .map(|host| Endpoint { host: "127.0.0.1".into(), port: *host })
             .ok_or_else(|| format!("guest port {guest_port} is not forwarded"))
     }
 
@@ -441,23 +366,15 @@ impl Machine for QemuMachine {
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {
         self.screenshot_seq += 1;
-        let file = self
-            ._sockets
-            .path()
-            .join(format!("shot-{}.png", self.screenshot_seq));
+        let file = self._sockets.path().join(format!("shot-{}.png", self.screenshot_seq));
         let args = serde_json::json!({ "filename": file.to_string_lossy(), "format": "png" });
         let result = match self.qmp.execute("screendump", args).await {
-            Ok(_) => std::fs::read(&file)
-                .map_err(|e| ProviderError::new(format!("failed to read screendump: {e}"))),
+            Ok(_) => std::fs::read(&file).map_err(|e| ProviderError::new(format!("failed to read screendump: {e}"))),
             // QEMU before 7.1 has no PNG: take PPM, which `capture` converts.
             Err(e) if e.contains("format") => {
                 let args = serde_json::json!({ "filename": file.to_string_lossy() });
-                self.qmp
-                    .execute("screendump", args)
-                    .await
-                    .map_err(ProviderError::new)?;
-                std::fs::read(&file)
-                    .map_err(|e| ProviderError::new(format!("failed to read screendump: {e}")))
+                self.qmp.execute("screendump", args).await.map_err(ProviderError::new)?;
+                std::fs::read(&file).map_err(|e| ProviderError::new(format!("failed to read screendump: {e}")))
             }
             Err(e) => Err(ProviderError::new(e)),
         };
@@ -469,9 +386,7 @@ impl Machine for QemuMachine {
         match std::fs::read(&self.console_path) {
             Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(ProviderError::new(format!(
-                "failed to read console log: {e}"
-            ))),
+            Err(e) => Err(ProviderError::new(format!("failed to read console log: {e}"))),
         }
     }
 

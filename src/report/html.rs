@@ -23,13 +23,7 @@ const MAX_CONSOLE_LINES: usize = 5000;
 
 /// The id of a cell's section in report.html.
 pub fn anchor(cell_id: &str) -> String {
-    format!(
-        "cell-{}",
-        cell_id.replace(
-            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
-            "-"
-        )
-    )
+    format!("cell-{}", cell_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "-"))
 }
 
 pub struct Renderer {
@@ -43,8 +37,9 @@ impl Renderer {
     pub fn new(overrides: Option<&Path>) -> Result<Renderer, String> {
         let read = |name: &str, default: &str| -> Result<String, String> {
             match overrides.map(|d| d.join(name)).filter(|p| p.exists()) {
-                Some(p) => std::fs::read_to_string(&p)
-                    .map_err(|e| format!("failed to read template {}: {e}", p.display())),
+                Some(p) => {
+                    std::fs::read_to_string(&p).map_err(|e| format!("failed to read template {}: {e}", p.display()))
+                }
                 None => Ok(default.to_string()),
             }
         };
@@ -52,36 +47,25 @@ impl Renderer {
         hb.set_strict_mode(false);
         hb.register_template_string("report", read("report.hbs", REPORT)?)
             .map_err(|e| format!("bad template report.hbs: {e}"))?;
-        hb.register_partial("cell", read("cell.hbs", CELL)?)
-            .map_err(|e| format!("bad template cell.hbs: {e}"))?;
-        Ok(Renderer {
-            hb,
-            css: read("assets/report.css", CSS)?,
-            js: read("assets/report.js", JS)?,
-        })
+        hb.register_partial("cell", read("cell.hbs", CELL)?).map_err(|e| format!("bad template cell.hbs: {e}"))?;
+        Ok(Renderer { hb, css: read("assets/report.css", CSS)?, js: read("assets/report.js", JS)? })
     }
 
     /// Renders the report for results stored in `dir` (console logs are read from there).
     pub fn render(&self, results: &RunResults, dir: &Path) -> Result<String, String> {
         let model = view_model(results, dir);
-        self.hb
-            .render("report", &model)
-            .map_err(|e| format!("failed to render report: {e}"))
+        self.hb.render("report", &model).map_err(|e| format!("failed to render report: {e}"))
     }
 
     /// Writes `report.html` and `assets/` into `dir`.
     pub fn write(&self, results: &RunResults, dir: &Path) -> Result<std::path::PathBuf, String> {
         let html = self.render(results, dir)?;
         let assets = dir.join("assets");
-        std::fs::create_dir_all(&assets)
-            .map_err(|e| format!("failed to create {}: {e}", assets.display()))?;
-        std::fs::write(assets.join("report.css"), &self.css)
-            .map_err(|e| format!("failed to write report.css: {e}"))?;
-        std::fs::write(assets.join("report.js"), &self.js)
-            .map_err(|e| format!("failed to write report.js: {e}"))?;
+        std::fs::create_dir_all(&assets).map_err(|e| format!("failed to create {}: {e}", assets.display()))?;
+        std::fs::write(assets.join("report.css"), &self.css).map_err(|e| format!("failed to write report.css: {e}"))?;
+        std::fs::write(assets.join("report.js"), &self.js).map_err(|e| format!("failed to write report.js: {e}"))?;
         let file = dir.join("report.html");
-        std::fs::write(&file, html)
-            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        std::fs::write(&file, html).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
         Ok(file)
     }
 }
@@ -189,12 +173,7 @@ fn grid(cells: &[CellResult]) -> Value {
 }
 
 fn cell_model(c: &CellResult, dir: &Path) -> Value {
-    let end = c
-        .timings
-        .ended_s
-        .unwrap_or(0.0)
-        .max(c.screenshots.last().map_or(0.0, |s| s.offset_s))
-        .max(1.0);
+    let end = c.timings.ended_s.unwrap_or(0.0).max(c.screenshots.last().map_or(0.0, |s| s.offset_s)).max(1.0);
     let pct = |t: f64| format!("{:.2}", (t / end * 100.0).clamp(0.0, 100.0));
 
     // Consecutive identical frames collapse into one, with a count.
@@ -221,7 +200,17 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
     let marks: Vec<Value> = c
         .events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::Running | EventKind::PortOpen | EventKind::ProbePassed | EventKind::ProbeFailed | EventKind::Ready | EventKind::Error))
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Running
+                    | EventKind::PortOpen
+                    | EventKind::ProbePassed
+                    | EventKind::ProbeFailed
+                    | EventKind::Ready
+                    | EventKind::Error
+            )
+        })
         .map(|e| {
             let kind = format!("{:?}", e.kind);
             json!({ "left": pct(e.at_s), "at": secs(e.at_s), "kind": kind.to_lowercase(), "message": e.message })
@@ -234,12 +223,8 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         .filter(|f| !f.passed || f.kind == crate::console::RuleKind::MustContain)
         .flat_map(|f| f.hits.iter().map(|h| h.line))
         .collect();
-    let failed_lines: BTreeSet<usize> = c
-        .console
-        .iter()
-        .filter(|f| !f.passed)
-        .flat_map(|f| f.hits.iter().map(|h| h.line))
-        .collect();
+    let failed_lines: BTreeSet<usize> =
+        c.console.iter().filter(|f| !f.passed).flat_map(|f| f.hits.iter().map(|h| h.line)).collect();
     let cell_anchor = anchor(&c.id);
     let (console_lines, console_truncated) = match &c.console_log {
         Some(rel) => match std::fs::read(dir.join(rel)) {

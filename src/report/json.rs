@@ -16,10 +16,9 @@ pub fn schema() -> serde_json::Value {
 /// Reads `DIR/results.json`, refusing versions this amiprobe does not know.
 pub fn load(dir: &Path) -> Result<RunResults, String> {
     let file = dir.join("results.json");
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("failed to read {}: {e}", file.display()))?;
-    let results: RunResults = serde_json::from_str(&text)
-        .map_err(|e| format!("failed to parse {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("failed to read {}: {e}", file.display()))?;
+    let results: RunResults =
+        serde_json::from_str(&text).map_err(|e| format!("failed to parse {}: {e}", file.display()))?;
     if results.schema_version > SCHEMA_VERSION {
         return Err(format!(
             "{} has schema version {}, newer than this amiprobe understands ({SCHEMA_VERSION})",

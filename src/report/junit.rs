@@ -13,29 +13,15 @@ pub fn render(results: &RunResults) -> Result<String, String> {
             CellStatus::NotRun | CellStatus::Interrupted | CellStatus::Running => {
                 let mut s = TestCaseStatus::skipped();
                 if let TestCaseStatus::Skipped { message, .. } = &mut s {
-                    *message = Some(
-                        cell.reason
-                            .clone()
-                            .unwrap_or_else(|| "not run".into())
-                            .into(),
-                    );
+                    *message = Some(cell.reason.clone().unwrap_or_else(|| "not run".into()).into());
                 }
                 s
             }
             CellStatus::Failed | CellStatus::TimedOut | CellStatus::Error => {
-                let kind = if cell.status == CellStatus::Error {
-                    NonSuccessKind::Error
-                } else {
-                    NonSuccessKind::Failure
-                };
+                let kind =
+                    if cell.status == CellStatus::Error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
                 let mut s = TestCaseStatus::non_success(kind);
-                if let TestCaseStatus::NonSuccess {
-                    message,
-                    description,
-                    ty,
-                    ..
-                } = &mut s
-                {
+                if let TestCaseStatus::NonSuccess { message, description, ty, .. } = &mut s {
                     *message = Some(cell.reason.clone().unwrap_or_default().into());
                     *ty = Some(format!("{:?}", cell.status).to_lowercase().into());
                     let mut text = String::new();
@@ -44,20 +30,14 @@ pub fn render(results: &RunResults) -> Result<String, String> {
                     }
                     for f in cell.console.iter().filter(|f| !f.passed) {
                         match f.hits.first() {
-                            Some(h) => text.push_str(&format!(
-                                "console `{}` at line {}: {}\n",
-                                f.rule, h.line, h.text
-                            )),
+                            Some(h) => text.push_str(&format!("console `{}` at line {}: {}\n", f.rule, h.line, h.text)),
                             None => text.push_str(&format!("console never showed `{}`\n", f.rule)),
                         }
                     }
                     for e in &cell.errors {
                         text.push_str(&format!("error: {e}\n"));
                     }
-                    text.push_str(&format!(
-                        "report: report.html#{}\n",
-                        super::html::anchor(&cell.id)
-                    ));
+                    text.push_str(&format!("report: report.html#{}\n", super::html::anchor(&cell.id)));
                     *description = Some(text.into());
                 }
                 s
@@ -72,7 +52,5 @@ pub fn render(results: &RunResults) -> Result<String, String> {
         suite.add_test_case(case);
     }
     report.add_test_suite(suite);
-    report
-        .to_string()
-        .map_err(|e| format!("failed to render junit: {e}"))
+    report.to_string().map_err(|e| format!("failed to render junit: {e}"))
 }

@@ -9,10 +9,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     let mut parts = parts.into_iter();
     let (mut merged, first_dir) = parts.next().ok_or("nothing to merge")?;
     copy_cells(first_dir, out)?;
-    let mut shards = vec![merged
-        .shard
-        .clone()
-        .unwrap_or_else(|| merged.run_id.clone())];
+    let mut shards = vec![merged.shard.clone().unwrap_or_else(|| merged.run_id.clone())];
     for (part, dir) in parts {
         if part.spec.name != merged.spec.name || part.spec.provider != merged.spec.provider {
             return Err(format!(
@@ -26,10 +23,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
         }
         for cell in &part.cells {
             if merged.cells.iter().any(|c| c.id == cell.id) {
-                return Err(format!(
-                    "cell `{}` is in more than one of the merged results",
-                    cell.id
-                ));
+                return Err(format!("cell `{}` is in more than one of the merged results", cell.id));
             }
         }
         copy_cells(dir, out)?;
@@ -55,9 +49,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     merged.shard = None;
     merged.merged_from = shards;
     merged.recount();
-    merged
-        .write(out)
-        .map_err(|e| format!("failed to write merged results.json: {e}"))?;
+    merged.write(out).map_err(|e| format!("failed to write merged results.json: {e}"))?;
     Ok(merged)
 }
 

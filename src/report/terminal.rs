@@ -34,16 +34,9 @@ impl Terminal {
                     .progress_chars("=> "),
             );
             overall.enable_steady_tick(Duration::from_millis(250));
-            Bars {
-                multi,
-                overall,
-                cells: HashMap::new(),
-            }
+            Bars { multi, overall, cells: HashMap::new() }
         });
-        Terminal {
-            started: Instant::now(),
-            bars,
-        }
+        Terminal { started: Instant::now(), bars }
     }
 
     fn line(&self, text: &str) {
@@ -76,22 +69,11 @@ fn verdict(status: CellStatus) -> &'static str {
 
 /// One line per finished cell: verdict, id, duration and, when it did not pass, why.
 pub fn cell_line(cell: &CellResult) -> String {
-    let took = cell
-        .timings
-        .ended_s
-        .map(|s| format!(" {s:.1}s"))
-        .unwrap_or_default();
-    let shots = if cell.screenshots.is_empty() {
-        String::new()
-    } else {
-        format!(", {} screenshots", cell.screenshots.len())
-    };
+    let took = cell.timings.ended_s.map(|s| format!(" {s:.1}s")).unwrap_or_default();
+    let shots =
+        if cell.screenshots.is_empty() { String::new() } else { format!(", {} screenshots", cell.screenshots.len()) };
     match &cell.reason {
-        Some(reason) => format!(
-            "{:>7} {}{took}{shots}: {reason}",
-            verdict(cell.status),
-            cell.id
-        ),
+        Some(reason) => format!("{:>7} {}{took}{shots}: {reason}", verdict(cell.status), cell.id),
         None => format!("{:>7} {}{took}{shots}", verdict(cell.status), cell.id),
     }
 }
@@ -99,14 +81,8 @@ pub fn cell_line(cell: &CellResult) -> String {
 impl Reporter for Terminal {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunStarted {
-                run_id,
-                cells,
-                out_dir,
-            } => {
-                self.line(&format!(
-                    "run {run_id}: {cells} cells, results in {out_dir}"
-                ));
+            Event::RunStarted { run_id, cells, out_dir } => {
+                self.line(&format!("run {run_id}: {cells} cells, results in {out_dir}"));
                 if let Some(b) = &self.bars {
                     b.overall.set_length(*cells as u64);
                 }
@@ -115,14 +91,10 @@ impl Reporter for Terminal {
             Event::Phase { cell, phase } => match &mut self.bars {
                 Some(b) => {
                     let bar = b.cells.entry(cell.clone()).or_insert_with(|| {
-                        let bar = b
-                            .multi
-                            .insert_before(&b.overall, ProgressBar::new_spinner());
+                        let bar = b.multi.insert_before(&b.overall, ProgressBar::new_spinner());
                         bar.set_style(
-                            ProgressStyle::with_template(
-                                "  {spinner} {prefix:40} {elapsed:>4} {msg}",
-                            )
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            ProgressStyle::with_template("  {spinner} {prefix:40} {elapsed:>4} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         bar.set_prefix(cell.clone());
                         bar.enable_steady_tick(Duration::from_millis(200));
@@ -130,11 +102,7 @@ impl Reporter for Terminal {
                     });
                     bar.set_message(phase.label());
                 }
-                None => eprintln!(
-                    "[{:>6.1}s] {cell}: {}",
-                    self.started.elapsed().as_secs_f64(),
-                    phase.label()
-                ),
+                None => eprintln!("[{:>6.1}s] {cell}: {}", self.started.elapsed().as_secs_f64(), phase.label()),
             },
             Event::Timeline { cell, event } => {
                 if self.bars.is_none() {

@@ -29,21 +29,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn at(path: FieldPath, message: impl Into<String>) -> Self {
-        Problem {
-            path,
-            message: message.into(),
-            help: None,
-            at_key: false,
-        }
+        Problem { path, message: message.into(), help: None, at_key: false }
     }
 
     pub fn at_key(path: FieldPath, message: impl Into<String>) -> Self {
-        Problem {
-            path,
-            message: message.into(),
-            help: None,
-            at_key: true,
-        }
+        Problem { path, message: message.into(), help: None, at_key: true }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -88,10 +78,7 @@ impl fmt::Display for SpecError {
             match d.position {
                 Some(pos) => {
                     writeln!(f, "  --> {}:{}:{}", d.file.display(), pos.line, pos.column)?;
-                    let line = self
-                        .source
-                        .as_deref()
-                        .and_then(|s| s.lines().nth(pos.line.saturating_sub(1)));
+                    let line = self.source.as_deref().and_then(|s| s.lines().nth(pos.line.saturating_sub(1)));
                     if let Some(line) = line {
                         let gutter = pos.line.to_string().len();
                         writeln!(f, "{:gutter$} |", "")?;

@@ -31,24 +31,15 @@ pub struct LoadedSpec {
 pub type VarOverrides = BTreeMap<String, String>;
 
 pub fn load_file(file: &Path, overrides: &VarOverrides) -> Result<LoadedSpec, SpecError> {
-    let source = std::fs::read_to_string(file)
-        .map_err(|e| SpecError::single(file, format!("failed to read spec: {e}")))?;
+    let source =
+        std::fs::read_to_string(file).map_err(|e| SpecError::single(file, format!("failed to read spec: {e}")))?;
     let env = |name: &str| std::env::var(name).ok();
-    load_str(
-        file,
-        source,
-        &Vars {
-            overrides,
-            env: &env,
-        },
-    )
+    load_str(file, source, &Vars { overrides, env: &env })
 }
 
 pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, SpecError> {
-    let error = |diagnostics: Vec<Diagnostic>, source: &str| SpecError {
-        diagnostics,
-        source: Some(source.to_string()),
-    };
+    let error =
+        |diagnostics: Vec<Diagnostic>, source: &str| SpecError { diagnostics, source: Some(source.to_string()) };
     let substituted = match vars::substitute(&source, vars) {
         Ok(s) => s,
         Err(errors) => {
@@ -56,10 +47,7 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
                 .into_iter()
                 .map(|e| Diagnostic {
                     file: file.to_path_buf(),
-                    position: Some(Position {
-                        line: e.line,
-                        column: e.column,
-                    }),
+                    position: Some(Position { line: e.line, column: e.column }),
                     path: None,
                     message: e.message,
                     help: None,
@@ -68,11 +56,7 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
             return Err(error(diagnostics, &source));
         }
     };
-    if substituted
-        .text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
+    if substituted.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Err(error(
             vec![Diagnostic {
                 file: file.to_path_buf(),
@@ -89,8 +73,7 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
     let mut unknown = Vec::new();
     let result: Result<Spec, _> = {
         let de = serde_yaml::Deserializer::from_str(&substituted.text);
-        let mut on_unknown =
-            |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
         let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
         serde_path_to_error::deserialize(de)
     };
@@ -107,10 +90,7 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
         substituted,
         unknown_keys: Vec::new(),
     };
-    loaded.unknown_keys = unknown
-        .iter()
-        .map(|path| loaded.unknown_key(path))
-        .collect();
+    loaded.unknown_keys = unknown.iter().map(|path| loaded.unknown_key(path)).collect();
     match result {
         Ok(_) => Ok(loaded),
         Err(e) => {
@@ -129,10 +109,7 @@ fn placeholder() -> Spec {
 impl LoadedSpec {
     /// The directory relative paths in the spec are resolved against.
     pub fn base_dir(&self) -> &Path {
-        self.file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
+        self.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
     }
 
     fn position(&self, pos: Option<Position>) -> Option<Position> {
@@ -152,11 +129,7 @@ impl LoadedSpec {
         let mut diagnostics: Vec<Diagnostic> = problems
             .into_iter()
             .map(|p| {
-                let pos = if p.at_key {
-                    self.locations.key_or_value(&p.path)
-                } else {
-                    self.locations.value(&p.path)
-                };
+                let pos = if p.at_key { self.locations.key_or_value(&p.path) } else { self.locations.value(&p.path) };
                 Diagnostic {
                     file: self.file.clone(),
                     position: self.position(pos),
@@ -168,10 +141,7 @@ impl LoadedSpec {
             .collect();
         diagnostics.extend(self.unknown_keys.iter().cloned());
         diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
-        SpecError {
-            diagnostics,
-            source: Some(self.source.clone()),
-        }
+        SpecError { diagnostics, source: Some(self.source.clone()) }
     }
 
     fn unknown_key(&self, path: &FieldPath) -> Diagnostic {
@@ -183,11 +153,7 @@ impl LoadedSpec {
             None if !valid.is_empty() => Some(format!("valid keys here: {}", valid.join(", "))),
             None => None,
         };
-        let where_ = if parent.segments().is_empty() {
-            "at the top level".to_string()
-        } else {
-            format!("in {parent}")
-        };
+        let where_ = if parent.segments().is_empty() { "at the top level".to_string() } else { format!("in {parent}") };
         Diagnostic {
             file: self.file.clone(),
             position: self.position(self.locations.key_or_value(path)),
@@ -202,10 +168,7 @@ impl LoadedSpec {
         let inner = e.inner();
         let position = inner
             .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
+            .map(|l| Position { line: l.line(), column: l.column() })
             .or_else(|| self.locations.value(&path));
         let mut message = clean_yaml_message(&inner.to_string());
         // serde_yaml prefixes nested errors with its own rendering of the path, which we print anyway.
@@ -225,24 +188,17 @@ impl LoadedSpec {
 /// serde_yaml appends "at line L column C" (we print that ourselves) and names Rust types.
 fn clean_yaml_message(message: &str) -> String {
     static POSITION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let position = POSITION.get_or_init(|| {
-        regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|_| unreachable!())
-    });
+    let position =
+        POSITION.get_or_init(|| regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|_| unreachable!()));
     let message = position.replace_all(message, "");
     let message = message.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
     message
         .replace("struct ", "")
-        .replace(
-            "expected a duration",
-            "expected a duration like 500ms, 15s, 5m or 1h30m",
-        )
+        .replace("expected a duration", "expected a duration like 500ms, 15s, 5m or 1h30m")
         .replace("expected u16", "expected a port number (0-65535)")
         .replace("expected u32", "expected a whole number")
         .replace("expected usize", "expected a whole number")
-        .replace(
-            "expected a nonzero usize",
-            "expected a whole number above 0",
-        )
+        .replace("expected a nonzero usize", "expected a whole number above 0")
         .replace("nonzero usize", "whole number above 0")
         .replace("a sequence", "a list")
         .replace("sequence,", "list,")

@@ -35,20 +35,12 @@ impl Locations {
 
     /// Where the key of this field is written, else its value, else the nearest enclosing field.
     pub fn key_or_value(&self, path: &FieldPath) -> Option<Position> {
-        self.keys
-            .get(path)
-            .or_else(|| self.values.get(path))
-            .copied()
-            .or_else(|| self.enclosing(path))
+        self.keys.get(path).or_else(|| self.values.get(path)).copied().or_else(|| self.enclosing(path))
     }
 
     /// Where the value of this field starts, else its key, else the nearest enclosing field.
     pub fn value(&self, path: &FieldPath) -> Option<Position> {
-        self.values
-            .get(path)
-            .or_else(|| self.keys.get(path))
-            .copied()
-            .or_else(|| self.enclosing(path))
+        self.values.get(path).or_else(|| self.keys.get(path)).copied().or_else(|| self.enclosing(path))
     }
 
     fn enclosing(&self, path: &FieldPath) -> Option<Position> {
@@ -64,14 +56,8 @@ impl Locations {
 }
 
 enum Frame {
-    Map {
-        path: FieldPath,
-        key: Option<String>,
-    },
-    Seq {
-        path: FieldPath,
-        next: usize,
-    },
+    Map { path: FieldPath, key: Option<String> },
+    Seq { path: FieldPath, next: usize },
 }
 
 #[derive(Default)]
@@ -106,19 +92,13 @@ impl Indexer {
 
     fn start_node(&mut self, mark: Marker) -> FieldPath {
         let path = self.child_path();
-        self.locations
-            .values
-            .entry(path.clone())
-            .or_insert(position(mark));
+        self.locations.values.entry(path.clone()).or_insert(position(mark));
         path
     }
 }
 
 fn position(mark: Marker) -> Position {
-    Position {
-        line: mark.line(),
-        column: mark.col() + 1,
-    }
+    Position { line: mark.line(), column: mark.col() + 1 }
 }
 
 impl MarkedEventReceiver for Indexer {
@@ -179,31 +159,13 @@ mod tests {
         let text = "name: x\nprobes:\n  - name: a\n    tcp: { port: 22 }\n  - name: b\n    http:\n      port: 80\n";
         let loc = Locations::index(text);
         let probes = FieldPath::root().key("probes");
-        assert_eq!(
-            loc.key_or_value(&probes),
-            Some(Position { line: 2, column: 1 })
-        );
+        assert_eq!(loc.key_or_value(&probes), Some(Position { line: 2, column: 1 }));
         let port = probes.index(0).key("tcp").key("port");
-        assert_eq!(
-            loc.key_or_value(&port),
-            Some(Position {
-                line: 4,
-                column: 12
-            })
-        );
+        assert_eq!(loc.key_or_value(&port), Some(Position { line: 4, column: 12 }));
         let http_port = probes.index(1).key("http").key("port");
-        assert_eq!(
-            loc.value(&http_port),
-            Some(Position {
-                line: 7,
-                column: 13
-            })
-        );
+        assert_eq!(loc.value(&http_port), Some(Position { line: 7, column: 13 }));
         // A field that is not written points at the nearest enclosing one.
         let missing = probes.index(1).key("expect");
-        assert_eq!(
-            loc.key_or_value(&missing),
-            Some(Position { line: 5, column: 5 })
-        );
+        assert_eq!(loc.key_or_value(&missing), Some(Position { line: 5, column: 5 }));
     }
 }

@@ -115,28 +115,16 @@ pub struct RateSpec {
 }
 
 fn rate_describe() -> RateSpec {
-    RateSpec {
-        burst: 100,
-        per_second: 20.0,
-    }
+    RateSpec { burst: 100, per_second: 20.0 }
 }
 fn rate_run_instances() -> RateSpec {
-    RateSpec {
-        burst: 5,
-        per_second: 2.0,
-    }
+    RateSpec { burst: 5, per_second: 2.0 }
 }
 fn rate_terminate() -> RateSpec {
-    RateSpec {
-        burst: 100,
-        per_second: 5.0,
-    }
+    RateSpec { burst: 100, per_second: 5.0 }
 }
 fn rate_mutating() -> RateSpec {
-    RateSpec {
-        burst: 50,
-        per_second: 5.0,
-    }
+    RateSpec { burst: 50, per_second: 5.0 }
 }
 
 /// Which instance address the probes use.
@@ -278,11 +266,7 @@ pub struct CaptureSpec {
 
 impl Default for CaptureSpec {
     fn default() -> Self {
-        CaptureSpec {
-            screenshots: default_screenshots(),
-            console_log: true,
-            after_ready: Duration::ZERO,
-        }
+        CaptureSpec { screenshots: default_screenshots(), console_log: true, after_ready: Duration::ZERO }
     }
 }
 
@@ -292,14 +276,8 @@ fn default_true() -> bool {
 
 fn default_screenshots() -> Vec<ScreenshotPhase> {
     vec![
-        ScreenshotPhase {
-            every: Duration::from_secs(1),
-            until: Duration::from_secs(15),
-        },
-        ScreenshotPhase {
-            every: Duration::from_secs(15),
-            until: Duration::from_secs(300),
-        },
+        ScreenshotPhase { every: Duration::from_secs(1), until: Duration::from_secs(15) },
+        ScreenshotPhase { every: Duration::from_secs(15), until: Duration::from_secs(300) },
     ]
 }
 
@@ -445,12 +423,7 @@ pub struct ConsoleSpec {
 
 impl Default for ConsoleSpec {
     fn default() -> Self {
-        ConsoleSpec {
-            must_contain: Vec::new(),
-            must_not_contain: Vec::new(),
-            builtin: true,
-            ignore: Vec::new(),
-        }
+        ConsoleSpec { must_contain: Vec::new(), must_not_contain: Vec::new(), builtin: true, ignore: Vec::new() }
     }
 }
 
@@ -464,9 +437,7 @@ pub struct TimeoutsSpec {
 
 impl Default for TimeoutsSpec {
     fn default() -> Self {
-        TimeoutsSpec {
-            run: default_run_timeout(),
-        }
+        TimeoutsSpec { run: default_run_timeout() }
     }
 }
 

@@ -23,9 +23,7 @@ pub fn valid_keys(path: &FieldPath) -> Vec<String> {
                 Segment::Key(key) => {
                     if let Some(prop) = node.get("properties").and_then(|p| p.get(key)) {
                         next.push(prop);
-                    } else if let Some(extra) =
-                        node.get("additionalProperties").filter(|v| v.is_object())
-                    {
+                    } else if let Some(extra) = node.get("additionalProperties").filter(|v| v.is_object()) {
                         next.push(extra);
                     }
                 }
@@ -89,16 +87,9 @@ mod tests {
         assert!(valid_keys(&probe).contains(&"within".to_string()));
         let expect = probe.key("expect");
         assert!(valid_keys(&expect).contains(&"body_regex".to_string()));
-        let qemu_image = FieldPath::root()
-            .key("provider")
-            .key("qemu")
-            .key("images")
-            .key("ok");
+        let qemu_image = FieldPath::root().key("provider").key("qemu").key("images").key("ok");
         assert!(valid_keys(&qemu_image).contains(&"kernel".to_string()));
-        assert_eq!(
-            nearest("expct", &valid_keys(&probe)),
-            Some("expect".to_string())
-        );
+        assert_eq!(nearest("expct", &valid_keys(&probe)), Some("expect".to_string()));
         assert_eq!(nearest("zzzz", &valid_keys(&probe)), None);
     }
 }

@@ -92,9 +92,9 @@ impl<'de> Deserialize<'de> for SecurityGroups {
                     }
                 }
                 match (groups.is_empty(), sets.is_empty()) {
-                    (false, false) => Err(de::Error::custom(
-                        "mixes groups and lists of groups: write every value as a list",
-                    )),
+                    (false, false) => {
+                        Err(de::Error::custom("mixes groups and lists of groups: write every value as a list"))
+                    }
                     (false, true) => Ok(SecurityGroups(vec![groups])),
                     _ => Ok(SecurityGroups(sets)),
                 }
@@ -174,41 +174,27 @@ impl fmt::Display for StatusMatcher {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|r| {
-                if r.start() == r.end() {
-                    r.start().to_string()
-                } else {
-                    format!("{}-{}", r.start(), r.end())
-                }
-            })
+            .map(|r| if r.start() == r.end() { r.start().to_string() } else { format!("{}-{}", r.start(), r.end()) })
             .collect();
         f.write_str(&parts.join(", "))
     }
 }
 
 fn parse_status_part<E: de::Error>(text: &str) -> Result<RangeInclusive<u16>, E> {
-    let bad = || {
-        E::custom(format!(
-            "invalid status `{text}`: expected a code like 200 or a range like 200-299"
-        ))
-    };
+    let bad = || E::custom(format!("invalid status `{text}`: expected a code like 200 or a range like 200-299"));
     let code = |s: &str| -> Result<u16, E> {
         let c: u16 = s.trim().parse().map_err(|_| bad())?;
         if (100..=599).contains(&c) {
             Ok(c)
         } else {
-            Err(E::custom(format!(
-                "invalid status {c}: HTTP codes are 100 to 599"
-            )))
+            Err(E::custom(format!("invalid status {c}: HTTP codes are 100 to 599")))
         }
     };
     match text.split_once('-') {
         Some((lo, hi)) => {
             let (lo, hi) = (code(lo)?, code(hi)?);
             if lo > hi {
-                return Err(E::custom(format!(
-                    "invalid status range `{text}`: {lo} is above {hi}"
-                )));
+                return Err(E::custom(format!("invalid status range `{text}`: {lo} is above {hi}")));
             }
             Ok(lo..=hi)
         }
@@ -242,9 +228,7 @@ impl<'de> Deserialize<'de> for StatusMatcher {
                     ranges.extend(one.0);
                 }
                 if ranges.is_empty() {
-                    return Err(de::Error::custom(
-                        "empty status list: give at least one code",
-                    ));
+                    return Err(de::Error::custom("empty status list: give at least one code"));
                 }
                 Ok(StatusMatcher(ranges))
             }
@@ -264,8 +248,7 @@ impl JsonSchema for StatusMatcher {
         "StatusMatcher".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let range =
-            json_schema!({ "type": "string", "pattern": "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$" });
+        let range = json_schema!({ "type": "string", "pattern": "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$" });
         let code = json_schema!({ "type": "integer", "minimum": 100, "maximum": 599 });
         json_schema!({
             "description": "A status code, a list of codes, or a range like 200-299.",
@@ -290,9 +273,10 @@ impl std::str::FromStr for ByteSize {
         let s = s.trim();
         let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         let unit = &s[digits.len()..];
-        let n: u64 = digits.trim().parse().map_err(|_| {
-            format!("invalid size `{s}`: expected a number with K, M or G, like 256M")
-        })?;
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid size `{s}`: expected a number with K, M or G, like 256M"))?;
         let multiplier: u64 = match unit.to_ascii_uppercase().as_str() {
             "" | "B" => 1,
             "K" | "KB" | "KI" | "KIB" => 1 << 10,
@@ -300,9 +284,7 @@ impl std::str::FromStr for ByteSize {
             "G" | "GB" | "GI" | "GIB" => 1 << 30,
             _ => return Err(format!("invalid size unit `{unit}`: expected K, M or G")),
         };
-        n.checked_mul(multiplier)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size `{s}` is too large"))
+        n.checked_mul(multiplier).map(ByteSize).ok_or_else(|| format!("size `{s}` is too large"))
     }
 }
 

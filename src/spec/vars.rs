@@ -58,10 +58,7 @@ pub struct Vars<'a> {
 
 impl Vars<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        self.overrides
-            .get(name)
-            .cloned()
-            .or_else(|| (self.env)(name))
+        self.overrides.get(name).cloned().or_else(|| (self.env)(name))
     }
 }
 
@@ -84,12 +81,7 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>>
             }
             if let Some(after) = rest.strip_prefix("$${") {
                 out.push_str("${");
-                edits.push(Edit {
-                    line: line_no,
-                    at: out_col,
-                    replaced_len: 2,
-                    original_len: 3,
-                });
+                edits.push(Edit { line: line_no, at: out_col, replaced_len: 2, original_len: 3 });
                 rest = after;
                 out_col += 2;
                 src_col += 3;
@@ -101,8 +93,7 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>>
                     errors.push(VarError {
                         line: line_no,
                         column: src_col,
-                        message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`"
-                            .into(),
+                        message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
                     });
                     out.push_str(rest);
                     break;
@@ -120,9 +111,7 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>>
                     errors.push(VarError {
                         line: line_no,
                         column: src_col,
-                        message: format!(
-                            "invalid variable name `{name}`: use letters, digits and `_`"
-                        ),
+                        message: format!("invalid variable name `{name}`: use letters, digits and `_`"),
                     });
                     String::new()
                 } else {
@@ -150,12 +139,7 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>>
                 };
                 let replaced_len = value.chars().count();
                 out.push_str(&value);
-                edits.push(Edit {
-                    line: line_no,
-                    at: out_col,
-                    replaced_len,
-                    original_len,
-                });
+                edits.push(Edit { line: line_no, at: out_col, replaced_len, original_len });
                 out_col += replaced_len;
                 src_col += original_len;
                 rest = &after[end + 1..];
@@ -186,27 +170,14 @@ mod tests {
     use super::*;
 
     fn run(text: &str, pairs: &[(&str, &str)]) -> Result<Substituted, Vec<VarError>> {
-        let overrides: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let overrides: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let env = |_: &str| None;
-        substitute(
-            text,
-            &Vars {
-                overrides: &overrides,
-                env: &env,
-            },
-        )
+        substitute(text, &Vars { overrides: &overrides, env: &env })
     }
 
     #[test]
     fn substitutes_values_and_defaults() {
-        let s = run(
-            "image: ${AMI}\ntype: ${TYPE:-t3.micro} # ${NOT_USED}\n",
-            &[("AMI", "ami-1")],
-        )
-        .unwrap();
+        let s = run("image: ${AMI}\ntype: ${TYPE:-t3.micro} # ${NOT_USED}\n", &[("AMI", "ami-1")]).unwrap();
         assert_eq!(s.text, "image: ami-1\ntype: t3.micro # ${NOT_USED}\n");
     }
 
@@ -221,13 +192,7 @@ mod tests {
     #[test]
     fn reports_every_undefined_variable_with_its_position() {
         let errors = run("a: ${ONE}\nb: x ${TWO}\n", &[]).unwrap_err();
-        assert_eq!(
-            errors
-                .iter()
-                .map(|e| (e.line, e.column))
-                .collect::<Vec<_>>(),
-            [(1, 4), (2, 6)]
-        );
+        assert_eq!(errors.iter().map(|e| (e.line, e.column)).collect::<Vec<_>>(), [(1, 4), (2, 6)]);
         assert!(errors[0].message.contains("undefined variable `ONE`"));
     }
 

@@ -24,17 +24,11 @@ pub struct Test {
 
 impl Test {
     pub fn new() -> Self {
-        Test {
-            args: Vec::new(),
-            env: Vec::new(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            cwd: None,
-        }
+        Test { args: Vec::new(), env: Vec::new(), dir: tempfile::tempdir().expect("temp dir"), cwd: None }
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Self {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
         self
     }
 
@@ -74,10 +68,7 @@ impl Test {
             .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
             .output()
             .expect("run amiprobe");
-        Run {
-            output,
-            _dir: self.dir,
-        }
+        Run { output, _dir: self.dir }
     }
 }
 
@@ -109,21 +100,13 @@ impl Run {
 
     #[track_caller]
     pub fn stderr_has(self, text: &str) -> Self {
-        assert!(
-            self.stderr().contains(text),
-            "stderr lacks {text:?}:\n{}",
-            self.stderr()
-        );
+        assert!(self.stderr().contains(text), "stderr lacks {text:?}:\n{}", self.stderr());
         self
     }
 
     #[track_caller]
     pub fn stdout_has(self, text: &str) -> Self {
-        assert!(
-            self.stdout().contains(text),
-            "stdout lacks {text:?}:\n{}",
-            self.stdout()
-        );
+        assert!(self.stdout().contains(text), "stdout lacks {text:?}:\n{}", self.stdout());
         self
     }
 

@@ -22,36 +22,16 @@ pub const AMI: &str = "ami-03cf127a";
 pub fn isolate_network() {
     // SAFETY: unshare(2) on the calling thread; no memory is shared with the kernel.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWNET) failed: {} (tests need root)",
-        std::io::Error::last_os_error()
-    );
-    let status = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("run ip (iproute2)");
+    assert_eq!(rc, 0, "unshare(CLONE_NEWNET) failed: {} (tests need root)", std::io::Error::last_os_error());
+    let status = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("run ip (iproute2)");
     assert!(status.success(), "ip link set lo up failed");
-    let links = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip -o link")
-        .stdout;
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip -o link").stdout;
     let links = String::from_utf8_lossy(&links);
-    assert_eq!(
-        links.lines().count(),
-        1,
-        "namespace must hold only loopback:\n{links}"
-    );
+    assert_eq!(links.lines().count(), 1, "namespace must hold only loopback:\n{links}");
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Moto {
@@ -65,20 +45,11 @@ impl Moto {
     pub fn start() -> Moto {
         isolate_network();
         let python = repo_root().join("build/moto-venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/install-deps moto (scripts/test does)",
-            python.display()
-        );
+        assert!(python.exists(), "{} is missing: run scripts/install-deps moto (scripts/test does)", python.display());
         let (port, control_port) = (free_port(), free_port());
         let child = Command::new(python)
             .arg(repo_root().join("tests/support/moto_launcher.py"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--control-port",
-                &control_port.to_string(),
-            ])
+            .args(["--port", &port.to_string(), "--control-port", &control_port.to_string()])
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
             .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
@@ -86,19 +57,11 @@ impl Moto {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start moto launcher");
-        let moto = Moto {
-            child,
-            port,
-            control_port,
-        };
+        let moto = Moto { child, port, control_port };
         let started = Instant::now();
-        while http(moto.control_port, "GET", "/ready", "").is_err()
-            || http(moto.port, "GET", "/moto-api/", "").is_err()
+        while http(moto.control_port, "GET", "/ready", "").is_err() || http(moto.port, "GET", "/moto-api/", "").is_err()
         {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto did not start"
-            );
+            assert!(started.elapsed() < Duration::from_secs(60), "moto did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -107,10 +70,7 @@ impl Moto {
     /// Environment for amiprobe: endpoint override, dummy credentials, no retries inside the SDK.
     pub fn env(&self) -> Vec<(String, String)> {
         [
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "eu-west-1".into()),
@@ -125,8 +85,7 @@ impl Moto {
     }
 
     pub fn control(&self, path: &str, body: Value) {
-        http(self.control_port, "POST", path, &body.to_string())
-            .unwrap_or_else(|e| panic!("control {path}: {e}"));
+        http(self.control_port, "POST", path, &body.to_string()).unwrap_or_else(|e| panic!("control {path}: {e}"));
     }
 
     /// How often each EC2 action was called.
@@ -141,73 +100,37 @@ impl Moto {
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"))
             .build();
         aws_sdk_ec2::Client::from_conf(config)
     }
 
     /// What the run left: instances not terminated, and key pairs, both found by the run's tag.
     pub fn leftovers(&self, run_id: &str) -> (Vec<String>, Vec<String>) {
+        let instances = self
+            .instances(run_id)
+            .iter()
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
         let client = self.client();
-        runtime().block_on(async {
-            let filter = aws_sdk_ec2::types::Filter::builder()
-                .name("tag:amiprobe:run-id")
-                .values(run_id)
-                .build();
-            let out = client
-                .describe_instances()
-                .filters(filter)
-                .send()
-                .await
-                .expect("describe instances");
-            let instances = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter(|i| {
-                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
-                })
-                .filter_map(|i| i.instance_id().map(str::to_string))
-                .collect();
-            let keys = client
-                .describe_key_pairs()
-                .send()
-                .await
-                .expect("describe key pairs");
-            let key_pairs =
-                keys.key_pairs()
-                    .iter()
-                    .filter(|k| {
-                        k.tags().iter().any(|t| {
-                            t.key() == Some("amiprobe:run-id") && t.value() == Some(run_id)
-                        }) || k.key_name().is_some_and(|n| n.contains(run_id))
-                    })
-                    .filter_map(|k| k.key_name().map(str::to_string))
-                    .collect();
-            (instances, key_pairs)
-        })
+        let keys = runtime().block_on(async { client.describe_key_pairs().send().await.expect("describe key pairs") });
+        let tagged = |k: &aws_sdk_ec2::types::KeyPairInfo| {
+            k.tags().iter().any(|t| t.key() == Some("amiprobe:run-id") && t.value() == Some(run_id))
+                || k.key_name().is_some_and(|n| n.contains(run_id))
+        };
+        let key_pairs =
+            keys.key_pairs().iter().filter(|k| tagged(k)).filter_map(|k| k.key_name().map(str::to_string)).collect();
+        (instances, key_pairs)
     }
 
     /// Every instance moto has for the run, terminated or not.
     pub fn instances(&self, run_id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         let client = self.client();
         runtime().block_on(async {
-            let filter = aws_sdk_ec2::types::Filter::builder()
-                .name("tag:amiprobe:run-id")
-                .values(run_id)
-                .build();
-            let out = client
-                .describe_instances()
-                .filters(filter)
-                .send()
-                .await
-                .expect("describe instances");
-            out.reservations()
-                .iter()
-                .flat_map(|r| r.instances().to_vec())
-                .collect()
+            let filter = aws_sdk_ec2::types::Filter::builder().name("tag:amiprobe:run-id").values(run_id).build();
+            let out = client.describe_instances().filters(filter).send().await.expect("describe instances");
+            out.reservations().iter().flat_map(|r| r.instances().to_vec()).collect()
         })
     }
 }
@@ -220,26 +143,17 @@ impl Drop for Moto {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
 /// A plain HTTP/1.0 exchange on loopback; returns the body of a 2xx answer.
 fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
     let (head, body) = response.split_once("\r\n\r\n").ok_or("no header end")?;
     let status = head.split_whitespace().nth(1).unwrap_or_default();
     if status.starts_with('2') {
@@ -265,7 +179,11 @@ impl TestService {
                     let mut buf = [0u8; 4096];
                     let _ = stream.read(&mut buf);
                     let body = r#"{"status": "up", "service": "amiprobe-test"}"#;
-                    let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
                 });
             }
         });

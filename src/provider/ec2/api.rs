@@ -11,12 +11,7 @@ use tokio::time::{sleep, Instant};
 use crate::spec::{Ec2Spec, RateSpec};
 
 /// Error codes that mean "slow down": retried with backoff, never reported as the cell's failure.
-const THROTTLED: &[&str] = &[
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-];
+const THROTTLED: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"];
 const MAX_THROTTLE_RETRIES: u32 = 12;
 
 /// An EC2 API error, as a lowercase fragment: "RunInstances failed: InvalidAMIID.NotFound: ...".
@@ -49,10 +44,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: RateSpec) -> Self {
-        TokenBucket {
-            rate,
-            state: Mutex::new((f64::from(rate.burst), Instant::now())),
-        }
+        TokenBucket { rate, state: Mutex::new((f64::from(rate.burst), Instant::now())) }
     }
 
     /// Waits for a token. Waiters are served in turn (tokio's Mutex is fair).
@@ -68,10 +60,7 @@ impl TokenBucket {
                 return;
             }
             *state = (tokens, now);
-            sleep(Duration::from_secs_f64(
-                (1.0 - tokens) / self.rate.per_second,
-            ))
-            .await;
+            sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate.per_second)).await;
         }
     }
 }
@@ -95,10 +84,7 @@ impl Api {
     /// environment, `AWS_ENDPOINT_URL(_EC2)`, `AWS_MAX_ATTEMPTS`.
     pub async fn connect(spec: &Ec2Spec, region_override: Option<&str>) -> Result<Api, String> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region_override
-            .map(str::to_string)
-            .or_else(|| spec.region.clone())
-        {
+        if let Some(region) = region_override.map(str::to_string).or_else(|| spec.region.clone()) {
             loader = loader.region(aws_config::Region::new(region));
         }
         if let Some(profile) = &spec.profile {
@@ -123,12 +109,7 @@ impl Api {
     }
 
     /// Makes one API call through its bucket, backing off with full jitter while EC2 throttles.
-    pub async fn call<T, E, F, Fut>(
-        &self,
-        bucket: &TokenBucket,
-        action: &'static str,
-        mut op: F,
-    ) -> Result<T, ApiError>
+    pub async fn call<T, E, F, Fut>(&self, bucket: &TokenBucket, action: &'static str, mut op: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -141,12 +122,9 @@ impl Api {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let code = e.code().map(str::to_string);
-                    if code.as_deref().is_some_and(|c| THROTTLED.contains(&c))
-                        && retries < MAX_THROTTLE_RETRIES
-                    {
+                    if code.as_deref().is_some_and(|c| THROTTLED.contains(&c)) && retries < MAX_THROTTLE_RETRIES {
                         retries += 1;
-                        let cap = Duration::from_millis(100 * (1 << retries.min(8)))
-                            .min(Duration::from_secs(10));
+                        let cap = Duration::from_millis(100 * (1 << retries.min(8))).min(Duration::from_secs(10));
                         sleep(cap.mul_f64(fastrand::f64())).await;
                         continue;
                     }
@@ -154,14 +132,28 @@ impl Api {
                         Some(m) => m.to_string(),
                         None => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
                     };
-                    return Err(ApiError {
-                        action,
-                        code,
-                        message,
-                    });
+                    return Err(ApiError { action, code, message });
                 }
             }
         }
+    }
+}
+
+/// The two removals every cleanup path makes.
+impl Api {
+    pub async fn terminate(&self, ids: &[String]) -> Result<(), ApiError> {
+        let ids = ids.to_vec();
+        self.call(&self.buckets.terminate, "TerminateInstances", || {
+            self.client.terminate_instances().set_instance_ids(Some(ids.clone())).send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete_key_pair(&self, name: &str) -> Result<(), ApiError> {
+        self.call(&self.buckets.mutating, "DeleteKeyPair", || self.client.delete_key_pair().key_name(name).send())
+            .await
+            .map(|_| ())
     }
 }
 
@@ -171,10 +163,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_a_burst_then_the_rate() {
-        let bucket = TokenBucket::new(RateSpec {
-            burst: 5,
-            per_second: 2.0,
-        });
+        let bucket = TokenBucket::new(RateSpec { burst: 5, per_second: 2.0 });
         let start = Instant::now();
         for _ in 0..9 {
             bucket.acquire().await;

@@ -13,10 +13,7 @@ pub fn screenshot_unsupported(instance_type: &str) -> Option<&'static str> {
     if family == "a1" {
         return Some("Graviton");
     }
-    let letters: String = family
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
+    let letters: String = family.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     let rest = &family[letters.len()..];
     let suffix: String = rest.chars().skip_while(|c| c.is_ascii_digit()).collect();
     if !rest.is_empty() && suffix.starts_with('g') {

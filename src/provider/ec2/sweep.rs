@@ -23,17 +23,11 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-fn selected(
-    selection: &Selection,
-    tags: &[aws_sdk_ec2::types::Tag],
-    created: Option<SystemTime>,
-) -> bool {
+fn selected(selection: &Selection, tags: &[aws_sdk_ec2::types::Tag], created: Option<SystemTime>) -> bool {
     let now = SystemTime::now();
     match selection {
         Selection::Run(id) => tag(tags, RUN_ID_TAG) == Some(id.as_str()),
-        Selection::OlderThan(age) => {
-            created.is_some_and(|c| now.duration_since(c).is_ok_and(|d| d >= *age))
-        }
+        Selection::OlderThan(age) => created.is_some_and(|c| now.duration_since(c).is_ok_and(|d| d >= *age)),
         Selection::Expired => tag(tags, EXPIRES_TAG)
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .is_some_and(|expires| expires <= now),
@@ -49,12 +43,7 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
     let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
     let live = Filter::builder()
         .name("instance-state-name")
-        .set_values(Some(
-            ["pending", "running", "stopping", "stopped"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ))
+        .set_values(Some(["pending", "running", "stopping", "stopped"].iter().map(|s| s.to_string()).collect()))
         .build();
     let mut token: Option<String> = None;
     loop {
@@ -89,20 +78,11 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
             break;
         }
     }
-    match api
-        .call(&api.buckets.describe, "DescribeKeyPairs", || {
-            api.client.describe_key_pairs().send()
-        })
-        .await
-    {
+    match api.call(&api.buckets.describe, "DescribeKeyPairs", || api.client.describe_key_pairs().send()).await {
         Ok(out) => {
             for kp in out.key_pairs() {
                 if tag(kp.tags(), RUN_ID_TAG).is_some()
-                    && selected(
-                        selection,
-                        kp.tags(),
-                        kp.create_time().and_then(to_system_time),
-                    )
+                    && selected(selection, kp.tags(), kp.create_time().and_then(to_system_time))
                 {
                     if let Some(name) = kp.key_name() {
                         report.key_pairs.push(name.to_string());
@@ -117,25 +97,12 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
     }
     for chunk in report.instances.chunks(100) {
         let ids = chunk.to_vec();
-        if let Err(e) = api
-            .call(&api.buckets.terminate, "TerminateInstances", || {
-                api.client
-                    .terminate_instances()
-                    .set_instance_ids(Some(ids.clone()))
-                    .send()
-            })
-            .await
-        {
+        if let Err(e) = api.terminate(&ids).await {
             report.errors.push(e.to_string());
         }
     }
     for name in &report.key_pairs {
-        if let Err(e) = api
-            .call(&api.buckets.mutating, "DeleteKeyPair", || {
-                api.client.delete_key_pair().key_name(name).send()
-            })
-            .await
-        {
+        if let Err(e) = api.delete_key_pair(name).await {
             report.errors.push(e.to_string());
         }
     }

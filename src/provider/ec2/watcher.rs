@@ -38,10 +38,7 @@ impl Watcher {
     /// Starts the polling task; it ends when the last `Arc<Watcher>` is dropped.
     pub fn start(api: Arc<Api>, interval: Duration) -> Arc<Watcher> {
         let (tx, _) = watch::channel(Snapshot::default());
-        let watcher = Arc::new(Watcher {
-            ids: Mutex::new(BTreeSet::new()),
-            tx,
-        });
+        let watcher = Arc::new(Watcher { ids: Mutex::new(BTreeSet::new()), tx });
         let weak = Arc::downgrade(&watcher);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -73,17 +70,11 @@ impl Watcher {
     }
 
     pub fn watch(&self, id: &str) {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string());
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
     }
 
     pub fn unwatch(&self, id: &str) {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
@@ -116,19 +107,9 @@ impl Watcher {
             Ok(r) => r,
             Err(_) => {
                 let snap = self.tx.borrow();
-                let state = snap
-                    .instances
-                    .get(id)
-                    .map_or("unknown".to_string(), |i| i.state.clone());
-                let error = snap
-                    .last_error
-                    .as_ref()
-                    .map(|e| format!("; last describe error: {e}"))
-                    .unwrap_or_default();
-                Err(format!(
-                    "instance {id} still {state} after {}s{error}",
-                    timeout.as_secs()
-                ))
+                let state = snap.instances.get(id).map_or("unknown".to_string(), |i| i.state.clone());
+                let error = snap.last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default();
+                Err(format!("instance {id} still {state} after {}s{error}", timeout.as_secs()))
             }
         }
     }
@@ -140,18 +121,11 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
     for chunk in ids.chunks(200) {
         let mut token: Option<String> = None;
         loop {
-            let filter = Filter::builder()
-                .name("instance-id")
-                .set_values(Some(chunk.to_vec()))
-                .build();
+            let filter = Filter::builder().name("instance-id").set_values(Some(chunk.to_vec())).build();
             let next = token.clone();
             let out = api
                 .call(&api.buckets.describe, "DescribeInstances", || {
-                    api.client
-                        .describe_instances()
-                        .filters(filter.clone())
-                        .set_next_token(next.clone())
-                        .send()
+                    api.client.describe_instances().filters(filter.clone()).set_next_token(next.clone()).send()
                 })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -169,14 +143,8 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
                             .unwrap_or_default(),
                         public_ip: instance.public_ip_address().map(str::to_string),
                         private_ip: instance.private_ip_address().map(str::to_string),
-                        public_dns: instance
-                            .public_dns_name()
-                            .filter(|d| !d.is_empty())
-                            .map(str::to_string),
-                        availability_zone: instance
-                            .placement()
-                            .and_then(|p| p.availability_zone())
-                            .map(str::to_string),
+                        public_dns: instance.public_dns_name().filter(|d| !d.is_empty()).map(str::to_string),
+                        availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_string),
                         instance_type: instance.instance_type().map(|t| t.as_str().to_string()),
                         subnet: instance.subnet_id().map(str::to_string),
                     },

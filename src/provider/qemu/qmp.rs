@@ -19,14 +19,9 @@ pub struct Qmp {
 impl Qmp {
     /// Connects and leaves capabilities negotiation mode.
     pub async fn connect(socket: &Path) -> Result<Qmp, String> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("failed to connect to qmp: {e}"))?;
+        let stream = UnixStream::connect(socket).await.map_err(|e| format!("failed to connect to qmp: {e}"))?;
         let (read, writer) = stream.into_split();
-        let mut qmp = Qmp {
-            reader: BufReader::new(read),
-            writer,
-        };
+        let mut qmp = Qmp { reader: BufReader::new(read), writer };
         let greeting = qmp.read_message().await?;
         if greeting.get("QMP").is_none() {
             return Err(format!("unexpected qmp greeting: {greeting}"));
@@ -37,24 +32,17 @@ impl Qmp {
 
     /// Runs a command and returns its `return` value; asynchronous events in between are skipped.
     pub async fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, String> {
-        let mut line =
-            serde_json::to_string(&json!({ "execute": command, "arguments": arguments }))
-                .map_err(|e| format!("failed to encode qmp command: {e}"))?;
+        let mut line = serde_json::to_string(&json!({ "execute": command, "arguments": arguments }))
+            .map_err(|e| format!("failed to encode qmp command: {e}"))?;
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| format!("failed to send {command}: {e}"))?;
+        self.writer.write_all(line.as_bytes()).await.map_err(|e| format!("failed to send {command}: {e}"))?;
         loop {
             let message = self.read_message().await?;
             if let Some(ret) = message.get("return") {
                 return Ok(ret.clone());
             }
             if let Some(error) = message.get("error") {
-                let desc = error
-                    .get("desc")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error");
+                let desc = error.get("desc").and_then(Value::as_str).unwrap_or("unknown error");
                 return Err(format!("{command} failed: {desc}"));
             }
         }
