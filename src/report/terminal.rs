@@ -18,7 +18,16 @@ pub struct Terminal {
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    cells: HashMap<String, ProgressBar>,
+    /// A running cell's bar, its phase and its screenshot count.
+    cells: HashMap<String, (ProgressBar, &'static str, usize)>,
+}
+
+fn status(phase: &str, shots: usize) -> String {
+    if shots == 0 {
+        phase.to_string()
+    } else {
+        format!("{phase} ({shots} screenshots)")
+    }
 }
 
 impl Terminal {
@@ -90,7 +99,7 @@ impl Reporter for Terminal {
             Event::Warning(w) => self.line(&format!("warning: {w}")),
             Event::Phase { cell, phase } => match &mut self.bars {
                 Some(b) => {
-                    let bar = b.cells.entry(cell.clone()).or_insert_with(|| {
+                    let entry = b.cells.entry(cell.clone()).or_insert_with(|| {
                         let bar = b.multi.insert_before(&b.overall, ProgressBar::new_spinner());
                         bar.set_style(
                             ProgressStyle::with_template("  {spinner} {prefix:40} {elapsed:>4} {msg}")
@@ -98,9 +107,10 @@ impl Reporter for Terminal {
                         );
                         bar.set_prefix(cell.clone());
                         bar.enable_steady_tick(Duration::from_millis(200));
-                        bar
+                        (bar, "", 0)
                     });
-                    bar.set_message(phase.label());
+                    entry.1 = phase.label();
+                    entry.0.set_message(status(entry.1, entry.2));
                 }
                 None => eprintln!("[{:>6.1}s] {cell}: {}", self.started.elapsed().as_secs_f64(), phase.label()),
             },
@@ -110,17 +120,16 @@ impl Reporter for Terminal {
                 }
             }
             Event::Screenshot { cell, count } => {
-                if let Some(b) = &self.bars {
-                    if let Some(bar) = b.cells.get(cell) {
-                        let phase = bar.message();
-                        let phase = phase.split(" (").next().unwrap_or_default().to_string();
-                        bar.set_message(format!("{phase} ({count} screenshots)"));
+                if let Some(b) = &mut self.bars {
+                    if let Some(entry) = b.cells.get_mut(cell) {
+                        entry.2 = *count;
+                        entry.0.set_message(status(entry.1, entry.2));
                     }
                 }
             }
             Event::CellFinished(result) => {
                 if let Some(b) = &mut self.bars {
-                    if let Some(bar) = b.cells.remove(&result.id) {
+                    if let Some((bar, ..)) = b.cells.remove(&result.id) {
                         bar.finish_and_clear();
                         b.multi.remove(&bar);
                     }
