@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::moto::{closed_port, out_dir, Moto, TestService, AMI};
+use support::moto::{closed_port, out_dir, Moto, TestService, AMI, AMIS};
 
 /// A spec for moto: `cells` as (image, instance type), probes on loopback ports.
 fn spec(dir: &Path, cells: &[(&str, &str)], probes: &str, extra: &str) -> std::path::PathBuf {
@@ -508,4 +508,42 @@ fn rerun_failed_runs_only_the_cells_that_did_not_pass() {
     for r in [&first, &second] {
         assert_nothing_left(&moto, r);
     }
+}
+
+#[test]
+fn a_large_matrix_under_ec2_rate_limits_runs_without_throttling_errors() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    // moto now throttles like EC2 does, with the same per-class buckets as amiprobe's defaults.
+    moto.control("/throttle", json!({ "enabled": true }));
+    let (dir, out) = out_dir();
+    let types = ["t3.micro", "t3.small", "t3.medium", "t3.large"];
+    let cells: Vec<(&str, &str)> = AMIS.iter().flat_map(|a| types.iter().map(move |t| (*a, *t))).collect();
+    let spec_file = spec(dir.path(), &cells, &http_probe("health", service.port, "60s"), "");
+    // Every cell wants a screenshot a second for 10 s after it is ready: 40 a second, twice EC2's rate.
+    let text = std::fs::read_to_string(&spec_file)
+        .unwrap()
+        .replace("capture:\n", "concurrency: 40\ncapture:\n  after_ready: 10s\n");
+    std::fs::write(&spec_file, text).unwrap();
+    let (output, r) = run(&moto, &spec_file, &out);
+    moto.control("/throttle", json!({ "enabled": false }));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(r["counts"]["passed"], 40);
+    let mut intervals = Vec::new();
+    for cell in r["cells"].as_array().unwrap() {
+        assert!(cell["errors"].as_array().unwrap().is_empty(), "{}: {:#}", cell["id"], cell["errors"]);
+        let times: Vec<f64> =
+            cell["screenshots"].as_array().unwrap().iter().map(|s| s["offset_s"].as_f64().unwrap()).collect();
+        assert!(times.len() >= 3, "{}: only {} screenshots", cell["id"], times.len());
+        intervals.extend(times.windows(2).map(|w| w[1] - w[0]));
+    }
+    let calls = moto.calls();
+    let mean = intervals.iter().sum::<f64>() / intervals.len() as f64;
+    // Figures for the log: how often EC2 (moto) had to say no, and how far the cadence stretched.
+    let throttled = calls.get("throttled").copied().unwrap_or(0);
+    let total = calls.values().sum::<u64>() - throttled;
+    println!(
+        "40 cells: {total} calls, {throttled} throttled by the server, mean screenshot interval {mean:.2}s (asked: 1s)"
+    );
+    assert_nothing_left(&moto, &r);
 }

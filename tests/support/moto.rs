@@ -18,6 +18,20 @@ use super::repo_root;
 /// The AMI moto knows (with AMI validation on).
 pub const AMI: &str = "ami-03cf127a";
 
+/// More AMIs moto knows, for larger matrices.
+pub const AMIS: [&str; 10] = [
+    "ami-03cf127a",
+    "ami-12c6146b",
+    "ami-1812c061",
+    "ami-1e749f67",
+    "ami-1ecc1e67",
+    "ami-1f12c066",
+    "ami-24f3215d",
+    "ami-35e92e4c",
+    "ami-3bf32142",
+    "ami-3df32144",
+];
+
 /// Moves this thread into a fresh network namespace with only `lo`, and brings `lo` up.
 pub fn isolate_network() {
     // SAFETY: unshare(2) on the calling thread; no memory is shared with the kernel.

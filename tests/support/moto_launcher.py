@@ -8,6 +8,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                   "when": {"InstanceType": "t3.micro"}}      the next `count` matching calls fail
   POST /pending  {"describes": N}       instances launched from now on stay `pending` for N describes
   POST /console  {"text": "...", "instance_id": optional}    console output (default for all, or one)
+  POST /throttle {"enabled": true}     throttle like EC2: per-class token buckets at EC2's published
+                                       rates, answering RequestLimitExceeded when one is empty
   GET  /calls                           {"Action": count, ...} since the last reset
   POST /reset                           clears faults, counters and moto's state
 
@@ -42,7 +44,48 @@ STATE = {
     "console": {},  # instance id -> text
     "console_default": "amiprobe test console\nbooting...\nhttpd: listening on :80\nami-test login: \n",
     "frames": Counter(),
+    "throttle": None,  # class -> [tokens, last refill] when enabled
 }
+
+# EC2's published per-account limits: (burst, per second).
+RATES = {
+    "describe": (100, 20.0),
+    "describe_instances_unfiltered": (50, 10.0),
+    "run_instances": (5, 2.0),
+    "terminate_instances": (100, 5.0),
+    "mutating": (50, 5.0),
+}
+
+
+def rate_class(action, params):
+    if action == "RunInstances":
+        return "run_instances"
+    if action == "TerminateInstances":
+        return "terminate_instances"
+    if action == "DescribeInstances" and not any(k.startswith("Filter") or k.startswith("InstanceId") for k in params):
+        return "describe_instances_unfiltered"
+    if action.startswith(("Describe", "Get")):
+        return "describe"
+    return "mutating"
+
+
+def throttled(action, params):
+    """Takes a token from the action's bucket; True when there is none (EC2 would throttle)."""
+    with LOCK:
+        buckets = STATE["throttle"]
+        if buckets is None:
+            return False
+        cls = rate_class(action, params)
+        burst, rate = RATES[cls]
+        tokens, last = buckets.setdefault(cls, [float(burst), time.monotonic()])
+        now = time.monotonic()
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            buckets[cls] = [tokens, now]
+            STATE["calls"]["throttled"] += 1
+            return True
+        buckets[cls] = [tokens - 1.0, now]
+        return False
 
 
 def reset_state():
@@ -54,6 +97,7 @@ def reset_state():
         STATE["seen"].clear()
         STATE["console"].clear()
         STATE["frames"].clear()
+        STATE["throttle"] = None
 
 
 def error_body(code, message):
@@ -83,6 +127,9 @@ def call_action(self):
     action = self._get_action()
     with LOCK:
         STATE["calls"][action] += 1
+    if throttled(action, self.querystring):
+        body = error_body("RequestLimitExceeded", "Request limit exceeded.")
+        return 503, {"status": 503, "Content-Type": "text/xml"}, body
     fault = take_fault(action, self.querystring)
     if fault:
         body = error_body(fault["code"], fault.get("message", f"injected {fault['code']}"))
@@ -187,6 +234,8 @@ def control_handler(moto_port):
                     STATE["faults"].append(data)
                 elif self.path == "/pending":
                     STATE["pending_describes"] = int(data.get("describes", 0))
+                elif self.path == "/throttle":
+                    STATE["throttle"] = {} if data.get("enabled") else None
                 elif self.path == "/console":
                     if data.get("instance_id"):
                         STATE["console"][data["instance_id"]] = data["text"]
