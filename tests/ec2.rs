@@ -512,29 +512,57 @@ fn rerun_failed_runs_only_the_cells_that_did_not_pass() {
 
 #[test]
 fn a_large_matrix_under_ec2_rate_limits_runs_without_throttling_errors() {
+    // 40 cells by default; AMIPROBE_MATRIX_CELLS=200 for the size EC2 users run (a few minutes).
+    let size: usize = std::env::var("AMIPROBE_MATRIX_CELLS").ok().and_then(|v| v.parse().ok()).unwrap_or(40).min(200);
     let moto = Moto::start();
     let service = TestService::start();
     // moto now throttles like EC2 does, with the same per-class buckets as amiprobe's defaults.
     moto.control("/throttle", json!({ "enabled": true }));
     let (dir, out) = out_dir();
-    let types = ["t3.micro", "t3.small", "t3.medium", "t3.large"];
-    let cells: Vec<(&str, &str)> = AMIS.iter().flat_map(|a| types.iter().map(move |t| (*a, *t))).collect();
-    let spec_file = spec(dir.path(), &cells, &http_probe("health", service.port, "60s"), "");
-    // Every cell wants a screenshot a second for 10 s after it is ready: 40 a second, twice EC2's rate.
+    let types = [
+        "t3.nano",
+        "t3.micro",
+        "t3.small",
+        "t3.medium",
+        "t3.large",
+        "t3.xlarge",
+        "t3.2xlarge",
+        "m5.large",
+        "m5.xlarge",
+        "m5.2xlarge",
+        "c5.large",
+        "c5.xlarge",
+        "c5.2xlarge",
+        "r5.large",
+        "r5.xlarge",
+        "r5.2xlarge",
+        "t2.micro",
+        "t2.small",
+        "t2.medium",
+        "t2.large",
+    ];
+    let cells: Vec<(&str, &str)> = types.iter().flat_map(|t| AMIS.iter().map(move |a| (*a, *t))).take(size).collect();
+    let spec_file = spec(dir.path(), &cells, &http_probe("health", service.port, "300s"), "");
+    // Every cell wants a screenshot a second for 10 s after it is ready: far beyond EC2's 20 a second.
     let text = std::fs::read_to_string(&spec_file)
         .unwrap()
-        .replace("capture:\n", "concurrency: 40\ncapture:\n  after_ready: 10s\n");
+        .replace("capture:\n", &format!("concurrency: {size}\ncapture:\n  after_ready: 10s\n"))
+        .replace("run: 2m", "run: 15m");
     std::fs::write(&spec_file, text).unwrap();
     let (output, r) = run(&moto, &spec_file, &out);
     moto.control("/throttle", json!({ "enabled": false }));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(r["counts"]["passed"], 40);
+    assert_eq!(r["counts"]["passed"], size);
     let mut intervals = Vec::new();
+    let mut shots = Vec::new();
     for cell in r["cells"].as_array().unwrap() {
         assert!(cell["errors"].as_array().unwrap().is_empty(), "{}: {:#}", cell["id"], cell["errors"]);
         let times: Vec<f64> =
             cell["screenshots"].as_array().unwrap().iter().map(|s| s["offset_s"].as_f64().unwrap()).collect();
-        assert!(times.len() >= 3, "{}: only {} screenshots", cell["id"], times.len());
+        // The cadence degrades with the matrix (EC2 allows 20 Get* calls a second for everyone), but
+        // every cell keeps getting screenshots.
+        assert!(!times.is_empty(), "{}: no screenshots", cell["id"]);
+        shots.push(times.len());
         intervals.extend(times.windows(2).map(|w| w[1] - w[0]));
     }
     let calls = moto.calls();
@@ -543,7 +571,9 @@ fn a_large_matrix_under_ec2_rate_limits_runs_without_throttling_errors() {
     let throttled = calls.get("throttled").copied().unwrap_or(0);
     let total = calls.values().sum::<u64>() - throttled;
     println!(
-        "40 cells: {total} calls, {throttled} throttled by the server, mean screenshot interval {mean:.2}s (asked: 1s)"
+        "{size} cells: {total} calls, {throttled} throttled by the server, {}-{} screenshots a cell, mean interval {mean:.2}s (asked: 1s)",
+        shots.iter().min().unwrap_or(&0),
+        shots.iter().max().unwrap_or(&0)
     );
     assert_nothing_left(&moto, &r);
 }
