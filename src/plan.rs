@@ -128,7 +128,7 @@ impl Plan {
             Some(provider) if problems.is_empty() && !loaded.has_errors() => Ok(Plan {
                 name: spec.name.clone(),
                 description: spec.description.clone(),
-                spec_file: loaded.file.clone(),
+                spec_file: loaded.file().to_path_buf(),
                 provider,
                 cells,
                 schedule,

@@ -18,13 +18,19 @@ use super::vars::{self, Substituted, Vars};
 #[derive(Debug)]
 pub struct LoadedSpec {
     pub spec: Spec,
-    pub file: PathBuf,
     /// The original text, for showing lines in errors.
     pub source: String,
-    locations: Locations,
-    substituted: Substituted,
+    places: Places,
     /// Unknown keys: reported together with the semantic errors found later, not on their own.
     unknown_keys: Vec<Diagnostic>,
+}
+
+/// Where things are in the file: field paths to positions, mapped back through substitution.
+#[derive(Debug)]
+struct Places {
+    file: PathBuf,
+    locations: Locations,
+    substituted: Substituted,
 }
 
 /// Variables given on the command line (`--var KEY=VALUE`), which win over the environment.
@@ -78,45 +84,26 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
         serde_path_to_error::deserialize(de)
     };
 
-    let mut loaded = LoadedSpec {
-        spec: match &result {
-            Ok(spec) => spec.clone(),
-            // A placeholder that is never used: the error below is returned instead.
-            Err(_) => placeholder(),
-        },
-        file: file.to_path_buf(),
-        source,
-        locations,
-        substituted,
-        unknown_keys: Vec::new(),
-    };
-    loaded.unknown_keys = unknown.iter().map(|path| loaded.unknown_key(path)).collect();
+    let places = Places { file: file.to_path_buf(), locations, substituted };
+    let mut diagnostics: Vec<Diagnostic> = unknown.iter().map(|path| places.unknown_key(path)).collect();
     match result {
-        Ok(_) => Ok(loaded),
+        Ok(spec) => Ok(LoadedSpec { spec, source, places, unknown_keys: diagnostics }),
         Err(e) => {
-            let mut diagnostics = std::mem::take(&mut loaded.unknown_keys);
-            diagnostics.push(loaded.type_error(&e));
+            diagnostics.push(places.type_error(&e));
             diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
-            Err(error(diagnostics, &loaded.source))
+            Err(error(diagnostics, &source))
         }
     }
 }
 
-fn placeholder() -> Spec {
-    serde_yaml::from_str("{name: '', provider: {}, matrix: {}}").unwrap_or_else(|_| unreachable!())
-}
-
 impl LoadedSpec {
-    /// The directory relative paths in the spec are resolved against.
-    pub fn base_dir(&self) -> &Path {
-        self.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    pub fn file(&self) -> &Path {
+        &self.places.file
     }
 
-    fn position(&self, pos: Option<Position>) -> Option<Position> {
-        pos.map(|p| {
-            let (line, column) = self.substituted.original_position(p.line, p.column);
-            Position { line, column }
-        })
+    /// The directory relative paths in the spec are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.file().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
     }
 
     /// Whether anything is wrong so far (unknown keys).
@@ -126,22 +113,30 @@ impl LoadedSpec {
 
     /// Turns problems found after deserializing, and the unknown keys, into one located error.
     pub fn error(&self, problems: Vec<Problem>) -> SpecError {
-        let mut diagnostics: Vec<Diagnostic> = problems
-            .into_iter()
-            .map(|p| {
-                let pos = if p.at_key { self.locations.key_or_value(&p.path) } else { self.locations.value(&p.path) };
-                Diagnostic {
-                    file: self.file.clone(),
-                    position: self.position(pos),
-                    path: Some(p.path),
-                    message: p.message,
-                    help: p.help,
-                }
-            })
-            .collect();
+        let mut diagnostics: Vec<Diagnostic> = problems.into_iter().map(|p| self.places.problem(p)).collect();
         diagnostics.extend(self.unknown_keys.iter().cloned());
         diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
         SpecError { diagnostics, source: Some(self.source.clone()) }
+    }
+}
+
+impl Places {
+    fn position(&self, pos: Option<Position>) -> Option<Position> {
+        pos.map(|p| {
+            let (line, column) = self.substituted.original_position(p.line, p.column);
+            Position { line, column }
+        })
+    }
+
+    fn problem(&self, p: Problem) -> Diagnostic {
+        let pos = if p.at_key { self.locations.key_or_value(&p.path) } else { self.locations.value(&p.path) };
+        Diagnostic {
+            file: self.file.clone(),
+            position: self.position(pos),
+            path: Some(p.path),
+            message: p.message,
+            help: p.help,
+        }
     }
 
     fn unknown_key(&self, path: &FieldPath) -> Diagnostic {
