@@ -45,11 +45,10 @@ impl Schedule {
 
     /// The first capture time strictly after `after` (or at 0 when `after` is None).
     pub fn next(&self, after: Option<Duration>) -> Option<Duration> {
+        let Some(after) = after else {
+            return (!self.phases.is_empty()).then_some(Duration::ZERO);
+        };
         let mut t = Duration::ZERO;
-        if after.is_none() {
-            return (!self.phases.is_empty()).then_some(t);
-        }
-        let after = after.unwrap_or_default();
         for phase in &self.phases {
             if phase.every.is_zero() {
                 return None;

@@ -230,13 +230,8 @@ fn report(args: ReportArgs) -> Outcome {
                 }
             };
             let formats = [report::Format::Html, report::Format::Junit];
-            match report::write(&merged, &out, &formats, templates.as_deref()) {
-                Ok(files) => {
-                    for f in files {
-                        println!("{}", f.display());
-                    }
-                    outcome_of(&merged)
-                }
+            match report::write_and_list(&merged, &out, &formats, templates.as_deref()) {
+                Ok(()) => outcome_of(&merged),
                 Err(e) => {
                     eprintln!("error: {e}");
                     Outcome::Failed
@@ -251,13 +246,8 @@ fn report(args: ReportArgs) -> Outcome {
                     return Outcome::UsageError;
                 }
             };
-            match report::write(&results, &dir, &args.reports.report, args.reports.templates.as_deref()) {
-                Ok(files) => {
-                    for f in files {
-                        println!("{}", f.display());
-                    }
-                    outcome_of(&results)
-                }
+            match report::write_and_list(&results, &dir, &args.reports.report, args.reports.templates.as_deref()) {
+                Ok(()) => outcome_of(&results),
                 Err(e) => {
                     eprintln!("error: {e}");
                     Outcome::UsageError

@@ -19,7 +19,7 @@ use crate::probe::Probe;
 use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Problem, SpecError};
 
 pub use matrix::{Cell, CellId};
-pub use shard::Shard;
+pub use shard::{fnv1a, Shard};
 
 /// A runnable spec.
 #[derive(Debug, Clone)]

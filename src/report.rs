@@ -32,6 +32,19 @@ impl FromStr for Format {
     }
 }
 
+/// Writes the reports like [`write`] and prints each file's path, for the commands that make them.
+pub fn write_and_list(
+    results: &RunResults,
+    dir: &Path,
+    formats: &[Format],
+    templates: Option<&Path>,
+) -> Result<(), String> {
+    for file in write(results, dir, formats, templates)? {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
 /// Writes the reports asked for into `dir`, next to its results.json and cell files.
 pub fn write(
     results: &RunResults,

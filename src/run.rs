@@ -81,13 +81,10 @@ pub fn run(args: RunArgs) -> Outcome {
         println!("{}", terminal::cell_line(cell));
     }
     // Reports even for a failed or interrupted run: its screenshots and logs are the point.
-    match crate::report::write(&results, &out_dir, &args.reports.report, args.reports.templates.as_deref()) {
-        Ok(files) => {
-            for file in files {
-                println!("{}", file.display());
-            }
-        }
-        Err(e) => eprintln!("error: {e}"),
+    if let Err(e) =
+        crate::report::write_and_list(&results, &out_dir, &args.reports.report, args.reports.templates.as_deref())
+    {
+        eprintln!("error: {e}");
     }
     crate::cli::outcome_of(&results)
 }

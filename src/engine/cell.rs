@@ -59,7 +59,12 @@ impl Recorder {
     }
 
     fn event(&mut self, kind: EventKind, message: impl Into<String>) {
-        let event = TimelineEvent { at_s: self.now_s(), kind, message: message.into() };
+        self.event_at(self.now_s(), kind, message);
+    }
+
+    /// An event that happened earlier than now (a probe attempt's start).
+    fn event_at(&mut self, at_s: f64, kind: EventKind, message: impl Into<String>) {
+        let event = TimelineEvent { at_s, kind, message: message.into() };
         let _ = self.ctx.events.send(Event::Timeline { cell: self.result.id.clone(), event: event.clone() });
         self.result.events.push(event);
     }
@@ -430,18 +435,16 @@ fn record_attempt(
     if attempt.exchange.is_some() {
         p.last_exchange = attempt.exchange.take();
     }
-    if attempt.passed && !p.passed {
+    let first_pass = attempt.passed && !p.passed;
+    let (at_s, message) = (attempt.at_s, format!("probe `{name}` passed: {}", attempt.message));
+    if first_pass {
         p.passed = true;
-        p.first_passed_s = Some(attempt.at_s);
-        let message = format!("probe `{name}` passed: {}", attempt.message);
-        let at = attempt.at_s;
-        p.attempts.push(attempt);
-        let event = TimelineEvent { at_s: at, kind: EventKind::ProbePassed, message };
-        let _ = rec.ctx.events.send(Event::Timeline { cell: rec.result.id.clone(), event: event.clone() });
-        rec.result.events.push(event);
-        return;
+        p.first_passed_s = Some(at_s);
     }
     p.attempts.push(attempt);
+    if first_pass {
+        rec.event_at(at_s, EventKind::ProbePassed, message);
+    }
 }
 
 fn save_screenshot(rec: &mut Recorder, bytes: &[u8], taken_at: Duration, cell_dir: &std::path::Path) {

@@ -100,8 +100,7 @@ fn candidates(cell: &Cell, spec: &Ec2Spec) -> Vec<(String, Option<String>)> {
 
 /// A client token (at most 64 ASCII characters) stable for one launch attempt of one cell.
 fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
-    let hash =
-        cell.id.0.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = crate::plan::fnv1a(cell.id.0.as_bytes());
     let mut token = format!("ap-{run_id}-{hash:016x}-{attempt}");
     token.truncate(64);
     token
