@@ -93,6 +93,19 @@ pub trait Machine: Send + Sync {
     /// The whole console log so far.
     async fn console_log(&mut self) -> Result<String, ProviderError>;
 
+    /// How often the engine refreshes and checks the console while the machine runs: the sooner a
+    /// fatal sign is seen, the sooner a broken machine stops (and stops billing).
+    fn console_poll_interval(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// Whether the machine stopped by itself (powered off, panicked, its process exited), and why, as
+    /// a lowercase fragment ("guest panicked", "qemu exited (exit status: 0)"). Checked on every
+    /// console poll; `None` while it runs.
+    async fn stopped(&mut self) -> Option<String> {
+        None
+    }
+
     /// Stops the machine and removes what was created for it; `hurry` skips waiting for confirmation.
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep>;
 }
