@@ -69,7 +69,11 @@ fn main() {
                 kind: RuleKind::Builtin,
                 rule: "I/O error".into(),
                 passed: !failed,
-                hits: if failed { vec![ConsoleHit { line: 120, text: "I/O error".into() }] } else { vec![] },
+                hits: if failed {
+                    vec![ConsoleHit { line: 120, text: "I/O error".into(), first_seen_s: None }]
+                } else {
+                    vec![]
+                },
             }],
             probes: vec![],
             errors: vec![],

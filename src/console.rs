@@ -8,17 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{ConsoleSpec, FieldPath, Problem};
 
-/// Built-in failure patterns: (name, regex).
+/// Built-in failure patterns: (name, regex), most telling first. When several match, the cell's
+/// reason names the first of this list: a panic or an emergency shell is the cause, a call trace or
+/// an I/O error often the symptom around it.
 const BUILTIN: &[(&str, &str)] = &[
     ("kernel panic", r"Kernel panic - not syncing"),
-    ("kernel oops", r"\bOops(: | - )|BUG: unable to handle"),
-    ("I/O error", r"I/O error"),
-    ("file system error", r"(EXT4-fs|XFS|BTRFS)( \([^)]*\))?:? .*(error|corruption|Corruption)"),
     ("emergency or rescue shell", r"(?i)(you are in (emergency|rescue) mode|entering (emergency|rescue) mode)"),
     (
         "dracut or initramfs shell",
         r"Dropping to debug shell|dracut-initqueue\[\d+\]: Warning: Could not boot|\(initramfs\)\s|Gave up waiting for root",
     ),
+    ("kernel oops", r"\bOops(: | - )|BUG: unable to handle"),
+    ("out of memory", r"Out of memory: Kill|invoked oom-killer"),
+    ("file system error", r"(EXT4-fs|XFS|BTRFS)( \([^)]*\))?:? .*(error|corruption|Corruption)"),
+    ("I/O error", r"I/O error"),
     ("soft or hard lockup", r"soft lockup|hard LOCKUP"),
     ("call trace", r"Call Trace:"),
 ];
@@ -40,7 +43,7 @@ pub enum RuleKind {
 }
 
 /// The outcome of one rule on one console log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsoleFinding {
     pub kind: RuleKind,
     /// The pattern as written, or the built-in rule's name.
@@ -50,10 +53,43 @@ pub struct ConsoleFinding {
     pub hits: Vec<ConsoleHit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsoleHit {
     pub line: usize,
     pub text: String,
+    /// Seconds since the cell's launch when the line was first seen on the console (known for lines
+    /// that appeared while the machine ran; the console is polled, so it is late by up to a poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_s: Option<f64>,
+}
+
+impl ConsoleFinding {
+    /// A failed rule that means the machine is broken whatever the probes say.
+    pub fn is_fatal(&self) -> bool {
+        !self.passed && self.kind != RuleKind::MustContain
+    }
+
+    /// How telling a failed finding is, lowest first: built-in signs in [`BUILTIN`]'s order, then the
+    /// spec's own forbidden lines, then a missing line (often only the consequence of the others).
+    pub fn rank(&self) -> (u8, usize) {
+        match self.kind {
+            RuleKind::Builtin => (0, BUILTIN.iter().position(|(name, _)| *name == self.rule).unwrap_or(BUILTIN.len())),
+            RuleKind::MustNotContain => (1, self.hits.first().map_or(usize::MAX, |h| h.line)),
+            RuleKind::MustContain => (2, 0),
+        }
+    }
+
+    /// The finding as the one-line reason of a cell.
+    pub fn reason(&self) -> String {
+        match self.kind {
+            RuleKind::MustContain => format!("console never showed `{}`", self.rule),
+            _ => {
+                let hit =
+                    self.hits.first().map(|h| format!(" at line {}: {}", h.line, h.text.trim())).unwrap_or_default();
+                format!("console matched `{}`{hit}", self.rule)
+            }
+        }
+    }
 }
 
 const MAX_HITS: usize = 20;
@@ -88,6 +124,18 @@ impl ConsoleRules {
         self.must_contain.is_empty() && self.must_not_contain.is_empty() && self.builtin.is_empty()
     }
 
+    /// The rule a line breaks, if it is a fatal sign (built-in or `must_not_contain`, not exempt).
+    fn fatal_rule(&self, line: &str) -> Option<&str> {
+        if self.ignore.iter().any(|i| line.contains(i.as_str())) {
+            return None;
+        }
+        self.builtin
+            .iter()
+            .find(|(_, re)| re.is_match(line))
+            .map(|(name, _)| *name)
+            .or_else(|| self.must_not_contain.iter().find(|p| line.contains(p.as_str())).map(String::as_str))
+    }
+
     /// Checks a whole console log. Every rule yields a finding, passed or not.
     pub fn check(&self, log: &str) -> Vec<ConsoleFinding> {
         let lines: Vec<(usize, &str)> =
@@ -98,7 +146,7 @@ impl ConsoleRules {
                 .iter()
                 .filter(|(_, l)| matches(l) && !(skip_exempt && exempt(l)))
                 .take(MAX_HITS)
-                .map(|(n, l)| ConsoleHit { line: *n, text: l.to_string() })
+                .map(|(n, l)| ConsoleHit { line: *n, text: l.to_string(), first_seen_s: None })
                 .collect()
         };
         let mut findings = Vec::new();
@@ -133,6 +181,82 @@ impl ConsoleRules {
     }
 }
 
+/// The console as it grows while the machine runs: when each line was first seen, and the first
+/// fatal sign, so that a broken machine is stopped at once instead of probed until its deadline.
+#[derive(Debug, Default)]
+pub struct ConsoleWatch {
+    /// Seconds since launch at which each complete line was first seen, by line index.
+    first_seen: Vec<f64>,
+}
+
+/// A fatal line seen while the machine ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FatalSign {
+    pub rule: String,
+    pub line: usize,
+    pub text: String,
+    pub at_s: f64,
+}
+
+impl ConsoleWatch {
+    /// Looks at the complete lines added to the (cleaned) log since the last call, stamping them with
+    /// `at_s`; returns the first fatal sign among them.
+    pub fn scan(&mut self, rules: &ConsoleRules, log: &str, at_s: f64) -> Option<FatalSign> {
+        // The last line is incomplete until its newline arrives: a pattern may still be cut in two.
+        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+        let mut sign = None;
+        for (index, line) in complete.lines().enumerate().skip(self.first_seen.len()) {
+            self.first_seen.push(at_s);
+            if sign.is_none() {
+                sign = rules.fatal_rule(line).map(|rule| FatalSign {
+                    rule: rule.to_string(),
+                    line: index + 1,
+                    text: line.trim().to_string(),
+                    at_s,
+                });
+            }
+        }
+        sign
+    }
+
+    /// Adds when each hit's line was first seen to the findings of a final check.
+    pub fn stamp(&self, findings: &mut [ConsoleFinding]) {
+        for hit in findings.iter_mut().flat_map(|f| f.hits.iter_mut()) {
+            hit.first_seen_s = self.first_seen.get(hit.line - 1).copied();
+        }
+    }
+}
+
+/// The console as a person reads it: ANSI escape sequences (colours, cursor moves, titles) and
+/// control characters removed, `\n` and `\t` kept. Guests print these freely (systemd colours its
+/// status lines); matching, reports and the terminal all use this text. The raw bytes stay on disk.
+pub fn clean(raw: &[u8]) -> String {
+    struct Text(String);
+    impl vte::Perform for Text {
+        fn print(&mut self, c: char) {
+            // C1 controls and other non-printing characters that the parser passes through.
+            if !c.is_control() {
+                self.0.push(c);
+            }
+        }
+        fn execute(&mut self, byte: u8) {
+            if byte == b'\n' || byte == b'\t' {
+                self.0.push(byte as char);
+            }
+        }
+    }
+    let mut text = Text(String::with_capacity(raw.len()));
+    let mut parser = vte::Parser::new();
+    parser.advance(&mut text, raw);
+    text.0
+}
+
+/// Text from outside amiprobe (a guest, an API error) made safe for a terminal: one line, no
+/// escape sequences or control characters.
+pub fn printable(text: &str) -> String {
+    clean(text.as_bytes()).replace(['\n', '\t'], " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +281,43 @@ mod tests {
             .collect();
         assert_eq!(failed, [("sector 0", vec![2]), ("kernel panic", vec![4]), ("I/O error", vec![2])]);
         assert!(findings.iter().any(|f| f.rule == "login:" && f.passed && f.hits[0].line == 3));
+    }
+
+    #[test]
+    fn colour_codes_and_control_characters_are_removed() {
+        let raw = b"[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mlighttpd.service\x1b[0m - Lighttpd.\r\n\x1b]0;title\x07a\tb\x08\x07c\n";
+        assert_eq!(clean(raw), "[  OK  ] Started lighttpd.service - Lighttpd.\na\tbc\n");
+        let findings = rules("must_contain: ['Started lighttpd.service']").check(&clean(raw));
+        assert!(findings[0].passed);
+        assert_eq!(printable("FAIL\x1b[2J\x1b]0;pwned\x07 line\nnext"), "FAIL line next");
+    }
+
+    #[test]
+    fn the_watch_finds_the_first_fatal_line_once_complete_and_stamps_it() {
+        let rules = rules("must_not_contain: ['segfault']");
+        let mut watch = ConsoleWatch::default();
+        assert_eq!(watch.scan(&rules, "boot\nKernel panic - not sync", 1.0), None, "an incomplete line waits");
+        let sign = watch.scan(&rules, "boot\nKernel panic - not syncing: VFS\napp segfault\n", 2.5).unwrap();
+        assert_eq!((sign.rule.as_str(), sign.line, sign.at_s), ("kernel panic", 2, 2.5));
+        assert_eq!(watch.scan(&rules, "boot\nKernel panic - not syncing: VFS\napp segfault\n", 3.0), None);
+        let mut findings = rules.check("boot\nKernel panic - not syncing: VFS\napp segfault\n");
+        watch.stamp(&mut findings);
+        let panic = findings.iter().find(|f| f.rule == "kernel panic").unwrap();
+        assert_eq!(panic.hits[0].first_seen_s, Some(2.5));
+    }
+
+    #[test]
+    fn the_most_telling_finding_ranks_first() {
+        let log = "I/O error, dev vda\nCall Trace:\nKernel panic - not syncing: VFS\n";
+        let mut failed: Vec<ConsoleFinding> = rules("must_contain: ['login:']\nmust_not_contain: ['vda']")
+            .check(log)
+            .into_iter()
+            .filter(|f| !f.passed)
+            .collect();
+        failed.sort_by_key(ConsoleFinding::rank);
+        let order: Vec<&str> = failed.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(order, ["kernel panic", "I/O error", "call trace", "vda", "login:"]);
+        assert!(failed[0].reason().starts_with("console matched `kernel panic` at line 3"));
     }
 
     #[test]

@@ -419,11 +419,22 @@ pub struct ConsoleSpec {
     /// Lines containing any of these are exempt from `must_not_contain` and the built-in patterns.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Stop a cell as soon as a built-in fatal sign (panic, emergency shell, I/O error...) or a
+    /// `must_not_contain` line appears, instead of probing a broken machine until its deadline.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub stop_on_fatal: bool,
 }
 
 impl Default for ConsoleSpec {
     fn default() -> Self {
-        ConsoleSpec { must_contain: Vec::new(), must_not_contain: Vec::new(), builtin: true, ignore: Vec::new() }
+        ConsoleSpec {
+            must_contain: Vec::new(),
+            must_not_contain: Vec::new(),
+            builtin: true,
+            ignore: Vec::new(),
+            stop_on_fatal: true,
+        }
     }
 }
 
@@ -433,12 +444,21 @@ pub struct TimeoutsSpec {
     #[serde(default = "default_run_timeout", with = "humantime_serde")]
     #[schemars(with = "DurationSchema")]
     pub run: Duration,
+    /// How long removing what a run created is retried (with backoff) before a resource is reported
+    /// as not removed (default 10m). EC2 can be slow or briefly not find what was just created.
+    #[serde(default = "default_cleanup_timeout", with = "humantime_serde")]
+    #[schemars(with = "DurationSchema")]
+    pub cleanup: Duration,
 }
 
 impl Default for TimeoutsSpec {
     fn default() -> Self {
-        TimeoutsSpec { run: default_run_timeout() }
+        TimeoutsSpec { run: default_run_timeout(), cleanup: default_cleanup_timeout() }
     }
+}
+
+fn default_cleanup_timeout() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 fn default_run_timeout() -> Duration {
