@@ -1,30 +1,33 @@
 //! The engine: runs a plan's cells in parallel on a provider and gathers their results.
 //!
 //! Like nextest's runner, a dispatcher owns all state and `select!`s over three sources: events from
-//! cell tasks (fanned out to the reporter), finished cells, and signals. Ctrl-C escalates: the first
-//! stops capturing and cleans up in order, the second cleans up without waiting for confirmations, the
-//! third exits at once. `results.json` is rewritten after every finished cell, so even a killed run
-//! leaves its partial results.
+//! cell tasks (fanned out to the reporter), finished cells, and signals. Ctrl-C (or SIGTERM, SIGHUP)
+//! escalates: the first stops capturing and cleans up in order, the second cleans up without waiting
+//! for confirmations, the third exits at once. Every run, interrupted or not, ends by removing what
+//! the ledger still holds and sweeping what carries the run's id; whatever is not confirmed gone is
+//! named in `not_removed`. `results.json` is rewritten after every finished cell, so even a killed
+//! run leaves its partial results.
 
 mod cell;
 mod event;
+mod signals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use cell::CellContext;
 pub use event::{Event, Phase};
+pub use signals::Signals;
 
 use crate::plan::Plan;
-use crate::provider::{Ledger, Provider};
-use crate::results::{CellResult, CellStatus, RunResults, RunStatus, SpecInfo, SCHEMA_VERSION};
+use crate::provider::{CleanupStep, Ledger, Provider};
+use crate::results::{CellResult, CellStatus, NotRemoved, RunResults, RunStatus, SpecInfo, SCHEMA_VERSION};
 
 /// Receives the engine's events; the terminal display is one.
 pub trait Reporter: Send {
@@ -45,6 +48,7 @@ pub async fn run(
     plan: Plan,
     provider: Arc<dyn Provider>,
     options: RunOptions,
+    signals: &mut Signals,
     reporter: &mut dyn Reporter,
 ) -> RunResults {
     let started = Instant::now();
@@ -67,6 +71,7 @@ pub async fn run(
         counts: Default::default(),
         warnings: Vec::new(),
         leftover_cleanup: Vec::new(),
+        not_removed: Vec::new(),
         merged_from: Vec::new(),
         cells: plan.cells.iter().map(cell::not_run).collect(),
     };
@@ -102,14 +107,24 @@ pub async fn run(
         probe_host: options.probe_host.clone(),
     };
 
-    match provider.preflight(&plan).await {
-        Ok(warnings) => {
+    let mut interrupts = 0u32;
+    let preflight = tokio::select! {
+        r = provider.preflight(&plan) => Some(r),
+        name = signals.recv() => {
+            interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+            None
+        }
+    };
+    match preflight {
+        // Interrupted before anything was created: every cell is "not run".
+        None => {}
+        Some(Ok(warnings)) => {
             for w in warnings {
                 reporter.event(&Event::Warning(w.clone()));
                 results.warnings.push(w);
             }
         }
-        Err(e) => {
+        Some(Err(e)) => {
             let message = format!("provider check failed: {e}");
             reporter.event(&Event::Warning(message.clone()));
             for cell in &mut results.cells {
@@ -133,8 +148,9 @@ pub async fn run(
         let slots = slots.clone();
         let handle = tasks.spawn(async move {
             let permit = tokio::select! {
-                p = slots.acquire_owned() => p.ok(),
+                biased;
                 _ = ctx.cancel.cancelled() => None,
+                p = slots.acquire_owned() => p.ok(),
             };
             match permit {
                 Some(_permit) => cell::run_cell(ctx, cell).await,
@@ -146,9 +162,6 @@ pub async fn run(
     drop(events_tx);
     drop(ctx);
 
-    let mut interrupts = 0u32;
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut sigterm = signal(SignalKind::terminate()).ok();
     loop {
         tokio::select! {
             Some(event) = events_rx.recv() => reporter.event(&event),
@@ -169,23 +182,34 @@ pub async fn run(
                 results.cells[index] = result;
                 write(&mut results);
             }
-            _ = recv(&mut sigint) => interrupt(&mut interrupts, &cancel, &hurry, reporter, &mut results, &write),
-            _ = recv(&mut sigterm) => interrupt(&mut interrupts, &cancel, &hurry, reporter, &mut results, &write),
+            name = signals.recv() => {
+                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+            }
         }
     }
     while let Ok(event) = events_rx.try_recv() {
         reporter.event(&event);
     }
 
-    // Resources whose cell could not remove them (a panicked or abandoned task).
-    let leftovers = ledger.remaining();
-    if !leftovers.is_empty() {
-        results.leftover_cleanup = provider.remove_leftovers(leftovers).await;
+    // Signals still count while the last removals run: a third one exits at once.
+    let removals = remove_what_is_left(provider.as_ref(), &options.run_id, &ledger);
+    tokio::pin!(removals);
+    results.leftover_cleanup = loop {
+        tokio::select! {
+            steps = &mut removals => break steps,
+            name = signals.recv() => {
+                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+            }
+        }
+    };
+    results.not_removed = not_removed(&ledger, &results);
+    for gone in &results.not_removed {
+        reporter.event(&Event::NotRemoved(gone.clone()));
     }
 
     results.status = if cancel.is_cancelled() {
         RunStatus::Interrupted
-    } else if results.cells.iter().all(|c| c.status.is_pass()) {
+    } else if results.not_removed.is_empty() && results.cells.iter().all(|c| c.status.is_pass()) {
         RunStatus::Passed
     } else {
         RunStatus::Failed
@@ -195,38 +219,64 @@ pub async fn run(
     results
 }
 
-async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
+/// The end of every run: what the ledger still holds (cells that could not remove their own), then
+/// a sweep of everything that carries the run's id (what a cell lost track of).
+async fn remove_what_is_left(provider: &dyn Provider, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
+    let leftovers = ledger.remaining();
+    let mut steps = if leftovers.is_empty() { Vec::new() } else { provider.remove_leftovers(leftovers).await };
+    steps.extend(provider.sweep_run(run_id, ledger).await);
+    steps
 }
 
+/// Everything still in the ledger, with the last error met removing it.
+fn not_removed(ledger: &Ledger, results: &RunResults) -> Vec<NotRemoved> {
+    let steps: Vec<&CleanupStep> =
+        results.cells.iter().flat_map(|c| c.cleanup.iter()).chain(results.leftover_cleanup.iter()).collect();
+    ledger
+        .remaining()
+        .into_iter()
+        .map(|resource| {
+            let key = resource.key();
+            let error = steps
+                .iter()
+                .rev()
+                .find(|s| !s.ok && s.action.contains(&key))
+                .map_or_else(|| "not confirmed removed".to_string(), |s| s.message.clone());
+            NotRemoved { resource: resource.to_string(), cell: resource.cell().to_string(), error }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn interrupt(
+    signal: &str,
     count: &mut u32,
     cancel: &CancellationToken,
     hurry: &CancellationToken,
     reporter: &mut dyn Reporter,
     results: &mut RunResults,
     write: &dyn Fn(&mut RunResults),
+    ledger: &Ledger,
 ) {
     *count += 1;
     let message = match *count {
         1 => {
             cancel.cancel();
-            "interrupted: stopping cells, collecting console logs and cleaning up (Ctrl-C again to skip waiting)"
+            format!("{signal}: stopping cells, collecting console logs and cleaning up (Ctrl-C again to skip waiting)")
         }
         2 => {
             hurry.cancel();
-            "interrupted again: cleaning up without waiting for confirmation (Ctrl-C again to exit at once)"
+            format!("{signal} again: cleaning up without waiting for confirmation (Ctrl-C again to exit at once)")
         }
-        _ => "interrupted a third time: exiting now; run `amiprobe sweep` to remove what may be left",
+        _ => format!(
+            "{signal} a third time: exiting now; run `amiprobe sweep --run-id {}` to remove what may be left",
+            results.run_id
+        ),
     };
-    reporter.event(&Event::Interrupt { count: *count, message: message.to_string() });
+    reporter.event(&Event::Interrupt { count: *count, message });
     if *count >= 3 {
         results.status = RunStatus::Interrupted;
+        results.not_removed = not_removed(ledger, results);
         results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         write(results);
         // QEMU processes die with us (PR_SET_PDEATHSIG); cloud resources carry the run's tags.

@@ -34,8 +34,12 @@ pub struct Plan {
     pub after_ready: Duration,
     pub probes: Vec<Probe>,
     pub console: ConsoleRules,
+    /// `console.stop_on_fatal`: end a cell at the first fatal console sign.
+    pub stop_on_fatal: bool,
     pub concurrency: usize,
     pub run_timeout: Duration,
+    /// How long removals are retried before a resource is reported as not removed.
+    pub cleanup_timeout: Duration,
     pub launch: LaunchPlan,
 }
 
@@ -136,8 +140,10 @@ impl Plan {
                 after_ready: spec.capture.after_ready,
                 probes,
                 console,
+                stop_on_fatal: spec.console.stop_on_fatal,
                 concurrency: spec.concurrency.map_or(4, |n| n.get()),
                 run_timeout: spec.timeouts.run,
+                cleanup_timeout: spec.timeouts.cleanup,
                 launch,
             }),
             _ => Err(loaded.error(problems)),

@@ -23,17 +23,31 @@ use crate::probe::{ConnectMeaning, Endpoint};
 #[error("{message}")]
 pub struct ProviderError {
     pub message: String,
+    pub kind: ErrorKind,
+}
+
+/// What the engine does about a [`ProviderError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The step failed.
+    Failed,
     /// The request was refused as unsupported (e.g. screenshots on a metal instance): not a failure.
-    pub unsupported: bool,
+    Unsupported,
+    /// The run was interrupted before the step began; what earlier steps created is removed.
+    Interrupted,
 }
 
 impl ProviderError {
     pub fn new(message: impl Into<String>) -> Self {
-        ProviderError { message: message.into(), unsupported: false }
+        ProviderError { message: message.into(), kind: ErrorKind::Failed }
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {
-        ProviderError { message: message.into(), unsupported: true }
+        ProviderError { message: message.into(), kind: ErrorKind::Unsupported }
+    }
+
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        ProviderError { message: message.into(), kind: ErrorKind::Interrupted }
     }
 }
 
@@ -46,6 +60,9 @@ pub struct LaunchContext {
     /// Guest ports the probes will connect to.
     pub probe_ports: Vec<u16>,
     pub ledger: Ledger,
+    /// Set when the run is interrupted: a launch finishes the call in flight (never abandons a
+    /// create), starts no further one, and removes what it made before returning `Interrupted`.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 #[async_trait]
@@ -58,6 +75,11 @@ pub trait Provider: Send + Sync {
 
     /// Removes resources left in the ledger by cells that could not clean up after themselves.
     async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep>;
+
+    /// The last step of every run, interrupted or not: finds whatever still carries the run's id
+    /// (something a cell lost track of) and removes it, taking what it removed off the ledger. Each
+    /// step names the resource.
+    async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep>;
 }
 
 #[async_trait]
@@ -117,24 +139,81 @@ pub struct CleanupStep {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// How many attempts it took, when more than one (EC2 may be slow to find what was just made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 impl CleanupStep {
     pub fn ok(action: impl Into<String>) -> Self {
-        CleanupStep { action: action.into(), ok: true, message: String::new() }
+        CleanupStep { action: action.into(), ok: true, message: String::new(), attempts: None }
     }
 
     pub fn failed(action: impl Into<String>, message: impl Into<String>) -> Self {
-        CleanupStep { action: action.into(), ok: false, message: message.into() }
+        CleanupStep { action: action.into(), ok: false, message: message.into(), attempts: None }
+    }
+
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = (attempts > 1).then_some(attempts);
+        self
     }
 }
 
-/// Something created that must not outlive the run.
+/// Something created that must not outlive the run. Recorded in the ledger *before* the call that
+/// creates it, so that an interruption at any moment leaves a trace to clean up by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    Process { pid: u32, cell: String },
-    Instance { id: String, cell: String },
-    KeyPair { name: String, cell: String },
+    Process {
+        pid: u32,
+        cell: String,
+    },
+    /// A RunInstances call made (or about to be made) with this client token; its id is not known yet.
+    PendingInstance {
+        client_token: String,
+        cell: String,
+    },
+    Instance {
+        id: String,
+        cell: String,
+    },
+    KeyPair {
+        name: String,
+        cell: String,
+    },
+}
+
+impl Resource {
+    pub fn cell(&self) -> &str {
+        match self {
+            Resource::Process { cell, .. }
+            | Resource::PendingInstance { cell, .. }
+            | Resource::Instance { cell, .. }
+            | Resource::KeyPair { cell, .. } => cell,
+        }
+    }
+
+    /// The identifier a cleanup step names the resource by.
+    pub fn key(&self) -> String {
+        match self {
+            Resource::Process { pid, .. } => pid.to_string(),
+            Resource::PendingInstance { client_token, .. } => client_token.clone(),
+            Resource::Instance { id, .. } => id.clone(),
+            Resource::KeyPair { name, .. } => name.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::Process { pid, cell } => write!(f, "qemu process {pid} (cell {cell})"),
+            Resource::PendingInstance { client_token, cell } => {
+                write!(f, "instance launched with client token {client_token} (cell {cell})")
+            }
+            Resource::Instance { id, cell } => write!(f, "instance {id} (cell {cell})"),
+            Resource::KeyPair { name, cell } => write!(f, "key pair {name} (cell {cell})"),
+        }
+    }
 }
 
 /// The run's list of created resources; a resource leaves it once removed.
@@ -148,6 +227,18 @@ impl Ledger {
 
     pub fn removed(&self, resource: &Resource) {
         self.lock().retain(|r| r != resource);
+    }
+
+    /// Keeps only what `keep` says is still there.
+    pub fn retain(&self, keep: impl FnMut(&Resource) -> bool) {
+        self.lock().retain(keep);
+    }
+
+    /// What was recorded before a create call becomes what the call created.
+    pub fn replace(&self, before: &Resource, after: Resource) {
+        let mut list = self.lock();
+        list.retain(|r| r != before);
+        list.push(after);
     }
 
     pub fn remaining(&self) -> Vec<Resource> {

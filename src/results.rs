@@ -29,13 +29,28 @@ pub struct RunResults {
     pub counts: Counts,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// Resources removed at the end of the run because their cell could not remove them.
+    /// Removals made at the end of the run: what cells could not remove, then the sweep of
+    /// everything that carries the run's id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftover_cleanup: Vec<CleanupStep>,
+    /// What the run created and could not confirm removed: it may still run (and cost). Remove it
+    /// with `amiprobe sweep --run-id RUN_ID`. A run with anything here never exits 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_removed: Vec<NotRemoved>,
     /// Set by `amiprobe report merge`: the shards (or run ids) these results were joined from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
     pub cells: Vec<CellResult>,
+}
+
+/// A resource the run may have left behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NotRemoved {
+    /// What it is, with its id: "instance i-0abc (cell ami-1_t3.micro)".
+    pub resource: String,
+    pub cell: String,
+    /// The last error met while removing it.
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cli::{load_plan, RunArgs};
-use crate::engine::{self, RunOptions};
+use crate::engine::{self, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::ProviderPlan;
 use crate::provider::ec2::Ec2Provider;
@@ -14,6 +14,18 @@ use crate::provider::Provider;
 use crate::report::terminal::{self, Terminal};
 
 pub fn run(args: RunArgs) -> Outcome {
+    // Signals first: from here on, no signal can end the process with machines running.
+    let runtime = match crate::cli::runtime() {
+        Ok(r) => r,
+        Err(outcome) => return outcome,
+    };
+    let mut signals = match runtime.block_on(async { Signals::install() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: failed to install signal handlers: {e}");
+            return Outcome::Failed;
+        }
+    };
     let plan = match load_plan(&args.spec, &args.vars.overrides()) {
         Ok(p) => p,
         Err(e) => {
@@ -51,10 +63,6 @@ pub fn run(args: RunArgs) -> Outcome {
         eprintln!("error: failed to create {}: {e}", out_dir.display());
         return Outcome::UsageError;
     }
-    let runtime = match crate::cli::runtime() {
-        Ok(r) => r,
-        Err(outcome) => return outcome,
-    };
     let provider: Arc<dyn Provider> = match &plan.provider {
         ProviderPlan::Qemu(q) => Arc::new(QemuProvider::new(q.clone())),
         ProviderPlan::Ec2(spec) => Arc::new(Ec2Provider::new(spec.clone(), &plan)),
@@ -69,7 +77,7 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     let results = runtime.block_on(async {
         let mut reporter = Terminal::new();
-        engine::run(plan, provider, options, &mut reporter).await
+        engine::run(plan, provider, options, &mut signals, &mut reporter).await
     });
 
     let c = results.counts;
@@ -79,6 +87,9 @@ pub fn run(args: RunArgs) -> Outcome {
     );
     for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
         println!("{}", terminal::cell_line(cell));
+    }
+    if !results.not_removed.is_empty() {
+        println!("{}", terminal::not_removed_summary(&results));
     }
     // Reports even for a failed or interrupted run: its screenshots and logs are the point.
     if let Err(e) =

@@ -12,14 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, Phase};
 use crate::capture::{self, Screenshot};
-use crate::console::RuleKind;
+use crate::console::{self, ConsoleFinding, ConsoleWatch, FatalSign};
 use crate::plan::{Cell, Plan};
 use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
-use crate::provider::{LaunchContext, Ledger, Machine, Provider};
+use crate::provider::{ErrorKind, LaunchContext, Ledger, Machine, Provider, ProviderError};
 use crate::results::{CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings};
 
-/// How often the console log is refreshed while the machine runs.
-const CONSOLE_POLL: Duration = Duration::from_secs(10);
 /// After this many failed screenshots in a row, stop trying.
 const MAX_SCREENSHOT_FAILURES: usize = 5;
 
@@ -108,6 +106,10 @@ enum Ending {
     TimedOut,
     Interrupted,
     Error(String),
+    /// A fatal sign on the console (with `console.stop_on_fatal`): no point probing further.
+    Fatal(FatalSign),
+    /// The machine stopped by itself (powered off, panicked, its process exited).
+    Stopped(String),
 }
 
 pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
@@ -130,30 +132,30 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
         cell_dir: cell_dir.clone(),
         probe_ports: ctx.plan.probes.iter().map(Probe::port).collect(),
         ledger: ctx.ledger.clone(),
+        cancel: ctx.cancel.clone(),
     };
-    // The run timeout bounds the launch too: a hung API call must not hold the cell forever.
-    let launched = tokio::select! {
-        r = tokio::time::timeout(ctx.plan.run_timeout, ctx.provider.launch(&cell, &launch_ctx)) => {
-            Some(r.unwrap_or_else(|_| Err(crate::provider::ProviderError::new("launch timed out (timeouts.run)"))))
-        }
-        _ = ctx.cancel.cancelled() => None,
-    };
+    // Not raced against Ctrl-C: a create call in flight is let finish, so that what it made is known
+    // and removed (the provider starts no further call once cancelled). The run timeout still bounds
+    // a hung call; what that abandons is in the ledger, and the run's final sweep finds it by tag.
+    let launched = tokio::time::timeout(ctx.plan.run_timeout, ctx.provider.launch(&cell, &launch_ctx))
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::new("launch timed out (timeouts.run)")));
     let mut machine = match launched {
-        None => {
-            // The launch future was dropped: whatever it created is in the ledger, removed at the end.
+        Err(e) if e.kind == ErrorKind::Interrupted => {
+            rec.event(EventKind::Cleanup, e.message);
             rec.result.status = CellStatus::Interrupted;
             rec.result.reason = Some("interrupted during launch".into());
             rec.result.timings.ended_s = Some(rec.now_s());
             return rec.result;
         }
-        Some(Err(e)) => {
+        Err(e) => {
             rec.error(format!("launch failed: {e}"));
             rec.result.status = CellStatus::Error;
             rec.result.reason = rec.result.errors.last().cloned();
             rec.result.timings.ended_s = Some(rec.now_s());
             return rec.result;
         }
-        Some(Ok(m)) => m,
+        Ok(m) => m,
     };
     rec.result.timings.launched_s = Some(rec.now_s());
     rec.result.machine = machine.facts();
@@ -162,37 +164,17 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     }
     rec.event(EventKind::Launched, "machine created");
 
-    let ending = drive(&mut rec, machine.as_mut(), &cell_dir).await;
+    let mut watch = ConsoleWatch::default();
+    let ending = if ctx.cancel.is_cancelled() {
+        Ending::Interrupted
+    } else {
+        drive(&mut rec, machine.as_mut(), &cell_dir, &mut watch).await
+    };
 
     // Console log: before terminating, while the provider can still read it.
     rec.phase(Phase::CollectingConsole);
     if ctx.plan.console_log || !ctx.plan.console.is_empty() {
-        if let Err(e) = machine.poll_console().await {
-            rec.error(format!("failed to read console log: {e}"));
-        }
-        match machine.console_log().await {
-            Ok(text) => {
-                let file = cell_dir.join("console.log");
-                match std::fs::write(&file, &text) {
-                    Ok(()) => rec.result.console_log = Some(format!("cells/{}/console.log", cell.id.0)),
-                    Err(e) => rec.error(format!("failed to write console log: {e}")),
-                }
-                if matches!(ending, Ending::Finished | Ending::TimedOut) {
-                    rec.result.console = ctx.plan.console.check(&text);
-                    let hits: Vec<(String, usize)> = rec
-                        .result
-                        .console
-                        .iter()
-                        .filter(|f| !f.passed && f.kind != RuleKind::MustContain)
-                        .flat_map(|f| f.hits.iter().map(move |h| (f.rule.clone(), h.line)))
-                        .collect();
-                    for (rule, line) in hits {
-                        rec.event(EventKind::ConsoleMatch, format!("console line {line} matches `{rule}`"));
-                    }
-                }
-            }
-            Err(e) => rec.error(format!("failed to read console log: {e}")),
-        }
+        collect_console(&mut rec, machine.as_mut(), &cell_dir, &watch, &ending).await;
     }
 
     rec.phase(Phase::CleaningUp);
@@ -210,35 +192,97 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     rec.result
 }
 
-/// Decides the cell's status and the one-line reason.
+/// Reads the whole console, keeps it (cleaned for people, raw as the guest wrote it) and checks it.
+async fn collect_console(
+    rec: &mut Recorder,
+    machine: &mut dyn Machine,
+    cell_dir: &std::path::Path,
+    watch: &ConsoleWatch,
+    ending: &Ending,
+) {
+    if let Err(e) = machine.poll_console().await {
+        rec.error(format!("failed to read console log: {e}"));
+    }
+    let raw = match machine.console_log().await {
+        Ok(raw) => raw,
+        Err(e) => return rec.error(format!("failed to read console log: {e}")),
+    };
+    let text = console::clean(raw.as_bytes());
+    let mut written = std::fs::write(cell_dir.join("console.log"), &text);
+    if text != raw {
+        written = written.and_then(|()| std::fs::write(cell_dir.join("console.raw.log"), &raw));
+    }
+    match written {
+        Ok(()) => rec.result.console_log = Some(format!("cells/{}/console.log", rec.result.id)),
+        Err(e) => rec.error(format!("failed to write console log: {e}")),
+    }
+    // An interrupted or failed launch proves nothing about what the console should have shown.
+    if matches!(ending, Ending::Interrupted | Ending::Error(_)) {
+        return;
+    }
+    let mut findings = rec.ctx.plan.console.check(&text);
+    watch.stamp(&mut findings);
+    let stopped_on = match ending {
+        Ending::Fatal(sign) => Some(sign.line),
+        _ => None,
+    };
+    let now = rec.now_s();
+    let hits: Vec<(f64, String)> = findings
+        .iter()
+        .filter(|f| f.is_fatal())
+        .filter_map(|f| f.hits.first().map(|h| (f, h)))
+        .filter(|(_, h)| Some(h.line) != stopped_on)
+        .map(|(f, h)| (h.first_seen_s.unwrap_or(now), format!("console line {} matches `{}`", h.line, f.rule)))
+        .collect();
+    for (at_s, message) in hits {
+        rec.event_at(at_s, EventKind::ConsoleMatch, message);
+    }
+    rec.result.console = findings;
+}
+
+/// Decides the cell's status and the one-line reason: the most telling finding, in this order:
+/// fatal console signs (the cause), the machine stopping by itself, failed probes (often the
+/// consequence), a line that never appeared, the run timeout, and last a failed cleanup.
 fn finish(rec: &mut Recorder, ending: Ending) {
     let r = &mut rec.result;
+    let mut failed: Vec<&ConsoleFinding> = r.console.iter().filter(|f| !f.passed).collect();
+    failed.sort_by_key(|f| f.rank());
+    let fatal = failed.iter().find(|f| f.is_fatal()).map(|f| f.reason());
+    let missing = failed.iter().find(|f| !f.is_fatal()).map(|f| f.reason());
     let failed_probe = r.probes.iter().find(|p| !p.passed).map(|p| format!("probe `{}` failed: {}", p.name, p.message));
-    let failed_console = r.console.iter().find(|f| !f.passed).map(|f| match f.kind {
-        RuleKind::MustContain => format!("console never showed `{}`", f.rule),
-        _ => {
-            let hit = f.hits.first().map(|h| format!(" at line {}: {}", h.line, h.text.trim())).unwrap_or_default();
-            format!("console matched `{}`{hit}", f.rule)
-        }
-    });
     let cleanup_failed =
         r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
     let (status, reason) = match ending {
         Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
         Ending::Error(e) => (CellStatus::Error, Some(e)),
-        Ending::TimedOut => (CellStatus::TimedOut, Some("timed out (timeouts.run)".to_string())),
-        // The console names what broke in the image; a probe failure is often its consequence.
-        Ending::Finished => match failed_console.or(failed_probe).or(cleanup_failed) {
+        Ending::TimedOut => match fatal {
+            Some(reason) => (CellStatus::Failed, Some(reason)),
+            None => (CellStatus::TimedOut, Some("timed out (timeouts.run)".to_string())),
+        },
+        Ending::Fatal(sign) => {
+            let reason = fatal
+                .unwrap_or_else(|| format!("console matched `{}` at line {}: {}", sign.rule, sign.line, sign.text));
+            (CellStatus::Failed, Some(reason))
+        }
+        Ending::Stopped(why) => {
+            (CellStatus::Failed, Some(fatal.unwrap_or_else(|| format!("machine stopped by itself: {why}"))))
+        }
+        Ending::Finished => match fatal.or(failed_probe).or(missing).or(cleanup_failed) {
             Some(reason) => (CellStatus::Failed, Some(reason)),
             None => (CellStatus::Passed, None),
         },
     };
     r.status = status;
-    r.reason = reason;
+    r.reason = reason.map(|text| console::printable(&text));
 }
 
 /// From "created" to "done capturing": wait until running, then screenshots and probes.
-async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::path::Path) -> Ending {
+async fn drive(
+    rec: &mut Recorder,
+    machine: &mut dyn Machine,
+    cell_dir: &std::path::Path,
+    watch: &mut ConsoleWatch,
+) -> Ending {
     let ctx = rec.ctx.clone();
     let plan = &ctx.plan;
     let t0 = rec.t0;
@@ -323,7 +367,8 @@ async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::pa
     let mut screenshots_on = true;
     let mut probes_done_at: Option<Instant> = if probes.is_empty() { Some(running_at) } else { None };
     let mut port_open_reported = std::collections::BTreeSet::new();
-    let mut next_console_poll = Instant::now() + CONSOLE_POLL;
+    let console_poll = machine.console_poll_interval();
+    let mut next_console_poll = Instant::now() + console_poll;
     // With no probes the screenshot schedule alone says how long to watch the console.
     let capture_all = plan.probes.is_empty();
 
@@ -366,7 +411,7 @@ async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::pa
                         shot_failures = 0;
                         save_screenshot(rec, &bytes, taken_at, cell_dir);
                     }
-                    Err(e) if e.unsupported => {
+                    Err(e) if e.kind == ErrorKind::Unsupported => {
                         screenshots_on = false;
                         rec.result.screenshots_note = Some(format!("screenshots unavailable: {e}"));
                     }
@@ -385,10 +430,16 @@ async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::pa
                 next_shot = schedule.next(Some(t0.elapsed()));
             }
             _ = sleep_until(next_console_poll) => {
-                if let Err(e) = machine.poll_console().await {
-                    tracing::debug!("console poll failed: {e}");
+                if let Some(ending) = watch_machine(rec, machine, watch).await {
+                    if screenshots_on {
+                        // The screen at the moment of failure (a panic, a shell) is usually the answer.
+                        if let Ok(bytes) = machine.screenshot().await {
+                            save_screenshot(rec, &bytes, t0.elapsed(), cell_dir);
+                        }
+                    }
+                    break ending;
                 }
-                next_console_poll = Instant::now() + CONSOLE_POLL;
+                next_console_poll = Instant::now() + console_poll;
             }
             _ = sleep_until(stop_at.unwrap_or(far)), if stop_at.is_some() => {}
         }
@@ -411,6 +462,27 @@ async fn drive(rec: &mut Recorder, machine: &mut dyn Machine, cell_dir: &std::pa
         rec.event(EventKind::ProbeFailed, format!("probe `{name}` failed: {message}"));
     }
     ending
+}
+
+/// One look at the running machine: new console lines checked for fatal signs, and whether it
+/// stopped by itself. Returns how the cell ends, if it must.
+async fn watch_machine(rec: &mut Recorder, machine: &mut dyn Machine, watch: &mut ConsoleWatch) -> Option<Ending> {
+    if let Err(e) = machine.poll_console().await {
+        tracing::debug!("console poll failed: {e}");
+    }
+    if let Ok(raw) = machine.console_log().await {
+        let text = console::clean(raw.as_bytes());
+        if let Some(sign) = watch.scan(&rec.ctx.plan.console, &text, rec.now_s()) {
+            if rec.ctx.plan.stop_on_fatal {
+                let message = format!("console line {} matches `{}`: stopping the machine", sign.line, sign.rule);
+                rec.event_at(sign.at_s, EventKind::ConsoleMatch, message);
+                return Some(Ending::Fatal(sign));
+            }
+        }
+    }
+    let why = machine.stopped().await?;
+    rec.event(EventKind::Error, format!("machine stopped by itself: {why}"));
+    Some(Ending::Stopped(why))
 }
 
 fn record_attempt(

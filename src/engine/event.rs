@@ -1,6 +1,6 @@
 //! What the engine tells its reporters while it runs: one stream, fanned out by the dispatcher.
 
-use crate::results::{CellResult, TimelineEvent};
+use crate::results::{CellResult, NotRemoved, TimelineEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -48,6 +48,8 @@ pub enum Event {
         count: usize,
     },
     CellFinished(Box<CellResult>),
+    /// The run ends with a resource it created and could not confirm removed.
+    NotRemoved(NotRemoved),
     /// A signal arrived; `message` says what happens now.
     Interrupt {
         count: u32,

@@ -15,6 +15,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
@@ -25,6 +27,7 @@ use crate::plan::{Cell, LaunchPlan, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
 use crate::spec::{AddressKind, Ec2Spec, KeyPair};
 pub use api::Api;
+use api::Retry;
 pub use instance_types::screenshot_unsupported;
 use watcher::{InstanceInfo, Watcher};
 
@@ -32,8 +35,11 @@ pub const RUN_ID_TAG: &str = "amiprobe:run-id";
 pub const CELL_TAG: &str = "amiprobe:cell";
 pub const EXPIRES_TAG: &str = "amiprobe:expires";
 
-/// How long a terminated instance is waited for before cleanup reports it as not confirmed.
-const TERMINATE_WAIT: Duration = Duration::from_secs(300);
+/// How long a launch retries RunInstances while EC2 does not yet know the key pair just created,
+/// or answers with server errors (the client token makes every retry the same launch).
+const LAUNCH_RETRY: Duration = Duration::from_secs(60);
+/// How long a console read waits out EC2 not yet knowing an instance it has just reported running.
+const NOT_FOUND_PATIENCE: Duration = Duration::from_secs(10);
 
 pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
@@ -44,6 +50,7 @@ pub struct Ec2Provider {
     launch: LaunchPlan,
     spec_name: String,
     run_timeout: Duration,
+    cleanup_timeout: Duration,
     connected: OnceCell<(Arc<Api>, Arc<Watcher>)>,
 }
 
@@ -54,6 +61,7 @@ impl Ec2Provider {
             launch: plan.launch.clone(),
             spec_name: plan.name.clone(),
             run_timeout: plan.run_timeout,
+            cleanup_timeout: plan.cleanup_timeout,
             connected: OnceCell::new(),
         }
     }
@@ -115,49 +123,195 @@ impl Provider for Ec2Provider {
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         let (api, watcher) = self.api().await?;
-        let mut key_name = None;
         let mut notes = Vec::new();
-        if let KeyPair::Existing(name) = &self.launch.key_pair {
-            key_name = Some(name.clone());
+        let (key_name, ephemeral_key) = match &self.launch.key_pair {
+            KeyPair::Existing(name) => (Some(name.clone()), None),
+            KeyPair::Ephemeral => {
+                let (name, resource) = self.create_key_pair(api, cell, ctx, &mut notes).await?;
+                (Some(name), Some(resource))
+            }
+        };
+        let launched = self.run_instance(api, cell, ctx, key_name, ephemeral_key.is_some(), &mut notes).await;
+        let (instance_id, instance_type) = match launched {
+            Ok(launched) => launched,
+            Err(e) => {
+                // Nothing runs: the key pair goes now rather than at the end of the run.
+                if let Some(key) = &ephemeral_key {
+                    self.remove_key_pair(api, &ctx.ledger, key).await;
+                }
+                return Err(e);
+            }
+        };
+        let instance = Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone() };
+        watcher.watch(&instance_id);
+        Ok(Box::new(Ec2Machine {
+            api: api.clone(),
+            watcher: watcher.clone(),
+            instance_id,
+            instance_type,
+            instance,
+            key_pair: ephemeral_key,
+            ledger: ctx.ledger.clone(),
+            address: self.spec.address,
+            region: api.region.clone(),
+            cleanup_timeout: self.cleanup_timeout,
+            console_poll_interval: self.spec.console_poll_interval,
+            info: None,
+            console: String::new(),
+            latest_refused: false,
+            notes,
+        }))
+    }
+
+    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
+        let Ok((api, _)) = self.api().await else {
+            return vec![CleanupStep::failed("connect to EC2", "no client to remove leftovers with")];
+        };
+        let until = Instant::now() + self.cleanup_timeout;
+        let mut steps = Vec::new();
+        for resource in leftovers {
+            // Pending launches have no id yet: the run's final sweep finds them by tag and token.
+            let (action, result) = match &resource {
+                Resource::Instance { id, .. } => {
+                    (format!("terminate {id}"), api.terminate(std::slice::from_ref(id), until).await)
+                }
+                Resource::KeyPair { name, .. } => {
+                    (format!("delete key pair {name}"), api.delete_key_pair(name, until).await)
+                }
+                Resource::PendingInstance { .. } | Resource::Process { .. } => continue,
+            };
+            steps.push(removal_step(action, result));
         }
-        let mut ephemeral_key = None;
-        if self.launch.key_pair == KeyPair::Ephemeral {
-            let name = format!("amiprobe-{}-{}", ctx.run_id, cell.id);
-            let tags = self.tags(&ctx.run_id, cell, ResourceType::KeyPair);
-            let out = api
-                .call(&api.buckets.mutating, "CreateKeyPair", || {
-                    api.client.create_key_pair().key_name(&name).tag_specifications(tags.clone()).send()
-                })
-                .await
-                .map_err(|e| ProviderError::new(e.to_string()))?;
-            let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone() };
-            ctx.ledger.record(resource.clone());
-            if self.launch.keep_private_key {
-                if let Some(material) = out.key_material() {
-                    if let Err(e) = write_private_key(ctx, cell, material) {
-                        notes.push(format!("failed to keep the private key: {e}"));
+        steps
+    }
+
+    async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
+        let Ok((api, _)) = self.api().await else {
+            return vec![CleanupStep::failed("sweep the run's resources", "no client to sweep with")];
+        };
+        let mut report = sweep::SweepReport::default();
+        let found = sweep::find(api, &sweep::Selection::Run(run_id.to_string()), &mut report).await;
+        let until = Instant::now() + self.cleanup_timeout;
+        let mut steps: Vec<CleanupStep> =
+            report.errors.iter().map(|e| CleanupStep::failed("sweep the run's resources", e.clone())).collect();
+        for instance in &found {
+            let result = api.terminate(std::slice::from_ref(&instance.id), until).await;
+            if result.is_ok() {
+                ledger.retain(|r| match r {
+                    Resource::Instance { id, .. } => *id != instance.id,
+                    Resource::PendingInstance { client_token, .. } => {
+                        instance.client_token.as_deref() != Some(client_token.as_str())
+                    }
+                    _ => true,
+                });
+            }
+            steps.push(removal_step(format!("terminate {} (found by the run's tag)", instance.id), result));
+        }
+        for name in &report.key_pairs {
+            let result = api.delete_key_pair(name, until).await;
+            if result.is_ok() {
+                ledger.retain(|r| !matches!(r, Resource::KeyPair { name: n, .. } if n == name));
+            }
+            steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result));
+        }
+        steps
+    }
+}
+
+/// A removal's outcome as a cleanup step.
+fn removal_step(action: String, result: Result<u32, api::ApiError>) -> CleanupStep {
+    match result {
+        Ok(attempts) => CleanupStep::ok(action).attempts(attempts),
+        Err(e) => CleanupStep::failed(action, e.to_string()).attempts(e.attempts),
+    }
+}
+
+impl Ec2Provider {
+    /// The cell's ephemeral key pair, recorded in the ledger before it is asked for.
+    async fn create_key_pair(
+        &self,
+        api: &Api,
+        cell: &Cell,
+        ctx: &LaunchContext,
+        notes: &mut Vec<String>,
+    ) -> Result<(String, Resource), ProviderError> {
+        let name = format!("amiprobe-{}-{}", ctx.run_id, cell.id);
+        let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone() };
+        ctx.ledger.record(resource.clone());
+        let tags = self.tags(&ctx.run_id, cell, ResourceType::KeyPair);
+        let create = || {
+            api.call(&api.buckets.mutating, "CreateKeyPair", || {
+                api.client.create_key_pair().key_name(&name).tag_specifications(tags.clone()).send()
+            })
+        };
+        let mut created = create().await;
+        // A retry after a lost answer finds the key made by the first attempt; its private key was in
+        // that answer, so the key is made again.
+        if matches!(&created, Err(e) if e.is("InvalidKeyPair.Duplicate") && e.attempts > 1) {
+            if let Err(e) = api.delete_key_pair(&name, Instant::now() + self.cleanup_timeout).await {
+                return Err(ProviderError::new(e.to_string()));
+            }
+            created = create().await;
+        }
+        match created {
+            Ok(out) => {
+                if self.launch.keep_private_key {
+                    if let Some(material) = out.key_material() {
+                        if let Err(e) = write_private_key(ctx, cell, material) {
+                            notes.push(format!("failed to keep the private key: {e}"));
+                        }
                     }
                 }
+                Ok((name, resource))
             }
-            key_name = Some(name);
-            ephemeral_key = Some(resource);
+            Err(e) => {
+                if e.transient {
+                    // It may exist after all.
+                    self.remove_key_pair(api, &ctx.ledger, &resource).await;
+                } else {
+                    ctx.ledger.removed(&resource);
+                }
+                Err(ProviderError::new(e.to_string()))
+            }
         }
+    }
 
+    /// RunInstances with the cell's instance type and subnet, then its capacity fallbacks. Each
+    /// attempt is in the ledger (by client token) before it is made, and by id once it is known.
+    async fn run_instance(
+        &self,
+        api: &Api,
+        cell: &Cell,
+        ctx: &LaunchContext,
+        key_name: Option<String>,
+        key_is_new: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<(String, String), ProviderError> {
         let user_data = self.launch.user_data.as_ref().map(|d| base64::engine::general_purpose::STANDARD.encode(d));
         let tags = self.tags(&ctx.run_id, cell, ResourceType::Instance);
         let volume_tags = self.tags(&ctx.run_id, cell, ResourceType::Volume);
-        let mut launched = None;
+        // A key pair made a moment ago may be unknown to RunInstances for a while; one named in the
+        // spec that is unknown is simply wrong.
+        let not_found = if key_is_new { api::KEY_PAIR_NOT_FOUND } else { &[] };
         let mut last_error = None;
+        let mut fallbacks = 0;
         for (attempt, (instance_type, subnet)) in candidates(cell, &self.spec).into_iter().enumerate() {
+            if ctx.cancel.is_cancelled() {
+                return Err(ProviderError::interrupted("interrupted before RunInstances"));
+            }
             if attempt > 0 {
+                fallbacks += 1;
                 notes.push(format!(
                     "capacity fallback: trying {instance_type} in {}",
                     subnet.as_deref().unwrap_or("the default subnet")
                 ));
             }
             let token = client_token(&ctx.run_id, cell, attempt);
+            let pending = Resource::PendingInstance { client_token: token.clone(), cell: cell.id.0.clone() };
+            ctx.ledger.record(pending.clone());
+            let retry = Retry::until(Instant::now() + LAUNCH_RETRY, not_found);
             let result = api
-                .call(&api.buckets.run_instances, "RunInstances", || {
+                .call_retrying(&api.buckets.run_instances, "RunInstances", retry, || {
                     api.client
                         .run_instances()
                         .image_id(&cell.image)
@@ -177,20 +331,21 @@ impl Provider for Ec2Provider {
                 })
                 .await;
             match result {
-                Ok(out) => {
-                    let id = out.instances().first().and_then(|i| i.instance_id()).map(str::to_string);
-                    match id {
-                        Some(id) => {
-                            launched = Some((id, instance_type));
-                            break;
-                        }
-                        None => {
-                            last_error = Some("RunInstances returned no instance".to_string());
-                            break;
-                        }
-                    }
+                Ok((out, _)) => {
+                    let Some(id) = out.instances().first().and_then(|i| i.instance_id()) else {
+                        // Left in the ledger: the run's final sweep looks for it by tag.
+                        return Err(ProviderError::new("RunInstances returned no instance"));
+                    };
+                    ctx.ledger.replace(&pending, Resource::Instance { id: id.to_string(), cell: cell.id.0.clone() });
+                    return Ok((id.to_string(), instance_type));
                 }
-                Err(e) if e.is("InsufficientInstanceCapacity") => {
+                // A server error may have launched it after all: the pending entry stays for the sweep.
+                Err(e) if e.transient => return Err(ProviderError::new(e.to_string())),
+                Err(e) => {
+                    ctx.ledger.removed(&pending);
+                    if !e.is("InsufficientInstanceCapacity") {
+                        return Err(ProviderError::new(e.to_string()));
+                    }
                     notes.push(format!(
                         "no capacity for {instance_type} in {}: {}",
                         subnet.as_deref().unwrap_or("the default subnet"),
@@ -198,75 +353,26 @@ impl Provider for Ec2Provider {
                     ));
                     last_error = Some(e.to_string());
                 }
-                Err(e) => {
-                    last_error = Some(e.to_string());
-                    break;
-                }
             }
         }
-
-        let Some((instance_id, instance_type)) = launched else {
-            // Nothing runs: the key pair goes now rather than at the end of the run.
-            if let Some(resource @ Resource::KeyPair { name, .. }) = &ephemeral_key {
-                if api.delete_key_pair(name).await.is_ok() {
-                    ctx.ledger.removed(resource);
-                }
-            }
-            let mut message = last_error.unwrap_or_else(|| "RunInstances failed".into());
-            if notes.len() > 1 {
-                message = format!(
-                    "{message} (after {} capacity fallbacks)",
-                    notes.iter().filter(|n| n.starts_with("capacity")).count()
-                );
-            }
-            return Err(ProviderError::new(message));
-        };
-        let instance = Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone() };
-        ctx.ledger.record(instance.clone());
-        watcher.watch(&instance_id);
-        Ok(Box::new(Ec2Machine {
-            api: api.clone(),
-            watcher: watcher.clone(),
-            instance_id,
-            instance_type,
-            instance,
-            key_pair: ephemeral_key,
-            ledger: ctx.ledger.clone(),
-            address: self.spec.address,
-            region: api.region.clone(),
-            info: None,
-            console: String::new(),
-            latest_refused: false,
-            notes,
+        let message = last_error.unwrap_or_else(|| "RunInstances failed".into());
+        Err(ProviderError::new(if fallbacks > 0 {
+            format!("{message} (after {fallbacks} capacity fallbacks)")
+        } else {
+            message
         }))
     }
 
-    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
-        let Ok((api, _)) = self.api().await else {
-            return vec![CleanupStep::failed("connect to EC2", "no client to remove leftovers with")];
+    /// Deletes a key pair, retrying until the cleanup deadline; it leaves the ledger once gone.
+    async fn remove_key_pair(&self, api: &Api, ledger: &Ledger, key: &Resource) -> Option<CleanupStep> {
+        let Resource::KeyPair { name, .. } = key else {
+            return None;
         };
-        let mut steps = Vec::new();
-        let ids: Vec<String> = leftovers
-            .iter()
-            .filter_map(|r| if let Resource::Instance { id, .. } = r { Some(id.clone()) } else { None })
-            .collect();
-        if !ids.is_empty() {
-            let action = format!("terminate {}", ids.join(", "));
-            match api.terminate(&ids).await {
-                Ok(_) => steps.push(CleanupStep::ok(action)),
-                Err(e) => steps.push(CleanupStep::failed(action, e.to_string())),
-            }
+        let result = api.delete_key_pair(name, Instant::now() + self.cleanup_timeout).await;
+        if result.is_ok() {
+            ledger.removed(key);
         }
-        for resource in leftovers {
-            if let Resource::KeyPair { name, .. } = resource {
-                let action = format!("delete key pair {name}");
-                match api.delete_key_pair(&name).await {
-                    Ok(_) => steps.push(CleanupStep::ok(action)),
-                    Err(e) => steps.push(CleanupStep::failed(action, e.to_string())),
-                }
-            }
-        }
-        steps
+        Some(removal_step(format!("delete key pair {name}"), result))
     }
 }
 
@@ -292,6 +398,8 @@ struct Ec2Machine {
     ledger: Ledger,
     address: AddressKind,
     region: String,
+    cleanup_timeout: Duration,
+    console_poll_interval: Duration,
     info: Option<InstanceInfo>,
     /// The console text so far: `Latest=true` returns only the most recent part, so it is merged.
     console: String,
@@ -384,11 +492,13 @@ impl Machine for Ec2Machine {
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {
         let api = &self.api;
+        let retry = Retry::until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
         let out = api
-            .call(&api.buckets.describe, "GetConsoleScreenshot", || {
+            .call_retrying(&api.buckets.describe, "GetConsoleScreenshot", retry, || {
                 api.client.get_console_screenshot().instance_id(&self.instance_id).wake_up(true).send()
             })
-            .await;
+            .await
+            .map(|(out, _)| out);
         match out {
             Ok(out) => {
                 let data =
@@ -405,11 +515,13 @@ impl Machine for Ec2Machine {
     async fn poll_console(&mut self) -> Result<(), ProviderError> {
         let api = &self.api;
         let latest = !self.latest_refused;
+        let retry = Retry::until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
         let out = api
-            .call(&api.buckets.describe, "GetConsoleOutput", || {
+            .call_retrying(&api.buckets.describe, "GetConsoleOutput", retry, || {
                 api.client.get_console_output().instance_id(&self.instance_id).set_latest(latest.then_some(true)).send()
             })
-            .await;
+            .await
+            .map(|(out, _)| out);
         let out = match out {
             // Only Nitro instances serve the latest output: ask again for what they have.
             Err(e)
@@ -440,38 +552,56 @@ impl Machine for Ec2Machine {
         Ok(self.console.clone())
     }
 
+    fn console_poll_interval(&self) -> Duration {
+        self.console_poll_interval
+    }
+
+    async fn stopped(&mut self) -> Option<String> {
+        // The shared watcher already describes the instance: no call of its own.
+        let state = self.watcher.state(&self.instance_id)?;
+        matches!(state.as_str(), "shutting-down" | "terminated" | "stopping" | "stopped")
+            .then(|| format!("instance {} is {state}", self.instance_id))
+    }
+
+    /// Terminates the instance and deletes the key pair side by side, each retried until the cleanup
+    /// deadline. The instance counts as removed once EC2 shows it shutting down (billing stops there);
+    /// with `hurry`, once TerminateInstances is accepted.
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
-        let api = self.api.clone();
-        let mut steps = Vec::new();
-        let id = self.instance_id.clone();
-        match api.terminate(std::slice::from_ref(&id)).await {
-            Ok(_) => {
-                steps.push(CleanupStep::ok(format!("terminate {id}")));
-                if hurry {
-                    self.ledger.removed(&self.instance);
-                } else {
-                    match self.watcher.wait_for(&id, &["terminated"], &[], TERMINATE_WAIT).await {
-                        Ok(_) => {
-                            steps.push(CleanupStep::ok(format!("{id} terminated")));
-                            self.ledger.removed(&self.instance);
-                        }
-                        Err(e) => steps.push(CleanupStep::failed(format!("wait for {id} to terminate"), e)),
+        let until = Instant::now() + self.cleanup_timeout;
+        let instance = async {
+            let id = &self.instance_id;
+            let result = self.api.terminate(std::slice::from_ref(id), until).await;
+            let accepted = result.is_ok();
+            let mut steps = vec![removal_step(format!("terminate {id}"), result)];
+            if accepted && hurry {
+                self.ledger.removed(&self.instance);
+            } else if accepted {
+                let wait = until.saturating_duration_since(Instant::now());
+                match self.watcher.wait_for(id, &["shutting-down", "terminated"], &[], wait).await {
+                    Ok(info) => {
+                        steps.push(CleanupStep::ok(format!("{id} {}", info.state)));
+                        self.ledger.removed(&self.instance);
                     }
+                    Err(e) => steps.push(CleanupStep::failed(format!("confirm {id} is shutting down"), e)),
                 }
             }
-            // Left in the ledger: the engine tries again at the end of the run.
-            Err(e) => steps.push(CleanupStep::failed(format!("terminate {id}"), e.to_string())),
-        }
-        self.watcher.unwatch(&id);
-        if let Some(resource @ Resource::KeyPair { name, .. }) = &self.key_pair {
-            match api.delete_key_pair(name).await {
-                Ok(_) => {
-                    steps.push(CleanupStep::ok(format!("delete key pair {name}")));
-                    self.ledger.removed(resource);
+            self.watcher.unwatch(id);
+            steps
+        };
+        let key_pair = async {
+            match &self.key_pair {
+                Some(key @ Resource::KeyPair { name, .. }) => {
+                    let result = self.api.delete_key_pair(name, until).await;
+                    if result.is_ok() {
+                        self.ledger.removed(key);
+                    }
+                    Some(removal_step(format!("delete key pair {name}"), result))
                 }
-                Err(e) => steps.push(CleanupStep::failed(format!("delete key pair {name}"), e.to_string())),
+                _ => None,
             }
-        }
+        };
+        let (mut steps, key_step) = tokio::join!(instance, key_pair);
+        steps.extend(key_step);
         steps
     }
 }

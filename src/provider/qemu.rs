@@ -9,6 +9,7 @@
 //! its handle is dropped (a panicking task), and is listed in the run's ledger.
 
 mod qmp;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -279,6 +280,10 @@ impl Provider for QemuProvider {
             }
         }
         steps
+    }
+
+    async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
+        sweep::sweep(run_id, ledger)
     }
 }
 

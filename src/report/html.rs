@@ -119,6 +119,7 @@ fn view_model(results: &RunResults, dir: &Path) -> Value {
         "counts": results.counts,
         "warnings": results.warnings,
         "leftover_cleanup": results.leftover_cleanup,
+        "not_removed": results.not_removed,
         "grid": grid(&results.cells),
         "cells": cells.iter().map(|c| cell_model(c, dir)).collect::<Vec<_>>(),
         "amiprobe_version": results.amiprobe_version,

@@ -51,6 +51,22 @@ pub fn render(results: &RunResults) -> Result<String, String> {
         case.set_system_out(format!("report.html#{}", super::html::anchor(&cell.id)));
         suite.add_test_case(case);
     }
+    // A leak is a failure CI must show even when every cell passed.
+    if !results.not_removed.is_empty() {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        if let TestCaseStatus::NonSuccess { message, description, ty, .. } = &mut status {
+            *message = Some(format!("{} resources not removed", results.not_removed.len()).into());
+            *ty = Some("not_removed".into());
+            let lines: Vec<String> =
+                results.not_removed.iter().map(|r| format!("{}: {}\n", r.resource, r.error)).collect();
+            *description = Some(
+                format!("{}remove them with: amiprobe sweep --run-id {}\n", lines.concat(), results.run_id).into(),
+            );
+        }
+        let mut case = TestCase::new("cleanup", status);
+        case.set_classname(format!("{}.{}", results.spec.name, results.spec.provider));
+        suite.add_test_case(case);
+    }
     report.add_test_suite(suite);
     report.to_string().map_err(|e| format!("failed to render junit: {e}"))
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::console::printable;
 use crate::engine::{Event, Reporter};
-use crate::results::{CellResult, CellStatus};
+use crate::results::{CellResult, CellStatus, NotRemoved, RunResults};
 
 pub struct Terminal {
     started: Instant,
@@ -81,10 +82,27 @@ pub fn cell_line(cell: &CellResult) -> String {
     let took = cell.timings.ended_s.map(|s| format!(" {s:.1}s")).unwrap_or_default();
     let shots =
         if cell.screenshots.is_empty() { String::new() } else { format!(", {} screenshots", cell.screenshots.len()) };
+    // The reason may quote the guest's console or an API's message: never raw bytes to a terminal.
     match &cell.reason {
-        Some(reason) => format!("{:>7} {}{took}{shots}: {reason}", verdict(cell.status), cell.id),
+        Some(reason) => format!("{:>7} {}{took}{shots}: {}", verdict(cell.status), cell.id, printable(reason)),
         None => format!("{:>7} {}{took}{shots}", verdict(cell.status), cell.id),
     }
+}
+
+/// One line per resource the run could not confirm removed.
+pub fn not_removed_line(gone: &NotRemoved) -> String {
+    format!("NOT REMOVED {}: {}", gone.resource, printable(&gone.error))
+}
+
+/// The closing words on leftovers: each one, and how to remove them.
+pub fn not_removed_summary(results: &RunResults) -> String {
+    let mut text: Vec<String> = results.not_removed.iter().map(not_removed_line).collect();
+    text.push(format!(
+        "{} resources may still exist (and cost): remove them with `amiprobe sweep --run-id {}`",
+        results.not_removed.len(),
+        results.run_id
+    ));
+    text.join("\n")
 }
 
 impl Reporter for Terminal {
@@ -96,7 +114,7 @@ impl Reporter for Terminal {
                     b.overall.set_length(*cells as u64);
                 }
             }
-            Event::Warning(w) => self.line(&format!("warning: {w}")),
+            Event::Warning(w) => self.line(&format!("warning: {}", printable(w))),
             Event::Phase { cell, phase } => match &mut self.bars {
                 Some(b) => {
                     let entry = b.cells.entry(cell.clone()).or_insert_with(|| {
@@ -116,9 +134,10 @@ impl Reporter for Terminal {
             },
             Event::Timeline { cell, event } => {
                 if self.bars.is_none() {
-                    self.line(&format!("{cell}: {}", event.message));
+                    self.line(&format!("{cell}: {}", printable(&event.message)));
                 }
             }
+            Event::NotRemoved(gone) => self.line(&not_removed_line(gone)),
             Event::Screenshot { cell, count } => {
                 if let Some(b) = &mut self.bars {
                     if let Some(entry) = b.cells.get_mut(cell) {

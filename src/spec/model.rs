@@ -74,6 +74,15 @@ pub struct Ec2Spec {
     #[serde(default = "default_poll", with = "humantime_serde")]
     #[schemars(with = "DurationSchema")]
     pub poll_interval: Duration,
+    /// How often each instance's console output is read and checked while it runs (default 10s):
+    /// a fatal sign stops the cell at the next read. Each read is one GetConsoleOutput call.
+    #[serde(default = "default_console_poll", with = "humantime_serde")]
+    #[schemars(with = "DurationSchema")]
+    pub console_poll_interval: Duration,
+}
+
+fn default_console_poll() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_poll() -> Duration {

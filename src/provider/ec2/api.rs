@@ -1,10 +1,11 @@
 //! The EC2 client as amiprobe uses it: the standard AWS configuration chain, client-side token
-//! buckets at EC2's published rates, and backoff with jitter on throttling.
+//! buckets at EC2's published rates, and backoff with jitter on throttling, on server errors and, for
+//! what amiprobe has just created, on EC2's eventually consistent "not found".
 
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 use tokio::time::{sleep, Instant};
 
@@ -13,6 +14,25 @@ use crate::spec::{Ec2Spec, RateSpec};
 /// Error codes that mean "slow down": retried with backoff, never reported as the cell's failure.
 const THROTTLED: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"];
 const MAX_THROTTLE_RETRIES: u32 = 12;
+/// Server errors (5xx, a dropped connection) retried this often when the call has no deadline.
+const MAX_SERVER_RETRIES: u32 = 5;
+
+/// What a call retries besides throttling, which is always retried.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retry<'a> {
+    /// Codes that mean "not visible yet" for a resource amiprobe has just created (EC2 is eventually
+    /// consistent: a new key pair or instance can be unknown to the next call for a moment).
+    pub not_found: &'a [&'a str],
+    /// Retry not-found answers and server errors until then (else server errors a few times).
+    pub until: Option<Instant>,
+}
+
+impl<'a> Retry<'a> {
+    /// Retries `not_found` codes and server errors until `until`.
+    pub fn until(until: Instant, not_found: &'a [&'a str]) -> Self {
+        Retry { not_found, until: Some(until) }
+    }
+}
 
 /// An EC2 API error, as a lowercase fragment: "RunInstances failed: InvalidAMIID.NotFound: ...".
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,6 +41,10 @@ pub struct ApiError {
     pub action: &'static str,
     pub code: Option<String>,
     pub message: String,
+    /// Calls made, retries included.
+    pub attempts: u32,
+    /// A server error or lost connection: the call may or may not have taken effect.
+    pub transient: bool,
 }
 
 impl ApiError {
@@ -109,51 +133,107 @@ impl Api {
     }
 
     /// Makes one API call through its bucket, backing off with full jitter while EC2 throttles.
-    pub async fn call<T, E, F, Fut>(&self, bucket: &TokenBucket, action: &'static str, mut op: F) -> Result<T, ApiError>
+    /// Server errors are retried a few times: every call amiprobe makes is idempotent (creates carry
+    /// a client token or a unique name), so a retry never creates a second thing.
+    pub async fn call<T, E, F, Fut>(&self, bucket: &TokenBucket, action: &'static str, op: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let mut retries = 0;
+        self.call_retrying(bucket, action, Retry::default(), op).await.map(|(v, _)| v)
+    }
+
+    /// [`Api::call`] with a retry policy; also returns how many attempts it took.
+    pub async fn call_retrying<T, E, F, Fut>(
+        &self,
+        bucket: &TokenBucket,
+        action: &'static str,
+        retry: Retry<'_>,
+        mut op: F,
+    ) -> Result<(T, u32), ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (mut throttles, mut others, mut attempts) = (0u32, 0u32, 0u32);
         loop {
+            // Every attempt, retries included, takes a token: a retry is a call EC2 counts.
             bucket.acquire().await;
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let code = e.code().map(str::to_string);
-                    if code.as_deref().is_some_and(|c| THROTTLED.contains(&c)) && retries < MAX_THROTTLE_RETRIES {
-                        retries += 1;
-                        let cap = Duration::from_millis(100 * (1 << retries.min(8))).min(Duration::from_secs(10));
-                        sleep(cap.mul_f64(fastrand::f64())).await;
-                        continue;
-                    }
-                    let message = match e.message() {
-                        Some(m) => m.to_string(),
-                        None => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-                    };
-                    return Err(ApiError { action, code, message });
+            attempts += 1;
+            let e = match op().await {
+                Ok(v) => return Ok((v, attempts)),
+                Err(e) => e,
+            };
+            let code = e.code().map(str::to_string);
+            let transient = is_transient(&e);
+            let before_deadline = retry.until.is_some_and(|t| Instant::now() < t);
+            let throttled = code.as_deref().is_some_and(|c| THROTTLED.contains(&c));
+            let not_found = code.as_deref().is_some_and(|c| retry.not_found.contains(&c));
+            let again = if throttled {
+                throttles += 1;
+                throttles <= MAX_THROTTLE_RETRIES || before_deadline
+            } else if not_found || transient {
+                others += 1;
+                before_deadline || (transient && retry.until.is_none() && others <= MAX_SERVER_RETRIES)
+            } else {
+                false
+            };
+            if again {
+                let exponent = (throttles + others).min(7);
+                let cap = Duration::from_millis(100 * (1 << exponent)).min(Duration::from_secs(10));
+                let mut pause = cap.mul_f64(fastrand::f64());
+                if let Some(until) = retry.until {
+                    pause = pause.min(until.saturating_duration_since(Instant::now()));
                 }
+                sleep(pause).await;
+                continue;
             }
+            let message = match e.message() {
+                Some(m) => m.to_string(),
+                None => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+            };
+            return Err(ApiError { action, code, message, attempts, transient });
         }
     }
 }
 
-/// The two removals every cleanup path makes.
+/// A server error or a failure to get an answer at all: the same call may well work a moment later.
+fn is_transient<E>(e: &SdkError<E>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(ctx) => ctx.raw().status().is_server_error(),
+        _ => false,
+    }
+}
+
+/// Codes under which EC2 does not yet know an instance or key pair amiprobe has just created.
+pub const INSTANCE_NOT_FOUND: &[&str] = &["InvalidInstanceID.NotFound"];
+pub const KEY_PAIR_NOT_FOUND: &[&str] = &["InvalidKeyPair.NotFound"];
+
+/// The two removals every cleanup path makes, each retried until `until`: a removal that fails is a
+/// leak, so it is worth minutes, not one more try.
 impl Api {
-    pub async fn terminate(&self, ids: &[String]) -> Result<(), ApiError> {
+    pub async fn terminate(&self, ids: &[String], until: Instant) -> Result<u32, ApiError> {
         let ids = ids.to_vec();
-        self.call(&self.buckets.terminate, "TerminateInstances", || {
+        let retry = Retry::until(until, INSTANCE_NOT_FOUND);
+        self.call_retrying(&self.buckets.terminate, "TerminateInstances", retry, || {
             self.client.terminate_instances().set_instance_ids(Some(ids.clone())).send()
         })
         .await
-        .map(|_| ())
+        .map(|(_, attempts)| attempts)
     }
 
-    pub async fn delete_key_pair(&self, name: &str) -> Result<(), ApiError> {
-        self.call(&self.buckets.mutating, "DeleteKeyPair", || self.client.delete_key_pair().key_name(name).send())
-            .await
-            .map(|_| ())
+    /// Deleting a key pair that does not exist succeeds on EC2, so "not found" here can only mean
+    /// "just created, not visible yet": retried like a server error.
+    pub async fn delete_key_pair(&self, name: &str, until: Instant) -> Result<u32, ApiError> {
+        let retry = Retry::until(until, KEY_PAIR_NOT_FOUND);
+        self.call_retrying(&self.buckets.mutating, "DeleteKeyPair", retry, || {
+            self.client.delete_key_pair().key_name(name).send()
+        })
+        .await
+        .map(|(_, attempts)| attempts)
     }
 }
 

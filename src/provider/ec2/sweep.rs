@@ -38,8 +38,20 @@ fn to_system_time(t: &aws_sdk_ec2::primitives::DateTime) -> Option<SystemTime> {
     SystemTime::try_from(*t).ok()
 }
 
-pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
-    let mut report = SweepReport::default();
+/// How long `sweep` retries a removal that EC2 refuses for a moment.
+const SWEEP_RETRY: Duration = Duration::from_secs(120);
+
+/// A live instance found by its tags.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub client_token: Option<String>,
+}
+
+/// Lists the live instances (pending to stopped: not shutting down or gone) and the key pairs that
+/// `selection` picks, by amiprobe's tags.
+pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) -> Vec<Found> {
+    let mut found = Vec::new();
     let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
     let live = Filter::builder()
         .name("instance-state-name")
@@ -70,6 +82,10 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
             if selected(selection, instance.tags(), created) {
                 if let Some(id) = instance.instance_id() {
                     report.instances.push(id.to_string());
+                    found.push(Found {
+                        id: id.to_string(),
+                        client_token: instance.client_token().filter(|t| !t.is_empty()).map(str::to_string),
+                    });
                 }
             }
         }
@@ -92,17 +108,23 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
         }
         Err(e) => report.errors.push(e.to_string()),
     }
+    found
+}
+
+pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
+    let mut report = SweepReport::default();
+    find(api, selection, &mut report).await;
     if dry_run {
         return report;
     }
+    let until = tokio::time::Instant::now() + SWEEP_RETRY;
     for chunk in report.instances.chunks(100) {
-        let ids = chunk.to_vec();
-        if let Err(e) = api.terminate(&ids).await {
+        if let Err(e) = api.terminate(chunk, until).await {
             report.errors.push(e.to_string());
         }
     }
     for name in &report.key_pairs {
-        if let Err(e) = api.delete_key_pair(name).await {
+        if let Err(e) = api.delete_key_pair(name, until).await {
             report.errors.push(e.to_string());
         }
     }

@@ -77,6 +77,11 @@ impl Watcher {
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
+    /// The instance's state as last described, if it has been seen.
+    pub fn state(&self, id: &str) -> Option<String> {
+        self.tx.borrow().instances.get(id).map(|i| i.state.clone())
+    }
+
     /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
     pub async fn wait_for(
         &self,
