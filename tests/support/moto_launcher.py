@@ -204,6 +204,8 @@ def not_yet_visible(action, params):
             named = [v[0] for k, v in params.items() if naming.fullmatch(k) and in_window(kind, v[0])]
             if named:
                 code, message = NOT_FOUND[kind]
+                if len(named) > 1:  # EC2's plural: "The instance IDs 'i-1, i-2' do not exist"
+                    message = message.replace("ID ", "IDs ").replace("key pair ", "key pairs ").replace("does", "do")
                 return code, message.format(", ".join(named))
     return None
 

@@ -147,13 +147,17 @@ def check_consistency(m, ec2):
         assert (code, status) == ("InvalidInstanceID.NotFound", 400), (call.__name__, code, status)
         assert message == f"The instance ID '{instance_id}' does not exist", message
     assert not listed(ec2, instance_id) and listed(oracle, instance_id)
+    other = run_one(ec2)
+    message = error_of(ec2.terminate_instances, InstanceIds=[instance_id, other])[2]
+    assert message == f"The instance IDs '{instance_id}, {other}' do not exist", message
     time.sleep(1.05)
     assert listed(ec2, instance_id)
     ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.terminate_instances(InstanceIds=[other])
     ec2.delete_key_pair(KeyName="k1")
     assert "k1" not in key_names(oracle)
     calls = m.get("/calls")
-    assert calls["consistency:TerminateInstances"] == 1 and calls["consistency:DescribeKeyPairs"] == 1, calls
+    assert calls["consistency:TerminateInstances"] == 2 and calls["consistency:DescribeKeyPairs"] == 1, calls
     m.post("/consistency", {})
 
 
@@ -223,6 +227,20 @@ def check_faults_counted(m, ec2):
     assert m.get("/calls")["fault:DescribeRegions"] == 1
 
 
+def check_existing(m, ec2):
+    """The older endpoints still work: /pending, /console, /throttle, screenshots."""
+    m.post("/pending", {"describes": 2})
+    m.post("/console", {"text": "hello login: "})
+    instance_id = run_one(ec2)
+    assert [state(ec2, instance_id) for _ in range(3)] == ["pending", "pending", "running"]
+    output = ec2.get_console_output(InstanceId=instance_id)["Output"]
+    assert output == "hello login: ", output
+    assert ec2.get_console_screenshot(InstanceId=instance_id)["ImageData"].startswith("/9j/"), "a JPEG"
+    m.post("/throttle", {"enabled": True})
+    codes = [error_of(run_one, ec2)[0] if i >= 5 else run_one(ec2) and "ok" for i in range(6)]
+    assert codes == ["ok"] * 5 + ["RequestLimitExceeded"], codes
+
+
 def check_reset(m, ec2):
     m.post("/latency", {"*": 0.5})
     m.post("/consistency", {"key_pair": 5.0, "instance": 5.0})
@@ -246,6 +264,7 @@ CHECKS = [
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
     ("faults counted", check_faults_counted),
+    ("existing endpoints", check_existing),
     ("reset", check_reset),
 ]
 
