@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::repo_root;
 
@@ -98,23 +98,54 @@ impl Moto {
         .collect()
     }
 
+    /// Posts `body` to the launcher's control API (see `moto_launcher.py` for the paths).
     pub fn control(&self, path: &str, body: Value) {
         http(self.control_port, "POST", path, &body.to_string()).unwrap_or_else(|e| panic!("control {path}: {e}"));
     }
 
-    /// How often each EC2 action was called.
+    /// EC2's latency: each call of an action sleeps its seconds before answering, `"*"` for the actions
+    /// not named, `"jitter"` a share of spread (0.2: +-20%). `&[]` turns it off.
+    pub fn latency(&self, seconds: &[(&str, f64)]) {
+        let body: serde_json::Map<String, Value> = seconds.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        self.control("/latency", Value::Object(body));
+    }
+
+    /// EC2's eventual consistency: for that many seconds after its creation a key pair (an instance)
+    /// named in a call is `InvalidKeyPair.NotFound` (`InvalidInstanceID.NotFound`), and describes
+    /// without names leave it out. `client()` sees through it. 0.0 turns a window off.
+    pub fn consistency(&self, key_pair_s: f64, instance_s: f64) {
+        self.control("/consistency", json!({ "key_pair": key_pair_s, "instance": instance_s }));
+    }
+
+    /// Random `InternalError` (500) and `Unavailable` (503) answers on every action, with probability
+    /// `rate` from an RNG seeded with `seed`. A share `after_rate` of them come after the action took
+    /// effect (a lost response: retries need the same client token). 0.0 turns it off.
+    pub fn chaos(&self, rate: f64, seed: u64, after_rate: f64) {
+        self.control("/chaos", json!({ "rate": rate, "seed": seed, "after_rate": after_rate }));
+    }
+
+    /// Terminated instances stay `shutting-down` this many seconds before `terminated`, as on EC2.
+    pub fn shutting_down(&self, seconds: f64) {
+        self.control("/shutting_down", json!({ "seconds": seconds }));
+    }
+
+    /// How often each EC2 action was called, and how many errors the launcher injected per kind and
+    /// action (`"fault:RunInstances"`, `"consistency:TerminateInstances"`, `"chaos:DescribeInstances"`)
+    /// or throttled (`"throttled"`).
     pub fn calls(&self) -> HashMap<String, u64> {
         let body = http(self.control_port, "GET", "/calls", "").expect("calls");
         serde_json::from_str(&body).expect("calls JSON")
     }
 
-    /// An SDK client for moto, as the tests' own window on what exists.
+    /// An SDK client for moto, as the tests' own window on what exists: signed with the access key
+    /// `oracle`, which the launcher exempts from latency, consistency windows and chaos (not from
+    /// faults or throttling).
     pub fn client(&self) -> aws_sdk_ec2::Client {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("oracle", "testing", None, None, "tests"))
             .build();
         aws_sdk_ec2::Client::from_conf(config)
     }

@@ -1,6 +1,7 @@
 """moto's EC2 server on loopback, extended with what the amiprobe tests need and moto lacks.
 
     python moto_launcher.py --port P --control-port C
+    python moto_launcher.py --self-test      # starts one on free loopback ports, checks every feature
 
 Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control API on 127.0.0.1:C:
 
@@ -10,19 +11,41 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
   POST /console  {"text": "...", "instance_id": optional}    console output (default for all, or one)
   POST /throttle {"enabled": true}     throttle like EC2: per-class token buckets at EC2's published
                                        rates, answering RequestLimitExceeded when one is empty
-  GET  /calls                           {"Action": count, ...} since the last reset
-  POST /reset                           clears faults, counters and moto's state
+  POST /latency  {"RunInstances": 1.0, "*": 0.05, "jitter": 0.2}
+                                       each call of an action sleeps that long (+- jitter share) first;
+                                       "*" is for the actions not named; {} turns it off
+  POST /consistency {"key_pair": 1.0, "instance": 1.0}
+                                       for that long after its creation a key pair (instance) named in a
+                                       call is InvalidKeyPair.NotFound (InvalidInstanceID.NotFound), and
+                                       listings without names leave it out; 0 turns a window off
+  POST /chaos    {"rate": 0.05, "seed": 42, "after_rate": 0.5, "actions": ["*"],
+                  "codes": [["InternalError", 500], ["Unavailable", 503]]}
+                                       each matching call fails with probability `rate` (seeded): a share
+                                       `after_rate` of the failures happen after the action took effect
+                                       (a lost response); rate 0 turns it off
+  POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds
+  GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
+                                        "chaos:Action": n, "throttled": n} since the last reset
+  POST /reset                          clears all of the above and moto's state
 
 Additions to moto's EC2: GetConsoleScreenshot answers with a real JPEG (a frame drawn per call),
-GetConsoleOutput with the text set above, faults with a real EC2 error body and HTTP status, and
-instances held pending. Everything listens on 127.0.0.1 only.
+GetConsoleOutput with the text set above, faults with a real EC2 error body and HTTP status, instances
+held pending, and RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back).
+Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
+consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
+127.0.0.1 only.
 """
 
 import argparse
 import base64
+import copy
 import io
 import json
 import logging
+import os
+import random
+import re
+import sys
 import threading
 import time
 import uuid
@@ -45,7 +68,17 @@ STATE = {
     "console_default": "amiprobe test console\nbooting...\nhttpd: listening on :80\nami-test login: \n",
     "frames": Counter(),
     "throttle": None,  # class -> [tokens, last refill] when enabled
+    "latency": {},  # action -> seconds, "*" -> default, "jitter" -> share
+    "windows": {"key_pair": 0.0, "instance": 0.0},  # consistency window per kind, seconds
+    "born": {"key_pair": {}, "instance": {}},  # kind -> name or id -> monotonic creation time
+    "chaos": None,  # {"rate", "after_rate", "actions", "codes", "rng"} when on
+    "shutting_down_s": 0.0,
+    "shutting": {},  # instance id -> (instance, monotonic time it is terminated), kept until reset
+    "tokens": {},  # RunInstances ClientToken -> (request params, first answer)
 }
+
+# Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
+ORACLE_KEY = "oracle"
 
 # EC2's published per-account limits: (burst, per second).
 RATES = {
@@ -98,6 +131,13 @@ def reset_state():
         STATE["console"].clear()
         STATE["frames"].clear()
         STATE["throttle"] = None
+        STATE["latency"] = {}
+        STATE["windows"] = {"key_pair": 0.0, "instance": 0.0}
+        STATE["born"] = {"key_pair": {}, "instance": {}}
+        STATE["chaos"] = None
+        STATE["shutting_down_s"] = 0.0
+        STATE["shutting"].clear()
+        STATE["tokens"].clear()
 
 
 def error_body(code, message):
@@ -120,21 +160,176 @@ def take_fault(action, params):
     return None
 
 
+def is_oracle(self):
+    """Whether the call is signed with ORACLE_KEY (read here: moto only knows AKIA-style keys)."""
+    return f"Credential={ORACLE_KEY}/" in self.headers.get("Authorization", "")
+
+
+def delay(action):
+    """Sleeps like EC2 takes its time (RunInstances about a second); other requests go on meanwhile."""
+    with LOCK:
+        latency = STATE["latency"]
+        seconds = float(latency.get(action, latency.get("*", 0.0)))
+        jitter = float(latency.get("jitter", 0.0))
+    if seconds > 0:
+        time.sleep(max(0.0, seconds * (1 + random.uniform(-jitter, jitter))))
+
+
+# Parameters that name a resource, whatever the action: KeyName, KeyName.1, InstanceId.2, ResourceId.1...
+NAMING = {
+    "key_pair": re.compile(r"(KeyName|KeyPairId)(\.\d+)?"),
+    "instance": re.compile(r"(InstanceId|ResourceId)(\.\d+)?"),
+}
+NOT_FOUND = {
+    "key_pair": ("InvalidKeyPair.NotFound", "The key pair '{}' does not exist"),
+    "instance": ("InvalidInstanceID.NotFound", "The instance ID '{}' does not exist"),
+}
+
+
+def in_window(kind, key):
+    """True while a just-created resource is still unknown to parts of EC2 (eventual consistency)."""
+    born = STATE["born"][kind].get(key)
+    return born is not None and time.monotonic() - born < STATE["windows"][kind]
+
+
+def not_yet_visible(action, params):
+    """The (code, message) EC2 may answer for a call naming a resource in its window, or None.
+
+    Creating a key pair again is left to moto (a duplicate). DeleteKeyPair of a key in its window is
+    NotFound too (real EC2 may also answer success and delete nothing): the client has to retry."""
+    if action in ("CreateKeyPair", "ImportKeyPair"):
+        return None
+    with LOCK:
+        for kind, naming in NAMING.items():
+            named = [v[0] for k, v in params.items() if naming.fullmatch(k) and in_window(kind, v[0])]
+            if named:
+                code, message = NOT_FOUND[kind]
+                if len(named) > 1:  # EC2's plural: "The instance IDs 'i-1, i-2' do not exist"
+                    message = message.replace("ID ", "IDs ").replace("key pair ", "key pairs ").replace("does", "do")
+                return code, message.format(", ".join(named))
+    return None
+
+
+def note_created(self, action, params, body):
+    """Starts the consistency window of what a successful call created."""
+    now = time.monotonic()
+    with LOCK:
+        if action in ("CreateKeyPair", "ImportKeyPair"):
+            name = params["KeyName"][0]
+            STATE["born"]["key_pair"][name] = now
+            key_pair = self.ec2_backend.key_pairs.get(name)
+            if key_pair is not None:
+                STATE["born"]["key_pair"][key_pair.id] = now
+        elif action == "RunInstances":
+            text = body.decode() if isinstance(body, bytes) else body
+            for instance_id in re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text):
+                STATE["born"]["instance"].setdefault(instance_id, now)
+
+
+def roll_chaos(action):
+    """None, or (code, status, after) for a random failure; the seeded RNG makes runs repeatable."""
+    with LOCK:
+        chaos = STATE["chaos"]
+        if chaos is None or not ({action, "*"} & set(chaos["actions"])):
+            return None
+        rng = chaos["rng"]
+        if rng.random() >= chaos["rate"]:
+            return None
+        after = rng.random() < chaos["after_rate"]
+        code, status = rng.choice(chaos["codes"])
+        return code, int(status), after
+
+
+def replay_token(action, params):
+    """EC2's idempotency (moto has none): RunInstances again with a ClientToken gets the first answer."""
+    token = params.get("ClientToken", [None])[0]
+    if action != "RunInstances" or token is None:
+        return None
+    with LOCK:
+        first = STATE["tokens"].get(token)
+    if first is None:
+        return None
+    first_params, answer = first
+    if first_params != params:
+        message = "Arguments on this idempotent request are inconsistent with arguments used in previous request(s)."
+        return error_answer("IdempotentParameterMismatch", message, 400)
+    return answer
+
+
+def error_answer(code, message, status):
+    return status, {"status": status, "Content-Type": "text/xml"}, error_body(code, message)
+
+
+def count(key):
+    with LOCK:
+        STATE["calls"][key] += 1
+
+
 original_call_action = EC2Response.call_action
 
 
 def call_action(self):
+    """Every EC2 call: latency, throttle, faults, consistency windows and chaos, then moto itself."""
     action = self._get_action()
-    with LOCK:
-        STATE["calls"][action] += 1
-    if throttled(action, self.querystring):
-        body = error_body("RequestLimitExceeded", "Request limit exceeded.")
-        return 503, {"status": 503, "Content-Type": "text/xml"}, body
-    fault = take_fault(action, self.querystring)
+    params = self.querystring
+    oracle = is_oracle(self)
+    count(action)
+    settle_shutting_down()
+    if not oracle:
+        delay(action)
+    if throttled(action, params):
+        return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
+    fault = take_fault(action, params)
     if fault:
-        body = error_body(fault["code"], fault.get("message", f"injected {fault['code']}"))
-        return fault["status"], {"status": fault["status"], "Content-Type": "text/xml"}, body
-    return original_call_action(self)
+        count(f"fault:{action}")
+        return error_answer(fault["code"], fault.get("message", f"injected {fault['code']}"), fault["status"])
+    chaos = None
+    if not oracle:
+        missing = not_yet_visible(action, params)
+        if missing:
+            count(f"consistency:{action}")
+            return error_answer(*missing, 400)
+        chaos = roll_chaos(action)
+        if chaos and not chaos[2]:
+            count(f"chaos:{action}")
+            return error_answer(chaos[0], f"injected {chaos[0]} (chaos)", chaos[1])
+    answer = replay_token(action, params) or original_call_action(self)
+    status, _, body = answer
+    if int(status) == 200:
+        note_created(self, action, params, body)
+        if action == "RunInstances" and "ClientToken" in params:
+            with LOCK:
+                STATE["tokens"].setdefault(params["ClientToken"][0], (dict(params), answer))
+        if action == "TerminateInstances":
+            hold_shutting_down(self, params)
+        if chaos:
+            count(f"chaos:{action}")
+            return error_answer(chaos[0], f"injected {chaos[0]} after the action took effect (chaos)", chaos[1])
+    return answer
+
+
+def hold_shutting_down(self, params):
+    """moto terminates at once; EC2 shows `shutting-down` for a while first."""
+    with LOCK:
+        seconds = STATE["shutting_down_s"]
+        if seconds <= 0:
+            return
+        for key, value in params.items():
+            if not NAMING["instance"].fullmatch(key):
+                continue
+            instance = self.ec2_backend.get_instance(value[0])
+            _, until = STATE["shutting"].setdefault(instance.id, (instance, time.monotonic() + seconds))
+            if instance._state.name == "terminated" and time.monotonic() < until:
+                instance._state.name, instance._state.code = "shutting-down", 32
+
+
+def settle_shutting_down():
+    """Instances whose `shutting-down` time is over become `terminated`."""
+    with LOCK:
+        now = time.monotonic()
+        for instance, until in STATE["shutting"].values():
+            if now >= until and instance._state.name == "shutting-down":
+                instance._state.name, instance._state.code = "terminated", 48
 
 
 def hold_pending(self):
@@ -154,12 +349,45 @@ def hold_pending(self):
                 del STATE["pending"][instance.id]
 
 
+def hidden(self, kind, key):
+    """A listing without names leaves out what is in its consistency window (not for the oracle)."""
+    if is_oracle(self):
+        return False
+    with LOCK:
+        return in_window(kind, key)
+
+
 original_describe_instances = EC2Response.describe_instances
+original_describe_instance_status = EC2Response.describe_instance_status
+original_describe_key_pairs = EC2Response.describe_key_pairs
 
 
 def describe_instances(self):
     hold_pending(self)
-    return original_describe_instances(self)
+    result = original_describe_instances(self)
+    if not self._get_param("InstanceIds", []):
+        reservations = []
+        for reservation in result.result["Reservations"]:
+            reservation = copy.copy(reservation)
+            reservation.instances = [i for i in reservation.instances if not hidden(self, "instance", i.id)]
+            if reservation.instances:
+                reservations.append(reservation)
+        result.result["Reservations"] = reservations
+    return result
+
+
+def describe_instance_status(self):
+    result = original_describe_instance_status(self)
+    statuses = result.result["InstanceStatuses"]
+    result.result["InstanceStatuses"] = [i for i in statuses if not hidden(self, "instance", i.id)]
+    return result
+
+
+def describe_key_pairs(self):
+    result = original_describe_key_pairs(self)
+    key_pairs = result.result["KeyPairs"]
+    result.result["KeyPairs"] = [k for k in key_pairs if not hidden(self, "key_pair", k.key_name)]
+    return result
 
 
 def frame_jpeg(instance_id, frame):
@@ -198,8 +426,23 @@ def get_console_output(self):
 
 EC2Response.call_action = call_action
 EC2Response.describe_instances = describe_instances
+EC2Response.describe_instance_status = describe_instance_status
+EC2Response.describe_key_pairs = describe_key_pairs
 EC2Response.get_console_screenshot = get_console_screenshot
 EC2Response.get_console_output = get_console_output
+
+
+def chaos_config(data):
+    """The /chaos body with its defaults, and its own seeded RNG; None when the rate is 0."""
+    if float(data.get("rate", 0.0)) <= 0:
+        return None
+    return {
+        "rate": float(data["rate"]),
+        "after_rate": float(data.get("after_rate", 0.0)),
+        "actions": list(data.get("actions", ["*"])),
+        "codes": [tuple(c) for c in data.get("codes", [["InternalError", 500], ["Unavailable", 503]])],
+        "rng": random.Random(data.get("seed", 0)),
+    }
 
 
 def control_handler(moto_port):
@@ -236,6 +479,14 @@ def control_handler(moto_port):
                     STATE["pending_describes"] = int(data.get("describes", 0))
                 elif self.path == "/throttle":
                     STATE["throttle"] = {} if data.get("enabled") else None
+                elif self.path == "/latency":
+                    STATE["latency"] = {k: float(v) for k, v in data.items()}
+                elif self.path == "/consistency":
+                    STATE["windows"] = {kind: float(data.get(kind, 0.0)) for kind in ("key_pair", "instance")}
+                elif self.path == "/chaos":
+                    STATE["chaos"] = chaos_config(data)
+                elif self.path == "/shutting_down":
+                    STATE["shutting_down_s"] = float(data.get("seconds", 0.0))
                 elif self.path == "/console":
                     if data.get("instance_id"):
                         STATE["console"][data["instance_id"]] = data["text"]
@@ -258,9 +509,16 @@ def control_handler(moto_port):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--control-port", type=int)
+    parser.add_argument("--self-test", action="store_true", help="check every feature on free loopback ports")
     args = parser.parse_args()
+    if args.self_test:
+        import moto_launcher_selftest  # next to this file
+
+        sys.exit(moto_launcher_selftest.main(os.path.abspath(__file__)))
+    if args.port is None or args.control_port is None:
+        parser.error("--port and --control-port are required")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

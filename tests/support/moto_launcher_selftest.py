@@ -1,0 +1,288 @@
+"""Self-test of moto_launcher.py: `python moto_launcher.py --self-test` (exit status 0 when all pass).
+
+Starts the launcher as the Rust tests do (a child process on free 127.0.0.1 ports), then drives each
+control-API feature with boto3 (dummy credentials, no SDK retries) and checks what EC2 answers.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+AMI = "ami-03cf127a"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Launcher:
+    def __init__(self, path):
+        self.port, self.control_port = free_port(), free_port()
+        env = dict(os.environ, MOTO_ENABLE_AMI_VALIDATION="true", MOTO_ENABLE_KEYPAIR_VALIDATION="true")
+        args = [sys.executable, path, "--port", str(self.port), "--control-port", str(self.control_port)]
+        self.child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.get("/ready")
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/moto-api/").read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "launcher did not start"
+                time.sleep(0.1)
+
+    def get(self, path):
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}{path}").read())
+
+    def post(self, path, body=None):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.control_port}{path}", data=json.dumps(body or {}).encode(), method="POST"
+        )
+        return json.loads(urllib.request.urlopen(request).read())
+
+    def client(self, key="testing"):
+        return boto3.client(
+            "ec2",
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            region_name="eu-west-1",
+            aws_access_key_id=key,
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    def stop(self):
+        self.child.kill()
+        self.child.wait()
+
+
+def error_of(call, *args, **kwargs):
+    """(code, HTTP status, message) of a call that must fail."""
+    try:
+        call(*args, **kwargs)
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Message"]
+    raise AssertionError(f"{call.__name__} succeeded")
+
+
+def run_one(ec2, **extra):
+    out = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1, **extra)
+    return out["Instances"][0]["InstanceId"]
+
+
+def state(ec2, instance_id):
+    out = ec2.describe_instances(InstanceIds=[instance_id])
+    return out["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def key_names(ec2):
+    return {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+
+
+def listed(ec2, instance_id):
+    filters = [{"Name": "instance-type", "Values": ["t3.micro"]}]
+    return any(
+        i["InstanceId"] == instance_id
+        for r in ec2.describe_instances(Filters=filters)["Reservations"]
+        for i in r["Instances"]
+    )
+
+
+def check_latency(m, ec2):
+    ec2.describe_key_pairs()  # the client's first call sets it up: not part of the timings
+    m.post("/latency", {"DescribeKeyPairs": 0.5, "*": 0.0, "jitter": 0.0})
+    started = time.monotonic()
+    threads = [threading.Thread(target=ec2.describe_key_pairs) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 1.0, f"4 parallel slow calls took {elapsed:.2f}s: sleeps must not block each other"
+    started = time.monotonic()
+    ec2.describe_instances()
+    assert time.monotonic() - started < 0.3, "an action not named must follow `*`"
+    m.post("/latency", {"*": 0.2, "jitter": 0.5})
+    started = time.monotonic()
+    ec2.describe_instances()
+    assert 0.1 <= time.monotonic() - started < 0.45, "`*` with jitter"
+    started = time.monotonic()
+    m.client("oracle").describe_instances()
+    assert time.monotonic() - started < 0.1, "the oracle waits for nothing"
+    m.post("/latency", {})
+
+
+def check_consistency(m, ec2):
+    oracle = m.client("oracle")
+    m.post("/consistency", {"key_pair": 1.0, "instance": 1.0})
+    ec2.create_key_pair(KeyName="k1")
+    code, status, message = error_of(ec2.describe_key_pairs, KeyNames=["k1"])
+    assert (code, status, message) == ("InvalidKeyPair.NotFound", 400, "The key pair 'k1' does not exist"), message
+    assert "k1" not in key_names(ec2) and "k1" in key_names(oracle)
+    assert error_of(run_one, ec2, KeyName="k1")[0] == "InvalidKeyPair.NotFound"
+    assert error_of(ec2.delete_key_pair, KeyName="k1")[0] == "InvalidKeyPair.NotFound"
+    time.sleep(1.05)
+    assert "k1" in key_names(ec2)
+    instance_id = run_one(ec2, KeyName="k1")
+    for call, kwargs in [
+        (ec2.terminate_instances, {"InstanceIds": [instance_id]}),
+        (ec2.get_console_output, {"InstanceId": instance_id}),
+        (ec2.get_console_screenshot, {"InstanceId": instance_id}),
+        (ec2.describe_instances, {"InstanceIds": [instance_id]}),
+        (ec2.describe_instance_status, {"InstanceIds": [instance_id]}),
+        (ec2.create_tags, {"Resources": [instance_id], "Tags": [{"Key": "a", "Value": "b"}]}),
+    ]:
+        code, status, message = error_of(call, **kwargs)
+        assert (code, status) == ("InvalidInstanceID.NotFound", 400), (call.__name__, code, status)
+        assert message == f"The instance ID '{instance_id}' does not exist", message
+    assert not listed(ec2, instance_id) and listed(oracle, instance_id)
+    other = run_one(ec2)
+    message = error_of(ec2.terminate_instances, InstanceIds=[instance_id, other])[2]
+    assert message == f"The instance IDs '{instance_id}, {other}' do not exist", message
+    time.sleep(1.05)
+    assert listed(ec2, instance_id)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.terminate_instances(InstanceIds=[other])
+    ec2.delete_key_pair(KeyName="k1")
+    assert "k1" not in key_names(oracle)
+    calls = m.get("/calls")
+    assert calls["consistency:TerminateInstances"] == 2 and calls["consistency:DescribeKeyPairs"] == 1, calls
+    m.post("/consistency", {})
+
+
+def check_delete_missing_key_pair(ec2):
+    # Real EC2 answers success for a key pair that does not exist; moto does too.
+    ec2.delete_key_pair(KeyName="never-created")
+
+
+def chaos_pattern(m, ec2, seed):
+    m.post("/chaos", {"rate": 0.5, "seed": seed, "actions": ["DescribeRegions"]})
+    pattern = []
+    for _ in range(20):
+        try:
+            ec2.describe_regions()
+            pattern.append("ok")
+        except ClientError as e:
+            pattern.append(e.response["Error"]["Code"])
+    return pattern
+
+
+def check_chaos(m, ec2):
+    oracle = m.client("oracle")
+    first = chaos_pattern(m, ec2, 42)
+    assert first == chaos_pattern(m, ec2, 42), "the same seed must fail the same calls"
+    assert first != chaos_pattern(m, ec2, 7) and "ok" in first and "InternalError" in first + chaos_pattern(m, ec2, 7)
+    ec2.describe_instances()  # not in `actions`
+    # Before: the call fails and nothing happened.
+    m.post("/chaos", {"rate": 1.0, "seed": 1, "after_rate": 0.0, "codes": [["Unavailable", 503]]})
+    assert error_of(ec2.create_key_pair, KeyName="lost")[:2] == ("Unavailable", 503)
+    assert "lost" not in key_names(oracle)
+    # After: the call fails and it happened anyway (a lost response).
+    m.post("/chaos", {"rate": 1.0, "seed": 1, "after_rate": 1.0, "codes": [["InternalError", 500]]})
+    assert error_of(ec2.create_key_pair, KeyName="lost")[:2] == ("InternalError", 500)
+    assert "lost" in key_names(oracle)
+    # A RunInstances response lost: the retry with the same ClientToken gets the same instance.
+    assert error_of(run_one, ec2, ClientToken="tok-1")[0] == "InternalError"
+    m.post("/chaos", {"rate": 0})
+    instance_id = run_one(ec2, ClientToken="tok-1")
+    assert run_one(ec2, ClientToken="tok-1") == instance_id
+    assert sum(listed(oracle, i) for i in [instance_id]) == 1
+    reservations = oracle.describe_instances()["Reservations"]
+    assert sum(len(r["Instances"]) for r in reservations) == 1, "one ClientToken, one instance"
+    assert error_of(run_one, ec2, ClientToken="tok-1", KeyName="lost")[0] == "IdempotentParameterMismatch"
+    calls = m.get("/calls")
+    assert calls["chaos:CreateKeyPair"] == 2 and calls["chaos:RunInstances"] == 1, calls
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.delete_key_pair(KeyName="lost")
+
+
+def check_shutting_down(m, ec2):
+    m.post("/shutting_down", {"seconds": 1.0})
+    instance_id = run_one(ec2)
+    out = ec2.terminate_instances(InstanceIds=[instance_id])
+    assert out["TerminatingInstances"][0]["CurrentState"]["Name"] == "shutting-down"
+    assert state(ec2, instance_id) == "shutting-down"
+    ec2.terminate_instances(InstanceIds=[instance_id])  # again: still the first deadline
+    time.sleep(1.05)
+    assert state(ec2, instance_id) == "terminated"
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert state(ec2, instance_id) == "terminated", "a terminated instance stays terminated"
+    m.post("/shutting_down", {"seconds": 0})
+
+
+def check_faults_counted(m, ec2):
+    m.post("/fault", {"action": "DescribeRegions", "code": "InternalError", "status": 500})
+    assert error_of(ec2.describe_regions)[:2] == ("InternalError", 500)
+    assert m.get("/calls")["fault:DescribeRegions"] == 1
+
+
+def check_existing(m, ec2):
+    """The older endpoints still work: /pending, /console, /throttle, screenshots."""
+    m.post("/pending", {"describes": 2})
+    m.post("/console", {"text": "hello login: "})
+    instance_id = run_one(ec2)
+    assert [state(ec2, instance_id) for _ in range(3)] == ["pending", "pending", "running"]
+    output = ec2.get_console_output(InstanceId=instance_id)["Output"]
+    assert output == "hello login: ", output
+    assert ec2.get_console_screenshot(InstanceId=instance_id)["ImageData"].startswith("/9j/"), "a JPEG"
+    m.post("/throttle", {"enabled": True})
+    codes = [error_of(run_one, ec2)[0] if i >= 5 else run_one(ec2) and "ok" for i in range(6)]
+    assert codes == ["ok"] * 5 + ["RequestLimitExceeded"], codes
+
+
+def check_reset(m, ec2):
+    m.post("/latency", {"*": 0.5})
+    m.post("/consistency", {"key_pair": 5.0, "instance": 5.0})
+    m.post("/chaos", {"rate": 1.0})
+    m.post("/shutting_down", {"seconds": 5.0})
+    m.post("/reset")
+    started = time.monotonic()
+    ec2.create_key_pair(KeyName="after-reset")
+    assert "after-reset" in key_names(ec2)
+    instance_id = run_one(ec2)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert state(ec2, instance_id) == "terminated"
+    assert time.monotonic() - started < 1.0, "latency survived the reset"
+    assert "DescribeRegions" not in m.get("/calls")
+
+
+CHECKS = [
+    ("latency", check_latency),
+    ("consistency", check_consistency),
+    ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),
+    ("chaos", check_chaos),
+    ("shutting_down", check_shutting_down),
+    ("faults counted", check_faults_counted),
+    ("existing endpoints", check_existing),
+    ("reset", check_reset),
+]
+
+
+def main(launcher_path):
+    m = Launcher(launcher_path)
+    failed = 0
+    try:
+        for name, check in CHECKS:
+            m.post("/reset")
+            try:
+                check(m, m.client())
+                print(f"ok    {name}")
+            except Exception as e:  # noqa: BLE001 - report every check, then fail
+                failed += 1
+                print(f"FAIL  {name}: {type(e).__name__}: {e}")
+                traceback.print_exc()
+    finally:
+        m.stop()
+    print("self-test passed" if not failed else f"self-test: {failed} failed")
+    return 1 if failed else 0
