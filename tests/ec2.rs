@@ -9,74 +9,11 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
+use support::ec2::*;
 use support::moto::{closed_port, out_dir, Moto, TestService, AMI, AMIS};
-
-/// A spec for moto: `cells` as (image, instance type), probes on loopback ports.
-fn spec(dir: &Path, cells: &[(&str, &str)], probes: &str, extra: &str) -> std::path::PathBuf {
-    let include: Vec<String> =
-        cells.iter().map(|(i, t)| format!("    - {{ image: {i}, instance_type: {t} }}")).collect();
-    let text = format!(
-        "name: moto-test\nprovider:\n  ec2: {{ region: eu-west-1, poll_interval: 500ms{extra} }}\nmatrix:\n  include:\n{}\nlaunch:\n  user_data: \"#!/bin/sh\\necho amiprobe-user-data\\n\"\n  tags: {{ team: platform }}\ncapture:\n  screenshots: [{{ every: 1s, until: 30s }}]\nprobes:\n{probes}\nconsole:\n  must_contain: [\"login:\"]\ntimeouts: {{ run: 2m }}\n",
-        include.join("\n")
-    );
-    let file = dir.join("spec.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
-fn http_probe(name: &str, port: u16, within: &str) -> String {
-    format!("  - {{ name: {name}, http: {{ port: {port}, path: /health }}, expect: {{ json: {{ '$.status': up }} }}, within: {within}, interval: 500ms }}\n")
-}
-
-fn amiprobe(moto: &Moto, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amiprobe"));
-    cmd.args(args).envs(moto.env());
-    cmd
-}
-
-fn run(moto: &Moto, spec: &Path, out: &Path) -> (Output, Value) {
-    run_with(moto, spec, out, &[])
-}
-
-fn run_with(moto: &Moto, spec: &Path, out: &Path, extra: &[&str]) -> (Output, Value) {
-    let output = amiprobe(moto, &["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--probe-host", "127.0.0.1", "--allow-targets", "127.0.0.0/8"])
-        .args(extra)
-        .output()
-        .unwrap();
-    (output, results(out))
-}
-
-/// Starts a run in the background, for tests that interrupt it.
-fn spawn_run(moto: &Moto, spec: &Path, out: &Path, stderr: Stdio) -> std::process::Child {
-    amiprobe(moto, &["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--probe-host", "127.0.0.1", "--allow-targets", "127.0.0.0/8"])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap()
-}
-
-fn results(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results.json")).unwrap()
-}
-
-#[track_caller]
-fn assert_nothing_left(moto: &Moto, results: &Value) {
-    let run_id = results["run_id"].as_str().unwrap();
-    let (instances, key_pairs) = moto.leftovers(run_id);
-    assert!(
-        instances.is_empty() && key_pairs.is_empty(),
-        "left on moto: instances {instances:?}, key pairs {key_pairs:?}"
-    );
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn full_lifecycle_with_a_passing_and_a_failing_probe() {
@@ -171,8 +108,9 @@ fn with_fault(fault: Value, probes_ok: bool) -> (Moto, Output, Value, tempfile::
 
 #[test]
 fn fault_in_create_key_pair_is_a_clear_cell_error() {
+    // More server errors in a row than a call retries: EC2 is down for this call, not hiccuping.
     let (moto, output, r, _dir) =
-        with_fault(json!({"action": "CreateKeyPair", "code": "InternalError", "status": 500}), true);
+        with_fault(json!({"action": "CreateKeyPair", "code": "InternalError", "status": 500, "count": 100}), true);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(r["cells"][0]["status"], "error");
     assert!(
@@ -184,11 +122,11 @@ fn fault_in_create_key_pair_is_a_clear_cell_error() {
 }
 
 #[test]
-fn fault_in_run_instances_deletes_the_key_pair() {
+fn a_refused_run_instances_deletes_the_key_pair() {
     let (moto, output, r, _dir) =
-        with_fault(json!({"action": "RunInstances", "code": "InternalError", "status": 500}), true);
+        with_fault(json!({"action": "RunInstances", "code": "InvalidParameterValue", "status": 400}), true);
     assert_eq!(output.status.code(), Some(1));
-    assert!(r["cells"][0]["reason"].as_str().unwrap().contains("RunInstances failed: InternalError"));
+    assert!(r["cells"][0]["reason"].as_str().unwrap().contains("RunInstances failed: InvalidParameterValue"));
     assert_eq!(moto.calls().get("DeleteKeyPair"), Some(&1));
     assert_nothing_left(&moto, &r);
 }
@@ -230,14 +168,16 @@ fn fault_in_get_console_output_is_recorded() {
 }
 
 #[test]
-fn fault_in_terminate_instances_is_retried_at_the_end_of_the_run() {
+fn terminate_failing_several_times_is_retried_with_backoff() {
     let (moto, output, r, _dir) =
-        with_fault(json!({"action": "TerminateInstances", "code": "InternalError", "status": 500}), true);
-    assert_eq!(output.status.code(), Some(1), "a failed cleanup fails the cell");
+        with_fault(json!({"action": "TerminateInstances", "code": "InternalError", "status": 500, "count": 4}), true);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let cell = &r["cells"][0];
-    assert!(cell["cleanup"].as_array().unwrap().iter().any(|s| s["ok"] == false));
-    assert!(r["leftover_cleanup"].as_array().unwrap().iter().all(|s| s["ok"] == true));
-    assert!(!r["leftover_cleanup"].as_array().unwrap().is_empty());
+    let terminate = &cell["cleanup"][0];
+    assert!(terminate["action"].as_str().unwrap().starts_with("terminate i-"), "{terminate}");
+    assert_eq!((terminate["ok"].as_bool(), terminate["attempts"].as_u64()), (Some(true), Some(5)), "{terminate}");
+    assert_eq!(moto.calls()["fault:TerminateInstances"], 4);
+    assert!(r.get("not_removed").is_none(), "{}", r["not_removed"]);
     assert_nothing_left(&moto, &r);
 }
 
@@ -307,28 +247,6 @@ fn bad_ami_and_bad_instance_type_are_clear_errors_per_cell() {
     assert!(reason(1).contains("RunInstances failed: Invalid") && reason(1).contains("t3.gigantic"), "{}", reason(1));
     assert_eq!(r["cells"][2]["status"], "passed", "one bad cell does not stop the others");
     assert_nothing_left(&moto, &r);
-}
-
-fn wait_for_screenshots(out: &Path, at_least: usize) {
-    let started = Instant::now();
-    loop {
-        let n = std::fs::read_to_string(out.join("results.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .map(|_| walk_count(&out.join("cells")))
-            .unwrap_or(0);
-        if n >= at_least {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "no screenshots appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn walk_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 }).sum())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -155,7 +155,10 @@ impl Moto {
         let instances = self
             .instances(run_id)
             .iter()
-            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            // Shutting down is on its way out (EC2 stops billing there): only live states count.
+            .filter(|i| {
+                !matches!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("terminated" | "shutting-down"))
+            })
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect();
         let client = self.client();

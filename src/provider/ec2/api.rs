@@ -199,11 +199,23 @@ impl Api {
     }
 }
 
+/// Server errors (HTTP 5xx) that are a definite answer, not a hiccup: nothing was created, and
+/// asking again at once changes nothing (capacity has its own fallbacks).
+const DEFINITE_SERVER_ERRORS: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientAddressCapacity",
+];
+
 /// A server error or a failure to get an answer at all: the same call may well work a moment later.
-fn is_transient<E>(e: &SdkError<E>) -> bool {
+fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(ctx) => ctx.raw().status().is_server_error(),
+        SdkError::ServiceError(ctx) => {
+            ctx.raw().status().is_server_error() && !e.code().is_some_and(|c| DEFINITE_SERVER_ERRORS.contains(&c))
+        }
         _ => false,
     }
 }
