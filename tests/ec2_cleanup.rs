@@ -287,3 +287,34 @@ fn coloured_console_text_is_matched_clean_and_kept_raw() {
     }
     assert_nothing_left(&moto, &r);
 }
+
+#[test]
+fn a_run_started_with_sigint_ignored_still_stops_cleanly_on_sigint() {
+    use std::os::unix::process::CommandExt;
+    let moto = Moto::start();
+    let (dir, out) = out_dir();
+    let spec = endless_spec(dir.path(), "");
+    // What a shell does to a background job (`amiprobe run ... &` in a CI script).
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_amiprobe"));
+    command
+        .args(["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--probe-host", "127.0.0.1", "--allow-targets", "127.0.0.0/8"])
+        .envs(moto.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: signal(2) between fork and exec is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    wait_for_screenshots(&out, 2);
+    signal(&child, libc::SIGINT);
+    let status = wait_with_limit(child, Duration::from_secs(120));
+    assert_eq!(status.code(), Some(130));
+    let r = results(&out);
+    assert_eq!(r["status"], "interrupted");
+    assert_nothing_left(&moto, &r);
+}

@@ -134,10 +134,13 @@ impl Provider for Ec2Provider {
         let launched = self.run_instance(api, cell, ctx, key_name, ephemeral_key.is_some(), &mut notes).await;
         let (instance_id, instance_type) = match launched {
             Ok(launched) => launched,
-            Err(e) => {
+            Err(mut e) => {
                 // Nothing runs: the key pair goes now rather than at the end of the run.
                 if let Some(key) = &ephemeral_key {
-                    self.remove_key_pair(api, &ctx.ledger, key).await;
+                    if let Some(step) = self.remove_key_pair(api, &ctx.ledger, key).await {
+                        let outcome = if step.ok { "done".to_string() } else { format!("failed: {}", step.message) };
+                        e.message = format!("{}; {} {outcome}", e.message, step.action);
+                    }
                 }
                 return Err(e);
             }
