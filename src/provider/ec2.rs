@@ -495,7 +495,7 @@ impl Machine for Ec2Machine {
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {
         let api = &self.api;
-        let retry = Retry::until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
+        let retry = Retry::not_found_until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
         let out = api
             .call_retrying(&api.buckets.describe, "GetConsoleScreenshot", retry, || {
                 api.client.get_console_screenshot().instance_id(&self.instance_id).wake_up(true).send()
@@ -518,7 +518,7 @@ impl Machine for Ec2Machine {
     async fn poll_console(&mut self) -> Result<(), ProviderError> {
         let api = &self.api;
         let latest = !self.latest_refused;
-        let retry = Retry::until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
+        let retry = Retry::not_found_until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
         let out = api
             .call_retrying(&api.buckets.describe, "GetConsoleOutput", retry, || {
                 api.client.get_console_output().instance_id(&self.instance_id).set_latest(latest.then_some(true)).send()

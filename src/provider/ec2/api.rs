@@ -23,14 +23,22 @@ pub struct Retry<'a> {
     /// Codes that mean "not visible yet" for a resource amiprobe has just created (EC2 is eventually
     /// consistent: a new key pair or instance can be unknown to the next call for a moment).
     pub not_found: &'a [&'a str],
-    /// Retry not-found answers and server errors until then (else server errors a few times).
+    /// Retry not-found answers until then.
     pub until: Option<Instant>,
+    /// Retry server errors until `until` too, not just a few times: for removals and launches, where
+    /// giving up means a leak or a lost cell.
+    pub persistent: bool,
 }
 
 impl<'a> Retry<'a> {
     /// Retries `not_found` codes and server errors until `until`.
     pub fn until(until: Instant, not_found: &'a [&'a str]) -> Self {
-        Retry { not_found, until: Some(until) }
+        Retry { not_found, until: Some(until), persistent: true }
+    }
+
+    /// Retries `not_found` codes until `until`, server errors a few times.
+    pub fn not_found_until(until: Instant, not_found: &'a [&'a str]) -> Self {
+        Retry { not_found, until: Some(until), persistent: false }
     }
 }
 
@@ -174,9 +182,12 @@ impl Api {
             let again = if throttled {
                 throttles += 1;
                 throttles <= MAX_THROTTLE_RETRIES || before_deadline
-            } else if not_found || transient {
+            } else if not_found {
                 others += 1;
-                before_deadline || (transient && retry.until.is_none() && others <= MAX_SERVER_RETRIES)
+                before_deadline
+            } else if transient {
+                others += 1;
+                (retry.persistent && before_deadline) || (!retry.persistent && others <= MAX_SERVER_RETRIES)
             } else {
                 false
             };
