@@ -43,6 +43,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
             }
         }
         merged.leftover_cleanup.extend(part.leftover_cleanup);
+        merged.not_removed.extend(part.not_removed);
     }
     // Plan order, as a single run lists them.
     merged.cells.sort_by_key(|c| c.index);
