@@ -340,6 +340,7 @@ impl Provider for QemuProvider {
                         qmp,
                         stderr,
                         exit: None,
+                        waited_for_exit: false,
                         stopped: None,
                         resource,
                         ledger: ctx.ledger.clone(),
@@ -459,6 +460,7 @@ struct QemuMachine {
     stderr: StderrTail,
     /// How the QEMU process ended, once it has.
     exit: Option<ExitStatus>,
+    waited_for_exit: bool,
     /// Why the VM stopped by itself, once seen: a stop is for good.
     stopped: Option<String>,
     resource: Resource,
@@ -479,6 +481,8 @@ enum VmState {
     Stopped(String),
     /// Not running yet (or paused), not stopped either.
     NotYet,
+    /// QMP did not answer in time: busy, not known to be stopped; ask again later.
+    Unknown(String),
 }
 
 impl QemuMachine {
@@ -490,14 +494,16 @@ impl QemuMachine {
         self.exit
     }
 
-    /// After QMP closed: QEMU is on its way out; give it a moment to be reaped.
+    /// After QMP closed: QEMU is on its way out; give it a moment to be reaped (once: a QEMU that
+    /// closed QMP and lives on must not slow every later call).
     async fn exit_status_soon(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
+        if self.exit.is_none() && !self.waited_for_exit {
+            self.waited_for_exit = true;
             if let Ok(Ok(status)) = timeout(STATUS_TIMEOUT, self.child.wait()).await {
                 self.exit = Some(status);
             }
         }
-        self.exit
+        self.exit_status()
     }
 
     /// Why QEMU exited: what the guest did if QMP said so (poweroff, reboot under `-no-reboot`), else
@@ -542,6 +548,7 @@ impl QemuMachine {
                 Some(status) => Ok(VmState::Stopped(self.exit_reason(status).await)),
                 None => Err(ProviderError::new("qemu closed its qmp connection but is still running")),
             },
+            Err(e @ QmpError::Timeout { .. }) => Ok(VmState::Unknown(e.to_string())),
             Err(e) => Err(ProviderError::new(e.to_string())),
         }
     }
@@ -567,7 +574,7 @@ fn reason_from_events(events: &[QmpEvent]) -> Option<String> {
     Some(match reason {
         "guest-shutdown" => "guest powered off".into(),
         // Under `-no-reboot` a reboot ends QEMU too.
-        "guest-reset" => "guest rebooted".into(),
+        "guest-reset" => "guest rebooted or reset".into(),
         "guest-panic" => "guest panicked".into(),
         "host-signal" => "qemu was stopped by a signal".into(),
         other => format!("vm shut down ({other})"),
@@ -604,13 +611,17 @@ impl Machine for QemuMachine {
     async fn wait_running(&mut self, timeout_after: Duration) -> Result<(), ProviderError> {
         let deadline = Instant::now() + timeout_after;
         loop {
-            match self.state().await? {
+            let unknown = match self.state().await? {
                 VmState::Running => return Ok(()),
                 VmState::Stopped(reason) => return Err(ProviderError::new(format!("vm stopped: {reason}"))),
-                VmState::NotYet => {}
-            }
+                VmState::NotYet => None,
+                VmState::Unknown(why) => Some(why),
+            };
             if Instant::now() > deadline {
-                return Err(ProviderError::new("vm did not start running in time"));
+                return Err(ProviderError::new(match unknown {
+                    Some(why) => format!("vm did not start running in time ({why})"),
+                    None => "vm did not start running in time".to_string(),
+                }));
             }
             sleep(Duration::from_millis(100)).await;
         }
@@ -679,7 +690,11 @@ impl Machine for QemuMachine {
     async fn stopped(&mut self) -> Option<String> {
         match self.state().await {
             Ok(VmState::Stopped(reason)) => Some(reason),
-            Ok(_) => None,
+            Ok(VmState::Running | VmState::NotYet) => None,
+            Ok(VmState::Unknown(why)) => {
+                tracing::debug!("qemu status unknown: {why}");
+                None
+            }
             Err(e) => {
                 // Busy or unreadable is not stopped; the next poll asks again.
                 tracing::debug!("qemu status unknown: {e}");
@@ -801,7 +816,7 @@ mod tests {
         let off = [event("SHUTDOWN", json!({"guest": true, "reason": "guest-shutdown"}))];
         assert_eq!(reason_from_events(&off).as_deref(), Some("guest powered off"));
         let reset = [event("SHUTDOWN", json!({"guest": true, "reason": "guest-reset"}))];
-        assert_eq!(reason_from_events(&reset).as_deref(), Some("guest rebooted"));
+        assert_eq!(reason_from_events(&reset).as_deref(), Some("guest rebooted or reset"));
         let other = [event("SHUTDOWN", json!({"guest": false, "reason": "host-ui"}))];
         assert_eq!(reason_from_events(&other).as_deref(), Some("vm shut down (host-ui)"));
         assert_eq!(reason_from_events(&[event("RESUME", Value::Null)]), None);
