@@ -179,3 +179,133 @@ fn a_missing_image_fails_before_launching() {
     let reason = r["cells"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("no-such-kernel does not exist"), "{reason}");
 }
+
+/// Runs the variants fixture on some variants with a long probe deadline: a cell that ends early
+/// ended because something noticed, not because its probes gave up.
+fn run_variants(out: &Path, vars: &[&str]) -> (Option<i32>, Value) {
+    let status = amiprobe(out, vars).stdout(Stdio::null()).stderr(Stdio::inherit()).status().unwrap();
+    let r = results(out);
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
+    (status.code(), r)
+}
+
+fn assert_cleanup_ok(cell: &Value) {
+    let steps = cell["cleanup"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{cell:#}");
+    assert!(steps.iter().all(|s| s["ok"] == true), "cleanup failed: {steps:#?}");
+}
+
+fn ended_s(cell: &Value) -> f64 {
+    cell["timings"]["ended_s"].as_f64().unwrap_or_else(|| panic!("no ended_s: {cell:#}"))
+}
+
+#[test]
+fn a_guest_that_powers_off_ends_its_cell_at_once() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    let (code, r) = run_variants(out.path(), &["VARIANTS=[poweroff]", "WITHIN=120s"]);
+    assert_eq!(code, Some(1));
+    let cell = cell(&r, "poweroff");
+    assert_eq!(cell["status"], "failed", "{cell:#}");
+    // The guest powers off ~4 s after init (well under 20 s even under TCG); the probes would wait 120 s.
+    assert!(ended_s(cell) < 40.0, "the cell did not notice the poweroff: ended at {}s", ended_s(cell));
+    let reason = cell["reason"].as_str().unwrap();
+    assert!(reason.contains("powered off") || reason.contains("stopped"), "{reason}");
+    // QEMU exits by itself on a guest poweroff (-no-reboot): cleaning up after it is not a failure.
+    assert_cleanup_ok(cell);
+    let console = std::fs::read_to_string(out.path().join(cell["console_log"].as_str().unwrap())).unwrap();
+    assert!(console.contains("reboot: Power down"), "the console log ends before the poweroff");
+}
+
+#[test]
+fn a_kernel_panic_ends_the_cell_and_is_its_reason() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    let (code, r) = run_variants(
+        out.path(),
+        &[
+            "VARIANTS=[panic]",
+            "WITHIN=120s",
+            r#"MUST_CONTAIN=["amiprobe test image", "a line this image never prints"]"#,
+        ],
+    );
+    assert_eq!(code, Some(1));
+    let cell = cell(&r, "panic");
+    assert_eq!(cell["status"], "failed", "{cell:#}");
+    assert!(ended_s(cell) < 40.0, "the cell did not notice the panic: ended at {}s", ended_s(cell));
+    // The missing line is a consequence; the panic is what broke.
+    let reason = cell["reason"].as_str().unwrap();
+    assert!(reason.to_lowercase().contains("kernel panic"), "{reason}");
+    let panic = cell["console"].as_array().unwrap().iter().find(|f| f["rule"] == "kernel panic").unwrap();
+    assert_eq!(panic["passed"], false, "{panic:#}");
+    assert!(panic["hits"][0]["text"].as_str().unwrap().contains("sysrq triggered crash"), "{panic:#}");
+    // A panicked guest is paused, not gone: QEMU is still there to be told to quit.
+    assert_cleanup_ok(cell);
+}
+
+#[test]
+fn coloured_console_output_matches_as_plain_text() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    let (code, r) =
+        run_variants(out.path(), &["VARIANTS=[color]", "WITHIN=75s", r#"MUST_CONTAIN=["Started httpd.service"]"#]);
+    let cell = cell(&r, "color");
+    assert_eq!(cell["status"], "passed", "{cell:#}");
+    assert_eq!(code, Some(0));
+    let log = std::fs::read(out.path().join(cell["console_log"].as_str().unwrap())).unwrap();
+    assert!(!log.contains(&0x1b), "console.log keeps escape sequences");
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("Started httpd.service - Web server."), "coloured line missing from console.log");
+    assert_cleanup_ok(cell);
+}
+
+#[test]
+fn a_disk_path_with_commas_reaches_qemu_quoted_with_its_format() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let disks = dir.path().join("x,y");
+    std::fs::create_dir(&disks).unwrap();
+    let disk = disks.join("a,b.qcow2");
+    let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("16M").status().unwrap();
+    assert!(made.success());
+    let before = std::fs::read(&disk).unwrap();
+    let spec = dir.path().join("spec.yaml");
+    // A blank disk boots nothing, but QEMU must accept the drive and run: firmware waits for a disk.
+    std::fs::write(
+        &spec,
+        format!(
+            "name: t\nprovider: {{qemu: {{accel: tcg, images: {{blank: {{disk: '{}'}}}}}}}}\nmatrix: {{image: blank}}\n\
+             capture: {{screenshots: [{{every: 1s, until: 3s}}]}}\ntimeouts: {{run: 60s}}\n",
+            disk.display()
+        ),
+    )
+    .unwrap();
+    // The output directory has a comma too: the serial log is written under it.
+    let out = dir.path().join("out,1");
+    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .arg("run")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    let r = results(&out);
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new());
+    let cell = &r["cells"][0];
+    assert!(cell["timings"]["running_s"].is_number(), "qemu did not run: {cell:#}");
+    let command_line = cell["machine"]["command_line"].as_str().unwrap();
+    let quoted = disk.display().to_string().replace(',', ",,");
+    assert!(
+        command_line.contains(&format!("-drive file={quoted},format=qcow2,if=virtio,snapshot=on")),
+        "{command_line}"
+    );
+    assert!(out.join("cells/blank/serial.log").exists(), "serial log not at its literal path: {command_line}");
+    assert_cleanup_ok(cell);
+    assert_eq!(status.code(), Some(0), "{cell:#}");
+    assert_eq!(std::fs::read(&disk).unwrap(), before, "snapshot=on: the image must not be written to");
+}
