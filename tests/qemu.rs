@@ -241,6 +241,11 @@ fn a_kernel_panic_ends_the_cell_and_is_its_reason() {
     let panic = cell["console"].as_array().unwrap().iter().find(|f| f["rule"] == "kernel panic").unwrap();
     assert_eq!(panic["passed"], false, "{panic:#}");
     assert!(panic["hits"][0]["text"].as_str().unwrap().contains("sysrq triggered crash"), "{panic:#}");
+    // The timeline places the panic when its line appeared, and the last screenshot shows it.
+    let seen = panic["hits"][0]["first_seen_s"].as_f64().expect("first seen while running");
+    let last_shot = cell["screenshots"].as_array().unwrap().last().unwrap()["offset_s"].as_f64().unwrap();
+    assert!(last_shot >= seen, "last screenshot at {last_shot}s, panic seen at {seen}s");
+    println!("panic seen at {seen:.1}s, cell ended at {:.1}s ({:.1}s later)", ended_s(cell), ended_s(cell) - seen);
     // A panicked guest is paused, not gone: QEMU is still there to be told to quit.
     assert_cleanup_ok(cell);
 }
