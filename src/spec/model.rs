@@ -71,7 +71,7 @@ pub struct Ec2Spec {
     #[serde(default)]
     pub rate_limits: RateLimitsSpec,
     /// How often the run's instances are described (one call for all of them; default 2s).
-    #[serde(default = "default_poll", with = "humantime_serde")]
+    #[serde(default = "default_poll", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub poll_interval: Duration,
 }
@@ -259,7 +259,7 @@ pub struct CaptureSpec {
     #[serde(default = "default_true")]
     pub console_log: bool,
     /// Keep capturing this long after all probes passed (default 0s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub after_ready: Duration,
 }
@@ -283,10 +283,10 @@ fn default_screenshots() -> Vec<ScreenshotPhase> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct ScreenshotPhase {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub every: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub until: Duration,
 }
@@ -304,11 +304,11 @@ pub struct ProbeSpec {
     #[serde(default)]
     pub expect: Option<ExpectSpec>,
     /// Deadline, from the moment the machine is running (default 300s).
-    #[serde(default = "default_within", with = "humantime_serde")]
+    #[serde(default = "default_within", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub within: Duration,
     /// Pause between attempts (default 2s).
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "default_interval", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub interval: Duration,
     /// Connect here instead of the machine's address (a tunnel or bastion).
@@ -352,7 +352,7 @@ pub struct HttpProbe {
     #[serde(default)]
     pub body: Option<String>,
     /// Per-attempt timeout (default 5s).
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
 }
@@ -430,7 +430,7 @@ impl Default for ConsoleSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct TimeoutsSpec {
     /// Upper bound on one cell, launch to cleanup (default 15m).
-    #[serde(default = "default_run_timeout", with = "humantime_serde")]
+    #[serde(default = "default_run_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub run: Duration,
 }
