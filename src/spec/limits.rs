@@ -174,6 +174,10 @@ impl DepthScan {
             match c {
                 '#' if prev.is_none_or(|p| p == ' ' || p == '\t') => break,
                 '\'' | '"' if at_scalar_start => self.quote = Some(c),
+                // A tag or an anchor comes before the node it names: `x: !t [` and `x: &a [` still open
+                // a list, and so does a complex key, `? [`.
+                '!' | '&' if at_scalar_start => while chars.next_if(|&(_, c)| c != ' ' && c != '\t').is_some() {},
+                '?' | '-' if at_scalar_start && matches!(chars.peek(), None | Some((_, ' ' | '\t'))) => {}
                 '[' | '{' if self.flow > 0 || at_scalar_start => {
                     self.flow += 1;
                     check(depth + self.flow, offset)?;
@@ -226,6 +230,10 @@ mod tests {
         assert_eq!(depth_error(&block), Some((MAX_DEPTH + 1, MAX_DEPTH + 1)));
         let dashes = format!("a:\n{}x\n", "- ".repeat(100));
         assert_eq!(depth_error(&dashes), Some((2, 1)));
+        for prefix in ["? ", "x: !tag ", "x: &anchor ", "- ? - "] {
+            let text = format!("{prefix}{}", "[".repeat(100));
+            assert!(depth_error(&text).is_some(), "{prefix:?} hides the nesting");
+        }
     }
 
     #[test]

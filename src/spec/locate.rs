@@ -52,8 +52,12 @@ impl Locations {
         loop {
             match parser.next_token() {
                 // One document: serde_yaml refuses a second one anyway.
-                Ok((Event::StreamEnd | Event::DocumentEnd, _)) | Err(_) => break,
+                Ok((Event::StreamEnd | Event::DocumentEnd, _)) => break,
                 Ok((event, mark)) => indexer.on_event(event, mark)?,
+                // The scanner reads ahead, and stops on 256 open brackets before the events
+                // reach the depth limit: that is the same limit, hit sooner.
+                Err(e) if e.info() == "recursion limit exceeded" => return Err(too_deep(*e.marker())),
+                Err(_) => break,
             }
         }
         Ok(indexer.locations)
@@ -301,5 +305,46 @@ mod tests {
         // A field that is not written points at the nearest enclosing one.
         let missing = probes.index(1).key("expect");
         assert_eq!(loc.key_or_value(&missing), Some(Position { line: 5, column: 5 }));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn error(text: &str) -> Option<String> {
+        Locations::index(text).err().map(|e| format!("{}:{} {}", e.position.line, e.position.column, e.message))
+    }
+
+    #[test]
+    fn refuses_nesting_however_it_is_written() {
+        // The text scan in `limits` can be fooled; the parser's own events can't.
+        for prefix in ["? ", "x: !tag ", "x: &a ", "x: "] {
+            for open in ["[", "{a: ", "[{a: "] {
+                for depth in [65, 300, 100_000] {
+                    let text = format!("name: t\n{prefix}{}\n", open.repeat(depth));
+                    let e = error(&text).unwrap_or_else(|| panic!("{prefix:?} {open:?} x {depth} accepted"));
+                    assert!(e.starts_with("2:") && e.contains("more than 64 levels"), "{e}");
+                }
+            }
+        }
+        let block: String = (0..70).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        // (yaml-rust2 marks a block mapping after its first key, so only the line is exact.)
+        assert!(error(&block).is_some_and(|e| e.starts_with("65:")), "{:?}", error(&block));
+        assert_eq!(error(&format!("x: \"{}\"\n", "[".repeat(1000))), None, "quoted text is not nesting");
+    }
+
+    #[test]
+    fn counts_what_aliases_expand_to() {
+        let mut lol = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            lol.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+        }
+        // a3 is 11,111 values: the aliases before a4 add 12,330, and a4's eighth `*a3` crosses 100,000.
+        assert_eq!(error(&lol).as_deref(), Some("5:45 aliases expand to more than 100000 values"));
+        // A deep anchor repeated where it is already deep is too deep as a whole.
+        let deep = format!("a: &d {}{}\nb: {}*d{}\n", "[".repeat(40), "]".repeat(40), "[".repeat(30), "]".repeat(30));
+        assert!(error(&deep).is_some_and(|e| e.contains("more than 64 levels")), "{deep}");
+        assert_eq!(error("a: &x [1, 2]\nb: [*x, *x]\n"), None);
     }
 }
