@@ -44,21 +44,29 @@ impl Schedule {
     }
 
     /// The first capture time strictly after `after` (or at 0 when `after` is None).
+    ///
+    /// Computed, not stepped to: a phase of `every: 1ms` until `24h` has 86 million slots.
     pub fn next(&self, after: Option<Duration>) -> Option<Duration> {
         let Some(after) = after else {
             return (!self.phases.is_empty()).then_some(Duration::ZERO);
         };
-        let mut t = Duration::ZERO;
+        // Each phase's slots are `start + k * every` (k >= 1), cut at its `until`, which is the next
+        // phase's start.
+        let mut start = Duration::ZERO;
         for phase in &self.phases {
             if phase.every.is_zero() {
                 return None;
             }
-            while t < phase.until {
-                t = (t + phase.every).min(phase.until);
-                if t > after {
-                    return Some(t);
-                }
+            if start >= phase.until {
+                continue;
             }
+            if after < phase.until {
+                let k = if after < start { 1 } else { (after - start).as_nanos() / phase.every.as_nanos() + 1 };
+                let t = start.as_nanos().saturating_add(k.saturating_mul(phase.every.as_nanos()));
+                let t = t.min(phase.until.as_nanos());
+                return Some(Duration::from_nanos(u64::try_from(t).unwrap_or(u64::MAX)));
+            }
+            start = phase.until;
         }
         None
     }
@@ -131,6 +139,20 @@ mod tests {
         assert_eq!(times, expected);
         // After a late capture (throttling), the schedule resumes at the next slot.
         assert_eq!(s.next(Some(Duration::from_millis(15_500))), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_fine_schedule_is_computed_not_stepped_through() {
+        let s = Schedule {
+            phases: vec![
+                phase(1, 15),
+                ScreenshotPhase { every: Duration::from_nanos(1), until: Duration::from_secs(86_400) },
+            ],
+        };
+        let late = Duration::from_secs(86_000);
+        assert_eq!(s.next(Some(late)), Some(late + Duration::from_nanos(1)));
+        assert_eq!(s.next(Some(Duration::from_secs(86_400))), None);
+        assert_eq!(s.next(Some(Duration::from_millis(14_500))), Some(Duration::from_secs(15)));
     }
 
     #[test]

@@ -18,7 +18,13 @@ use crate::console::ConsoleRules;
 use crate::probe::Probe;
 use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Problem, SpecError};
 
-pub use matrix::{Cell, CellId};
+pub use matrix::{Cell, CellId, MAX_CELLS};
+
+/// The slowest API rate a spec may ask for: one call every 1000 s.
+const MIN_RATE: f64 = 0.001;
+
+/// Most cells run at once: more than any account's instance limit, and no more than cells can exist.
+pub const MAX_CONCURRENCY: usize = MAX_CELLS;
 pub use shard::{fnv1a, Shard};
 
 /// A runnable spec.
@@ -123,6 +129,9 @@ impl Plan {
             }
         }
         let console = ConsoleRules::compile(&spec.console, &root.key("console"), &mut problems);
+        if let Some(n) = spec.concurrency.filter(|n| n.get() > MAX_CONCURRENCY) {
+            problems.push(Problem::at(root.key("concurrency"), format!("{n} is above the limit of {MAX_CONCURRENCY}")));
+        }
         if spec.timeouts.run.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
@@ -186,10 +195,11 @@ fn resolve_provider(spec: &spec::Spec, base: &Path, problems: &mut Vec<Problem>)
                 ("terminate_instances", r.terminate_instances),
                 ("mutating", r.mutating),
             ] {
-                if rate.burst == 0 || !(rate.per_second > 0.0 && rate.per_second.is_finite()) {
+                // A rate near 0 would make the wait for a token overflow a Duration.
+                if rate.burst == 0 || !(rate.per_second >= MIN_RATE && rate.per_second.is_finite()) {
                     problems.push(Problem::at(
                         rates.key(name),
-                        "a rate needs `burst` of at least 1 and `per_second` above 0",
+                        format!("a rate needs `burst` of at least 1 and `per_second` of at least {MIN_RATE}"),
                     ));
                 }
             }

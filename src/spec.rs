@@ -4,6 +4,8 @@
 //! probes, semantic checks) is `plan`'s job.
 
 mod diagnostic;
+mod duration;
+mod limits;
 mod load;
 mod locate;
 mod model;
@@ -13,6 +15,7 @@ mod values;
 mod vars;
 
 pub use diagnostic::{Diagnostic, Problem, SpecError};
+pub use limits::{MAX_ALIAS_NODES, MAX_DEPTH, MAX_DURATION, MAX_SPEC_BYTES};
 pub use load::{load_file, load_str, LoadedSpec, VarOverrides};
 pub use locate::Position;
 pub use model::*;

@@ -29,6 +29,7 @@ macro_rules! broken {
     };
 }
 
+broken!(alias_bomb, "alias-bomb", "-", "12:63", "aliases expand to more than 100000 values");
 broken!(
     bad_address_kind,
     "bad-address-kind",
@@ -80,6 +81,13 @@ broken!(
     "4:11",
     "invalid variable name `1AMI`: use letters, digits and `_`"
 );
+broken!(
+    concurrency_too_high,
+    "concurrency-too-high",
+    "concurrency",
+    "7:14",
+    "18446744073709551615 is above the limit of 10000"
+);
 broken!(duplicate_include, "duplicate-include", "matrix.include[1]", "9:7", "cell `ami-2_t3.micro` is listed twice");
 broken!(duplicate_probe_names, "duplicate-probe-names", "probes[1].name", "10:11", "duplicate probe name `web`");
 broken!(
@@ -103,7 +111,7 @@ broken!(
     "8:22",
     "empty pattern matches every line"
 );
-broken!(empty_file, "empty-file", "-", "", "spec is empty");
+broken!(empty_file, "empty-file", "-", "1:1", "spec is empty");
 broken!(empty_matrix, "empty-matrix", "matrix", "3:1", "matrix is empty");
 broken!(
     exclude_matches_nothing,
@@ -121,6 +129,14 @@ broken!(
 );
 broken!(http_path_no_slash, "http-path-no-slash", "probes[0].http.path", "9:29", "path `health` must start with `/`");
 broken!(
+    huge_duration,
+    "huge-duration",
+    "probes[0].within",
+    "10:13",
+    "duration `300000000000y` is too long: at most 24h"
+);
+broken!(huge_run_timeout, "huge-run-timeout", "timeouts.run", "8:8", "duration `2days` is too long: at most 24h");
+broken!(
     include_unknown_axis,
     "include-unknown-axis",
     "matrix.include[0].zone",
@@ -136,6 +152,7 @@ broken!(
     "8:14",
     "failed to read user data file `./no-such-file.sh`: No such"
 );
+broken!(non_utf8, "non-utf8", "-", "7:17", "spec is not valid UTF-8: byte 0xe9 can't be decoded");
 broken!(no_provider, "no-provider", "provider", "2:1", "no provider given");
 broken!(
     port_out_of_range,
@@ -184,6 +201,10 @@ broken!(
 );
 broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
 broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http probes");
+broken!(too_big, "too-big", "-", "11403:47", "spec is larger than 1 MiB (the limit is reached here)");
+broken!(too_deep, "too-deep", "-", "8:79", "spec is nested more than 64 levels deep");
+broken!(too_deep_indent, "too-deep-indent", "-", "71:129", "spec is nested more than 64 levels deep");
+broken!(too_many_cells, "too-many-cells", "matrix", "4:1", "expands to 20000 cells; at most 10000 are allowed");
 broken!(top_level_list, "top-level-list", "-", "1:1", "invalid type: list, expected a mapping of spec keys");
 broken!(two_providers, "two-providers", "provider.qemu", "4:3", "more than one provider given");
 broken!(
@@ -308,4 +329,60 @@ fn no_input_panics() {
         assert_eq!(run.output.status.code(), Some(2), "input {text:?}: {}", run.stderr());
         assert!(run.stderr().starts_with("error: "), "input {text:?}: {}", run.stderr());
     }
+}
+
+#[test]
+fn a_large_matrix_plans_and_a_huge_one_is_refused_before_expanding() {
+    let axis = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(", ");
+    let spec = |images: usize, types: usize| {
+        format!(
+            "name: t\nprovider: {{ec2: {{}}}}\nmatrix:\n  image: [{}]\n  instance_type: [{}]\n",
+            axis("ami-", images),
+            axis("t", types)
+        )
+    };
+    let run = Test::new().file("spec.yaml", &spec(100, 50)).args(["plan", "spec.yaml", "--format", "json"]).run();
+    let doc = run.code(0).json();
+    assert_eq!(doc["total_cells"], 5000);
+    // The product is refused as a number: a million cells are never built.
+    Test::new()
+        .file("spec.yaml", &spec(1000, 1000))
+        .args(["plan", "spec.yaml"])
+        .run()
+        .code(2)
+        .stderr_has("error: matrix: expands to 1000000 cells; at most 10000 are allowed")
+        .stderr_has("spec.yaml:3:1")
+        .stderr_has("1000 image x 1000 instance_type");
+}
+
+#[test]
+fn a_spec_that_never_ends_is_read_only_up_to_the_limit() {
+    Test::new()
+        .args(["validate", "/dev/zero"])
+        .run()
+        .code(2)
+        .stderr_has("spec is larger than 1 MiB")
+        .stderr_has("--> /dev/zero:1:1048577");
+}
+
+#[test]
+fn aliases_within_the_limit_still_work() {
+    let spec = "name: t\nprovider: {ec2: {}}\nmatrix:\n  image: &amis [ami-1, ami-2]\n  instance_type: t3.micro\n  include:\n    - { image: ami-3, instance_type: t3.micro }\nconsole:\n  must_contain: *amis\n";
+    Test::new().file("spec.yaml", spec).args(["validate", "spec.yaml"]).run().code(0).stdout_has("ok (3 cells)");
+}
+
+#[test]
+fn a_flood_of_errors_is_cut_short_and_long_lines_are_excerpted() {
+    // 2,000 unknown keys on one 40 KB line: 50 are shown, each with a short excerpt of the line.
+    let keys: Vec<String> = (0..2000).map(|i| format!("unknown{i:04}: 1")).collect();
+    let spec = format!(
+        "name: t\nprovider: {{ec2: {{}}}}\nmatrix: {{image: a, instance_type: t}}\nlaunch: {{{}}}\n",
+        keys.join(", ")
+    );
+    let run = Test::new().file("spec.yaml", &spec).args(["validate", "spec.yaml"]).run().code(2);
+    let stderr = run.stderr();
+    assert_eq!(stderr.matches("error: launch.unknown").count(), 50, "{}", &stderr[..2000.min(stderr.len())]);
+    assert!(stderr.contains("... and 1950 more"), "{stderr}");
+    assert!(stderr.contains("2000 errors in spec"), "{stderr}");
+    assert!(stderr.lines().all(|l| l.len() < 200), "a line longer than 200 characters was printed");
 }

@@ -3,13 +3,25 @@
 //! `exclude` drops every combination that matches all keys of an entry. `include` adds its keys to
 //! each combination it can join without overwriting a value that came from the axes; an entry that
 //! joins none becomes a cell of its own.
+//!
+//! The size is checked before anything is built: the product of the axes is computed first, so a
+//! 1000 x 1000 matrix is refused at once rather than expanded, and every step after it is linear in
+//! the cells (or cells times `include`/`exclude` entries, both capped).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
 
 use super::ProviderPlan;
 use crate::spec::{FieldPath, MatrixEntry, MatrixSpec, Problem};
+
+/// Most cells a plan may have: far more than any real matrix (a few hundred), and still planned in
+/// a fraction of a second.
+pub const MAX_CELLS: usize = 10_000;
+
+/// Most `include` or `exclude` entries: each is matched against every cell.
+pub const MAX_ENTRIES: usize = 1_000;
 
 /// A stable, readable cell id built from the cell's values, e.g. `ami-0aaa_t3.micro_subnet-1_sg-web`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -76,8 +88,52 @@ fn keys(entry: &MatrixEntry) -> Vec<(&'static str, String)> {
     out
 }
 
-fn get(entry: &MatrixEntry, axis: &str) -> Option<String> {
-    keys(entry).into_iter().find(|(k, _)| *k == axis).map(|(_, v)| v)
+/// Whether `combo` has every value `entry` gives: `exclude` drops such cells.
+fn has_all(combo: &MatrixEntry, entry: &MatrixEntry) -> bool {
+    fn same<T: PartialEq>(combo: &Option<T>, wanted: &Option<T>) -> bool {
+        wanted.is_none() || combo == wanted
+    }
+    same(&combo.image, &entry.image)
+        && same(&combo.instance_type, &entry.instance_type)
+        && same(&combo.subnet, &entry.subnet)
+        && same(&combo.security_groups, &entry.security_groups)
+}
+
+/// Whether `entry` can join `combo` without overwriting one of its values: `include` joins those.
+fn fits(combo: &MatrixEntry, entry: &MatrixEntry) -> bool {
+    fn free<T: PartialEq>(combo: &Option<T>, wanted: &Option<T>) -> bool {
+        wanted.is_none() || combo.is_none() || combo == wanted
+    }
+    free(&combo.image, &entry.image)
+        && free(&combo.instance_type, &entry.instance_type)
+        && free(&combo.subnet, &entry.subnet)
+        && free(&combo.security_groups, &entry.security_groups)
+}
+
+/// The number of cells the axes multiply to, checked before any is built.
+fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec<Problem>) -> bool {
+    let path = FieldPath::root().key("matrix");
+    let mut ok = true;
+    let product = lengths.iter().try_fold(1usize, |acc, (_, n)| acc.checked_mul(*n));
+    if product.is_none_or(|n| n > MAX_CELLS) {
+        let count = product.map_or("more than 18446744073709551615".to_string(), |n| n.to_string());
+        let factors: Vec<String> = lengths.iter().map(|(name, n)| format!("{n} {name}")).collect();
+        problems.push(
+            Problem::at_key(path.clone(), format!("expands to {count} cells; at most {MAX_CELLS} are allowed"))
+                .help(format!("the axes multiply: {}; split the spec or use `include`", factors.join(" x "))),
+        );
+        ok = false;
+    }
+    for (name, entries) in [("include", &matrix.include), ("exclude", &matrix.exclude)] {
+        if entries.len() > MAX_ENTRIES {
+            problems.push(Problem::at_key(
+                path.key(name),
+                format!("{} `{name}` entries; at most {MAX_ENTRIES} are allowed", entries.len()),
+            ));
+            ok = false;
+        }
+    }
+    ok
 }
 
 pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<Problem>) -> Vec<Cell> {
@@ -123,6 +179,19 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
         }
     }
 
+    let lengths: Vec<(&str, usize)> = [
+        ("image", matrix.image.as_ref().map(|v| v.0.len())),
+        ("instance_type", matrix.instance_type.as_ref().map(|v| v.0.len())),
+        ("subnet", matrix.subnet.as_ref().map(|v| v.0.len())),
+        ("security_groups", matrix.security_groups.as_ref().map(|g| g.0.len())),
+    ]
+    .into_iter()
+    .filter_map(|(name, n)| n.map(|n| (name, n)))
+    .collect();
+    if !check_size(matrix, &lengths, problems) {
+        return Vec::new();
+    }
+
     let has_axes = matrix.image.is_some()
         || matrix.instance_type.is_some()
         || matrix.subnet.is_some()
@@ -150,13 +219,12 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
 
     for (i, entry) in matrix.exclude.iter().enumerate() {
         let at = path.key("exclude").index(i);
-        let wanted = keys(entry);
-        if wanted.is_empty() {
+        if keys(entry).is_empty() {
             problems.push(Problem::at(at, "exclude entry has no keys: it would remove every cell"));
             continue;
         }
         let count = combos.len();
-        combos.retain(|c| !wanted.iter().all(|(k, v)| get(&c.original, k).as_ref() == Some(v)));
+        combos.retain(|c| !has_all(&c.original, entry));
         if combos.len() == count {
             problems.push(
                 Problem::at(at, "exclude entry matches no cell").help("check its values against the matrix axes"),
@@ -168,15 +236,13 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
     }
 
     for (i, entry) in matrix.include.iter().enumerate() {
-        let wanted = keys(entry);
-        if wanted.is_empty() {
+        if keys(entry).is_empty() {
             problems.push(Problem::at(path.key("include").index(i), "include entry has no keys"));
             continue;
         }
         let mut joined = false;
         for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {
-            let fits = wanted.iter().all(|(k, v)| get(&combo.original, k).is_none_or(|o| &o == v));
-            if fits {
+            if fits(&combo.original, entry) {
                 joined = true;
                 let add = &mut combo.added;
                 add.image = entry.image.clone().or(add.image.take());
@@ -197,7 +263,16 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
         );
     }
 
+    if combos.len() > MAX_CELLS {
+        problems.push(Problem::at_key(
+            path.key("include"),
+            format!("expands to {} cells with `include`; at most {MAX_CELLS} are allowed", combos.len()),
+        ));
+        return Vec::new();
+    }
+
     let mut cells: Vec<Cell> = Vec::new();
+    let mut ids = HashSet::new();
     for combo in &combos {
         let at = match combo.from_include {
             Some(i) => path.key("include").index(i),
@@ -218,7 +293,7 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
             }
         }
         let id = CellId(cell_id(&value));
-        if cells.iter().any(|c| c.id == id) {
+        if !ids.insert(id.clone()) {
             problems.push(Problem::at(at, format!("cell `{id}` is listed twice")));
             continue;
         }

@@ -65,9 +65,15 @@ impl SpecError {
     }
 }
 
+/// Errors printed in full; a spec with more (a generated one, usually) gets a count of the rest.
+const MAX_SHOWN: usize = 50;
+
+/// Characters of a source line shown around the column: enough for any hand-written line.
+const LINE_WINDOW: usize = 100;
+
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
+        for (i, d) in self.diagnostics.iter().take(MAX_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
@@ -80,12 +86,13 @@ impl fmt::Display for SpecError {
                     writeln!(f, "  --> {}:{}:{}", d.file.display(), pos.line, pos.column)?;
                     let line = self.source.as_deref().and_then(|s| s.lines().nth(pos.line.saturating_sub(1)));
                     if let Some(line) = line {
+                        let (shown, column) = excerpt(line, pos.column);
                         let gutter = pos.line.to_string().len();
                         writeln!(f, "{:gutter$} |", "")?;
-                        writeln!(f, "{} | {}", pos.line, line)?;
-                        let pad: String = line
+                        writeln!(f, "{} | {}", pos.line, shown)?;
+                        let pad: String = shown
                             .chars()
-                            .take(pos.column.saturating_sub(1))
+                            .take(column.saturating_sub(1))
                             .map(|c| if c == '\t' { '\t' } else { ' ' })
                             .collect();
                         writeln!(f, "{:gutter$} | {pad}^", "")?;
@@ -98,11 +105,33 @@ impl fmt::Display for SpecError {
             }
         }
         let n = self.diagnostics.len();
+        if n > MAX_SHOWN {
+            writeln!(f, "\n... and {} more", n - MAX_SHOWN)?;
+        }
         if n > 1 {
             writeln!(f, "\n{n} errors in spec")?;
         }
         Ok(())
     }
+}
+
+/// The part of a long line around `column`, and the column within it: a 1 MiB line is not printed
+/// once per error.
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    if line.chars().count() <= LINE_WINDOW {
+        return (line.to_string(), column);
+    }
+    let start = column.saturating_sub(LINE_WINDOW / 2 + 1);
+    let mut shown: String = line.chars().skip(start).take(LINE_WINDOW).collect();
+    let mut column = column - start;
+    if start > 0 {
+        shown.insert_str(0, "...");
+        column += 3;
+    }
+    if line.chars().count() > start + LINE_WINDOW {
+        shown.push_str("...");
+    }
+    (shown, column)
 }
 
 impl std::error::Error for SpecError {}

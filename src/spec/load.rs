@@ -1,6 +1,7 @@
 //! Reading a spec file: variables, YAML, unknown keys, and type errors with their places.
 //!
-//! The pipeline is: text -> `${VAR}` substitution -> deserialize (collecting every unknown key with
+//! The pipeline is: bytes -> size and encoding checks -> text -> `${VAR}` substitution -> nesting
+//! estimate -> position index (exact nesting and alias checks) -> deserialize (collecting every unknown key with
 //! serde_ignored, and the path of a type error with serde_path_to_error) -> [`LoadedSpec`].
 //! Semantic checks follow in `plan::resolve`, which reports through [`LoadedSpec::error`].
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, Problem, SpecError};
+use super::limits::{self, LimitError};
 use super::locate::{Locations, Position};
 use super::model::Spec;
 use super::path::FieldPath;
@@ -37,15 +39,43 @@ struct Places {
 pub type VarOverrides = BTreeMap<String, String>;
 
 pub fn load_file(file: &Path, overrides: &VarOverrides) -> Result<LoadedSpec, SpecError> {
-    let source =
-        std::fs::read_to_string(file).map_err(|e| SpecError::single(file, format!("failed to read spec: {e}")))?;
+    let bytes = read_bounded(file).map_err(|e| SpecError::single(file, format!("failed to read spec: {e}")))?;
+    let source = match limits::check_bytes(&bytes) {
+        Ok(text) => text.to_string(),
+        Err(e) => return Err(limit_error(file, e, String::from_utf8_lossy(&bytes).into_owned())),
+    };
     let env = |name: &str| std::env::var(name).ok();
     load_str(file, source, &Vars { overrides, env: &env })
+}
+
+/// Reads at most one byte more than a spec may have: enough to tell it is too big, and a spec
+/// pointed at `/dev/zero` or a huge file costs nothing.
+fn read_bounded(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?.take(limits::MAX_SPEC_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn limit_error(file: &Path, e: LimitError, source: String) -> SpecError {
+    SpecError {
+        diagnostics: vec![Diagnostic {
+            file: file.to_path_buf(),
+            position: Some(e.position),
+            path: None,
+            message: e.message,
+            help: e.help,
+        }],
+        source: Some(source),
+    }
 }
 
 pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, SpecError> {
     let error =
         |diagnostics: Vec<Diagnostic>, source: &str| SpecError { diagnostics, source: Some(source.to_string()) };
+    if let Err(e) = limits::check_bytes(source.as_bytes()) {
+        return Err(limit_error(file, e, source));
+    }
     let substituted = match vars::substitute(&source, vars) {
         Ok(s) => s,
         Err(errors) => {
@@ -66,7 +96,7 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
         return Err(error(
             vec![Diagnostic {
                 file: file.to_path_buf(),
-                position: None,
+                position: Some(Position { line: 1, column: 1 }),
                 path: None,
                 message: "spec is empty".into(),
                 help: Some("a spec needs at least `name`, `provider` and `matrix`".into()),
@@ -75,7 +105,17 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
         ));
     }
 
-    let locations = Locations::index(&substituted.text);
+    // Both limits are checked on the text the parsers will read, and reported where the file has it.
+    let back = |mut e: LimitError| {
+        let (line, column) = substituted.original_position(e.position.line, e.position.column);
+        e.position = Position { line, column };
+        e
+    };
+    let located = limits::check_depth(&substituted.text).and_then(|()| Locations::index(&substituted.text));
+    let locations = match located {
+        Ok(locations) => locations,
+        Err(e) => return Err(limit_error(file, back(e), source)),
+    };
     let mut unknown = Vec::new();
     let result: Result<Spec, _> = {
         let de = serde_yaml::Deserializer::from_str(&substituted.text);

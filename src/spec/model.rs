@@ -1,7 +1,9 @@
 //! The spec as written: the types a YAML spec file deserializes into.
 //!
 //! Every struct rejects nothing by itself: unknown keys are collected by the loader (so that all of them
-//! are reported at once) and cross-field rules live in `validate`. No `untagged` or `flatten` here, they
+//! are reported at once) and cross-field rules live in `validate`. The JSON Schema still says
+//! `additionalProperties: false` (`schemars(deny_unknown_fields)`), so that an editor flags the same
+//! keys `validate` does; `serde(deny_unknown_fields)` would stop deserializing at the first one. No `untagged` or `flatten` here, they
 //! ruin error messages: "one of several shapes" fields have hand-written visitors in `values`.
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use super::values::{ByteSize, DurationSchema, KeyPair, OneOrMany, SecurityGroups
 
 /// One product's smoke test: which images to boot where, what to capture, and what must be true.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Spec {
     /// A short name for the product under test; used in reports and resource tags.
     pub name: String,
@@ -45,6 +48,7 @@ pub struct Spec {
 
 /// Exactly one provider section.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ProviderSpec {
     #[serde(default)]
     pub ec2: Option<Ec2Spec>,
@@ -54,6 +58,7 @@ pub struct ProviderSpec {
 
 /// Amazon EC2, through the official SDK and the standard credential chain.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Ec2Spec {
     /// The region; when omitted, taken from the environment or profile.
     #[serde(default)]
@@ -71,7 +76,7 @@ pub struct Ec2Spec {
     #[serde(default)]
     pub rate_limits: RateLimitsSpec,
     /// How often the run's instances are described (one call for all of them; default 2s).
-    #[serde(default = "default_poll", with = "humantime_serde")]
+    #[serde(default = "default_poll", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub poll_interval: Duration,
     /// How often each instance's console output is read and checked while it runs (default 10s):
@@ -91,6 +96,7 @@ fn default_poll() -> Duration {
 
 /// Token buckets per API class; the defaults are EC2's own published per-account limits.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RateLimitsSpec {
     /// Describe* and Get* calls (screenshots, console output, instance state).
     #[serde(default = "rate_describe")]
@@ -116,6 +122,7 @@ impl Default for RateLimitsSpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RateSpec {
     /// Calls that may go at once after a quiet period.
     pub burst: u32,
@@ -148,6 +155,7 @@ pub enum AddressKind {
 
 /// Capacity fallbacks: on InsufficientInstanceCapacity the launch is retried with the next entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct FallbackSpec {
     #[serde(default)]
     pub instance_type: Vec<String>,
@@ -157,6 +165,7 @@ pub struct FallbackSpec {
 
 /// A local virtual machine under QEMU: the same spec, no cloud account.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct QemuSpec {
     /// Images the matrix `image` axis can name. A value that is not a name here is taken as a disk path.
     #[serde(default)]
@@ -185,6 +194,7 @@ fn default_cpus() -> u32 {
 
 /// A bootable image: a kernel (with optional initrd and command line) or a disk.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct QemuImage {
     /// Kernel to boot directly; relative paths are relative to the spec file.
     #[serde(default)]
@@ -210,6 +220,7 @@ pub enum Accel {
 
 /// The axes of the matrix. Each axis is one value or a list of values.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct MatrixSpec {
     #[serde(default)]
     pub image: Option<OneOrMany<String>>,
@@ -230,6 +241,7 @@ pub struct MatrixSpec {
 
 /// A partial cell, for `include` and `exclude`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct MatrixEntry {
     #[serde(default)]
     pub image: Option<String>,
@@ -243,6 +255,7 @@ pub struct MatrixEntry {
 
 /// How each machine is launched.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct LaunchSpec {
     /// `ephemeral` (the default: created per cell, deleted afterwards) or an existing key pair's name.
     #[serde(default)]
@@ -260,6 +273,7 @@ pub struct LaunchSpec {
 
 /// What is recorded while the machine boots.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct CaptureSpec {
     /// Screenshot phases, in order: every `every` until `until` (time since launch).
     #[serde(default = "default_screenshots")]
@@ -268,7 +282,7 @@ pub struct CaptureSpec {
     #[serde(default = "default_true")]
     pub console_log: bool,
     /// Keep capturing this long after all probes passed (default 0s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub after_ready: Duration,
 }
@@ -291,17 +305,19 @@ fn default_screenshots() -> Vec<ScreenshotPhase> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ScreenshotPhase {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub every: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub until: Duration,
 }
 
 /// One network check. Exactly one of `tcp` or `http`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ProbeSpec {
     /// Unique within the spec; names the probe in reports.
     pub name: String,
@@ -313,11 +329,11 @@ pub struct ProbeSpec {
     #[serde(default)]
     pub expect: Option<ExpectSpec>,
     /// Deadline, from the moment the machine is running (default 300s).
-    #[serde(default = "default_within", with = "humantime_serde")]
+    #[serde(default = "default_within", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub within: Duration,
     /// Pause between attempts (default 2s).
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "default_interval", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub interval: Duration,
     /// Connect here instead of the machine's address (a tunnel or bastion).
@@ -336,6 +352,7 @@ fn default_interval() -> Duration {
 /// A TCP check. Where a provider can't prove a listener by connecting (QEMU user networking accepts
 /// every forwarded connection itself), the peer must also send data.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TcpProbe {
     pub port: u16,
     /// Text to send after connecting (e.g. a protocol greeting); the peer must then answer.
@@ -348,6 +365,7 @@ pub struct TcpProbe {
 
 /// An HTTP request.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct HttpProbe {
     pub port: u16,
     #[serde(default = "default_path")]
@@ -361,7 +379,7 @@ pub struct HttpProbe {
     #[serde(default)]
     pub body: Option<String>,
     /// Per-attempt timeout (default 5s).
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
 }
@@ -398,6 +416,7 @@ pub enum HttpScheme {
 
 /// Expectations on an HTTP answer. All given ones must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ExpectSpec {
     /// A code (`200`), a list (`[200, 204]`) or a range (`200-299`). Default 200-399.
     #[serde(default)]
@@ -416,6 +435,7 @@ pub struct ExpectSpec {
 
 /// Console log assertions. Patterns are plain text matched within a line.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ConsoleSpec {
     #[serde(default)]
     pub must_contain: Vec<String>,
@@ -448,9 +468,10 @@ impl Default for ConsoleSpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TimeoutsSpec {
     /// Upper bound on one cell, launch to cleanup (default 15m).
-    #[serde(default = "default_run_timeout", with = "humantime_serde")]
+    #[serde(default = "default_run_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub run: Duration,
     /// How long removing what a run created is retried (with backoff) before a resource is reported

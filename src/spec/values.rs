@@ -322,7 +322,7 @@ impl JsonSchema for ByteSize {
             "description": "A size like 256M or 1G.",
             "anyOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^[0-9]+\\s*([KMG]i?B?|B)?$" }
+                { "type": "string", "pattern": "^[0-9]+\\s*([KMG]i?B?|B)?$|\\$\\{" }
             ]
         })
     }
@@ -377,9 +377,10 @@ impl JsonSchema for DurationSchema {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration like 500ms, 15s, 5m or 1h30m.",
+            "description": "A duration like 500ms, 15s, 5m or 1h30m, at most 24h.",
             "type": "string",
-            "pattern": "^\\s*([0-9]+\\s*[a-zµ]+\\s*)+$"
+            // A `${VAR}` is only known when the spec is loaded: an editor lets it through.
+            "pattern": "^\\s*([0-9]+\\s*[a-zµ]+\\s*)+$|\\$\\{"
         })
     }
 }

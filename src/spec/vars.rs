@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use super::limits::MAX_SPEC_BYTES;
+
 /// Where a substitution changed a line: columns at or after `at` moved by `shift`.
 #[derive(Debug, Clone)]
 struct Edit {
@@ -36,7 +38,10 @@ impl Substituted {
     /// Maps a 1-based (line, column) in the substituted text back to the original text.
     pub fn original_position(&self, line: usize, column: usize) -> (usize, usize) {
         let mut col = column as i64;
-        for edit in self.edits.iter().filter(|e| e.line == line) {
+        // Edits are in text order: find this line's with two binary searches, not a scan per lookup.
+        let first = self.edits.partition_point(|e| e.line < line);
+        let last = self.edits.partition_point(|e| e.line <= line);
+        for edit in &self.edits[first..last] {
             let start = edit.at as i64;
             let end = start + edit.replaced_len as i64;
             if (column as i64) >= end {
@@ -137,6 +142,18 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>>
                         }
                     }
                 };
+                if out.len() + value.len() > MAX_SPEC_BYTES {
+                    // Variables are not a way around the size limit; nothing after this is worth reading.
+                    errors.push(VarError {
+                        line: line_no,
+                        column: src_col,
+                        message: format!(
+                            "substituting variables makes the spec larger than {} MiB",
+                            MAX_SPEC_BYTES / (1024 * 1024)
+                        ),
+                    });
+                    return Err(errors);
+                }
                 let replaced_len = value.chars().count();
                 out.push_str(&value);
                 edits.push(Edit { line: line_no, at: out_col, replaced_len, original_len });
@@ -194,6 +211,16 @@ mod tests {
         let errors = run("a: ${ONE}\nb: x ${TWO}\n", &[]).unwrap_err();
         assert_eq!(errors.iter().map(|e| (e.line, e.column)).collect::<Vec<_>>(), [(1, 4), (2, 6)]);
         assert!(errors[0].message.contains("undefined variable `ONE`"));
+    }
+
+    #[test]
+    fn refuses_to_grow_past_the_size_limit() {
+        let long = "x".repeat(100_000);
+        let text = "a: ${X}\n".repeat(20);
+        let errors = run(&text, &[("X", &long)]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].column), (11, 4));
+        assert!(errors[0].message.contains("larger than 1 MiB"), "{}", errors[0].message);
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! Durations in a spec: humantime text (`500ms`, `15s`, `1h30m`), at most a day.
+//!
+//! Used as `#[serde(with = "super::duration")]` in place of `humantime_serde`, so that no field can
+//! carry a duration a deadline computation (`Instant + Duration`) would overflow on: every duration
+//! is bounded where it is read, with the place of the value in the file.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{de, Deserializer, Serializer};
+
+use super::limits::{MAX_DURATION, MAX_DURATION_TEXT};
+
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    // The check is made inside the visitor: serde_yaml gives an error raised there the place of the
+    // value itself, not of the mapping around it.
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            let duration = humantime::parse_duration(v).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))?;
+            if duration > MAX_DURATION {
+                return Err(E::custom(format!("duration `{}` is too long: at most {MAX_DURATION_TEXT}", v.trim())));
+            }
+            Ok(duration)
+        }
+    }
+    deserializer.deserialize_str(V)
+}
+
+pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    humantime_serde::serialize(duration, serializer)
+}
