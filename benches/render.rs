@@ -93,6 +93,7 @@ fn main() {
         counts: Counts::default(),
         warnings: vec![],
         leftover_cleanup: vec![],
+        not_removed: vec![],
         merged_from: vec![],
         cells,
     };

@@ -81,7 +81,7 @@ pub struct Ec2Spec {
     pub poll_interval: Duration,
     /// How often each instance's console output is read and checked while it runs (default 10s):
     /// a fatal sign stops the cell at the next read. Each read is one GetConsoleOutput call.
-    #[serde(default = "default_console_poll", with = "humantime_serde")]
+    #[serde(default = "default_console_poll", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub console_poll_interval: Duration,
 }
@@ -476,7 +476,7 @@ pub struct TimeoutsSpec {
     pub run: Duration,
     /// How long removing what a run created is retried (with backoff) before a resource is reported
     /// as not removed (default 10m). EC2 can be slow or briefly not find what was just created.
-    #[serde(default = "default_cleanup_timeout", with = "humantime_serde")]
+    #[serde(default = "default_cleanup_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub cleanup: Duration,
 }
