@@ -187,6 +187,8 @@ impl ConsoleRules {
 pub struct ConsoleWatch {
     /// Seconds since launch at which each complete line was first seen, by line index.
     first_seen: Vec<f64>,
+    /// The last line while it has no newline yet, and when it was first seen as it is.
+    tail: Option<(String, f64)>,
 }
 
 /// A fatal line seen while the machine ran.
@@ -199,32 +201,51 @@ pub struct FatalSign {
 }
 
 impl ConsoleWatch {
-    /// Looks at the complete lines added to the (cleaned) log since the last call, stamping them with
-    /// `at_s`; returns the first fatal sign among them.
+    /// Looks at the lines added to the (cleaned) log since the last call, stamping them with `at_s`;
+    /// returns the first fatal sign among them.
     pub fn scan(&mut self, rules: &ConsoleRules, log: &str, at_s: f64) -> Option<FatalSign> {
         // The last line is incomplete until its newline arrives: a pattern may still be cut in two.
-        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+        let (complete, tail) = match log.rfind('\n') {
+            Some(end) => (&log[..end], &log[end + 1..]),
+            None => ("", log),
+        };
         let mut sign = None;
         for (index, line) in complete.lines().enumerate().skip(self.first_seen.len()) {
             self.first_seen.push(at_s);
             if sign.is_none() {
-                sign = rules.fatal_rule(line).map(|rule| FatalSign {
-                    rule: rule.to_string(),
-                    line: index + 1,
-                    text: line.trim().to_string(),
-                    at_s,
-                });
+                sign = fatal(rules, index + 1, line, at_s);
             }
         }
+        // A tail that stays as it is over two reads is a prompt waiting for input (`(initramfs) `, a
+        // rescue shell's): it will never get its newline, so it is checked as it stands.
+        self.tail = match self.tail.take() {
+            _ if tail.is_empty() => None,
+            Some((seen, since)) if seen == tail => {
+                if sign.is_none() {
+                    sign = fatal(rules, self.first_seen.len() + 1, tail, since);
+                }
+                Some((seen, since))
+            }
+            _ => Some((tail.to_string(), at_s)),
+        };
         sign
     }
 
     /// Adds when each hit's line was first seen to the findings of a final check.
     pub fn stamp(&self, findings: &mut [ConsoleFinding]) {
+        let tail_seen = self.tail.as_ref().map(|(_, since)| *since);
         for hit in findings.iter_mut().flat_map(|f| f.hits.iter_mut()) {
-            hit.first_seen_s = self.first_seen.get(hit.line - 1).copied();
+            hit.first_seen_s = match self.first_seen.get(hit.line - 1) {
+                Some(at) => Some(*at),
+                None if hit.line - 1 == self.first_seen.len() => tail_seen,
+                None => None,
+            };
         }
     }
+}
+
+fn fatal(rules: &ConsoleRules, line: usize, text: &str, at_s: f64) -> Option<FatalSign> {
+    rules.fatal_rule(text).map(|rule| FatalSign { rule: rule.to_string(), line, text: text.trim().to_string(), at_s })
 }
 
 /// The console as a person reads it: ANSI escape sequences (colours, cursor moves, titles) and
@@ -240,14 +261,20 @@ pub fn clean(raw: &[u8]) -> String {
             }
         }
         fn execute(&mut self, byte: u8) {
-            if byte == b'\n' || byte == b'\t' {
-                self.0.push(byte as char);
+            if byte == b'\t' {
+                self.0.push('\t');
             }
         }
     }
     let mut text = Text(String::with_capacity(raw.len()));
-    let mut parser = vte::Parser::new();
-    parser.advance(&mut text, raw);
+    // A line at a time, with a fresh parser: a stray or hostile string sequence (OSC, DCS, APC run
+    // until their terminator) must not swallow the lines after it, a panic among them.
+    for (i, line) in raw.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            text.0.push('\n');
+        }
+        vte::Parser::new().advance(&mut text, line);
+    }
     text.0
 }
 
@@ -290,6 +317,9 @@ mod tests {
         let findings = rules("must_contain: ['Started lighttpd.service']").check(&clean(raw));
         assert!(findings[0].passed);
         assert_eq!(printable("FAIL\x1b[2J\x1b]0;pwned\x07 line\nnext"), "FAIL line next");
+        // An unterminated string sequence ends with its line, not with the log.
+        let noisy = b"noise \x1b]garbage\nline2\x1bPdcs\n[ 4.2] Kernel panic - not syncing: x\nlogin:\n";
+        assert_eq!(clean(noisy), "noise \nline2\n[ 4.2] Kernel panic - not syncing: x\nlogin:\n");
     }
 
     #[test]
@@ -304,6 +334,20 @@ mod tests {
         watch.stamp(&mut findings);
         let panic = findings.iter().find(|f| f.rule == "kernel panic").unwrap();
         assert_eq!(panic.hits[0].first_seen_s, Some(2.5));
+    }
+
+    #[test]
+    fn a_prompt_without_a_newline_is_checked_once_it_stays() {
+        let rules = rules("");
+        let mut watch = ConsoleWatch::default();
+        let log = "Begin: Mounting root\nGave up waiting for root file system device.\n(initramfs) ";
+        let sign = watch.scan(&rules, log, 1.0).unwrap();
+        assert_eq!(sign.rule, "dracut or initramfs shell", "the complete line first");
+        let mut watch = ConsoleWatch::default();
+        let log = "boot\n(initramfs) ";
+        assert_eq!(watch.scan(&rules, log, 1.0), None, "it may still change");
+        let sign = watch.scan(&rules, log, 2.0).unwrap();
+        assert_eq!((sign.line, sign.at_s), (2, 1.0));
     }
 
     #[test]

@@ -164,7 +164,15 @@ pub async fn run(
 
     loop {
         tokio::select! {
-            Some(event) = events_rx.recv() => reporter.event(&event),
+            Some(event) = events_rx.recv() => {
+                // A cell that has begun is `running` in a results.json read (or written) mid-run.
+                if let Event::Phase { cell, .. } = &event {
+                    if let Some(c) = results.cells.iter_mut().find(|c| c.id == *cell && c.status == CellStatus::NotRun) {
+                        c.status = CellStatus::Running;
+                    }
+                }
+                reporter.event(&event);
+            }
             joined = tasks.join_next_with_id() => {
                 let Some(joined) = joined else { break };
                 let (index, result) = match joined {
@@ -206,6 +214,15 @@ pub async fn run(
     for gone in &results.not_removed {
         reporter.event(&Event::NotRemoved(gone.clone()));
     }
+    // The safety net itself failed: say so, it is what stands between a lost track and a leak.
+    for step in results.leftover_cleanup.iter().filter(|s| !s.ok && s.action.starts_with("sweep")) {
+        let warning = format!(
+            "the run's final sweep failed ({}): check with `amiprobe sweep --run-id {} --dry-run`",
+            step.message, results.run_id
+        );
+        reporter.event(&Event::Warning(warning.clone()));
+        results.warnings.push(warning);
+    }
 
     results.status = if cancel.is_cancelled() {
         RunStatus::Interrupted
@@ -223,7 +240,7 @@ pub async fn run(
 /// a sweep of everything that carries the run's id (what a cell lost track of).
 async fn remove_what_is_left(provider: &dyn Provider, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
     let leftovers = ledger.remaining();
-    let mut steps = if leftovers.is_empty() { Vec::new() } else { provider.remove_leftovers(leftovers).await };
+    let mut steps = if leftovers.is_empty() { Vec::new() } else { provider.remove_leftovers(leftovers, ledger).await };
     steps.extend(provider.sweep_run(run_id, ledger).await);
     steps
 }
@@ -276,6 +293,10 @@ fn interrupt(
     reporter.event(&Event::Interrupt { count: *count, message });
     if *count >= 3 {
         results.status = RunStatus::Interrupted;
+        for cell in results.cells.iter_mut().filter(|c| c.status == CellStatus::Running) {
+            cell.status = CellStatus::Interrupted;
+            cell.reason = Some("interrupted: amiprobe exited at once (third signal)".into());
+        }
         results.not_removed = not_removed(ledger, results);
         results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
         write(results);

@@ -132,6 +132,9 @@ impl Plan {
         if let Some(n) = spec.concurrency.filter(|n| n.get() > MAX_CONCURRENCY) {
             problems.push(Problem::at(root.key("concurrency"), format!("{n} is above the limit of {MAX_CONCURRENCY}")));
         }
+        if spec.timeouts.cleanup.is_zero() {
+            problems.push(Problem::at(root.key("timeouts").key("cleanup"), "timeout must be above 0s"));
+        }
         if spec.timeouts.run.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
@@ -202,6 +205,12 @@ fn resolve_provider(spec: &spec::Spec, base: &Path, problems: &mut Vec<Problem>)
                         format!("a rate needs `burst` of at least 1 and `per_second` of at least {MIN_RATE}"),
                     ));
                 }
+            }
+            if ec2.console_poll_interval < std::time::Duration::from_secs(1) {
+                problems.push(Problem::at(
+                    path.key("ec2").key("console_poll_interval"),
+                    "interval must be at least 1s (each read is an API call per instance)",
+                ));
             }
             if ec2.poll_interval.is_zero() {
                 problems.push(Problem::at(path.key("ec2").key("poll_interval"), "interval must be above 0s"));

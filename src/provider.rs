@@ -73,8 +73,9 @@ pub trait Provider: Send + Sync {
     /// Creates the cell's machine. On error, whatever was created is already in the ledger.
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError>;
 
-    /// Removes resources left in the ledger by cells that could not clean up after themselves.
-    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep>;
+    /// Removes resources left in the ledger by cells that could not clean up after themselves, taking
+    /// each one it removed off the ledger.
+    async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep>;
 
     /// The last step of every run, interrupted or not: finds whatever still carries the run's id
     /// (something a cell lost track of) and removes it, taking what it removed off the ledger. Each

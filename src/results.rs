@@ -196,6 +196,8 @@ pub enum EventKind {
     Ready,
     ConsoleMatch,
     CapacityFallback,
+    /// The run was interrupted (a signal) while this cell was at this point.
+    Interrupted,
     Error,
     Cleanup,
 }

@@ -130,6 +130,7 @@ fn signals_at_random_moments_across_launch_leave_nothing() {
     }
 
     let mut launch_interrupted = 0;
+    let mut in_flight = 0;
     for run in &done {
         let what = format!("{} after {} ms{}", run.signal, run.delay_ms, if run.second { " (+SIGINT)" } else { "" });
         assert_eq!(run.code, Some(130), "{what}: exit code");
@@ -142,15 +143,20 @@ fn signals_at_random_moments_across_launch_leave_nothing() {
                 cell["status"]
             );
             launch_interrupted += usize::from(cell["reason"] == "interrupted during launch");
+            // The signal came while a create call was in flight: the call was let finish.
+            let events = cell["events"].as_array().unwrap();
+            in_flight += usize::from(events.iter().any(|e| e["kind"] == "interrupted"));
         }
         // The proof: nothing of the run exists on moto any more.
         assert_nothing_left(&moto, &run.results);
     }
+    // The moments are spread over the launches: a good share must have hit one in flight.
+    assert!(in_flight >= 5, "only {in_flight} cells were interrupted in the middle of a launch");
     let calls = moto.calls();
     let injected = |prefix: &str| calls.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<u64>();
     let slowest = done.iter().map(|r| r.seconds_to_exit).fold(0.0, f64::max);
     println!(
-        "seed {seed}: {runs} interrupted runs ({} with a second signal), {launch_interrupted} cells stopped during launch, \
+        "seed {seed}: {runs} interrupted runs ({} with a second signal), {in_flight} cells interrupted with a create in flight, {launch_interrupted} stopped before RunInstances, \
          {} server errors and {} not-found answers injected, 0 leaks, slowest exit {slowest:.1}s after the signal",
         done.iter().filter(|r| r.second).count(),
         injected("chaos:"),
@@ -258,7 +264,8 @@ fn a_console_that_turns_fatal_stops_the_cell_within_seconds() {
         assert!(cell["console"].as_array().unwrap().iter().any(|f| f["rule"] == "login:" && f["passed"] == false));
     }
     println!("panic on the console -> run ended in {:.1}s (console read every 1s)", took.as_secs_f64());
-    assert!(took < Duration::from_secs(60), "cells stopped at the panic, not at their 100 s probe deadline");
+    // Read every second: the cells stop within seconds, not at their 100 s probe deadline.
+    assert!(took < Duration::from_secs(15), "the run went on for {took:?} after the panic");
     assert_nothing_left(&moto, &r);
 }
 

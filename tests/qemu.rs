@@ -212,6 +212,13 @@ fn a_guest_that_powers_off_ends_its_cell_at_once() {
     assert!(ended_s(cell) < 40.0, "the cell did not notice the poweroff: ended at {}s", ended_s(cell));
     let reason = cell["reason"].as_str().unwrap();
     assert!(reason.contains("powered off") || reason.contains("stopped"), "{reason}");
+    let noticed = cell["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"].as_str().is_some_and(|m| m.starts_with("machine stopped by itself")));
+    let noticed = noticed.expect("a timeline event for the stop")["at_s"].as_f64().unwrap();
+    assert!(ended_s(cell) - noticed < 5.0, "stop noticed at {noticed}s, cell ended at {}s", ended_s(cell));
     // QEMU exits by itself on a guest poweroff (-no-reboot): cleaning up after it is not a failure.
     assert_cleanup_ok(cell);
     let console = std::fs::read_to_string(out.path().join(cell["console_log"].as_str().unwrap())).unwrap();
@@ -246,6 +253,7 @@ fn a_kernel_panic_ends_the_cell_and_is_its_reason() {
     let last_shot = cell["screenshots"].as_array().unwrap().last().unwrap()["offset_s"].as_f64().unwrap();
     assert!(last_shot >= seen, "last screenshot at {last_shot}s, panic seen at {seen}s");
     println!("panic seen at {seen:.1}s, cell ended at {:.1}s ({:.1}s later)", ended_s(cell), ended_s(cell) - seen);
+    assert!(ended_s(cell) - seen < 5.0, "the cell went on for {:.1}s after the panic", ended_s(cell) - seen);
     // A panicked guest is paused, not gone: QEMU is still there to be told to quit.
     assert_cleanup_ok(cell);
 }

@@ -137,9 +137,16 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     // Not raced against Ctrl-C: a create call in flight is let finish, so that what it made is known
     // and removed (the provider starts no further call once cancelled). The run timeout still bounds
     // a hung call; what that abandons is in the ledger, and the run's final sweep finds it by tag.
-    let launched = tokio::time::timeout(ctx.plan.run_timeout, ctx.provider.launch(&cell, &launch_ctx))
-        .await
-        .unwrap_or_else(|_| Err(ProviderError::new("launch timed out (timeouts.run)")));
+    let launch = tokio::time::timeout(ctx.plan.run_timeout, ctx.provider.launch(&cell, &launch_ctx));
+    tokio::pin!(launch);
+    let launched = tokio::select! {
+        launched = &mut launch => launched,
+        _ = ctx.cancel.cancelled() => {
+            rec.event(EventKind::Interrupted, "interrupted: letting the call in flight finish, then removing what it made");
+            launch.await
+        }
+    }
+    .unwrap_or_else(|_| Err(ProviderError::new("launch timed out (timeouts.run)")));
     let mut machine = match launched {
         Err(e) if e.kind == ErrorKind::Interrupted => {
             rec.event(EventKind::Cleanup, e.message);
@@ -171,9 +178,9 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
         drive(&mut rec, machine.as_mut(), &cell_dir, &mut watch).await
     };
 
-    // Console log: before terminating, while the provider can still read it.
+    // Console log: before terminating, while the provider can still read it (not when told to hurry).
     rec.phase(Phase::CollectingConsole);
-    if ctx.plan.console_log || !ctx.plan.console.is_empty() {
+    if (ctx.plan.console_log || !ctx.plan.console.is_empty()) && !ctx.hurry.is_cancelled() {
         collect_console(&mut rec, machine.as_mut(), &cell_dir, &watch, &ending).await;
     }
 
@@ -216,8 +223,8 @@ async fn collect_console(
         Ok(()) => rec.result.console_log = Some(format!("cells/{}/console.log", rec.result.id)),
         Err(e) => rec.error(format!("failed to write console log: {e}")),
     }
-    // An interrupted or failed launch proves nothing about what the console should have shown.
-    if matches!(ending, Ending::Interrupted | Ending::Error(_)) {
+    // An interrupted run proves nothing about what the console should have shown.
+    if matches!(ending, Ending::Interrupted) {
         return;
     }
     let mut findings = rec.ctx.plan.console.check(&text);
@@ -254,10 +261,14 @@ fn finish(rec: &mut Recorder, ending: Ending) {
         r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
     let (status, reason) = match ending {
         Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
-        Ending::Error(e) => (CellStatus::Error, Some(e)),
+        // A machine that did not come up but panicked on its way: the panic is the news.
+        Ending::Error(e) => (CellStatus::Error, Some(fatal.unwrap_or(e))),
         Ending::TimedOut => match fatal {
             Some(reason) => (CellStatus::Failed, Some(reason)),
-            None => (CellStatus::TimedOut, Some("timed out (timeouts.run)".to_string())),
+            None => (
+                CellStatus::TimedOut,
+                Some(failed_probe.or(missing).unwrap_or_else(|| "timed out (timeouts.run)".to_string())),
+            ),
         },
         Ending::Fatal(sign) => {
             let reason = fatal

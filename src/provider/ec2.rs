@@ -22,7 +22,7 @@ use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
 use tokio::sync::OnceCell;
 
-use super::{CleanupStep, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
+use super::{CleanupStep, ErrorKind, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use crate::plan::{Cell, LaunchPlan, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
 use crate::spec::{AddressKind, Ec2Spec, KeyPair};
@@ -38,6 +38,8 @@ pub const EXPIRES_TAG: &str = "amiprobe:expires";
 /// How long a launch retries RunInstances while EC2 does not yet know the key pair just created,
 /// or answers with server errors (the client token makes every retry the same launch).
 const LAUNCH_RETRY: Duration = Duration::from_secs(60);
+/// How long a launch whose answer never came is looked for before it counts as never launched.
+const PENDING_GRACE: Duration = Duration::from_secs(60);
 /// How long a console read waits out EC2 not yet knowing an instance it has just reported running.
 const NOT_FOUND_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -122,6 +124,9 @@ impl Provider for Ec2Provider {
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(ProviderError::interrupted("interrupted before launching"));
+        }
         let (api, watcher) = self.api().await?;
         let mut notes = Vec::new();
         let (key_name, ephemeral_key) = match &self.launch.key_pair {
@@ -137,7 +142,9 @@ impl Provider for Ec2Provider {
             Err(mut e) => {
                 // Nothing runs: the key pair goes now rather than at the end of the run.
                 if let Some(key) = &ephemeral_key {
-                    if let Some(step) = self.remove_key_pair(api, &ctx.ledger, key).await {
+                    let step = self.remove_key_pair(api, &ctx.ledger, key).await;
+                    // An interrupted launch says what it undid (the cell's timeline shows it).
+                    if let (Some(step), ErrorKind::Interrupted) = (step, e.kind) {
                         let outcome = if step.ok { "done".to_string() } else { format!("failed: {}", step.message) };
                         e.message = format!("{}; {} {outcome}", e.message, step.action);
                     }
@@ -166,7 +173,7 @@ impl Provider for Ec2Provider {
         }))
     }
 
-    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
+    async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep> {
         let Ok((api, _)) = self.api().await else {
             return vec![CleanupStep::failed("connect to EC2", "no client to remove leftovers with")];
         };
@@ -183,6 +190,9 @@ impl Provider for Ec2Provider {
                 }
                 Resource::PendingInstance { .. } | Resource::Process { .. } => continue,
             };
+            if result.is_ok() {
+                ledger.removed(&resource);
+            }
             steps.push(removal_step(action, result));
         }
         steps
@@ -192,21 +202,16 @@ impl Provider for Ec2Provider {
         let Ok((api, _)) = self.api().await else {
             return vec![CleanupStep::failed("sweep the run's resources", "no client to sweep with")];
         };
+        let selection = sweep::Selection::Run(run_id.to_string());
         let mut report = sweep::SweepReport::default();
-        let found = sweep::find(api, &sweep::Selection::Run(run_id.to_string()), &mut report).await;
+        let found = sweep::find(api, &selection, &mut report).await;
         let until = Instant::now() + self.cleanup_timeout;
         let mut steps: Vec<CleanupStep> =
             report.errors.iter().map(|e| CleanupStep::failed("sweep the run's resources", e.clone())).collect();
         for instance in &found {
             let result = api.terminate(std::slice::from_ref(&instance.id), until).await;
             if result.is_ok() {
-                ledger.retain(|r| match r {
-                    Resource::Instance { id, .. } => *id != instance.id,
-                    Resource::PendingInstance { client_token, .. } => {
-                        instance.client_token.as_deref() != Some(client_token.as_str())
-                    }
-                    _ => true,
-                });
+                forget_instance(ledger, instance);
             }
             steps.push(removal_step(format!("terminate {} (found by the run's tag)", instance.id), result));
         }
@@ -217,7 +222,77 @@ impl Provider for Ec2Provider {
             }
             steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result));
         }
+        steps.extend(self.resolve_pending(api, &selection, ledger, until).await);
         steps
+    }
+}
+
+/// Takes an instance off the ledger, by id or by the client token it was launched with.
+fn forget_instance(ledger: &Ledger, instance: &sweep::Found) {
+    ledger.retain(|r| match r {
+        Resource::Instance { id, .. } => *id != instance.id,
+        Resource::PendingInstance { client_token, .. } => instance.client_token.as_deref() != Some(client_token),
+        _ => true,
+    });
+}
+
+impl Ec2Provider {
+    /// Launches whose answer never came (a server error, a launch cut off by `timeouts.run`): looked
+    /// for by their client token for a while, since a new instance may not be listed at once. Found,
+    /// it is terminated; never seen in [`PENDING_GRACE`], nothing was launched.
+    async fn resolve_pending(
+        &self,
+        api: &Api,
+        selection: &sweep::Selection,
+        ledger: &Ledger,
+        until: Instant,
+    ) -> Vec<CleanupStep> {
+        let mut steps = Vec::new();
+        let give_up = (Instant::now() + PENDING_GRACE).min(until);
+        loop {
+            let pending: Vec<String> = ledger
+                .remaining()
+                .into_iter()
+                .filter_map(|r| match r {
+                    Resource::PendingInstance { client_token, .. } => Some(client_token),
+                    _ => None,
+                })
+                .collect();
+            if pending.is_empty() {
+                return steps;
+            }
+            if Instant::now() >= give_up {
+                for token in pending {
+                    ledger.retain(
+                        |r| !matches!(r, Resource::PendingInstance { client_token, .. } if *client_token == token),
+                    );
+                    let waited = PENDING_GRACE.as_secs();
+                    steps.push(CleanupStep::ok(format!(
+                        "no instance launched with client token {token} (none seen in {waited}s)"
+                    )));
+                }
+                return steps;
+            }
+            let mut report = sweep::SweepReport::default();
+            for instance in sweep::instances(api, selection, &[], &mut report).await {
+                let Some(token) = instance.client_token.as_deref().filter(|t| pending.iter().any(|p| p == t)) else {
+                    continue;
+                };
+                let result = if ["shutting-down", "terminated"].contains(&instance.state.as_str()) {
+                    Ok(1)
+                } else {
+                    api.terminate(std::slice::from_ref(&instance.id), until).await
+                };
+                if result.is_ok() {
+                    forget_instance(ledger, &instance);
+                }
+                steps.push(removal_step(
+                    format!("terminate {} (launched with client token {token})", instance.id),
+                    result,
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 }
 

@@ -288,6 +288,9 @@ impl Provider for QemuProvider {
 
         let mut last_error = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
+            if ctx.cancel.is_cancelled() {
+                return Err(ProviderError::interrupted("interrupted before starting qemu"));
+            }
             let mut forwards = BTreeMap::new();
             for port in &ctx.probe_ports {
                 forwards.insert(*port, free_port()?);
@@ -367,19 +370,31 @@ impl Provider for QemuProvider {
         Err(ProviderError::new(format!("gave up after {LAUNCH_ATTEMPTS} attempts: {last_error}")))
     }
 
-    async fn remove_leftovers(&self, leftovers: Vec<Resource>) -> Vec<CleanupStep> {
+    async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep> {
         let mut steps = Vec::new();
         for resource in leftovers {
-            if let Resource::Process { pid, cell } = resource {
-                // SAFETY: plain kill(2) of a process we started; a stale pid is not reused this quickly
-                // within one run, and the process group id equals the pid (setpgid(0, 0)).
-                let rc = unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-                steps.push(if rc == 0 {
+            let Resource::Process { pid, cell } = &resource else {
+                continue;
+            };
+            // Only a process that still names this cell: a pid whose QEMU is gone may be reused.
+            let step = if *pid != 0 && sweep::names_cell(*pid, cell) {
+                // SAFETY: kill(2) of the QEMU we started (its process group id is its pid).
+                let rc = unsafe { libc::kill(-(*pid as i32), libc::SIGKILL) };
+                if rc == 0 {
                     CleanupStep::ok(format!("killed qemu {pid} of cell {cell}"))
                 } else {
-                    CleanupStep::ok(format!("qemu {pid} of cell {cell} was already gone"))
-                });
+                    CleanupStep::failed(
+                        format!("kill qemu {pid} of cell {cell}"),
+                        std::io::Error::last_os_error().to_string(),
+                    )
+                }
+            } else {
+                CleanupStep::ok(format!("qemu {pid} of cell {cell} was already gone"))
+            };
+            if step.ok {
+                ledger.removed(&resource);
             }
+            steps.push(step);
         }
         steps
     }
@@ -744,7 +759,11 @@ impl Machine for QemuMachine {
                 let status = self.exit.map(|s| s.to_string()).unwrap_or_default();
                 steps.push(CleanupStep::ok(format!("qemu had already exited ({status})")));
             }
-            Err(e) => steps.push(CleanupStep::failed("kill qemu", e.to_string())),
+            // Left in the ledger: the run's last removals try again.
+            Err(e) => {
+                steps.push(CleanupStep::failed("kill qemu", e.to_string()));
+                return steps;
+            }
         }
         self.ledger.removed(&self.resource);
         steps

@@ -51,7 +51,7 @@ pub struct ApiError {
     pub message: String,
     /// Calls made, retries included.
     pub attempts: u32,
-    /// A server error or lost connection: the call may or may not have taken effect.
+    /// Some attempt met a server error or lost connection: the call may or may not have taken effect.
     pub transient: bool,
 }
 
@@ -122,7 +122,13 @@ impl Api {
         if let Some(profile) = &spec.profile {
             loader = loader.profile_name(profile);
         }
-        let config = loader.load().await;
+        // No call may hang a cell or its cleanup: each attempt has a deadline of its own (retried
+        // like any other failure to get an answer).
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
+        let config = loader.timeout_config(timeouts).load().await;
         let region = config
             .region()
             .map(|r| r.to_string())
@@ -166,6 +172,8 @@ impl Api {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let (mut throttles, mut others, mut attempts) = (0u32, 0u32, 0u32);
+        // Once any attempt may have taken effect, the call may have; a later clear "no" does not undo it.
+        let mut maybe_took_effect = false;
         loop {
             // Every attempt, retries included, takes a token: a retry is a call EC2 counts.
             bucket.acquire().await;
@@ -176,6 +184,7 @@ impl Api {
             };
             let code = e.code().map(str::to_string);
             let transient = is_transient(&e);
+            maybe_took_effect |= transient;
             let before_deadline = retry.until.is_some_and(|t| Instant::now() < t);
             let throttled = code.as_deref().is_some_and(|c| THROTTLED.contains(&c));
             let not_found = code.as_deref().is_some_and(|c| retry.not_found.contains(&c));
@@ -205,7 +214,7 @@ impl Api {
                 Some(m) => m.to_string(),
                 None => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
             };
-            return Err(ApiError { action, code, message, attempts, transient });
+            return Err(ApiError { action, code, message, attempts, transient: maybe_took_effect });
         }
     }
 }

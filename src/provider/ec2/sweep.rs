@@ -41,33 +41,43 @@ fn to_system_time(t: &aws_sdk_ec2::primitives::DateTime) -> Option<SystemTime> {
 /// How long `sweep` retries a removal that EC2 refuses for a moment.
 const SWEEP_RETRY: Duration = Duration::from_secs(120);
 
-/// A live instance found by its tags.
+/// An instance found by its tags.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub id: String,
     pub client_token: Option<String>,
+    pub state: String,
 }
+
+/// The states in which an instance still runs or can be started again.
+const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
 /// Lists the live instances (pending to stopped: not shutting down or gone) and the key pairs that
 /// `selection` picks, by amiprobe's tags.
 pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) -> Vec<Found> {
+    let found = instances(api, selection, &LIVE, report).await;
+    report.instances.extend(found.iter().map(|f| f.id.clone()));
+    key_pairs(api, selection, report).await;
+    found
+}
+
+/// The instances `selection` picks, in any of `states` (all states when empty).
+pub async fn instances(api: &Api, selection: &Selection, states: &[&str], report: &mut SweepReport) -> Vec<Found> {
     let mut found = Vec::new();
     let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
-    let live = Filter::builder()
-        .name("instance-state-name")
-        .set_values(Some(["pending", "running", "stopping", "stopped"].iter().map(|s| s.to_string()).collect()))
-        .build();
+    let live = (!states.is_empty()).then(|| {
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+            .build()
+    });
+    let filters: Vec<Filter> = std::iter::once(tagged).chain(live).collect();
     let mut token: Option<String> = None;
     loop {
         let next = token.clone();
         let out = api
             .call(&api.buckets.describe, "DescribeInstances", || {
-                api.client
-                    .describe_instances()
-                    .filters(tagged.clone())
-                    .filters(live.clone())
-                    .set_next_token(next.clone())
-                    .send()
+                api.client.describe_instances().set_filters(Some(filters.clone())).set_next_token(next.clone()).send()
             })
             .await;
         let out = match out {
@@ -81,10 +91,14 @@ pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) ->
             let created = instance.launch_time().and_then(to_system_time);
             if selected(selection, instance.tags(), created) {
                 if let Some(id) = instance.instance_id() {
-                    report.instances.push(id.to_string());
                     found.push(Found {
                         id: id.to_string(),
                         client_token: instance.client_token().filter(|t| !t.is_empty()).map(str::to_string),
+                        state: instance
+                            .state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -94,6 +108,11 @@ pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) ->
             break;
         }
     }
+    found
+}
+
+/// The key pairs `selection` picks, into `report.key_pairs`.
+async fn key_pairs(api: &Api, selection: &Selection, report: &mut SweepReport) {
     match api.call(&api.buckets.describe, "DescribeKeyPairs", || api.client.describe_key_pairs().send()).await {
         Ok(out) => {
             for kp in out.key_pairs() {
@@ -108,7 +127,6 @@ pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) ->
         }
         Err(e) => report.errors.push(e.to_string()),
     }
-    found
 }
 
 pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
