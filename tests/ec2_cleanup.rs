@@ -325,3 +325,52 @@ fn a_run_started_with_sigint_ignored_still_stops_cleanly_on_sigint() {
     assert_eq!(r["status"], "interrupted");
     assert_nothing_left(&moto, &r);
 }
+
+#[test]
+fn what_a_cell_could_not_remove_the_end_of_the_run_removes() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    moto.control(
+        "/fault",
+        json!({"action": "TerminateInstances", "code": "InternalError", "status": 500, "count": 100000}),
+    );
+    let (dir, out) = out_dir();
+    let spec_file = spec(dir.path(), &[(AMI, "t3.micro")], &http_probe("health", service.port, "10s"), "");
+    let text = std::fs::read_to_string(&spec_file).unwrap().replace("run: 2m", "run: 2m, cleanup: 4s");
+    std::fs::write(&spec_file, text).unwrap();
+    let mut child = spawn_run(&moto, &spec_file, &out, Stdio::piped());
+    // Once the cell has given up on its instance, EC2 recovers; the run's last removals find it.
+    let mut stderr = child.stderr.take().unwrap();
+    let (gave_up, given_up) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("failed: TerminateInstances failed") {
+                let _ = gave_up.send(());
+            }
+        }
+        text
+    });
+    given_up.recv_timeout(Duration::from_secs(60)).expect("the cell's cleanup gave up");
+    moto.control("/fault", json!({ "clear": true }));
+    let status = wait_with_limit(child, Duration::from_secs(120));
+    let log = reader.join().unwrap();
+    let r = results(&out);
+    assert_eq!(status.code(), Some(1), "the cell's own cleanup failed, so the cell fails: {log}");
+    assert!(
+        r["cells"][0]["reason"].as_str().unwrap().starts_with("cleanup failed: terminate i-"),
+        "{}",
+        r["cells"][0]["reason"]
+    );
+    let id = moto.instances(r["run_id"].as_str().unwrap()).remove(0).instance_id().unwrap().to_string();
+    let removed_at_end = r["leftover_cleanup"].as_array().unwrap();
+    assert!(
+        removed_at_end.iter().any(|s| s["ok"] == true && s["action"] == format!("terminate {id}")),
+        "{removed_at_end:?}"
+    );
+    assert!(r.get("not_removed").is_none(), "removed at the end, so not reported: {}", r["not_removed"]);
+    assert!(!log.contains("NOT REMOVED"), "{log}");
+    assert_nothing_left(&moto, &r);
+}

@@ -7,6 +7,7 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
 
   POST /fault    {"action": "RunInstances", "code": "...", "status": 500, "count": 1,
                   "when": {"InstanceType": "t3.micro"}}      the next `count` matching calls fail
+  POST /fault    {"clear": true}      drops the faults not yet used up (EC2 recovers)
   POST /pending  {"describes": N}       instances launched from now on stay `pending` for N describes
   POST /console  {"text": "...", "instance_id": optional}    console output (default for all, or one)
   POST /throttle {"enabled": true}     throttle like EC2: per-class token buckets at EC2's published
@@ -471,7 +472,9 @@ def control_handler(moto_port):
             length = int(self.headers.get("Content-Length") or 0)
             data = json.loads(self.rfile.read(length) or b"{}")
             with LOCK:
-                if self.path == "/fault":
+                if self.path == "/fault" and data.get("clear"):
+                    STATE["faults"].clear()  # EC2 recovers: the faults still pending are dropped
+                elif self.path == "/fault":
                     data.setdefault("count", 1)
                     data.setdefault("status", 400)
                     STATE["faults"].append(data)
