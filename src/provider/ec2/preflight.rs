@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use super::api::ApiError;
 use super::api::{Api, Retry};
 
-/// Values in one filter of one call: EC2 takes 200 ids (instance types: 100).
+/// Values in one filter of one call: 200 ids, as the instance watcher sends; instance types 100, the
+/// most DescribeInstanceTypes takes by name.
 const IDS_PER_CALL: usize = 200;
 const TYPES_PER_CALL: usize = 100;
 
