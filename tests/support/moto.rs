@@ -100,7 +100,42 @@ impl Moto {
 
     /// Posts `body` to the launcher's control API (see `moto_launcher.py` for the paths).
     pub fn control(&self, path: &str, body: Value) {
-        http(self.control_port, "POST", path, &body.to_string()).unwrap_or_else(|e| panic!("control {path}: {e}"));
+        self.control_answer(path, body);
+    }
+
+    /// [`Moto::control`], returning the launcher's JSON answer.
+    pub fn control_answer(&self, path: &str, body: Value) -> Value {
+        let answer =
+            http(self.control_port, "POST", path, &body.to_string()).unwrap_or_else(|e| panic!("control {path}: {e}"));
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("control {path} answered no JSON ({e}): {answer}"))
+    }
+
+    /// Registers an AMI with these attributes (`architecture`, `boot_mode`, `ena_support`,
+    /// `root_device_name`, `platform`, `state`; the rest as RegisterImage records them) and returns its id.
+    pub fn image(&self, attributes: Value) -> String {
+        let answer = self.control_answer("/image", attributes);
+        answer["image_id"].as_str().unwrap_or_else(|| panic!("/image answered {answer}")).to_string()
+    }
+
+    /// Every call of `action` since the last reset, in order, as its query parameters flattened
+    /// (`"InstanceType": "t3.micro"`, `"SecurityGroupId.1": "sg-..."`).
+    pub fn requests(&self, action: &str) -> Vec<serde_json::Map<String, Value>> {
+        let body = http(self.control_port, "GET", &format!("/requests?action={action}"), "").expect("requests");
+        serde_json::from_str(&body).expect("requests JSON")
+    }
+
+    /// amiprobe's own EC2 client on moto, as `Api::connect` would build it from [`Moto::env`]: the
+    /// test credentials (not the oracle's), no retries inside the SDK, EC2's default rate limits.
+    pub fn api(&self) -> amiprobe::provider::ec2::Api {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+            .endpoint_url(format!("http://127.0.0.1:{}", self.port))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_ec2::Client::from_conf(config);
+        amiprobe::provider::ec2::Api::with_client(client, "eu-west-1", &amiprobe::spec::RateLimitsSpec::default())
     }
 
     /// EC2's latency: each call of an action sleeps its seconds before answering, `"*"` for the actions

@@ -25,13 +25,26 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        `after_rate` of the failures happen after the action took effect
                                        (a lost response); rate 0 turns it off
   POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds
+  POST /image    {"architecture": "arm64", "boot_mode": "uefi", "ena_support": true,
+                  "root_device_name": "/dev/xvda", "platform": null, "state": "available", "name": "..."}
+                                       registers an AMI with these attributes (moto's RegisterImage keeps
+                                       none of them) and answers {"image_id": "ami-..."}; left out, each
+                                       is what RegisterImage records without it: x86_64, no boot mode,
+                                       no ENA, /dev/xvda, available
   GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
                                         "chaos:Action": n, "throttled": n} since the last reset
+  GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
+                                       last reset, in order: its query parameters flattened, name -> value
+                                       ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...)
   POST /reset                          clears all of the above and moto's state
 
 Additions to moto's EC2: GetConsoleScreenshot answers with a real JPEG (a frame drawn per call),
 GetConsoleOutput with the text set above, faults with a real EC2 error body and HTTP status, instances
-held pending, and RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back).
+held pending, RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back), and
+DescribeImages failing the whole call with InvalidAMIID.NotFound when one of its ImageIds is unknown, as
+EC2 does (moto answers with the ones it knows). moto's built-in AMIs copy real ones but report UEFI, the
+default of its constructor: here they report no boot mode, as their data has none, and ENA enabled, as
+the current AMIs they copy do.
 Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
 127.0.0.1 only.
@@ -52,8 +65,13 @@ import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
+from moto.ec2.exceptions import InvalidAMIIdError
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.responses import EC2Response
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from PIL import Image, ImageDraw
@@ -76,6 +94,7 @@ STATE = {
     "shutting_down_s": 0.0,
     "shutting": {},  # instance id -> (instance, monotonic time it is terminated), kept until reset
     "tokens": {},  # RunInstances ClientToken -> (request params, first answer)
+    "requests": [],  # (action, {param: value}) of every call, in order
 }
 
 # Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
@@ -139,6 +158,7 @@ def reset_state():
         STATE["shutting_down_s"] = 0.0
         STATE["shutting"].clear()
         STATE["tokens"].clear()
+        STATE["requests"].clear()
 
 
 def error_body(code, message):
@@ -266,6 +286,18 @@ def count(key):
         STATE["calls"][key] += 1
 
 
+def record(action, params):
+    """Keeps the call's parameters, flattened (the query protocol sends each name once)."""
+    flat = {k: v[0] if len(v) == 1 else v for k, v in params.items()}
+    with LOCK:
+        STATE["requests"].append((action, flat))
+
+
+def requests_of(action):
+    with LOCK:
+        return [params for a, params in STATE["requests"] if action is None or a == action]
+
+
 original_call_action = EC2Response.call_action
 
 
@@ -275,6 +307,7 @@ def call_action(self):
     params = self.querystring
     oracle = is_oracle(self)
     count(action)
+    record(action, params)
     settle_shutting_down()
     if not oracle:
         delay(action)
@@ -358,9 +391,20 @@ def hidden(self, kind, key):
         return in_window(kind, key)
 
 
+original_describe_images = EC2Response.describe_images
 original_describe_instances = EC2Response.describe_instances
 original_describe_instance_status = EC2Response.describe_instance_status
 original_describe_key_pairs = EC2Response.describe_key_pairs
+
+
+def describe_images(self):
+    """EC2 fails the whole call for one unknown id of ImageIds (moto: only when it knows none)."""
+    backend = self.ec2_backend
+    ids = self._get_param("ImageIds", [])
+    missing = [i for i in ids if i.startswith("ami-") and i not in backend.amis and i not in backend.deleted_amis]
+    if missing:
+        raise InvalidAMIIdError(missing)
+    return original_describe_images(self)
 
 
 def describe_instances(self):
@@ -425,7 +469,46 @@ def get_console_output(self):
     )
 
 
+original_ami_init = Ami.__init__
+original_load_amis = AmiBackend._load_amis
+
+
+def ami_init(self, *args, **kwargs):
+    """No boot mode unless one is given, as on EC2 (moto's constructor makes every AMI UEFI)."""
+    original_ami_init(self, *args, **kwargs)
+    if "boot_mode" not in kwargs:
+        self.boot_mode = None
+
+
+def load_amis(self):
+    """moto's built-in AMIs copy current public ones, which enable ENA."""
+    original_load_amis(self)
+    for ami in self.amis.values():
+        ami.ena_support = True
+
+
+Ami.ena_support = None  # what RegisterImage records without EnaSupport
+Ami.__init__ = ami_init
+AmiBackend._load_amis = load_amis
+
+
+def register_image(data):
+    """An AMI with the attributes of a /image body, in the region's backend; returns its id."""
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][data.get("region", "eu-west-1")]
+    ami = backend.register_image(name=data.get("name", "amiprobe-test"), description="registered by /image")
+    ami.architecture = data.get("architecture", "x86_64")
+    ami.boot_mode = data.get("boot_mode")
+    ami.ena_support = data.get("ena_support")
+    ami.root_device_name = data.get("root_device_name", "/dev/xvda")
+    ami.root_device_type = "ebs"
+    ami.virtualization_type = "hvm"
+    ami.platform = data.get("platform")
+    ami.state = data.get("state", "available")
+    return ami.id
+
+
 EC2Response.call_action = call_action
+EC2Response.describe_images = describe_images
 EC2Response.describe_instances = describe_instances
 EC2Response.describe_instance_status = describe_instance_status
 EC2Response.describe_key_pairs = describe_key_pairs
@@ -460,9 +543,13 @@ def control_handler(moto_port):
             self.wfile.write(body)
 
         def do_GET(self):
+            url = urlsplit(self.path)
             if self.path == "/calls":
                 with LOCK:
                     self.reply(200, dict(STATE["calls"]))
+            elif url.path == "/requests":
+                action = parse_qs(url.query).get("action", [None])[0]
+                self.reply(200, requests_of(action))
             elif self.path == "/ready":
                 self.reply(200, {"ready": True})
             else:
@@ -471,6 +558,9 @@ def control_handler(moto_port):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             data = json.loads(self.rfile.read(length) or b"{}")
+            if self.path == "/image":
+                self.reply(200, {"image_id": register_image(data)})
+                return
             with LOCK:
                 if self.path == "/fault" and data.get("clear"):
                     STATE["faults"].clear()  # EC2 recovers: the faults still pending are dropped

@@ -241,6 +241,73 @@ def check_existing(m, ec2):
     assert codes == ["ok"] * 5 + ["RequestLimitExceeded"], codes
 
 
+def check_requests(m, ec2):
+    groups = [ec2.create_security_group(GroupName=f"g{i}", Description="d")["GroupId"] for i in range(2)]
+    first = run_one(ec2, SecurityGroupIds=groups, ClientToken="req-1")
+    ec2.describe_instances(InstanceIds=[first])
+    run_one(ec2, UserData="hello")  # boto3 sends it base64-encoded
+    runs = m.get("/requests?action=RunInstances")
+    assert len(runs) == 2, runs
+    assert runs[0]["ImageId"] == AMI and runs[0]["InstanceType"] == "t3.micro" and runs[0]["MinCount"] == "1", runs[0]
+    assert [runs[0]["SecurityGroupId.1"], runs[0]["SecurityGroupId.2"]] == groups, runs[0]
+    assert runs[0]["ClientToken"] == "req-1" and "UserData" not in runs[0], runs[0]
+    assert runs[1]["UserData"] == "aGVsbG8=" and "SecurityGroupId.1" not in runs[1], runs[1]
+    everything = [r["Action"] for r in m.get("/requests")]
+    assert everything == ["CreateSecurityGroup"] * 2 + ["RunInstances", "DescribeInstances", "RunInstances"], everything
+    # A call that failed was sent all the same: it is recorded too.
+    m.post("/fault", {"action": "RunInstances", "code": "InternalError", "status": 500})
+    error_of(run_one, ec2, KeyName="never-made")
+    assert m.get("/requests?action=RunInstances")[-1]["KeyName"] == "never-made"
+    m.post("/reset")
+    assert m.get("/requests") == []
+
+
+def image_of(ec2, image_id):
+    return ec2.describe_images(ImageIds=[image_id])["Images"][0]
+
+
+def check_images(m, ec2):
+    arm = m.post("/image", {"architecture": "arm64", "boot_mode": "uefi", "ena_support": True, "root_device_name": "/dev/sda1"})["image_id"]
+    image = image_of(ec2, arm)
+    got = {k: image.get(k) for k in ("Architecture", "BootMode", "EnaSupport", "RootDeviceName", "State")}
+    assert got == {"Architecture": "arm64", "BootMode": "uefi", "EnaSupport": True, "RootDeviceName": "/dev/sda1", "State": "available"}, got
+    plain = image_of(ec2, m.post("/image", {})["image_id"])
+    assert plain["Architecture"] == "x86_64" and plain["RootDeviceName"] == "/dev/xvda", plain
+    assert "BootMode" not in plain and not plain.get("EnaSupport"), plain
+    pending = image_of(ec2, m.post("/image", {"state": "pending", "boot_mode": "legacy-bios"})["image_id"])
+    assert pending["State"] == "pending" and pending["BootMode"] == "legacy-bios", pending
+    builtin = image_of(ec2, AMI)
+    assert "BootMode" not in builtin and builtin["EnaSupport"] is True, builtin
+    # One unknown id fails the whole call, as on EC2, naming only the unknown one; a filter leaves it out.
+    missing = "ami-0000000000000dead"
+    code, status, message = error_of(ec2.describe_images, ImageIds=[AMI, missing, arm])
+    assert (code, status) == ("InvalidAMIID.NotFound", 400) and missing in message and AMI not in message, message
+    found = ec2.describe_images(Filters=[{"Name": "image-id", "Values": [AMI, missing, arm]}])["Images"]
+    assert sorted(i["ImageId"] for i in found) == sorted([AMI, arm]), found
+
+
+def check_instance_type_data(ec2):
+    """What the preflight tests take from moto's own data: checked here so that a moto upgrade that
+    changes it fails here, by name."""
+    types = {
+        t["InstanceType"]: t
+        for t in ec2.describe_instance_types(InstanceTypes=["t2.micro", "t3.micro", "t4g.micro", "h1.2xlarge"])[
+            "InstanceTypes"
+        ]
+    }
+    t2, t3, t4g = types["t2.micro"], types["t3.micro"], types["t4g.micro"]
+    assert t2["SupportedBootModes"] == ["legacy-bios"] and t2["NetworkInfo"]["EnaSupport"] == "unsupported", t2
+    assert "arm64" not in t2["ProcessorInfo"]["SupportedArchitectures"]
+    assert t3["ProcessorInfo"]["SupportedArchitectures"] == ["x86_64"] and t3["NetworkInfo"]["EnaSupport"] == "required"
+    assert sorted(t3["SupportedBootModes"]) == ["legacy-bios", "uefi"], t3["SupportedBootModes"]
+    assert t4g["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"], t4g["ProcessorInfo"]
+    offerings = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["h1.2xlarge", "t3.micro"]}]
+    )["InstanceTypeOfferings"]
+    zones = {t: sorted(o["Location"] for o in offerings if o["InstanceType"] == t) for t in ("h1.2xlarge", "t3.micro")}
+    assert zones == {"h1.2xlarge": ["eu-west-1a", "eu-west-1c"], "t3.micro": ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}, zones
+
+
 def check_reset(m, ec2):
     m.post("/latency", {"*": 0.5})
     m.post("/consistency", {"key_pair": 5.0, "instance": 5.0})
@@ -265,6 +332,9 @@ CHECKS = [
     ("shutting_down", check_shutting_down),
     ("faults counted", check_faults_counted),
     ("existing endpoints", check_existing),
+    ("requests recorded", check_requests),
+    ("images", check_images),
+    ("instance type data", lambda m, ec2: check_instance_type_data(ec2)),
     ("reset", check_reset),
 ]
 

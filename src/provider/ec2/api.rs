@@ -9,7 +9,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 use tokio::time::{sleep, Instant};
 
-use crate::spec::{Ec2Spec, RateSpec};
+use crate::spec::{Ec2Spec, RateLimitsSpec, RateSpec};
 
 /// Error codes that mean "slow down": retried with backoff, never reported as the cell's failure.
 const THROTTLED: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"];
@@ -133,17 +133,21 @@ impl Api {
             .region()
             .map(|r| r.to_string())
             .ok_or("no AWS region: set provider.ec2.region, AWS_REGION or a profile's region")?;
-        let r = &spec.rate_limits;
-        Ok(Api {
-            client: aws_sdk_ec2::Client::new(&config),
+        Ok(Api::with_client(aws_sdk_ec2::Client::new(&config), &region, &spec.rate_limits))
+    }
+
+    /// An `Api` around a client configured elsewhere (a test's, pointed at moto), with its own buckets.
+    pub fn with_client(client: aws_sdk_ec2::Client, region: &str, rates: &RateLimitsSpec) -> Api {
+        Api {
+            client,
             buckets: Buckets {
-                describe: TokenBucket::new(r.describe),
-                run_instances: TokenBucket::new(r.run_instances),
-                terminate: TokenBucket::new(r.terminate_instances),
-                mutating: TokenBucket::new(r.mutating),
+                describe: TokenBucket::new(rates.describe),
+                run_instances: TokenBucket::new(rates.run_instances),
+                terminate: TokenBucket::new(rates.terminate_instances),
+                mutating: TokenBucket::new(rates.mutating),
             },
-            region,
-        })
+            region: region.to_string(),
+        }
     }
 
     /// Makes one API call through its bucket, backing off with full jitter while EC2 throttles.
