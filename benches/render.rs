@@ -38,12 +38,14 @@ fn main() {
         cells.push(CellResult {
             id: id.clone(),
             index: i,
-            params: CellParams {
-                image: format!("ami-{:04}", i / 4),
-                instance_type: Some(format!("t3.size{}", i % 4)),
-                subnet: None,
-                security_groups: vec![],
-            },
+            params: CellParams(
+                [
+                    ("image".to_string(), format!("ami-{:04}", i / 4).into()),
+                    ("instance_type".to_string(), format!("t3.size{}", i % 4).into()),
+                ]
+                .into_iter()
+                .collect(),
+            ),
             status: if failed { CellStatus::Failed } else { CellStatus::Passed },
             reason: failed.then(|| "console matched `I/O error` at line 120".to_string()),
             started_at: None,

@@ -108,7 +108,10 @@ impl Plan {
         }
         let provider = resolve_provider(spec, loaded.base_dir(), &mut problems);
         let cells = match &provider {
-            Some(p) => matrix::expand(&spec.matrix, p, &mut problems),
+            Some(p) => {
+                let fields = crate::provider::fields_of(p.name());
+                matrix::expand(&spec.matrix, &spec.launch.fields, p.name(), fields, &mut problems)
+            }
             None => Vec::new(),
         };
         let schedule =
@@ -167,8 +170,7 @@ impl Plan {
         let mut warnings = Vec::new();
         if let ProviderPlan::Ec2(_) = &self.provider {
             for cell in &self.cells {
-                if let Some(why) = cell.instance_type.as_deref().and_then(crate::provider::ec2::screenshot_unsupported)
-                {
+                if let Some(why) = cell.text("instance_type").and_then(crate::provider::ec2::screenshot_unsupported) {
                     warnings.push(format!(
                         "cell {}: EC2 takes no screenshots of {} instances; the cell runs without them",
                         cell.id, why

@@ -6,6 +6,7 @@
 //! engine can remove it even when the task that created it panicked or was abandoned.
 
 pub mod ec2;
+pub mod field;
 pub mod qemu;
 
 use std::path::PathBuf;
@@ -17,6 +18,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cell, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
+
+pub use field::Field;
+
+/// The launch fields of the provider named `provider` (`ec2`, `qemu`).
+pub fn fields_of(provider: &str) -> &'static [Field] {
+    match provider {
+        "ec2" => ec2::FIELDS,
+        _ => qemu::FIELDS,
+    }
+}
+
+/// Every provider's launch fields, for the JSON Schema (a name two providers share has one meaning).
+pub fn all_fields() -> impl Iterator<Item = &'static Field> {
+    ec2::FIELDS.iter().chain(qemu::FIELDS.iter())
+}
 
 /// Something a provider did not manage, as a lowercase fragment ("failed to start qemu: ...").
 #[derive(Debug, Clone, thiserror::Error)]

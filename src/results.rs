@@ -138,26 +138,21 @@ pub struct CellResult {
     pub cleanup: Vec<CleanupStep>,
 }
 
-/// The matrix values of a cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct CellParams {
-    pub image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_groups: Vec<String>,
+/// The matrix values of a cell: each axis (and `include` key) by name, in spec order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct CellParams(pub serde_json::Map<String, serde_json::Value>);
+
+impl CellParams {
+    /// A value as a short label (`ami-1`, `sg-a+sg-b`, `30-io2`).
+    pub fn label(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(crate::provider::field::label)
+    }
 }
 
 impl From<&Cell> for CellParams {
     fn from(c: &Cell) -> Self {
-        CellParams {
-            image: c.image.clone(),
-            instance_type: c.instance_type.clone(),
-            subnet: c.subnet.clone(),
-            security_groups: c.security_groups.clone(),
-        }
+        CellParams(c.values.clone())
     }
 }
 

@@ -177,7 +177,7 @@ broken!(
     "5:7",
     "image has neither `kernel` nor `disk`"
 );
-broken!(qemu_with_subnet, "qemu-with-subnet", "matrix.subnet", "8:3", "the qemu provider has no `subnet` axis");
+broken!(qemu_with_subnet, "qemu-with-subnet", "matrix.subnet", "8:3", "the qemu provider has no `subnet` field");
 broken!(
     reserved_tag,
     "reserved-tag",
@@ -197,7 +197,7 @@ broken!(
     "security-groups-mixed",
     "matrix.security_groups",
     "7:20",
-    "mixes groups and lists of groups: write every value as a lis"
+    "mixes single values and lists: write every value as a list"
 );
 broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
 broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http probes");

@@ -126,7 +126,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     }
 
     rec.phase(Phase::Launching);
-    rec.event(EventKind::Launching, format!("launching {}", cell.image));
+    rec.event(EventKind::Launching, format!("launching {}", cell.image()));
     let launch_ctx = LaunchContext {
         run_id: ctx.run_id.clone(),
         cell_dir: cell_dir.clone(),

@@ -1,26 +1,25 @@
-//! Matrix expansion: axes -> product -> `exclude` -> `include`, with GitHub Actions' semantics.
+//! Matrix expansion over named axes: axes -> product -> `exclude` -> `include`, with GitHub
+//! Actions' semantics.
 //!
-//! `exclude` drops every combination that matches all keys of an entry. `include` adds its keys to
-//! each combination it can join without overwriting a value that came from the axes; an entry that
-//! joins none becomes a cell of its own.
-//!
-//! The size is checked before anything is built: the product of the axes is computed first, so a
-//! 1000 x 1000 matrix is refused at once rather than expanded, and every step after it is linear in
-//! the cells (or cells times `include`/`exclude` entries, both capped).
+//! An axis is any launch field of the provider (`image`, `instance_type`, `root_volume`...): the
+//! provider says which names exist and checks each value ([`Field`]). `exclude` drops every
+//! combination that matches all keys of an entry. `include` adds its keys to each combination it can
+//! join without overwriting a value that came from the axes; an entry that joins none becomes a cell
+//! of its own. A field fixed in `launch:` applies to every cell and can't also be an axis.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::ProviderPlan;
-use crate::spec::{FieldPath, MatrixEntry, MatrixSpec, Problem};
+use crate::provider::field::label;
+use crate::provider::Field;
+use crate::spec::{FieldPath, Fields, MatrixSpec, Problem};
 
-/// Most cells a plan may have: far more than any real matrix (a few hundred), and still planned in
-/// a fraction of a second.
+/// At most this many cells: more is a mistake, not a test plan (and each is a machine).
 pub const MAX_CELLS: usize = 10_000;
-
-/// Most `include` or `exclude` entries: each is matched against every cell.
+/// At most this many `include` (and `exclude`) entries, which keeps matching them linear enough.
 pub const MAX_ENTRIES: usize = 1_000;
 
 /// A stable, readable cell id built from the cell's values, e.g. `ami-0aaa_t3.micro_subnet-1_sg-web`.
@@ -35,79 +34,171 @@ impl fmt::Display for CellId {
 }
 
 /// One machine to launch and check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cell {
     pub id: CellId,
     /// Position in the whole plan; kept when the plan is sharded.
     #[serde(skip)]
     pub index: usize,
-    pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub security_groups: Vec<String>,
+    /// The cell's value of each axis (and of each field an `include` entry added), in spec order:
+    /// what sets it apart from the other cells.
+    #[serde(flatten)]
+    pub values: Map<String, Value>,
+    /// Everything it launches with: its values, then the fields `launch:` fixes for every cell.
+    #[serde(skip)]
+    pub launch: Map<String, Value>,
+}
+
+impl Cell {
+    /// A launch field of this cell, as text (`image`, `instance_type`...).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.launch.get(name).and_then(Value::as_str)
+    }
+
+    /// A launch field of this cell that is a list of text (`security_groups`); empty when unset.
+    pub fn texts(&self, name: &str) -> Vec<String> {
+        let items = self.launch.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+    }
+
+    /// The image the cell boots, which every provider requires.
+    pub fn image(&self) -> &str {
+        self.text("image").unwrap_or_default()
+    }
 }
 
 /// A combination as it is being built: the values from the axes, and those added by `include`.
 #[derive(Debug, Clone, Default)]
 struct Combo {
-    original: MatrixEntry,
-    added: MatrixEntry,
+    original: Map<String, Value>,
+    added: Map<String, Value>,
     /// Which `include` entry created it, for error messages.
     from_include: Option<usize>,
 }
 
 impl Combo {
-    fn value(&self) -> MatrixEntry {
-        MatrixEntry {
-            image: self.original.image.clone().or(self.added.image.clone()),
-            instance_type: self.original.instance_type.clone().or(self.added.instance_type.clone()),
-            subnet: self.original.subnet.clone().or(self.added.subnet.clone()),
-            security_groups: self.original.security_groups.clone().or(self.added.security_groups.clone()),
+    fn value(&self) -> Map<String, Value> {
+        let mut all = self.original.clone();
+        for (k, v) in &self.added {
+            all.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        all
+    }
+}
+
+/// One value of an axis, as the provider's field reads it; `None` if the field refused it.
+fn one_value(field: &Field, value: &serde_yaml::Value, at: &FieldPath, problems: &mut Vec<Problem>) -> Option<Value> {
+    let found = (field.check)(value, at);
+    if !found.is_empty() {
+        problems.extend(found);
+        return None;
+    }
+    // A lone id for a list-valued field is a list of one.
+    let value = match (field.list_valued, value) {
+        (true, serde_yaml::Value::String(_)) => serde_yaml::Value::Sequence(vec![value.clone()]),
+        _ => value.clone(),
+    };
+    match serde_json::to_value(&value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(Problem::at(at.clone(), format!("value can't be used: {e}")));
+            None
         }
     }
 }
 
-/// The keys an entry sets, as (axis name, value) for comparison.
-fn keys(entry: &MatrixEntry) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(v) = &entry.image {
-        out.push(("image", v.clone()));
+/// The values of one axis: a list is several values, anything else one. For a list-valued field a
+/// list of lists is several values, a plain list one.
+fn axis_values(field: &Field, raw: &serde_yaml::Value, at: &FieldPath, problems: &mut Vec<Problem>) -> Vec<Value> {
+    let many = match raw {
+        serde_yaml::Value::Sequence(items) if field.list_valued => {
+            let lists = items.iter().filter(|i| matches!(i, serde_yaml::Value::Sequence(_))).count();
+            if lists > 0 && lists < items.len() {
+                problems.push(
+                    Problem::at(at.clone(), "mixes single values and lists: write every value as a list")
+                        .help("`[a, b]` is one value, `[[a], [b, c]]` two"),
+                );
+                return Vec::new();
+            }
+            lists > 0
+        }
+        serde_yaml::Value::Sequence(_) => true,
+        _ => false,
+    };
+    if !many {
+        return one_value(field, raw, at, problems).into_iter().collect();
     }
-    if let Some(v) = &entry.instance_type {
-        out.push(("instance_type", v.clone()));
+    let items = raw.as_sequence().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        let name = at.last_key().unwrap_or_default();
+        problems.push(Problem::at(at.clone(), format!("axis `{name}` has no values")));
     }
-    if let Some(v) = &entry.subnet {
-        out.push(("subnet", v.clone()));
+    let values: Vec<Value> =
+        items.iter().enumerate().filter_map(|(i, item)| one_value(field, item, &at.index(i), problems)).collect();
+    let mut seen = HashSet::new();
+    for (i, v) in values.iter().enumerate() {
+        if !seen.insert(v.to_string()) {
+            problems.push(Problem::at(at.index(i), format!("`{}` is listed twice", label(v))));
+        }
     }
-    if let Some(v) = &entry.security_groups {
-        out.push(("security_groups", v.join("+")));
+    values
+}
+
+/// A provider field by name, or a placed problem naming the ones that exist.
+fn field<'a>(
+    fields: &'a [Field],
+    provider: &str,
+    name: &str,
+    at: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Option<&'a Field> {
+    let found = fields.iter().find(|f| f.name == name);
+    if found.is_none() {
+        let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+        let help = match crate::spec::nearest(name, &names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("the {provider} provider's launch fields: {}", names.join(", ")),
+        };
+        // Another provider's field is no typo: say whose it is.
+        let message = if crate::provider::all_fields().any(|f| f.name == name) {
+            format!("the {provider} provider has no `{name}` field")
+        } else {
+            format!("unknown key `{name}` in {}", at.parent().unwrap_or_default())
+        };
+        problems.push(Problem::at_key(at.clone(), message).help(help));
     }
-    out
+    found
+}
+
+/// The values of an `include` or `exclude` entry, each checked by its field.
+fn entry_values(
+    entry: &Fields,
+    fields: &[Field],
+    provider: &str,
+    at: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Option<Map<String, Value>> {
+    let before = problems.len();
+    let mut values = Map::new();
+    for (name, raw) in &entry.0 {
+        let at = at.key(name.clone());
+        if let Some(f) = field(fields, provider, name, &at, problems) {
+            if let Some(v) = one_value(f, raw, &at, problems) {
+                values.insert(name.clone(), v);
+            }
+        }
+    }
+    (problems.len() == before).then_some(values)
 }
 
 /// Whether `combo` has every value `entry` gives: `exclude` drops such cells.
-fn has_all(combo: &MatrixEntry, entry: &MatrixEntry) -> bool {
-    fn same<T: PartialEq>(combo: &Option<T>, wanted: &Option<T>) -> bool {
-        wanted.is_none() || combo == wanted
-    }
-    same(&combo.image, &entry.image)
-        && same(&combo.instance_type, &entry.instance_type)
-        && same(&combo.subnet, &entry.subnet)
-        && same(&combo.security_groups, &entry.security_groups)
+fn has_all(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
+    entry.iter().all(|(k, v)| combo.get(k) == Some(v))
 }
 
 /// Whether `entry` can join `combo` without overwriting one of its values: `include` joins those.
-fn fits(combo: &MatrixEntry, entry: &MatrixEntry) -> bool {
-    fn free<T: PartialEq>(combo: &Option<T>, wanted: &Option<T>) -> bool {
-        wanted.is_none() || combo.is_none() || combo == wanted
-    }
-    free(&combo.image, &entry.image)
-        && free(&combo.instance_type, &entry.instance_type)
-        && free(&combo.subnet, &entry.subnet)
-        && free(&combo.security_groups, &entry.security_groups)
+fn fits(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
+    entry.iter().all(|(k, v)| combo.get(k).is_none_or(|o| o == v))
 }
 
 /// The number of cells the axes multiply to, checked before any is built.
@@ -136,123 +227,107 @@ fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec
     ok
 }
 
-pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<Problem>) -> Vec<Cell> {
+/// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:` fixes.
+pub fn expand(
+    matrix: &MatrixSpec,
+    fixed: &Fields,
+    provider: &str,
+    fields: &[Field],
+    problems: &mut Vec<Problem>,
+) -> Vec<Cell> {
     let path = FieldPath::root().key("matrix");
     let before = problems.len();
 
-    let axis = |values: &Option<crate::spec::OneOrMany<String>>,
-                name: &str,
-                problems: &mut Vec<Problem>|
-     -> Vec<Option<String>> {
-        match values {
-            None => vec![None],
-            Some(v) if v.0.is_empty() => {
-                problems.push(Problem::at(path.key(name), format!("axis `{name}` has no values")));
-                vec![None]
-            }
-            Some(v) => v.0.iter().cloned().map(Some).collect(),
-        }
-    };
-    let images = axis(&matrix.image, "image", problems);
-    let types = axis(&matrix.instance_type, "instance_type", problems);
-    let subnets = axis(&matrix.subnet, "subnet", problems);
-    let groups: Vec<Option<Vec<String>>> = match &matrix.security_groups {
-        None => vec![None],
-        Some(g) if g.0.is_empty() || g.0.iter().any(Vec::is_empty) => {
-            problems.push(Problem::at(path.key("security_groups"), "empty security group list"));
-            vec![None]
-        }
-        Some(g) => g.0.iter().cloned().map(Some).collect(),
-    };
-    if let ProviderPlan::Qemu(_) = provider {
-        for (name, set) in [
-            ("instance_type", matrix.instance_type.is_some()),
-            ("subnet", matrix.subnet.is_some()),
-            ("security_groups", matrix.security_groups.is_some()),
-        ] {
-            if set {
-                problems.push(
-                    Problem::at_key(path.key(name), format!("the qemu provider has no `{name}` axis"))
-                        .help("qemu cells vary by `image` only"),
-                );
-            }
+    // The fields `launch:` fixes: checked once, and never also an axis.
+    let launch = FieldPath::root().key("launch");
+    let mut fixed_names = HashSet::new();
+    let mut fixed_values = Map::new();
+    for (name, raw) in &fixed.0 {
+        let at = launch.key(name.clone());
+        if let Some(f) = field(fields, provider, name, &at, problems) {
+            fixed_values.extend(one_value(f, raw, &at, problems).map(|v| (name.clone(), v)));
+            fixed_names.insert(name.as_str());
         }
     }
 
-    let lengths: Vec<(&str, usize)> = [
-        ("image", matrix.image.as_ref().map(|v| v.0.len())),
-        ("instance_type", matrix.instance_type.as_ref().map(|v| v.0.len())),
-        ("subnet", matrix.subnet.as_ref().map(|v| v.0.len())),
-        ("security_groups", matrix.security_groups.as_ref().map(|g| g.0.len())),
-    ]
-    .into_iter()
-    .filter_map(|(name, n)| n.map(|n| (name, n)))
-    .collect();
+    let mut axes: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (name, raw) in &matrix.axes.0 {
+        let at = path.key(name.clone());
+        let Some(f) = field(fields, provider, name, &at, problems) else {
+            continue;
+        };
+        if fixed_names.contains(name.as_str()) {
+            problems.push(
+                Problem::at_key(at, format!("`{name}` is both a matrix axis and fixed in `launch`"))
+                    .help("keep one: an axis varies it, `launch` fixes it for every cell"),
+            );
+            continue;
+        }
+        axes.push((name.as_str(), axis_values(f, raw, &at, problems)));
+    }
+    let lengths: Vec<(&str, usize)> = axes.iter().map(|(name, values)| (*name, values.len())).collect();
     if !check_size(matrix, &lengths, problems) {
         return Vec::new();
     }
 
-    let has_axes = matrix.image.is_some()
-        || matrix.instance_type.is_some()
-        || matrix.subnet.is_some()
-        || matrix.security_groups.is_some();
     let mut combos: Vec<Combo> = Vec::new();
-    if has_axes {
-        for image in &images {
-            for instance_type in &types {
-                for subnet in &subnets {
-                    for security_groups in &groups {
-                        combos.push(Combo {
-                            original: MatrixEntry {
-                                image: image.clone(),
-                                instance_type: instance_type.clone(),
-                                subnet: subnet.clone(),
-                                security_groups: security_groups.clone(),
-                            },
-                            ..Combo::default()
-                        });
-                    }
-                }
-            }
+    if !axes.is_empty() && axes.iter().all(|(_, values)| !values.is_empty()) {
+        combos.push(Combo::default());
+        for (name, values) in &axes {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut next = c.clone();
+                        next.original.insert(name.to_string(), v.clone());
+                        next
+                    })
+                })
+                .collect();
         }
     }
 
     for (i, entry) in matrix.exclude.iter().enumerate() {
         let at = path.key("exclude").index(i);
-        if keys(entry).is_empty() {
+        if entry.0.is_empty() {
             problems.push(Problem::at(at, "exclude entry has no keys: it would remove every cell"));
             continue;
         }
+        let Some(wanted) = entry_values(entry, fields, provider, &at, problems) else {
+            continue;
+        };
         let count = combos.len();
-        combos.retain(|c| !has_all(&c.original, entry));
+        combos.retain(|c| !has_all(&c.original, &wanted));
         if combos.len() == count {
             problems.push(
                 Problem::at(at, "exclude entry matches no cell").help("check its values against the matrix axes"),
             );
         }
     }
-    if has_axes && combos.is_empty() && !matrix.exclude.is_empty() {
+    if !axes.is_empty() && combos.is_empty() && !matrix.exclude.is_empty() {
         problems.push(Problem::at_key(path.key("exclude"), "exclude removes every cell of the matrix"));
     }
 
     for (i, entry) in matrix.include.iter().enumerate() {
-        if keys(entry).is_empty() {
-            problems.push(Problem::at(path.key("include").index(i), "include entry has no keys"));
+        let at = path.key("include").index(i);
+        if entry.0.is_empty() {
+            problems.push(Problem::at(at, "include entry has no keys"));
             continue;
         }
+        let Some(wanted) = entry_values(entry, fields, provider, &at, problems) else {
+            continue;
+        };
         let mut joined = false;
         for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {
-            if fits(&combo.original, entry) {
+            if fits(&combo.original, &wanted) {
                 joined = true;
-                let add = &mut combo.added;
-                add.image = entry.image.clone().or(add.image.take());
-                add.instance_type = entry.instance_type.clone().or(add.instance_type.take());
-                add.subnet = entry.subnet.clone().or(add.subnet.take());
-                add.security_groups = entry.security_groups.clone().or(add.security_groups.take());
+                for (k, v) in &wanted {
+                    combo.added.insert(k.clone(), v.clone());
+                }
             }
         }
         if !joined {
-            combos.push(Combo { original: entry.clone(), added: MatrixEntry::default(), from_include: Some(i) });
+            combos.push(Combo { original: wanted, added: Map::new(), from_include: Some(i) });
         }
     }
 
@@ -262,7 +337,6 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
                 .help("give at least an `image` axis or an `include` entry"),
         );
     }
-
     if combos.len() > MAX_CELLS {
         problems.push(Problem::at_key(
             path.key("include"),
@@ -278,41 +352,33 @@ pub fn expand(matrix: &MatrixSpec, provider: &ProviderPlan, problems: &mut Vec<P
             Some(i) => path.key("include").index(i),
             None => path.clone(),
         };
-        let value = combo.value();
-        let Some(image) = value.image.clone() else {
-            problems.push(Problem::at(at, "cell has no `image`"));
+        let values = combo.value();
+        let id = CellId(cell_id(&values));
+        let missing: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.required && !values.contains_key(f.name) && !fixed_names.contains(f.name))
+            .map(|f| f.name)
+            .collect();
+        if let Some(name) = missing.first() {
+            problems.push(Problem::at(at, format!("cell `{id}` has no `{name}`")).help(format!(
+                "the {provider} provider needs `{name}` for every cell: an axis, an `include` key or `launch.{name}`"
+            )));
             continue;
-        };
-        if let ProviderPlan::Ec2(_) = provider {
-            if value.instance_type.is_none() {
-                problems.push(
-                    Problem::at(at.clone(), format!("cell `{}` has no `instance_type`", cell_id(&value)))
-                        .help("EC2 needs an instance type for every cell"),
-                );
-                continue;
-            }
         }
-        let id = CellId(cell_id(&value));
         if !ids.insert(id.clone()) {
             problems.push(Problem::at(at, format!("cell `{id}` is listed twice")));
             continue;
         }
-        cells.push(Cell {
-            index: cells.len(),
-            id,
-            image,
-            instance_type: value.instance_type,
-            subnet: value.subnet,
-            security_groups: value.security_groups.unwrap_or_default(),
-        });
+        let mut launch = values.clone();
+        launch.extend(fixed_values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        cells.push(Cell { index: cells.len(), id, values, launch });
     }
     cells
 }
 
 /// Joins a cell's values into an id that is safe as a file name.
-fn cell_id(value: &MatrixEntry) -> String {
-    let parts: Vec<String> = keys(value).into_iter().map(|(_, v)| sanitize(&v)).collect();
-    parts.join("_")
+fn cell_id(values: &Map<String, Value>) -> String {
+    values.values().map(|v| sanitize(&label(v))).collect::<Vec<_>>().join("_")
 }
 
 fn sanitize(value: &str) -> String {
@@ -323,45 +389,33 @@ fn sanitize(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Ec2Spec, OneOrMany, SecurityGroups};
 
-    fn ec2() -> ProviderPlan {
-        ProviderPlan::Ec2(serde_yaml::from_str::<Ec2Spec>("{}").unwrap())
+    fn expand_yaml(matrix: &str, launch: &str) -> (Vec<Cell>, Vec<Problem>) {
+        let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();
+        let launch: crate::spec::LaunchSpec = serde_yaml::from_str(launch).unwrap();
+        let mut problems = Vec::new();
+        let cells = expand(&matrix, &launch.fields, "ec2", crate::provider::ec2::FIELDS, &mut problems);
+        (cells, problems)
     }
 
-    fn entry(image: Option<&str>, instance_type: Option<&str>) -> MatrixEntry {
-        MatrixEntry {
-            image: image.map(Into::into),
-            instance_type: instance_type.map(Into::into),
-            ..MatrixEntry::default()
-        }
-    }
-
-    fn many(values: &[&str]) -> Option<OneOrMany<String>> {
-        Some(OneOrMany(values.iter().map(|v| v.to_string()).collect()))
+    fn ids(cells: &[Cell]) -> Vec<&str> {
+        cells.iter().map(|c| c.id.0.as_str()).collect()
     }
 
     #[test]
     fn product_minus_exclude_plus_include() {
-        let matrix = MatrixSpec {
-            image: many(&["ami-0aaa", "ami-0bbb"]),
-            instance_type: many(&["t3.micro", "m5.large"]),
-            subnet: many(&["subnet-1"]),
-            security_groups: Some(SecurityGroups(vec![vec!["sg-web".into()]])),
-            exclude: vec![entry(Some("ami-0bbb"), Some("m5.large"))],
-            include: vec![MatrixEntry {
-                image: Some("ami-0ccc".into()),
-                instance_type: Some("t3.small".into()),
-                subnet: Some("subnet-1".into()),
-                security_groups: Some(vec!["sg-web".into()]),
-            }],
-        };
-        let mut problems = Vec::new();
-        let cells = expand(&matrix, &ec2(), &mut problems);
+        let (cells, problems) = expand_yaml(
+            "image: [ami-0aaa, ami-0bbb]
+instance_type: [t3.micro, m5.large]
+subnet: [subnet-1]
+security_groups: [[sg-web]]
+exclude: [{ image: ami-0bbb, instance_type: m5.large }]
+include: [{ image: ami-0ccc, instance_type: t3.small, subnet: subnet-1, security_groups: [sg-web] }]",
+            "{}",
+        );
         assert!(problems.is_empty(), "{problems:?}");
-        let ids: Vec<&str> = cells.iter().map(|c| c.id.0.as_str()).collect();
         assert_eq!(
-            ids,
+            ids(&cells),
             [
                 "ami-0aaa_t3.micro_subnet-1_sg-web",
                 "ami-0aaa_m5.large_subnet-1_sg-web",
@@ -373,20 +427,31 @@ mod tests {
 
     #[test]
     fn include_adds_keys_to_the_cells_it_joins() {
-        let matrix = MatrixSpec {
-            image: many(&["ami-1", "ami-2"]),
-            instance_type: None,
-            subnet: None,
-            security_groups: None,
-            exclude: vec![],
-            // Joins ami-1 only (it would overwrite ami-2's image), adding an instance type.
-            include: vec![entry(Some("ami-1"), Some("t3.nano")), entry(None, Some("t3.micro"))],
-        };
-        let mut problems = Vec::new();
-        let cells = expand(&matrix, &ec2(), &mut problems);
+        // Joins ami-1 only (it would overwrite ami-2's image), adding an instance type; the second
+        // joins both (instance_type is not an axis), overwriting the added t3.nano.
+        let (cells, problems) = expand_yaml(
+            "image: [ami-1, ami-2]\ninclude: [{ image: ami-1, instance_type: t3.nano }, { instance_type: t3.micro }]",
+            "{}",
+        );
         assert!(problems.is_empty(), "{problems:?}");
-        // The second include joins both (instance_type is not an axis), overwriting the added t3.nano.
-        let ids: Vec<&str> = cells.iter().map(|c| c.id.0.as_str()).collect();
-        assert_eq!(ids, ["ami-1_t3.micro", "ami-2_t3.micro"]);
+        assert_eq!(ids(&cells), ["ami-1_t3.micro", "ami-2_t3.micro"]);
+    }
+
+    #[test]
+    fn a_field_fixed_in_launch_is_not_an_axis_and_counts_as_given() {
+        let (cells, problems) = expand_yaml("image: [ami-1, ami-2]", "instance_type: t3.micro");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(ids(&cells), ["ami-1", "ami-2"], "fixed values are not part of the id");
+        let (_, problems) = expand_yaml("image: ami-1\ninstance_type: [t3.micro]", "instance_type: t3.micro");
+        assert_eq!(problems[0].message, "`instance_type` is both a matrix axis and fixed in `launch`");
+    }
+
+    #[test]
+    fn unknown_axes_and_missing_fields_are_named() {
+        let (_, problems) = expand_yaml("image: ami-1\ninstance_typ: t3.micro", "{}");
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages[0], "unknown key `instance_typ` in matrix");
+        assert_eq!(problems[0].help.as_deref(), Some("did you mean `instance_type`?"));
+        assert!(messages[1].starts_with("cell `ami-1` has no `instance_type`"), "{messages:?}");
     }
 }

@@ -23,10 +23,11 @@ use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
 use tokio::sync::OnceCell;
 
-use super::{CleanupStep, ErrorKind, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
+use super::field::{check_as, schema_of};
+use super::{CleanupStep, ErrorKind, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use crate::plan::{Cell, LaunchPlan, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{AddressKind, Ec2Spec, KeyPair};
+use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem};
 pub use api::Api;
 use api::Retry;
 pub use instance_types::screenshot_unsupported;
@@ -43,6 +44,41 @@ const LAUNCH_RETRY: Duration = Duration::from_secs(60);
 const PENDING_GRACE: Duration = Duration::from_secs(60);
 /// How long a console read waits out EC2 not yet knowing an instance it has just reported running.
 const NOT_FOUND_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What an ec2 cell can set, fixed in `launch:` or as a matrix axis.
+pub static FIELDS: &[Field] = &[
+    Field { name: "image", list_valued: false, required: true, check: check_as::<String>, schema: schema_of::<String> },
+    Field {
+        name: "instance_type",
+        list_valued: false,
+        required: true,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
+    Field {
+        name: "subnet",
+        list_valued: false,
+        required: false,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
+    Field {
+        name: "security_groups",
+        list_valued: true,
+        required: false,
+        check: check_groups,
+        schema: schema_of::<Vec<String>>,
+    },
+];
+
+/// A set of security groups: a list of ids, not empty (one id alone is a set of one).
+fn check_groups(value: &serde_yaml::Value, at: &FieldPath) -> Vec<Problem> {
+    match value {
+        serde_yaml::Value::String(_) => Vec::new(),
+        serde_yaml::Value::Sequence(s) if s.is_empty() => vec![Problem::at(at.clone(), "empty security group list")],
+        _ => check_as::<Vec<String>>(value, at),
+    }
+}
 
 pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
@@ -97,13 +133,14 @@ impl Ec2Provider {
 
 /// The (instance type, subnet) pairs to try in order: the cell's own, then its fallbacks.
 fn candidates(cell: &Cell, spec: &Ec2Spec) -> Vec<(String, Option<String>)> {
-    let instance_type = cell.instance_type.clone().unwrap_or_default();
-    let mut out = vec![(instance_type.clone(), cell.subnet.clone())];
+    let instance_type = cell.text("instance_type").unwrap_or_default().to_string();
+    let subnet = cell.text("subnet").map(str::to_string);
+    let mut out = vec![(instance_type.clone(), subnet.clone())];
     for subnet in &spec.fallback.subnet {
         out.push((instance_type.clone(), Some(subnet.clone())));
     }
     for t in &spec.fallback.instance_type {
-        out.push((t.clone(), cell.subnet.clone()));
+        out.push((t.clone(), subnet.clone()));
     }
     out.dedup();
     out
@@ -372,6 +409,7 @@ impl Ec2Provider {
         // A key pair made a moment ago may be unknown to RunInstances for a while; one named in the
         // spec that is unknown is simply wrong.
         let not_found = if key_is_new { api::KEY_PAIR_NOT_FOUND } else { &[] };
+        let groups = cell.texts("security_groups");
         let mut last_error = None;
         let mut fallbacks = 0;
         for (attempt, (instance_type, subnet)) in candidates(cell, &self.spec).into_iter().enumerate() {
@@ -393,14 +431,12 @@ impl Ec2Provider {
                 .call_retrying(&api.buckets.run_instances, "RunInstances", retry, || {
                     api.client
                         .run_instances()
-                        .image_id(&cell.image)
+                        .image_id(cell.image())
                         .instance_type(InstanceType::from(instance_type.as_str()))
                         .min_count(1)
                         .max_count(1)
                         .set_subnet_id(subnet.clone())
-                        .set_security_group_ids(
-                            (!cell.security_groups.is_empty()).then(|| cell.security_groups.clone()),
-                        )
+                        .set_security_group_ids((!groups.is_empty()).then(|| groups.clone()))
                         .set_key_name(key_name.clone())
                         .set_user_data(user_data.clone())
                         .tag_specifications(tags.clone())
@@ -703,10 +739,8 @@ mod tests {
         let cell = Cell {
             index: 0,
             id: crate::plan::CellId("ami-1_t3.micro".repeat(10)),
-            image: "ami-1".into(),
-            instance_type: None,
-            subnet: None,
-            security_groups: vec![],
+            values: serde_json::Map::new(),
+            launch: serde_json::Map::new(),
         };
         let a = client_token("20261125-093000-abcd", &cell, 0);
         assert!(a.len() <= 64 && a.is_ascii());

@@ -34,11 +34,22 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{CleanupStep, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
+use super::field::{check_as, schema_of};
+use super::{CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use crate::plan::{Cell, Plan, QemuImagePlan, QemuPlan};
 use crate::probe::{ConnectMeaning, Endpoint};
 use crate::spec::Accel;
 use qmp::{Qmp, QmpError, QmpEvent};
+
+/// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image, a name under
+/// `provider.qemu.images` or a disk path.
+pub static FIELDS: &[Field] = &[Field {
+    name: "image",
+    list_valued: false,
+    required: true,
+    check: check_as::<String>,
+    schema: schema_of::<String>,
+}];
 
 /// QEMU says this when a forwarded host port is taken; we pick other ports and start again.
 const PORT_TAKEN: &str = "Could not set up host forwarding rule";
@@ -241,7 +252,7 @@ impl Provider for QemuProvider {
             let _ = self.version.set(v);
         }
         for cell in &plan.cells {
-            let files: Vec<&PathBuf> = match self.plan.images.get(&cell.image) {
+            let files: Vec<&PathBuf> = match self.plan.images.get(cell.image()) {
                 Some(QemuImagePlan::Kernel { kernel, initrd, .. }) => {
                     std::iter::once(kernel).chain(initrd.iter()).collect()
                 }
@@ -252,21 +263,21 @@ impl Provider for QemuProvider {
                 if !file.is_file() {
                     return Err(ProviderError::new(format!(
                         "image `{}`: {} does not exist (build it with scripts/build-test-image)",
-                        cell.image,
+                        cell.image(),
                         file.display()
                     )));
                 }
             }
-            if !self.plan.images.contains_key(&cell.image) && !Path::new(&cell.image).is_file() {
+            if !self.plan.images.contains_key(cell.image()) && !Path::new(&cell.image()).is_file() {
                 return Err(ProviderError::new(format!(
                     "image `{}` is neither a name under provider.qemu.images nor a disk file",
-                    cell.image
+                    cell.image()
                 )));
             }
         }
         let mut warnings = Vec::new();
         if let Some(first) = plan.cells.first() {
-            let accel = self.accel(&self.plan.image(&first.image)).await;
+            let accel = self.accel(&self.plan.image(first.image())).await;
             if self.plan.accel == Accel::Auto && accel == "tcg" {
                 warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());
             }
@@ -275,7 +286,7 @@ impl Provider for QemuProvider {
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
-        let image = self.plan.image(&cell.image);
+        let image = self.plan.image(cell.image());
         let accel = self.accel(&image).await;
         let sockets = tempfile::Builder::new()
             .prefix("amiprobe-qmp-")

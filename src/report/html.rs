@@ -128,14 +128,10 @@ fn view_model(results: &RunResults, dir: &Path) -> Value {
 
 /// The matrix as a table: a row per image, a column per combination of the other axes.
 fn grid(cells: &[CellResult]) -> Value {
+    // Rows by the first axis (the image, in most specs), columns by the others' values.
+    let row = |c: &CellResult| c.params.0.values().next().map(crate::provider::field::label).unwrap_or_default();
     let column = |c: &CellResult| {
-        let p = &c.params;
-        let mut parts: Vec<String> = Vec::new();
-        parts.extend(p.instance_type.clone());
-        parts.extend(p.subnet.clone());
-        if !p.security_groups.is_empty() {
-            parts.push(p.security_groups.join("+"));
-        }
+        let parts: Vec<String> = c.params.0.values().skip(1).map(crate::provider::field::label).collect();
         if parts.is_empty() {
             "cell".to_string()
         } else {
@@ -149,13 +145,13 @@ fn grid(cells: &[CellResult]) -> Value {
         if !columns.contains(&col) {
             columns.push(col);
         }
-        if !rows.contains(&c.params.image) {
-            rows.push(c.params.image.clone());
+        if !rows.contains(&row(c)) {
+            rows.push(row(c));
         }
     }
     let mut at: BTreeMap<(String, String), &CellResult> = BTreeMap::new();
     for c in cells {
-        at.insert((c.params.image.clone(), column(c)), c);
+        at.insert((row(c), column(c)), c);
     }
     let rows: Vec<Value> = rows
         .iter()
@@ -170,7 +166,8 @@ fn grid(cells: &[CellResult]) -> Value {
             json!({ "image": image, "entries": entries })
         })
         .collect();
-    json!({ "columns": columns, "rows": rows })
+    let row_axis = cells.first().and_then(|c| c.params.0.keys().next().cloned()).unwrap_or_else(|| "image".into());
+    json!({ "row_axis": row_axis, "columns": columns, "rows": rows })
 }
 
 fn cell_model(c: &CellResult, dir: &Path) -> Value {

@@ -221,7 +221,7 @@ impl Places {
 }
 
 /// serde_yaml appends "at line L column C" (we print that ourselves) and names Rust types.
-fn clean_yaml_message(message: &str) -> String {
+pub(crate) fn clean_yaml_message(message: &str) -> String {
     static POSITION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let position =
         POSITION.get_or_init(|| regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|_| unreachable!()));

@@ -14,7 +14,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::values::{ByteSize, DurationSchema, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
+use super::axes::{Fields, MatrixSpec};
+use super::values::{ByteSize, DurationSchema, KeyPair, StatusMatcher};
 
 /// One product's smoke test: which images to boot where, what to capture, and what must be true.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -218,43 +219,9 @@ pub enum Accel {
     Kvm,
 }
 
-/// The axes of the matrix. Each axis is one value or a list of values.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct MatrixSpec {
-    #[serde(default)]
-    pub image: Option<OneOrMany<String>>,
-    #[serde(default)]
-    pub instance_type: Option<OneOrMany<String>>,
-    #[serde(default)]
-    pub subnet: Option<OneOrMany<String>>,
-    /// Each value is a set of security groups: `[sg-a, sg-b]` is one set, `[[sg-a], [sg-b]]` two.
-    #[serde(default)]
-    pub security_groups: Option<SecurityGroups>,
-    /// Drop every cell that matches all the keys of an entry.
-    #[serde(default)]
-    pub exclude: Vec<MatrixEntry>,
-    /// Add keys to the cells an entry matches, or add the entry as a cell of its own.
-    #[serde(default)]
-    pub include: Vec<MatrixEntry>,
-}
-
-/// A partial cell, for `include` and `exclude`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct MatrixEntry {
-    #[serde(default)]
-    pub image: Option<String>,
-    #[serde(default)]
-    pub instance_type: Option<String>,
-    #[serde(default)]
-    pub subnet: Option<String>,
-    #[serde(default)]
-    pub security_groups: Option<Vec<String>>,
-}
-
-/// How each machine is launched.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+/// How each machine is launched. Besides these, any launch field of the provider (`instance_type`,
+/// `root_volume`...) may be fixed here for every cell, or varied as a matrix axis of the same name.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct LaunchSpec {
     /// `ephemeral` (the default: created per cell, deleted afterwards) or an existing key pair's name.
@@ -269,6 +236,10 @@ pub struct LaunchSpec {
     /// Extra tags on everything amiprobe creates.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The provider's launch fields fixed for every cell.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub fields: Fields,
 }
 
 /// What is recorded while the machine boots.

@@ -28,6 +28,13 @@ impl FieldPath {
         p
     }
 
+    /// `other` below this path.
+    pub fn join(&self, other: &FieldPath) -> Self {
+        let mut p = self.clone();
+        p.0.extend(other.0.iter().cloned());
+        p
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.0
     }

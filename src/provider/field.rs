@@ -1,0 +1,76 @@
+//! Launch fields: what a provider lets a spec set for a cell, either fixed in `launch:` or varied as
+//! a matrix axis of the same name. Each provider lists its own ([`super::fields_of`]); the plan checks
+//! every value against them, with its place in the file, before anything runs.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+
+use crate::spec::{FieldPath, Problem};
+
+/// One launch field of a provider.
+pub struct Field {
+    pub name: &'static str,
+    /// The field's one value is itself a list (`security_groups`): as an axis, `[a, b]` is one value
+    /// and `[[a], [b]]` two.
+    pub list_valued: bool,
+    /// Every cell must have a value, from an axis, an `include` entry or `launch:`.
+    pub required: bool,
+    /// Checks one value; problems are placed under the given path.
+    pub check: fn(&serde_yaml::Value, &FieldPath) -> Vec<Problem>,
+    /// The value's JSON Schema, for editors.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+/// A value read as `T`: every unknown key and the first type error, placed under `at`.
+pub fn typed<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> Result<T, Vec<Problem>> {
+    let mut unknown = Vec::new();
+    let result: Result<T, _> = {
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
+        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+        serde_path_to_error::deserialize(de)
+    };
+    let mut problems: Vec<Problem> = unknown
+        .iter()
+        .map(|path| {
+            let key = path.last_key().unwrap_or_default().to_string();
+            Problem::at_key(
+                at.join(path),
+                format!("unknown key `{key}` in {}", at.join(&path.parent().unwrap_or_default())),
+            )
+        })
+        .collect();
+    match result {
+        Ok(v) if problems.is_empty() => Ok(v),
+        Ok(_) => Err(problems),
+        Err(e) => {
+            problems.push(Problem::at(
+                at.join(&FieldPath::from_tracked(e.path())),
+                crate::spec::clean_yaml_message(&e.inner().to_string()),
+            ));
+            Err(problems)
+        }
+    }
+}
+
+/// [`Field::check`] for a value that only has to be a `T`.
+pub fn check_as<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> Vec<Problem> {
+    typed::<T>(value, at).err().unwrap_or_default()
+}
+
+/// [`Field::schema`] of a `T`.
+pub fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// A short label of a value for cell ids and report columns: `ami-1`, `sg-a+sg-b`, `30-io2-3000`.
+pub fn label(value: &serde_json::Value) -> String {
+    use serde_json::Value as V;
+    match value {
+        V::Null => String::new(),
+        V::String(s) => s.clone(),
+        V::Bool(b) => b.to_string(),
+        V::Number(n) => n.to_string(),
+        V::Array(items) => items.iter().map(label).collect::<Vec<_>>().join("+"),
+        V::Object(map) => map.values().map(label).collect::<Vec<_>>().join("-"),
+    }
+}
