@@ -2,14 +2,15 @@
 //!
 //! Like nextest's runner, a dispatcher owns all state and `select!`s over three sources: events from
 //! cell tasks, finished cells, and signals. Everything it has to say goes out as one stream of
-//! [`Event`]s to one [`Reporter`] (in a run, `report::Reporters`, which hands each event to the
-//! terminal and to every report file in turn); the engine itself writes no file. Ctrl-C (or SIGTERM, SIGHUP)
-//! escalates: the first stops capturing and cleans up in order, the second cleans up without waiting
-//! for confirmations, the third exits at once. Every run, interrupted or not, ends by removing what
-//! the ledger still holds and sweeping what carries the run's id; whatever is not confirmed gone is
-//! named in `not_removed`. The events after which the results are worth keeping (run started, cell
-//! finished, run finished or aborted) carry them, so `results.json` is rewritten after every finished
-//! cell and even a killed run leaves its partial results.
+//! [`Event`]s to one [`Reporter`] (in a run, `report::reporter::Reporters`, which hands each event to
+//! the terminal and to every report file in turn); the engine prints nothing and writes no report
+//! (only each cell's own files: screenshots, console logs).
+//! Ctrl-C (or SIGTERM, SIGHUP) escalates: the first stops capturing and cleans up in order, the second
+//! cleans up without waiting for confirmations, the third exits at once. Every run, interrupted or
+//! not, ends by removing what the ledger still holds and sweeping what carries the run's id; whatever
+//! is not confirmed gone is named in `not_removed`. The events after which the results are worth
+//! keeping (run started, cell finished, run finished or aborted) carry them, so `results.json` is
+//! rewritten after every finished cell and even a killed run leaves its partial results.
 
 mod cell;
 mod event;
