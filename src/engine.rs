@@ -1,12 +1,16 @@
 //! The engine: runs a plan's cells in parallel on a provider and gathers their results.
 //!
 //! Like nextest's runner, a dispatcher owns all state and `select!`s over three sources: events from
-//! cell tasks (fanned out to the reporter), finished cells, and signals. Ctrl-C (or SIGTERM, SIGHUP)
-//! escalates: the first stops capturing and cleans up in order, the second cleans up without waiting
-//! for confirmations, the third exits at once. Every run, interrupted or not, ends by removing what
-//! the ledger still holds and sweeping what carries the run's id; whatever is not confirmed gone is
-//! named in `not_removed`. `results.json` is rewritten after every finished cell, so even a killed
-//! run leaves its partial results.
+//! cell tasks, finished cells, and signals. Everything it has to say goes out as one stream of
+//! [`Event`]s to one [`Reporter`] (in a run, `report::reporter::Reporters`, which hands each event to
+//! the terminal and to every report file in turn); the engine prints nothing and writes no report
+//! (only each cell's own files: screenshots, console logs).
+//! Ctrl-C (or SIGTERM, SIGHUP) escalates: the first stops capturing and cleans up in order, the second
+//! cleans up without waiting for confirmations, the third exits at once. Every run, interrupted or
+//! not, ends by removing what the ledger still holds and sweeping what carries the run's id; whatever
+//! is not confirmed gone is named in `not_removed`. The events after which the results are worth
+//! keeping (run started, cell finished, run finished or aborted) carry them, so `results.json` is
+//! rewritten after every finished cell and even a killed run leaves its partial results.
 
 mod cell;
 mod event;
@@ -29,7 +33,7 @@ use crate::plan::Plan;
 use crate::provider::{CleanupStep, Ledger, Provider};
 use crate::results::{CellResult, CellStatus, NotRemoved, RunResults, RunStatus, SpecInfo, SCHEMA_VERSION};
 
-/// Receives the engine's events; the terminal display is one.
+/// Receives the engine's events: the terminal display, each report file, and the fan-out over them.
 pub trait Reporter: Send {
     fn event(&mut self, event: &Event);
 }
@@ -43,7 +47,7 @@ pub struct RunOptions {
     pub probe_host: Option<String>,
 }
 
-/// Runs every cell of the plan and returns the results (also written to `out_dir/results.json`).
+/// Runs every cell of the plan and returns the results (also sent to `reporter` as they grow).
 pub async fn run(
     plan: Plan,
     provider: Arc<dyn Provider>,
@@ -75,21 +79,12 @@ pub async fn run(
         merged_from: Vec::new(),
         cells: plan.cells.iter().map(cell::not_run).collect(),
     };
-    let write = |results: &mut RunResults| {
-        results.recount();
-        results.duration_s = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
-        if let Err(e) = results.write(&options.out_dir) {
-            eprintln!("warning: failed to write results.json: {e}");
-        }
-    };
-    write(&mut results);
+    reporter.event(&Event::RunStarted {
+        out_dir: options.out_dir.display().to_string(),
+        results: snapshot(&mut results, started),
+    });
 
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    reporter.event(&Event::RunStarted {
-        run_id: options.run_id.clone(),
-        cells: plan.cells.len(),
-        out_dir: options.out_dir.display().to_string(),
-    });
 
     let ledger = Ledger::default();
     let cancel = CancellationToken::new();
@@ -111,7 +106,7 @@ pub async fn run(
     let preflight = tokio::select! {
         r = provider.preflight(&plan) => Some(r),
         name = signals.recv() => {
-            interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+            interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
             None
         }
     };
@@ -134,7 +129,7 @@ pub async fn run(
             }
             results.status = RunStatus::Failed;
             results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-            write(&mut results);
+            reporter.event(&Event::RunFinished(snapshot(&mut results, started)));
             return results;
         }
     }
@@ -186,12 +181,12 @@ pub async fn run(
                 while let Ok(event) = events_rx.try_recv() {
                     reporter.event(&event);
                 }
-                reporter.event(&Event::CellFinished(Box::new(result.clone())));
-                results.cells[index] = result;
-                write(&mut results);
+                results.cells[index] = result.clone();
+                let results = snapshot(&mut results, started);
+                reporter.event(&Event::CellFinished { cell: Box::new(result), results });
             }
             name = signals.recv() => {
-                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
             }
         }
     }
@@ -206,7 +201,7 @@ pub async fn run(
         tokio::select! {
             steps = &mut removals => break steps,
             name = signals.recv() => {
-                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, &write, &ledger);
+                interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
             }
         }
     };
@@ -232,8 +227,15 @@ pub async fn run(
         RunStatus::Failed
     };
     results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    write(&mut results);
+    reporter.event(&Event::RunFinished(snapshot(&mut results, started)));
     results
+}
+
+/// The results as they stand, counted and timed, for an event that carries them.
+fn snapshot(results: &mut RunResults, started: Instant) -> Box<RunResults> {
+    results.recount();
+    results.duration_s = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    Box::new(results.clone())
 }
 
 /// The end of every run: what the ledger still holds (cells that could not remove their own), then
@@ -272,7 +274,7 @@ fn interrupt(
     hurry: &CancellationToken,
     reporter: &mut dyn Reporter,
     results: &mut RunResults,
-    write: &dyn Fn(&mut RunResults),
+    started: Instant,
     ledger: &Ledger,
 ) {
     *count += 1;
@@ -299,7 +301,8 @@ fn interrupt(
         }
         results.not_removed = not_removed(ledger, results);
         results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-        write(results);
+        // Through the reporters like every other ending: results.json records the abort.
+        reporter.event(&Event::RunAborted(snapshot(results, started)));
         // QEMU processes die with us (PR_SET_PDEATHSIG); cloud resources carry the run's tags.
         std::process::exit(crate::exit::Outcome::Interrupted.code());
     }

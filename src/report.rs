@@ -1,10 +1,13 @@
 //! Reporters: the terminal display while a run goes, and the files people read afterwards:
-//! `report.html` (+ `assets/`), `junit.xml` and `results.json`, side by side.
+//! `report.html` (+ `assets/`), `junit.xml` and `results.json`, side by side. During a run they all
+//! hang off the engine's one event stream ([`reporter::Reporters`]); `amiprobe report` renders the same
+//! files from a results.json through the same [`write_one`].
 
 pub mod html;
 pub mod json;
 pub mod junit;
 pub mod merge;
+pub mod reporter;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -52,21 +55,27 @@ pub fn write(
     formats: &[Format],
     templates: Option<&Path>,
 ) -> Result<Vec<PathBuf>, String> {
-    let mut written = Vec::new();
-    for format in formats {
-        match format {
-            Format::Json => {
-                results.write(dir).map_err(|e| format!("failed to write results.json: {e}"))?;
-                written.push(dir.join("results.json"));
-            }
-            Format::Junit => {
-                let file = dir.join("junit.xml");
-                std::fs::write(&file, junit::render(results)?)
-                    .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
-                written.push(file);
-            }
-            Format::Html => written.push(html::Renderer::new(templates)?.write(results, dir)?),
+    formats.iter().map(|format| write_one(*format, results, dir, templates)).collect()
+}
+
+/// Writes one report into `dir` and says where: the one renderer behind `run`, `report` and `merge`.
+pub fn write_one(
+    format: Format,
+    results: &RunResults,
+    dir: &Path,
+    templates: Option<&Path>,
+) -> Result<PathBuf, String> {
+    match format {
+        Format::Json => {
+            results.write(dir).map_err(|e| format!("failed to write results.json: {e}"))?;
+            Ok(dir.join("results.json"))
         }
+        Format::Junit => {
+            let file = dir.join("junit.xml");
+            std::fs::write(&file, junit::render(results)?)
+                .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+            Ok(file)
+        }
+        Format::Html => html::Renderer::new(templates)?.write(results, dir),
     }
-    Ok(written)
 }

@@ -1,4 +1,5 @@
-//! `amiprobe run`: spec -> plan -> provider -> engine -> results, and the exit code.
+//! `amiprobe run`: spec -> plan -> provider -> engine -> reporters, and the exit code. Everything the
+//! run prints or writes comes from the reporters (`report::reporter`), fed by the engine's events.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use crate::plan::ProviderPlan;
 use crate::provider::ec2::Ec2Provider;
 use crate::provider::qemu::QemuProvider;
 use crate::provider::Provider;
-use crate::report::terminal::{self, Terminal};
+use crate::report::reporter::Reporters;
 
 pub fn run(args: RunArgs) -> Outcome {
     // Signals first: from here on, no signal can end the process with machines running.
@@ -75,28 +76,8 @@ pub fn run(args: RunArgs) -> Outcome {
         allow_targets: args.allow_targets.clone(),
         probe_host: args.probe_host.clone(),
     };
-    let results = runtime.block_on(async {
-        let mut reporter = Terminal::new();
-        engine::run(plan, provider, options, &mut signals, &mut reporter).await
-    });
-
-    let c = results.counts;
-    println!(
-        "{}: {} passed, {} failed, {} errors, {} not run in {:.1}s",
-        results.spec.name, c.passed, c.failed, c.errored, c.not_run, results.duration_s
-    );
-    for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
-        println!("{}", terminal::cell_line(cell));
-    }
-    if !results.not_removed.is_empty() {
-        println!("{}", terminal::not_removed_summary(&results));
-    }
-    // Reports even for a failed or interrupted run: its screenshots and logs are the point.
-    if let Err(e) =
-        crate::report::write_and_list(&results, &out_dir, &args.reports.report, args.reports.templates.as_deref())
-    {
-        eprintln!("error: {e}");
-    }
+    let mut reporters = Reporters::for_run(&out_dir, &args.reports.report, args.reports.templates.as_deref());
+    let results = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
     crate::cli::outcome_of(&results)
 }
 

@@ -97,3 +97,56 @@ fn plan_warns_about_cells_ec2_takes_no_screenshots_of() {
     assert!(stderr.contains("cell ami-1_c5.metal: EC2 takes no screenshots of bare metal instances"), "{stderr}");
     assert!(!stderr.contains("t3.micro"), "{stderr}");
 }
+
+/// A run whose provider check fails still goes through every reporter: the summary on stdout, then
+/// the reports asked for, in that order, all saying the same of every cell.
+#[test]
+fn every_report_of_a_run_comes_from_the_same_results() {
+    let spec = "name: t\nprovider:\n  qemu: {binary: ./no-such-qemu, images: {a: {kernel: ./k}, b: {kernel: ./k}}}\nmatrix: {image: [a, b]}\n";
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("all");
+    let run = Test::new().file("spec.yaml", spec).args(["run", "spec.yaml", "--out"]).arg(dir.to_str().unwrap()).run();
+    let run = run.code(1);
+    let stdout = run.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(lines[0].starts_with("t: 0 passed, 0 failed, 2 errors, 0 not run in "), "{stdout}");
+    for (line, id) in lines[1..3].iter().zip(["a", "b"]) {
+        assert!(
+            line.starts_with(&format!("  ERROR {id}: provider check failed: failed to run ./no-such-qemu")),
+            "{line}"
+        );
+    }
+    let listed: Vec<String> =
+        ["report.html", "junit.xml", "results.json"].iter().map(|f| dir.join(f).display().to_string()).collect();
+    assert_eq!(lines[3..], listed);
+    assert!(run.stderr().contains("warning: provider check failed"), "{}", run.stderr());
+
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(results["status"], "failed");
+    let cells = results["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    assert_eq!(junit.matches("<testcase ").count(), 2, "{junit}");
+    assert_eq!(junit.matches("<error ").count(), 2, "{junit}");
+    for cell in cells {
+        let id = cell["id"].as_str().unwrap();
+        assert_eq!(cell["status"], "error", "{cell:#}");
+        assert!(junit.contains(&format!("<testcase name=\"{id}\"")), "{junit}");
+        assert!(html.contains(&format!("<article class=\"cell error\" id=\"cell-{id}\"")), "{id} in report.html");
+    }
+
+    // Only the reports asked for are written and listed; results.json is kept all the same.
+    let dir = out.path().join("junit-only");
+    let run = Test::new()
+        .file("spec.yaml", spec)
+        .args(["run", "spec.yaml", "--report", "junit", "--out"])
+        .arg(dir.to_str().unwrap())
+        .run()
+        .code(1);
+    assert_eq!(run.stdout().lines().last(), Some(dir.join("junit.xml").display().to_string().as_str()));
+    assert!(!run.stdout().contains("results.json"));
+    assert!(dir.join("results.json").is_file() && !dir.join("report.html").exists());
+}

@@ -505,11 +505,7 @@ fn record_attempt(
     let port = rec.ctx.plan.probes[index].port();
     let answered = attempt.passed || attempt.exchange.as_ref().is_some_and(|x| x.status.is_some());
     if answered && port_open.insert(port) {
-        rec.result.events.push(TimelineEvent {
-            at_s: attempt.at_s,
-            kind: EventKind::PortOpen,
-            message: format!("port {port} answered"),
-        });
+        rec.event_at(attempt.at_s, EventKind::PortOpen, format!("port {port} answered"));
     }
     let name = rec.ctx.plan.probes[index].name.clone();
     let p = &mut rec.result.probes[index];

@@ -1,6 +1,8 @@
-//! What the engine tells its reporters while it runs: one stream, fanned out by the dispatcher.
+//! What the engine tells its reporters while it runs: one stream, fanned out by the dispatcher to
+//! every reporter in the same order (the terminal, `results.json`, HTML, JUnit). A reporter needs
+//! nothing but these events: those after which the run's results are worth keeping carry them.
 
-use crate::results::{CellResult, NotRemoved, TimelineEvent};
+use crate::results::{CellResult, NotRemoved, RunResults, TimelineEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -29,10 +31,11 @@ impl Phase {
 
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The first event of every run. `results` has every cell not run yet: a results.json exists
+    /// from the first moment, so a run killed during its (possibly slow) provider check leaves one.
     RunStarted {
-        run_id: String,
-        cells: usize,
         out_dir: String,
+        results: Box<RunResults>,
     },
     Warning(String),
     Phase {
@@ -47,7 +50,12 @@ pub enum Event {
         cell: String,
         count: usize,
     },
-    CellFinished(Box<CellResult>),
+    /// A cell ended. `results` is the whole run as it stands, this cell included: a reporter that
+    /// keeps a file up to date rewrites it from there, so a killed run leaves its partial results.
+    CellFinished {
+        cell: Box<CellResult>,
+        results: Box<RunResults>,
+    },
     /// The run ends with a resource it created and could not confirm removed.
     NotRemoved(NotRemoved),
     /// A signal arrived; `message` says what happens now.
@@ -55,4 +63,10 @@ pub enum Event {
         count: u32,
         message: String,
     },
+    /// The run is over, removals done: the final results, for the summary and the report files.
+    /// Sent exactly once, unless the run is aborted.
+    RunFinished(Box<RunResults>),
+    /// The third signal: the process exits right after this event, without waiting for anything.
+    /// Only what must survive (results.json) is written; nothing slow (no HTML) is started.
+    RunAborted(Box<RunResults>),
 }

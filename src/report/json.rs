@@ -1,4 +1,4 @@
-//! `results.json`: written by the engine as the run goes; here its schema and its loading.
+//! `results.json`: written as the run goes by `reporter::ResultsJson`; here its schema and its loading.
 
 use std::path::Path;
 

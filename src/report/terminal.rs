@@ -1,5 +1,6 @@
 //! The terminal display: a line per running cell with its phase and elapsed time and an overall bar
-//! on a TTY; plain timestamped lines otherwise (CI logs).
+//! on a TTY; plain timestamped lines otherwise (CI logs). At the end of the run, on stdout: the
+//! summary line, a line per cell that did not pass, and what may have been left behind.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -108,10 +109,11 @@ pub fn not_removed_summary(results: &RunResults) -> String {
 impl Reporter for Terminal {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { run_id, cells, out_dir } => {
-                self.line(&format!("run {run_id}: {cells} cells, results in {out_dir}"));
+            Event::RunStarted { out_dir, results } => {
+                let cells = results.cells.len();
+                self.line(&format!("run {}: {cells} cells, results in {out_dir}", results.run_id));
                 if let Some(b) = &self.bars {
-                    b.overall.set_length(*cells as u64);
+                    b.overall.set_length(cells as u64);
                 }
             }
             Event::Warning(w) => self.line(&format!("warning: {}", printable(w))),
@@ -146,7 +148,7 @@ impl Reporter for Terminal {
                     }
                 }
             }
-            Event::CellFinished(result) => {
+            Event::CellFinished { cell: result, .. } => {
                 if let Some(b) = &mut self.bars {
                     if let Some((bar, ..)) = b.cells.remove(&result.id) {
                         bar.finish_and_clear();
@@ -157,14 +159,45 @@ impl Reporter for Terminal {
                 self.line(&cell_line(result));
             }
             Event::Interrupt { message, .. } => self.line(message),
+            Event::RunFinished(results) => {
+                // The bars go first: the summary and the report paths after it are plain stdout.
+                self.clear();
+                println!("{}", summary_line(results));
+                for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
+                    println!("{}", cell_line(cell));
+                }
+                if !results.not_removed.is_empty() {
+                    println!("{}", not_removed_summary(results));
+                }
+            }
+            // The process exits next, without running destructors: the bars would stay drawn.
+            Event::RunAborted(_) => self.clear(),
+        }
+    }
+}
+
+/// The closing line: the spec, the counts and how long the run took.
+pub fn summary_line(results: &RunResults) -> String {
+    let c = results.counts;
+    format!(
+        "{}: {} passed, {} failed, {} errors, {} not run in {:.1}s",
+        results.spec.name, c.passed, c.failed, c.errored, c.not_run, results.duration_s
+    )
+}
+
+impl Terminal {
+    fn clear(&mut self) {
+        if let Some(b) = self.bars.take() {
+            for (bar, ..) in b.cells.values() {
+                bar.finish_and_clear();
+            }
+            b.overall.finish_and_clear();
         }
     }
 }
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        if let Some(b) = &self.bars {
-            b.overall.finish_and_clear();
-        }
+        self.clear();
     }
 }

@@ -1,0 +1,240 @@
+//! The fan-out of a run's one event stream, and the reporters that keep files.
+//!
+//! As in nextest, every output of `amiprobe run` hangs off the engine's events: the terminal, then
+//! each report asked for with `--report`, in that order, each handed every event. A new report format
+//! is one more subscriber here; nothing writes a report outside this stream. The files are rendered
+//! by [`super::write_one`], the same function `amiprobe report` and `report merge` use.
+
+use std::path::{Path, PathBuf};
+
+use super::terminal::Terminal;
+use super::{write_one, Format};
+use crate::engine::{Event, Reporter};
+use crate::results::RunResults;
+
+/// Every reporter of a run; hands each event to each of them, in order.
+pub struct Reporters(Vec<Box<dyn Reporter>>);
+
+impl Reporters {
+    pub fn new(reporters: Vec<Box<dyn Reporter>>) -> Self {
+        Reporters(reporters)
+    }
+
+    /// The terminal display first (its closing summary comes before the list of files written),
+    /// then the report files.
+    pub fn for_run(dir: &Path, formats: &[Format], templates: Option<&Path>) -> Self {
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Terminal::new())];
+        reporters.extend(file_reporters(dir, formats, templates));
+        Reporters(reporters)
+    }
+}
+
+impl Reporter for Reporters {
+    fn event(&mut self, event: &Event) {
+        for reporter in &mut self.0 {
+            reporter.event(event);
+        }
+    }
+}
+
+/// A reporter per format, in the order asked for (the order their paths are listed). results.json
+/// is kept even when not asked for: partial results, `report DIR` and `--rerun-failed` read it.
+pub fn file_reporters(dir: &Path, formats: &[Format], templates: Option<&Path>) -> Vec<Box<dyn Reporter>> {
+    let mut reporters: Vec<Box<dyn Reporter>> = formats
+        .iter()
+        .map(|format| -> Box<dyn Reporter> {
+            match format {
+                Format::Json => Box::new(ResultsJson { dir: dir.to_path_buf(), listed: true }),
+                Format::Html | Format::Junit => Box::new(ReportFile {
+                    format: *format,
+                    dir: dir.to_path_buf(),
+                    templates: templates.map(Path::to_path_buf),
+                }),
+            }
+        })
+        .collect();
+    if !formats.contains(&Format::Json) {
+        reporters.push(Box::new(ResultsJson { dir: dir.to_path_buf(), listed: false }));
+    }
+    reporters
+}
+
+/// `results.json`, rewritten (atomically) whenever the run's results change in a way worth keeping:
+/// at the start, after every finished cell, at the end, and when a third signal aborts the run.
+pub struct ResultsJson {
+    dir: PathBuf,
+    /// Asked for with `--report`: its path is listed with the other reports at the end.
+    listed: bool,
+}
+
+impl ResultsJson {
+    fn save(&self, results: &RunResults) -> Option<PathBuf> {
+        // A failed write loses nothing yet (the next one may succeed): warn and go on.
+        write_one(Format::Json, results, &self.dir, None).map_err(|e| eprintln!("warning: {e}")).ok()
+    }
+}
+
+impl Reporter for ResultsJson {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { results, .. } | Event::CellFinished { results, .. } | Event::RunAborted(results) => {
+                self.save(results);
+            }
+            Event::RunFinished(results) => {
+                if let Some(file) = self.save(results) {
+                    if self.listed {
+                        println!("{}", file.display());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A report rendered once, from the final results: `report.html` (+ `assets/`) or `junit.xml`.
+/// Written for a failed or interrupted run too: its screenshots and logs are the point.
+pub struct ReportFile {
+    format: Format,
+    dir: PathBuf,
+    templates: Option<PathBuf>,
+}
+
+impl Reporter for ReportFile {
+    fn event(&mut self, event: &Event) {
+        if let Event::RunFinished(results) = event {
+            // One report failing (a bad template, a full disk) does not keep the others from being written.
+            match write_one(self.format, results, &self.dir, self.templates.as_deref()) {
+                Ok(file) => println!("{}", file.display()),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{CellStatus, RunStatus};
+
+    /// A real run's results (the report fixture: four cells, two failed).
+    fn fixture() -> RunResults {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/run");
+        crate::report::json::load(&dir).expect("fixture results.json")
+    }
+
+    fn read_results(dir: &Path) -> RunResults {
+        crate::report::json::load(dir).expect("results.json written")
+    }
+
+    /// What junit.xml says of each testcase: its name and "passed", "failure", "error" or "skipped".
+    fn junit_cases(dir: &Path) -> Vec<(String, &'static str)> {
+        let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml written");
+        xml.split("<testcase ")
+            .skip(1)
+            .map(|case| {
+                let name = case.split("name=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_default();
+                let body = case.split("</testcase>").next().unwrap_or_default();
+                let kind = if body.contains("<failure") {
+                    "failure"
+                } else if body.contains("<error") {
+                    "error"
+                } else if body.contains("<skipped") {
+                    "skipped"
+                } else {
+                    "passed"
+                };
+                (name.to_string(), kind)
+            })
+            .collect()
+    }
+
+    /// What report.html says of each cell: its section id and its status class.
+    fn html_cells(dir: &Path) -> Vec<(String, String)> {
+        let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html written");
+        html.split("<article class=\"cell ")
+            .skip(1)
+            .map(|article| {
+                let class = article.split('"').next().unwrap_or_default();
+                let id = article.split("id=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_default();
+                (id.to_string(), class.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_follows_the_one_stream_and_they_agree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let done = fixture();
+        let mut reporters = Reporters::new(file_reporters(dir, &[Format::Html, Format::Junit], None));
+
+        // The start: results.json at once, every cell not run; no report yet.
+        let mut results = done.clone();
+        results.status = RunStatus::Running;
+        for cell in &mut results.cells {
+            cell.status = CellStatus::NotRun;
+            cell.reason = None;
+        }
+        reporters.event(&Event::RunStarted { out_dir: dir.display().to_string(), results: Box::new(results.clone()) });
+        let partial = read_results(dir);
+        assert_eq!(partial.status, RunStatus::Running);
+        assert!(partial.cells.iter().all(|c| c.status == CellStatus::NotRun));
+        assert!(!dir.join("report.html").exists() && !dir.join("junit.xml").exists());
+
+        // Mid-run: each finished cell is in results.json before the next one finishes.
+        for (index, cell) in done.cells.iter().enumerate() {
+            results.cells[index] = cell.clone();
+            reporters.event(&Event::CellFinished { cell: Box::new(cell.clone()), results: Box::new(results.clone()) });
+            let partial = read_results(dir);
+            let statuses: Vec<CellStatus> = partial.cells.iter().map(|c| c.status).collect();
+            let expected: Vec<CellStatus> = done
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i <= index { c.status } else { CellStatus::NotRun })
+                .collect();
+            assert_eq!(statuses, expected, "after cell {index}");
+        }
+        assert!(!dir.join("report.html").exists(), "HTML is rendered once, at the end");
+
+        // The end: the three files, rendered from the same final results, agree cell by cell.
+        reporters.event(&Event::RunFinished(Box::new(done.clone())));
+        let json = read_results(dir);
+        assert_eq!(json.status, done.status);
+        let junit = junit_cases(dir);
+        let html = html_cells(dir);
+        assert_eq!(junit.len(), json.cells.len());
+        assert_eq!(html.len(), json.cells.len());
+        let mut kinds = std::collections::BTreeSet::new();
+        for cell in &json.cells {
+            let expected_junit = match cell.status {
+                CellStatus::Passed => "passed",
+                CellStatus::Failed | CellStatus::TimedOut => "failure",
+                CellStatus::Error => "error",
+                CellStatus::NotRun | CellStatus::Running | CellStatus::Interrupted => "skipped",
+            };
+            let case = junit.iter().find(|(name, _)| *name == cell.id).expect("a testcase per cell");
+            assert_eq!(case.1, expected_junit, "junit.xml on {}", cell.id);
+            let expected_html = match expected_junit {
+                "passed" => "pass",
+                "failure" => "fail",
+                "error" => "error",
+                _ => "skip",
+            };
+            let section = html.iter().find(|(id, _)| *id == super::super::html::anchor(&cell.id));
+            assert_eq!(section.map(|s| s.1.as_str()), Some(expected_html), "report.html on {}", cell.id);
+            kinds.insert(expected_junit);
+        }
+        // The fixture has passes and failures: the agreement is not one of all-the-same.
+        assert!(kinds.len() >= 2, "{kinds:?}");
+
+        // A third signal: results.json records the abort, nothing slow is rendered again.
+        std::fs::remove_file(dir.join("report.html")).unwrap();
+        let mut aborted = done.clone();
+        aborted.status = RunStatus::Interrupted;
+        reporters.event(&Event::RunAborted(Box::new(aborted)));
+        assert_eq!(read_results(dir).status, RunStatus::Interrupted);
+        assert!(!dir.join("report.html").exists());
+    }
+}
