@@ -7,6 +7,7 @@
 
 mod api;
 mod instance_types;
+pub mod launch;
 pub mod preflight;
 pub mod sweep;
 mod watcher;

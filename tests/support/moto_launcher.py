@@ -42,7 +42,8 @@ Additions to moto's EC2: GetConsoleScreenshot answers with a real JPEG (a frame 
 GetConsoleOutput with the text set above, faults with a real EC2 error body and HTTP status, instances
 held pending, RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back), and
 DescribeImages failing the whole call with InvalidAMIID.NotFound when one of its ImageIds is unknown, as
-EC2 does (moto answers with the ones it knows). moto's built-in AMIs copy real ones but report UEFI, the
+EC2 does (moto answers with the ones it knows), and RunInstances creating its block devices with the
+Iops and Throughput they ask for (moto drops both, and so refuses every io1 and io2 volume). moto's built-in AMIs copy real ones but report UEFI, the
 default of its constructor: here they report no boot mode, as their data has none, and ENA enabled, as
 the current AMIs they copy do.
 Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
@@ -72,6 +73,7 @@ from moto.core.responses import ActionResult
 from moto.ec2.exceptions import InvalidAMIIdError
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.instances import Instance
 from moto.ec2.responses import EC2Response
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from PIL import Image, ImageDraw
@@ -507,6 +509,58 @@ def register_image(data):
     return ami.id
 
 
+LAUNCHING = threading.local()
+original_add_block_device = Instance.add_block_device
+
+
+def block_device_options(params):
+    """The Iops and Throughput of each BlockDeviceMapping of a RunInstances call, by device name."""
+    out = {}
+    for key, values in params.items():
+        match = re.fullmatch(r"BlockDeviceMapping\.(\d+)\.DeviceName", key)
+        if not match:
+            continue
+        options = {}
+        for name in ("Iops", "Throughput"):
+            value = params.get(f"BlockDeviceMapping.{match.group(1)}.Ebs.{name}")
+            if value:
+                options[name.lower()] = int(value[0])
+        out[values[0]] = options
+    return out
+
+
+def add_block_device(self, size, device_path, snapshot_id, encrypted, delete_on_termination, kms_key_id, volume_type):
+    """A launch's volume with the Iops and Throughput its mapping asked for, as on EC2 (moto drops
+    both, and then refuses every io1 and io2 volume for lacking IOPS)."""
+    options = getattr(LAUNCHING, "volumes", {}).get(device_path)
+    if not options:
+        return original_add_block_device(
+            self, size, device_path, snapshot_id, encrypted, delete_on_termination, kms_key_id, volume_type
+        )
+    volume = self.ec2_backend.create_volume(
+        size=size,
+        zone_name=self._placement.zone,
+        snapshot_id=snapshot_id,
+        encrypted=encrypted,
+        kms_key_id=kms_key_id,
+        volume_type=volume_type,
+        **options,
+    )
+    self.ec2_backend.attach_volume(volume.id, self.id, device_path, delete_on_termination)
+
+
+def run_instances(self):
+    """moto's RunInstances, its block devices' Iops and Throughput at hand (moto runs it on this thread)."""
+    LAUNCHING.volumes = block_device_options(self.querystring)
+    try:
+        return original_run_instances(self)
+    finally:
+        LAUNCHING.volumes = {}
+
+
+original_run_instances = EC2Response.run_instances
+Instance.add_block_device = add_block_device
+EC2Response.run_instances = run_instances
 EC2Response.call_action = call_action
 EC2Response.describe_images = describe_images
 EC2Response.describe_instances = describe_instances

@@ -262,6 +262,25 @@ def check_requests(m, ec2):
     assert m.get("/requests") == []
 
 
+def check_launch_volumes(m, ec2):
+    mappings = [
+        {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 30, "VolumeType": "io2", "Iops": 3000}},
+        {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp3", "Iops": 4000, "Throughput": 250}},
+        {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 10}},
+    ]
+    instance = run_one(ec2, BlockDeviceMappings=mappings)
+    devices = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]
+    ids = {d["DeviceName"]: d["Ebs"]["VolumeId"] for d in devices}
+    volumes = {v["VolumeId"]: v for v in ec2.describe_volumes(VolumeIds=list(ids.values()))["Volumes"]}
+    got = {name: (volumes[i]["Size"], volumes[i]["VolumeType"], volumes[i].get("Iops"), volumes[i].get("Throughput")) for name, i in ids.items()}
+    assert got["/dev/sda1"] == (30, "io2", 3000, None), got
+    assert got["/dev/sdf"] == (100, "gp3", 4000, 250), got
+    assert got["/dev/sdg"][:2] == (10, "gp2"), got
+    # Still refused as on EC2: io2 without IOPS.
+    code, _, _ = error_of(run_one, ec2, BlockDeviceMappings=[{"DeviceName": "/dev/sdh", "Ebs": {"VolumeSize": 10, "VolumeType": "io2"}}])
+    assert code == "InvalidParameterDependency", code
+
+
 def image_of(ec2, image_id):
     return ec2.describe_images(ImageIds=[image_id])["Images"][0]
 
@@ -334,6 +353,7 @@ CHECKS = [
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),
     ("images", check_images),
+    ("launch volumes", check_launch_volumes),
     ("instance type data", lambda m, ec2: check_instance_type_data(ec2)),
     ("reset", check_reset),
 ]

@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::{
@@ -22,10 +21,10 @@ use aws_sdk_ec2::operation::{
     describe_subnets::DescribeSubnetsOutput,
 };
 use aws_sdk_ec2::types::{Filter, LocationType};
-use serde::{Deserialize, Serialize};
 
 pub use super::api::ApiError;
 use super::api::{Api, Retry};
+pub use super::launch::BootMode;
 
 /// Values in one filter of one call: 200 ids, as the instance watcher sends; instance types 100, the
 /// most DescribeInstanceTypes takes by name.
@@ -48,45 +47,6 @@ pub struct LaunchRequest {
     pub security_groups: Vec<String>,
     /// None: whatever the image's own boot mode allows.
     pub boot_mode: Option<BootMode>,
-}
-
-/// A boot mode, in the words of the spec and of EC2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BootMode {
-    LegacyBios,
-    Uefi,
-    /// UEFI where the instance type has it, legacy BIOS elsewhere.
-    UefiPreferred,
-}
-
-impl BootMode {
-    pub const ALL: [BootMode; 3] = [BootMode::LegacyBios, BootMode::Uefi, BootMode::UefiPreferred];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootMode::LegacyBios => LEGACY_BIOS,
-            BootMode::Uefi => UEFI,
-            BootMode::UefiPreferred => "uefi-preferred",
-        }
-    }
-}
-
-impl fmt::Display for BootMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BootMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        BootMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown boot mode `{s}` (expected legacy-bios, uefi or uefi-preferred)"))
-    }
 }
 
 /// What preflight found: the cells that cannot launch, and the facts it learnt on the way (the root
