@@ -34,6 +34,10 @@ pub enum Command {
         shard: Option<Shard>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also ask the provider which cells can't run as asked (EC2: images, types, zones, subnets,
+        /// groups, one lookup per kind); exit 2 if any can't. Creates nothing.
+        #[arg(long)]
+        check: bool,
         #[command(flatten)]
         vars: VarArgs,
     },
@@ -88,6 +92,10 @@ pub struct RunArgs {
     /// Addresses probes may contact (default: each cell's own machine only).
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    /// Run the cells the preflight finds possible, and report the others as not run with their reason
+    /// (without it, any impossible cell stops the run before anything is launched, exit 2).
+    #[arg(long)]
+    pub skip_impossible: bool,
     #[command(flatten)]
     pub reports: ReportOptions,
     /// Run only the cells that did not pass in these earlier results.
@@ -184,7 +192,7 @@ pub fn main() -> Outcome {
     };
     match cli.command {
         Command::Validate { specs, vars } => validate(&specs, &vars.overrides()),
-        Command::Plan { spec, shard, format, vars } => plan(&spec, shard, format, &vars.overrides()),
+        Command::Plan { spec, shard, format, check, vars } => plan(&spec, shard, format, check, &vars.overrides()),
         Command::Run(args) => crate::run::run(args),
         Command::Report(args) => report(args),
         Command::Sweep(args) => crate::sweep::sweep(args),
@@ -273,6 +281,8 @@ pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
         RunStatus::Passed => Outcome::Passed,
         RunStatus::Interrupted => Outcome::Interrupted,
         RunStatus::Failed | RunStatus::Running => Outcome::Failed,
+        // Nothing was launched: the spec asks for what can't be.
+        RunStatus::Refused => Outcome::UsageError,
     }
 }
 
@@ -296,7 +306,13 @@ fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
     outcome
 }
 
-fn plan(file: &std::path::Path, shard: Option<Shard>, format: Format, vars: &BTreeMap<String, String>) -> Outcome {
+fn plan(
+    file: &std::path::Path,
+    shard: Option<Shard>,
+    format: Format,
+    check: bool,
+    vars: &BTreeMap<String, String>,
+) -> Outcome {
     let plan = match load_plan(file, vars) {
         Ok(p) => p,
         Err(e) => {
@@ -336,10 +352,40 @@ fn plan(file: &std::path::Path, shard: Option<Shard>, format: Format, vars: &BTr
             write!(out, "{text}")
         }
     };
-    match written {
+    let outcome = match written {
         Ok(()) => Outcome::Passed,
         // A closed pipe (`| head`) is not a failure of the plan.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Passed,
         Err(_) => Outcome::Failed,
+    };
+    if check && outcome == Outcome::Passed {
+        return check_plan(&plan);
+    }
+    outcome
+}
+
+/// `plan --check`: the provider's preflight, and nothing else.
+fn check_plan(plan: &Plan) -> Outcome {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(outcome) => return outcome,
+    };
+    let provider = crate::provider::for_plan(plan);
+    match runtime.block_on(provider.preflight(plan)) {
+        Err(e) => {
+            eprintln!("error: provider check failed: {e}");
+            Outcome::Failed
+        }
+        Ok(checked) if checked.impossible.is_empty() => {
+            eprintln!("check: every cell can run as asked");
+            Outcome::Passed
+        }
+        Ok(checked) => {
+            for (cell, why) in &checked.impossible {
+                eprintln!("error: cell {cell}: impossible: {why}");
+            }
+            eprintln!("check: {} of {} cells can't run as asked", checked.impossible.len(), plan.cells.len());
+            Outcome::UsageError
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub shard: Option<String>,
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
     pub probe_host: Option<String>,
+    /// Run what the preflight finds possible instead of refusing the whole run.
+    pub skip_impossible: bool,
 }
 
 /// Runs every cell of the plan and returns the results (also sent to `reporter` as they grow).
@@ -103,6 +105,7 @@ pub async fn run(
     };
 
     let mut interrupts = 0u32;
+    let mut plan_cells: Vec<crate::plan::Cell> = plan.cells.clone();
     let preflight = tokio::select! {
         r = provider.preflight(&plan) => Some(r),
         name = signals.recv() => {
@@ -113,10 +116,31 @@ pub async fn run(
     match preflight {
         // Interrupted before anything was created: every cell is "not run".
         None => {}
-        Some(Ok(warnings)) => {
-            for w in warnings {
+        Some(Ok(checked)) => {
+            for w in checked.warnings {
                 reporter.event(&Event::Warning(w.clone()));
                 results.warnings.push(w);
+            }
+            if !checked.impossible.is_empty() {
+                for (id, why) in &checked.impossible {
+                    let message = format!("impossible: {why}");
+                    reporter.event(&Event::Warning(format!("cell {id}: {message}")));
+                    if let Some(cell) = results.cells.iter_mut().find(|c| c.id == *id) {
+                        cell.reason = Some(message);
+                    }
+                }
+                if !options.skip_impossible {
+                    for cell in results.cells.iter_mut().filter(|c| c.reason.is_none()) {
+                        cell.reason =
+                            Some("not run: other cells are impossible (--skip-impossible runs the rest)".into());
+                    }
+                    results.status = RunStatus::Refused;
+                    results.finished_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+                    reporter.event(&Event::RunFinished(snapshot(&mut results, started)));
+                    return results;
+                }
+                let refused: Vec<&String> = checked.impossible.iter().map(|(id, _)| id).collect();
+                plan_cells.retain(|c| !refused.contains(&&c.id.0));
             }
         }
         Some(Err(e)) => {
@@ -137,7 +161,8 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut task_cells = HashMap::new();
-    for (index, cell) in plan.cells.iter().enumerate() {
+    for cell in plan_cells {
+        let index = results.cells.iter().position(|c| c.id == cell.id.0).unwrap_or(cell.index);
         let ctx = ctx.clone();
         let cell = cell.clone();
         let slots = slots.clone();

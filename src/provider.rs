@@ -29,6 +29,14 @@ pub fn fields_of(provider: &str) -> &'static [Field] {
     }
 }
 
+/// The provider a plan runs on.
+pub fn for_plan(plan: &Plan) -> Arc<dyn Provider> {
+    match &plan.provider {
+        crate::plan::ProviderPlan::Qemu(q) => Arc::new(qemu::QemuProvider::new(q.clone())),
+        crate::plan::ProviderPlan::Ec2(spec) => Arc::new(ec2::Ec2Provider::new(spec.clone(), plan)),
+    }
+}
+
 /// Every provider's launch fields, for the JSON Schema (a name two providers share has one meaning).
 pub fn all_fields() -> impl Iterator<Item = &'static Field> {
     ec2::FIELDS.iter().chain(qemu::FIELDS.iter())
@@ -67,6 +75,14 @@ impl ProviderError {
     }
 }
 
+/// What a provider's preflight found.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub warnings: Vec<String>,
+    /// Cells that can't run as asked: (cell id, why), the why a lowercase fragment.
+    pub impossible: Vec<(String, String)>,
+}
+
 /// What a cell needs to launch its machine.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
@@ -83,8 +99,9 @@ pub struct LaunchContext {
 
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// Checks what can be checked before anything is created; returns warnings to show.
-    async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError>;
+    /// Checks what can be checked before anything is created: warnings to show, and the cells that
+    /// can't run as asked (an image that doesn't exist, an arm64 image on an x86 type...).
+    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError>;
 
     /// Creates the cell's machine. On error, whatever was created is already in the ledger.
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError>;

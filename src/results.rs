@@ -70,6 +70,8 @@ pub enum RunStatus {
     Passed,
     Failed,
     Interrupted,
+    /// The preflight found cells that can't run as asked; nothing was launched.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

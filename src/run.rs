@@ -2,16 +2,11 @@
 //! run prints or writes comes from the reporters (`report::reporter`), fed by the engine's events.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cli::{load_plan, RunArgs};
 use crate::engine::{self, RunOptions, Signals};
 use crate::exit::Outcome;
-use crate::plan::ProviderPlan;
-use crate::provider::ec2::Ec2Provider;
-use crate::provider::qemu::QemuProvider;
-use crate::provider::Provider;
 use crate::report::reporter::Reporters;
 
 pub fn run(args: RunArgs) -> Outcome {
@@ -64,10 +59,7 @@ pub fn run(args: RunArgs) -> Outcome {
         eprintln!("error: failed to create {}: {e}", out_dir.display());
         return Outcome::UsageError;
     }
-    let provider: Arc<dyn Provider> = match &plan.provider {
-        ProviderPlan::Qemu(q) => Arc::new(QemuProvider::new(q.clone())),
-        ProviderPlan::Ec2(spec) => Arc::new(Ec2Provider::new(spec.clone(), &plan)),
-    };
+    let provider = crate::provider::for_plan(&plan);
     let options = RunOptions {
         run_id,
         out_dir: out_dir.clone(),
@@ -75,6 +67,7 @@ pub fn run(args: RunArgs) -> Outcome {
         shard: args.shard.map(|s| s.to_string()),
         allow_targets: args.allow_targets.clone(),
         probe_host: args.probe_host.clone(),
+        skip_impossible: args.skip_impossible,
     };
     let mut reporters = Reporters::for_run(&out_dir, &args.reports.report, args.reports.templates.as_deref());
     let results = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));

@@ -22,7 +22,7 @@ pub(crate) use load::clean_yaml_message;
 pub use load::{load_file, load_str, LoadedSpec, VarOverrides};
 pub use locate::Position;
 pub use model::*;
-pub use path::FieldPath;
+pub use path::{FieldPath, Segment};
 pub use suggest::nearest;
 pub use values::{ByteSize, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
 pub use vars::Vars;

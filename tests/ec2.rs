@@ -233,19 +233,32 @@ fn request_limit_storms_are_absorbed_by_backoff() {
 }
 
 #[test]
-fn bad_ami_and_bad_instance_type_are_clear_errors_per_cell() {
+fn impossible_cells_are_refused_before_anything_is_launched() {
     let moto = Moto::start();
     let service = TestService::start();
     let (dir, out) = out_dir();
     let cells = [("ami-00000000000000000", "t3.micro"), (AMI, "t3.gigantic"), (AMI, "t3.micro")];
     let spec = spec(dir.path(), &cells, &http_probe("health", service.port, "10s"), "");
     let (output, r) = run(&moto, &spec, &out);
-    assert_eq!(output.status.code(), Some(1));
-    let reason = |i: usize| r["cells"][i]["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason(0).contains("RunInstances failed: InvalidAMIID"), "{}", reason(0));
-    // moto answers InvalidInstanceType.NotFound where EC2 says InvalidParameterValue: both name the type.
-    assert!(reason(1).contains("RunInstances failed: Invalid") && reason(1).contains("t3.gigantic"), "{}", reason(1));
-    assert_eq!(r["cells"][2]["status"], "passed", "one bad cell does not stop the others");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(r["status"], "refused");
+    assert_eq!(moto.calls().get("RunInstances"), None, "nothing is launched");
+    let reason = |r: &Value, i: usize| r["cells"][i]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason(&r, 0).starts_with("impossible: ") && reason(&r, 0).contains("ami-00000000000000000"),
+        "{}",
+        reason(&r, 0)
+    );
+    assert!(reason(&r, 1).starts_with("impossible: ") && reason(&r, 1).contains("t3.gigantic"), "{}", reason(&r, 1));
+    assert!(stderr(&output).contains("impossible"), "{}", stderr(&output));
+
+    // --skip-impossible runs the rest: one bad cell does not stop the others.
+    let again = dir.path().join("again");
+    let (output, r) = run_with(&moto, &spec, &again, &["--skip-impossible"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(r["cells"][0]["status"], "not_run");
+    assert!(reason(&r, 1).starts_with("impossible: "), "{}", reason(&r, 1));
+    assert_eq!(r["cells"][2]["status"], "passed");
     assert_nothing_left(&moto, &r);
 }
 
@@ -329,11 +342,11 @@ fn merged_shards_equal_the_single_run() {
     ];
     let spec = spec(dir.path(), &cells, &http_probe("health", service.port, "10s"), "");
     let single_dir = dir.path().join("single");
-    let (_, single) = run(&moto, &spec, &single_dir);
+    let (_, single) = run_with(&moto, &spec, &single_dir, &["--skip-impossible"]);
     let mut shard_dirs = Vec::new();
     for k in 1..=3 {
         let out = dir.path().join(format!("shard-{k}"));
-        let (_, r) = run_with(&moto, &spec, &out, &["--shard", &format!("{k}/3")]);
+        let (_, r) = run_with(&moto, &spec, &out, &["--shard", &format!("{k}/3"), "--skip-impossible"]);
         assert_eq!(r["shard"], format!("{k}/3"));
         shard_dirs.push(out);
     }
@@ -416,10 +429,11 @@ fn rerun_failed_runs_only_the_cells_that_did_not_pass() {
     let (dir, out) = out_dir();
     let cells = [(AMI, "t3.micro"), (AMI, "t3.gigantic"), (AMI, "t3.small")];
     let spec = spec(dir.path(), &cells, &http_probe("health", service.port, "10s"), "");
-    let (_, first) = run(&moto, &spec, &out);
+    let (_, first) = run_with(&moto, &spec, &out, &["--skip-impossible"]);
     assert_eq!(first["counts"]["passed"], 2);
     let again = dir.path().join("again");
-    let (output, second) = run_with(&moto, &spec, &again, &["--rerun-failed", out.to_str().unwrap()]);
+    let (output, second) =
+        run_with(&moto, &spec, &again, &["--rerun-failed", out.to_str().unwrap(), "--skip-impossible"]);
     assert_eq!(output.status.code(), Some(1));
     let ids: Vec<&str> = second["cells"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [format!("{AMI}_t3.gigantic")]);

@@ -179,6 +179,28 @@ broken!(
 );
 broken!(qemu_with_subnet, "qemu-with-subnet", "matrix.subnet", "8:3", "the qemu provider has no `subnet` field");
 broken!(
+    root_volume_iops_on_gp2,
+    "root-volume-iops-on-gp2",
+    "matrix.root_volume[1].iops",
+    "7:70",
+    "iops is only for io1, io2 and gp3 volumes, not gp2"
+);
+broken!(boot_mode_unknown, "boot-mode-unknown", "matrix.boot_mode[1]", "7:28", "unknown variant `efi`");
+broken!(
+    launch_field_typo,
+    "launch-field-typo",
+    "launch.imds.hop_limt",
+    "8:34",
+    "unknown key `hop_limt` in launch.imds"
+);
+broken!(
+    axis_fixed_twice,
+    "axis-fixed-twice",
+    "matrix.instance_type",
+    "6:3",
+    "`instance_type` is both a matrix axis and fixed in `launch`"
+);
+broken!(
     reserved_tag,
     "reserved-tag",
     "launch.tags.amiprobe:run-id",

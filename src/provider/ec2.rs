@@ -25,13 +25,16 @@ use base64::Engine as _;
 use tokio::sync::OnceCell;
 
 use super::field::{check_as, schema_of};
-use super::{CleanupStep, ErrorKind, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
+use super::{
+    Checked, CleanupStep, ErrorKind, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource,
+};
 use crate::plan::{Cell, LaunchPlan, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem};
+use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem, Segment};
 pub use api::Api;
 use api::Retry;
 pub use instance_types::screenshot_unsupported;
+use launch::Ec2Launch;
 use watcher::{InstanceInfo, Watcher};
 
 pub const RUN_ID_TAG: &str = "amiprobe:run-id";
@@ -70,7 +73,89 @@ pub static FIELDS: &[Field] = &[
         check: check_groups,
         schema: schema_of::<Vec<String>>,
     },
+    Field {
+        name: "root_volume",
+        list_valued: false,
+        required: false,
+        check: |v, at| launch_problems(v, at, |x| Ec2Launch { root_volume: Some(x), ..Ec2Launch::default() }),
+        schema: schema_of::<launch::RootVolume>,
+    },
+    Field {
+        name: "volumes",
+        list_valued: true,
+        required: false,
+        check: |v, at| launch_problems(v, at, |volumes| Ec2Launch { volumes, ..Ec2Launch::default() }),
+        schema: schema_of::<Vec<launch::Volume>>,
+    },
+    Field {
+        name: "boot_mode",
+        list_valued: false,
+        required: false,
+        check: check_as::<launch::BootMode>,
+        schema: schema_of::<launch::BootMode>,
+    },
+    Field {
+        name: "imds",
+        list_valued: false,
+        required: false,
+        check: |v, at| launch_problems(v, at, |x| Ec2Launch { imds: Some(x), ..Ec2Launch::default() }),
+        schema: schema_of::<launch::Imds>,
+    },
+    Field {
+        name: "iam_instance_profile",
+        list_valued: false,
+        required: false,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
+    Field {
+        name: "public_ip",
+        list_valued: false,
+        required: false,
+        check: check_as::<bool>,
+        schema: schema_of::<bool>,
+    },
+    Field {
+        name: "availability_zone",
+        list_valued: false,
+        required: false,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
+    Field {
+        name: "placement_group",
+        list_valued: false,
+        required: false,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
 ];
+
+/// A launch field's value read as `T`, then checked for what EC2 would refuse, each problem placed
+/// under the value (`launch.rs` names them from the field: `root_volume.iops`, `volumes[1].size`).
+fn launch_problems<T: serde::de::DeserializeOwned>(
+    value: &serde_yaml::Value,
+    at: &FieldPath,
+    wrap: impl Fn(T) -> Ec2Launch,
+) -> Vec<Problem> {
+    match super::field::typed::<T>(value, at) {
+        Err(problems) => problems,
+        Ok(x) => wrap(x).problems().into_iter().map(|(path, message)| Problem::at(below(at, &path), message)).collect(),
+    }
+}
+
+/// `at` joined with a printed path less its first key: `root_volume.iops` -> `at.iops`.
+fn below(at: &FieldPath, printed: &str) -> FieldPath {
+    let segments = printed.split('.').flat_map(|part| {
+        let mut pieces = part.split('[');
+        let key = pieces.next().filter(|k| !k.is_empty()).map(|k| Segment::Key(k.to_string()));
+        key.into_iter().chain(pieces.filter_map(|i| i.trim_end_matches(']').parse().ok()).map(Segment::Index))
+    });
+    segments.skip(1).fold(at.clone(), |path, segment| match segment {
+        Segment::Key(k) => path.key(k),
+        Segment::Index(i) => path.index(i),
+    })
+}
 
 /// A set of security groups: a list of ids, not empty (one id alone is a set of one).
 fn check_groups(value: &serde_yaml::Value, at: &FieldPath) -> Vec<Problem> {
@@ -92,6 +177,8 @@ pub struct Ec2Provider {
     run_timeout: Duration,
     cleanup_timeout: Duration,
     connected: OnceCell<(Arc<Api>, Arc<Watcher>)>,
+    /// Each image's root device name, from the preflight: where a `root_volume` goes.
+    root_devices: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Ec2Provider {
@@ -103,6 +190,7 @@ impl Ec2Provider {
             run_timeout: plan.run_timeout,
             cleanup_timeout: plan.cleanup_timeout,
             connected: OnceCell::new(),
+            root_devices: Default::default(),
         }
     }
 
@@ -157,9 +245,36 @@ fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
 
 #[async_trait]
 impl Provider for Ec2Provider {
-    async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError> {
-        self.api().await?;
-        Ok(plan.warnings())
+    /// One batched lookup per kind (images, types, offerings, subnets, groups) for the whole plan:
+    /// impossible cells are refused before anything is created, and the images' root device names
+    /// are kept for the launches' block device mappings.
+    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError> {
+        let (api, _) = self.api().await?;
+        let mut requests = Vec::new();
+        for cell in &plan.cells {
+            let boot_mode = match cell.launch.get("boot_mode").cloned().map(serde_json::from_value) {
+                Some(Ok(mode)) => Some(mode),
+                Some(Err(e)) => return Err(ProviderError::new(format!("cell {}: boot_mode: {e}", cell.id))),
+                None => None,
+            };
+            requests.push(preflight::LaunchRequest {
+                cell: cell.id.0.clone(),
+                image: cell.image().to_string(),
+                instance_type: cell.text("instance_type").map(str::to_string),
+                subnet: cell.text("subnet").map(str::to_string),
+                security_groups: cell.texts("security_groups"),
+                boot_mode,
+            });
+        }
+        let found = preflight::check(api, &requests).await.map_err(|e| ProviderError::new(e.to_string()))?;
+        let mut roots = self.root_devices.lock().unwrap_or_else(|e| e.into_inner());
+        for (image, facts) in &found.images {
+            roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
+        }
+        Ok(Checked {
+            warnings: plan.warnings(),
+            impossible: found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect(),
+        })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
@@ -411,6 +526,9 @@ impl Ec2Provider {
         // spec that is unknown is simply wrong.
         let not_found = if key_is_new { api::KEY_PAIR_NOT_FOUND } else { &[] };
         let groups = cell.texts("security_groups");
+        let fields: Ec2Launch = serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
+            .map_err(|e| ProviderError::new(format!("launch fields: {e}")))?;
+        let root_device = self.root_devices.lock().unwrap_or_else(|e| e.into_inner()).get(cell.image()).cloned();
         let mut last_error = None;
         let mut fallbacks = 0;
         for (attempt, (instance_type, subnet)) in candidates(cell, &self.spec).into_iter().enumerate() {
@@ -427,25 +545,30 @@ impl Ec2Provider {
             let token = client_token(&ctx.run_id, cell, attempt);
             let pending = Resource::PendingInstance { client_token: token.clone(), cell: cell.id.0.clone() };
             ctx.ledger.record(pending.clone());
+            let base = api
+                .client
+                .run_instances()
+                .image_id(cell.image())
+                .instance_type(InstanceType::from(instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .set_key_name(key_name.clone())
+                .set_user_data(user_data.clone())
+                .tag_specifications(tags.clone())
+                .tag_specifications(volume_tags.clone())
+                .client_token(&token);
+            // Subnet and groups go through `apply` too: with a public address they move onto the
+            // network interface.
+            let request = match launch::apply(base, &fields, subnet.as_deref(), &groups, root_device.as_deref()) {
+                Ok(request) => request,
+                Err(e) => {
+                    ctx.ledger.removed(&pending);
+                    return Err(ProviderError::new(e));
+                }
+            };
             let retry = Retry::until(Instant::now() + LAUNCH_RETRY, not_found);
-            let result = api
-                .call_retrying(&api.buckets.run_instances, "RunInstances", retry, || {
-                    api.client
-                        .run_instances()
-                        .image_id(cell.image())
-                        .instance_type(InstanceType::from(instance_type.as_str()))
-                        .min_count(1)
-                        .max_count(1)
-                        .set_subnet_id(subnet.clone())
-                        .set_security_group_ids((!groups.is_empty()).then(|| groups.clone()))
-                        .set_key_name(key_name.clone())
-                        .set_user_data(user_data.clone())
-                        .tag_specifications(tags.clone())
-                        .tag_specifications(volume_tags.clone())
-                        .client_token(&token)
-                        .send()
-                })
-                .await;
+            let result =
+                api.call_retrying(&api.buckets.run_instances, "RunInstances", retry, || request.clone().send()).await;
             match result {
                 Ok((out, _)) => {
                     let Some(id) = out.instances().first().and_then(|i| i.instance_id()) else {
@@ -725,6 +848,15 @@ impl Machine for Ec2Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_are_placed_below_the_value() {
+        let at = FieldPath::root().key("matrix").key("volumes").index(1);
+        assert_eq!(below(&at, "volumes[2].device").to_string(), "matrix.volumes[1][2].device");
+        let at = FieldPath::root().key("launch").key("root_volume");
+        assert_eq!(below(&at, "root_volume.iops").to_string(), "launch.root_volume.iops");
+        assert_eq!(below(&at, "root_volume").to_string(), "launch.root_volume");
+    }
 
     #[test]
     fn console_merge_keeps_everything_once() {

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::field::{check_as, schema_of};
-use super::{CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
+use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use crate::plan::{Cell, Plan, QemuImagePlan, QemuPlan};
 use crate::probe::{ConnectMeaning, Endpoint};
 use crate::spec::Accel;
@@ -238,7 +238,7 @@ fn free_port() -> Result<u16, ProviderError> {
 
 #[async_trait]
 impl Provider for QemuProvider {
-    async fn preflight(&self, plan: &Plan) -> Result<Vec<String>, ProviderError> {
+    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError> {
         let version = Command::new(&self.plan.binary).arg("--version").output().await.map_err(|e| {
             ProviderError::new(format!(
                 "failed to run {}: {e} (install qemu-system-x86: scripts/install-deps qemu)",
@@ -282,7 +282,7 @@ impl Provider for QemuProvider {
                 warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());
             }
         }
-        Ok(warnings)
+        Ok(Checked { warnings, impossible: Vec::new() })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {

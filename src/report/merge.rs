@@ -60,6 +60,7 @@ fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
         RunStatus::Failed => 1,
         RunStatus::Running => 2,
         RunStatus::Interrupted => 3,
+        RunStatus::Refused => 4,
     };
     if rank(b) > rank(a) {
         b
