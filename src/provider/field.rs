@@ -71,6 +71,15 @@ pub fn label(value: &serde_json::Value) -> String {
         V::Bool(b) => b.to_string(),
         V::Number(n) => n.to_string(),
         V::Array(items) => items.iter().map(label).collect::<Vec<_>>().join("+"),
-        V::Object(map) => map.values().map(label).collect::<Vec<_>>().join("-"),
+        // A flag reads better by its name: `{size: 30, encrypted: true}` -> `30-encrypted`.
+        V::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                V::Bool(true) => k.clone(),
+                V::Bool(false) => format!("no-{k}"),
+                _ => label(v),
+            })
+            .collect::<Vec<_>>()
+            .join("-"),
     }
 }
