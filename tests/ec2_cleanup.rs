@@ -199,8 +199,10 @@ fn random_server_errors_are_ridden_out() {
     assert_nothing_left(&moto, &r);
 }
 
-#[test]
-fn a_removal_that_never_succeeds_is_named_and_fails_the_run() {
+/// One cell on a moto whose TerminateInstances fails until told otherwise, with a short cleanup deadline.
+fn terminate_keeps_failing(
+    cleanup: &str,
+) -> (Moto, TestService, tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let moto = Moto::start();
     let service = TestService::start();
     moto.control(
@@ -209,8 +211,14 @@ fn a_removal_that_never_succeeds_is_named_and_fails_the_run() {
     );
     let (dir, out) = out_dir();
     let spec_file = spec(dir.path(), &[(AMI, "t3.micro")], &http_probe("health", service.port, "10s"), "");
-    let text = std::fs::read_to_string(&spec_file).unwrap().replace("run: 2m", "run: 2m, cleanup: 3s");
+    let text = std::fs::read_to_string(&spec_file).unwrap().replace("run: 2m", &format!("run: 2m, cleanup: {cleanup}"));
     std::fs::write(&spec_file, text).unwrap();
+    (moto, service, dir, out, spec_file)
+}
+
+#[test]
+fn a_removal_that_never_succeeds_is_named_and_fails_the_run() {
+    let (moto, _service, _dir, out, spec_file) = terminate_keeps_failing("3s");
     let (output, r) = run(&moto, &spec_file, &out);
     assert_eq!(output.status.code(), Some(1), "a leak never exits 0: {}", stderr(&output));
     assert_eq!(r["status"], "failed");
@@ -328,16 +336,7 @@ fn a_run_started_with_sigint_ignored_still_stops_cleanly_on_sigint() {
 
 #[test]
 fn what_a_cell_could_not_remove_the_end_of_the_run_removes() {
-    let moto = Moto::start();
-    let service = TestService::start();
-    moto.control(
-        "/fault",
-        json!({"action": "TerminateInstances", "code": "InternalError", "status": 500, "count": 100000}),
-    );
-    let (dir, out) = out_dir();
-    let spec_file = spec(dir.path(), &[(AMI, "t3.micro")], &http_probe("health", service.port, "10s"), "");
-    let text = std::fs::read_to_string(&spec_file).unwrap().replace("run: 2m", "run: 2m, cleanup: 4s");
-    std::fs::write(&spec_file, text).unwrap();
+    let (moto, _service, _dir, out, spec_file) = terminate_keeps_failing("4s");
     let mut child = spawn_run(&moto, &spec_file, &out, Stdio::piped());
     // Once the cell has given up on its instance, EC2 recovers; the run's last removals find it.
     let mut stderr = child.stderr.take().unwrap();
