@@ -75,6 +75,15 @@ impl ProviderError {
     }
 }
 
+/// A running machine found unwell by its provider, with the reason as a lowercase fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// The image's fault (an impaired instance reachability check): the cell fails.
+    ImageFailure(String),
+    /// The platform's fault, not the image's (an impaired system status check): the cell is an error.
+    InfrastructureError(String),
+}
+
 /// What a provider's preflight found.
 #[derive(Debug, Clone, Default)]
 pub struct Checked {
@@ -159,6 +168,12 @@ pub trait Machine: Send + Sync {
     /// a lowercase fragment ("guest panicked", "qemu exited (exit status: 0)"). Checked on every
     /// console poll; `None` while it runs.
     async fn stopped(&mut self) -> Option<String> {
+        None
+    }
+
+    /// Whether the running machine is unwell (a failed status check), checked on every console poll
+    /// like [`Machine::stopped`]; `None` while it is well or its provider can't tell.
+    async fn health(&mut self) -> Option<Health> {
         None
     }
 

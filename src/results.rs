@@ -89,9 +89,11 @@ pub enum CellStatus {
     NotRun,
     Running,
     Passed,
-    /// A probe or console assertion failed.
+    /// The image failed: a probe or console assertion, the machine stopping by itself, an impaired
+    /// instance status check (JUnit `<failure>`).
     Failed,
-    /// The cell could not be run as asked: launch failed, an API error, a crash.
+    /// The cell could not be run as asked, not the image's fault: launch failed (capacity, quotas),
+    /// an API error, an impaired system status check, a failed removal, a crash (JUnit `<error>`).
     Error,
     TimedOut,
     Interrupted,

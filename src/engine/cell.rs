@@ -15,7 +15,7 @@ use crate::capture::{self, Screenshot};
 use crate::console::{self, ConsoleFinding, ConsoleWatch, FatalSign};
 use crate::plan::{Cell, Plan};
 use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
-use crate::provider::{ErrorKind, LaunchContext, Ledger, Machine, Provider, ProviderError};
+use crate::provider::{ErrorKind, Health, LaunchContext, Ledger, Machine, Provider, ProviderError};
 use crate::results::{CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings};
 
 /// After this many failed screenshots in a row, stop trying.
@@ -110,6 +110,11 @@ enum Ending {
     Fatal(FatalSign),
     /// The machine stopped by itself (powered off, panicked, its process exited).
     Stopped(String),
+    /// The provider found the machine unwell (a failed status check): an image failure, the reason
+    /// in full.
+    Unwell(String),
+    /// The provider found its platform at fault, not the image (a failed system status check).
+    Infrastructure(String),
 }
 
 pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
@@ -248,8 +253,10 @@ async fn collect_console(
 }
 
 /// Decides the cell's status and the one-line reason: the most telling finding, in this order:
-/// fatal console signs (the cause), the machine stopping by itself, failed probes (often the
-/// consequence), a line that never appeared, the run timeout, and last a failed cleanup.
+/// fatal console signs (the cause), the machine stopping by itself or failing its status check,
+/// failed probes (often the consequence), a line that never appeared, the run timeout, and last a
+/// failed cleanup. What the image did is `failed`; what the platform did (API errors, a failed
+/// system status check, a failed removal) is `error`.
 fn finish(rec: &mut Recorder, ending: Ending) {
     let r = &mut rec.result;
     let mut failed: Vec<&ConsoleFinding> = r.console.iter().filter(|f| !f.passed).collect();
@@ -261,8 +268,12 @@ fn finish(rec: &mut Recorder, ending: Ending) {
         r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
     let (status, reason) = match ending {
         Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
-        // A machine that did not come up but panicked on its way: the panic is the news.
-        Ending::Error(e) => (CellStatus::Error, Some(fatal.unwrap_or(e))),
+        // A machine that did not come up but panicked on its way: the panic is the news, and the
+        // image's doing.
+        Ending::Error(e) => match fatal {
+            Some(reason) => (CellStatus::Failed, Some(reason)),
+            None => (CellStatus::Error, Some(e)),
+        },
         Ending::TimedOut => match fatal {
             Some(reason) => (CellStatus::Failed, Some(reason)),
             None => (
@@ -278,9 +289,16 @@ fn finish(rec: &mut Recorder, ending: Ending) {
         Ending::Stopped(why) => {
             (CellStatus::Failed, Some(fatal.unwrap_or_else(|| format!("machine stopped by itself: {why}"))))
         }
-        Ending::Finished => match fatal.or(failed_probe).or(missing).or(cleanup_failed) {
+        Ending::Unwell(why) => (CellStatus::Failed, Some(fatal.unwrap_or(why))),
+        // AWS's fault whatever the console showed: the image is not to blame.
+        Ending::Infrastructure(why) => (CellStatus::Error, Some(why)),
+        Ending::Finished => match fatal.or(failed_probe).or(missing) {
             Some(reason) => (CellStatus::Failed, Some(reason)),
-            None => (CellStatus::Passed, None),
+            // What the image did passed; a failed removal is the API's doing.
+            None => match cleanup_failed {
+                Some(reason) => (CellStatus::Error, Some(reason)),
+                None => (CellStatus::Passed, None),
+            },
         },
     };
     r.status = status;
@@ -475,8 +493,8 @@ async fn drive(
     ending
 }
 
-/// One look at the running machine: new console lines checked for fatal signs, and whether it
-/// stopped by itself. Returns how the cell ends, if it must.
+/// One look at the running machine: new console lines checked for fatal signs, whether it
+/// stopped by itself, and whether its provider finds it unwell. Returns how the cell ends, if it must.
 async fn watch_machine(rec: &mut Recorder, machine: &mut dyn Machine, watch: &mut ConsoleWatch) -> Option<Ending> {
     if let Err(e) = machine.poll_console().await {
         tracing::debug!("console poll failed: {e}");
@@ -491,9 +509,20 @@ async fn watch_machine(rec: &mut Recorder, machine: &mut dyn Machine, watch: &mu
             }
         }
     }
-    let why = machine.stopped().await?;
-    rec.event(EventKind::Error, format!("machine stopped by itself: {why}"));
-    Some(Ending::Stopped(why))
+    if let Some(why) = machine.stopped().await {
+        rec.event(EventKind::Error, format!("machine stopped by itself: {why}"));
+        return Some(Ending::Stopped(why));
+    }
+    match machine.health().await? {
+        Health::ImageFailure(why) => {
+            rec.event(EventKind::Error, why.clone());
+            Some(Ending::Unwell(why))
+        }
+        Health::InfrastructureError(why) => {
+            rec.error(why.clone());
+            Some(Ending::Infrastructure(why))
+        }
+    }
 }
 
 fn record_attempt(

@@ -802,6 +802,11 @@ impl Machine for Ec2Machine {
             .then(|| format!("instance {} is {state}", self.instance_id))
     }
 
+    async fn health(&mut self) -> Option<super::Health> {
+        // The shared watcher's DescribeInstanceStatus, as for `stopped`: no call of its own.
+        self.watcher.checks(&self.instance_id)?.health()
+    }
+
     /// Terminates the instance and deletes the key pair side by side, each retried until the cleanup
     /// deadline. The instance counts as removed once EC2 shows it shutting down (billing stops there);
     /// with `hurry`, once TerminateInstances is accepted.

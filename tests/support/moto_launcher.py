@@ -24,6 +24,11 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        each matching call fails with probability `rate` (seeded): a share
                                        `after_rate` of the failures happen after the action took effect
                                        (a lost response); rate 0 turns it off
+  POST /status   {"instance_id": optional, "system": "impaired", "instance": "ok"}
+                                       what DescribeInstanceStatus answers for running instances (all,
+                                       or one): a check given as "impaired" fails its reachability
+                                       detail; left out, a check is moto's own (`ok`, reachability
+                                       passed, for running instances; `not-applicable` otherwise)
   POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds
   POST /image    {"architecture": "arm64", "boot_mode": "uefi", "ena_support": true,
                   "root_device_name": "/dev/xvda", "platform": null, "state": "available", "name": "..."}
@@ -97,6 +102,7 @@ STATE = {
     "shutting": {},  # instance id -> (instance, monotonic time it is terminated), kept until reset
     "tokens": {},  # RunInstances ClientToken -> (request params, first answer)
     "requests": [],  # (action, {param: value}) of every call, in order
+    "status": {},  # instance id or "*" -> {"system": ..., "instance": ...} forced check statuses
 }
 
 # Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
@@ -161,6 +167,7 @@ def reset_state():
         STATE["shutting"].clear()
         STATE["tokens"].clear()
         STATE["requests"].clear()
+        STATE["status"].clear()
 
 
 def error_body(code, message):
@@ -471,6 +478,27 @@ def get_console_output(self):
     )
 
 
+def forced_check(kind, original):
+    """A status check property of moto's Instance, answering what /status set for running instances."""
+
+    def check(self):
+        with LOCK:
+            forced = STATE["status"].get(self.id, {}).get(kind) or STATE["status"].get("*", {}).get(kind)
+        if forced is None or self.state_code != 16:
+            return original.fget(self)
+        detail = "failed" if forced == "impaired" else "initializing" if forced == "initializing" else "passed"
+        answer = {"Details": [{"Name": "reachability", "Status": detail}], "Status": forced}
+        if forced == "impaired":
+            answer["Details"][0]["ImpairedSince"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return answer
+
+    return property(check)
+
+
+Instance.instance_status = forced_check("instance", Instance.instance_status)
+Instance.system_status = forced_check("system", Instance.system_status)
+
+
 original_ami_init = Ami.__init__
 original_load_amis = AmiBackend._load_amis
 
@@ -632,6 +660,9 @@ def control_handler(moto_port):
                     STATE["windows"] = {kind: float(data.get(kind, 0.0)) for kind in ("key_pair", "instance")}
                 elif self.path == "/chaos":
                     STATE["chaos"] = chaos_config(data)
+                elif self.path == "/status":
+                    checks = {k: data[k] for k in ("system", "instance") if k in data}
+                    STATE["status"].setdefault(data.get("instance_id") or "*", {}).update(checks)
                 elif self.path == "/shutting_down":
                     STATE["shutting_down_s"] = float(data.get("seconds", 0.0))
                 elif self.path == "/console":

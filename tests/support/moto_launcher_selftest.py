@@ -221,6 +221,26 @@ def check_shutting_down(m, ec2):
     m.post("/shutting_down", {"seconds": 0})
 
 
+def check_status(m, ec2):
+    """moto answers ok for running instances; /status makes a check impaired, for all or one."""
+    first, second = run_one(ec2), run_one(ec2)
+
+    def checks(instance_id):
+        out = ec2.describe_instance_status(InstanceIds=[instance_id], IncludeAllInstances=True)
+        s = out["InstanceStatuses"][0]
+        return s["SystemStatus"]["Status"], s["InstanceStatus"]["Status"], s["InstanceStatus"]["Details"][0]["Status"]
+
+    assert checks(first) == ("ok", "ok", "passed"), checks(first)
+    m.post("/status", {"instance_id": first, "instance": "impaired"})
+    assert checks(first) == ("ok", "impaired", "failed"), checks(first)
+    assert checks(second) == ("ok", "ok", "passed"), "only the named instance"
+    m.post("/status", {"system": "impaired"})
+    assert checks(second)[0] == "impaired" and checks(first)[:2] == ("impaired", "impaired")
+    ec2.terminate_instances(InstanceIds=[first, second])
+    out = ec2.describe_instance_status(InstanceIds=[first], IncludeAllInstances=True)
+    assert out["InstanceStatuses"][0]["SystemStatus"]["Status"] == "not-applicable", "only while running"
+
+
 def check_faults_counted(m, ec2):
     m.post("/fault", {"action": "DescribeRegions", "code": "InternalError", "status": 500})
     assert error_of(ec2.describe_regions)[:2] == ("InternalError", 500)
@@ -349,6 +369,7 @@ CHECKS = [
     ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
+    ("status checks", check_status),
     ("faults counted", check_faults_counted),
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),

@@ -1,4 +1,5 @@
-//! One DescribeInstances per tick for every in-flight instance of the run, shared by all cells.
+//! One DescribeInstances per tick for every in-flight instance of the run, shared by all cells, and
+//! one DescribeInstanceStatus per tick for those of them that run (their status checks).
 //!
 //! Per-instance polling would cost a call per cell per tick and hit EC2's throttling on a large matrix;
 //! here cells register their instance and wait on a shared snapshot instead.
@@ -7,10 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, InstanceStatusSummary};
 use tokio::sync::watch;
 
 use super::api::Api;
+use crate::provider::Health;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceInfo {
@@ -23,10 +25,45 @@ pub struct InstanceInfo {
     pub subnet: Option<String>,
 }
 
+/// An instance's two status checks as DescribeInstanceStatus last told them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusChecks {
+    /// The system status (AWS's hardware, network and power): `ok`, `impaired`, `initializing`,
+    /// `insufficient-data`, `not-applicable`.
+    pub system: String,
+    /// The instance status (the guest answers ARP, i.e. its OS and network came up): same values.
+    pub instance: String,
+    /// The names of the system check's failed details (`reachability`).
+    pub system_failed: Vec<String>,
+    /// The names of the instance check's failed details (`reachability`).
+    pub instance_failed: Vec<String>,
+}
+
+impl StatusChecks {
+    /// What an impaired check says about the cell. The system check first: AWS's own failure can
+    /// take the instance check down with it, and then the image is not to blame.
+    pub fn health(&self) -> Option<Health> {
+        let failed = |details: &[String]| match details {
+            [] => "impaired".to_string(),
+            names => format!("{} impaired", names.join(", ")),
+        };
+        if self.system == "impaired" {
+            return Some(Health::InfrastructureError(format!(
+                "system status check failed: {} (an AWS infrastructure problem, not the image)",
+                failed(&self.system_failed)
+            )));
+        }
+        (self.instance == "impaired")
+            .then(|| Health::ImageFailure(format!("instance status check failed: {}", failed(&self.instance_failed))))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub instances: HashMap<String, InstanceInfo>,
     pub last_error: Option<String>,
+    pub checks: HashMap<String, StatusChecks>,
+    pub last_checks_error: Option<String>,
 }
 
 pub struct Watcher {
@@ -60,6 +97,26 @@ impl Watcher {
                     }
                     Err(e) => snap.last_error = Some(e),
                 });
+                // Only running instances have status checks; asking by id for one EC2 does not know
+                // yet would fail the whole call, and an instance seen running is known.
+                let running: Vec<String> = {
+                    let snap = watcher.tx.borrow();
+                    ids.iter()
+                        .filter(|id| snap.instances.get(*id).is_some_and(|i| i.state == "running"))
+                        .cloned()
+                        .collect()
+                };
+                if running.is_empty() {
+                    continue;
+                }
+                let result = describe_status(&api, &running).await;
+                watcher.tx.send_modify(|snap| match result {
+                    Ok(found) => {
+                        snap.checks.extend(found);
+                        snap.last_checks_error = None;
+                    }
+                    Err(e) => snap.last_checks_error = Some(e),
+                });
             }
         });
         watcher
@@ -80,6 +137,11 @@ impl Watcher {
     /// The instance's state as last described, if it has been seen.
     pub fn state(&self, id: &str) -> Option<String> {
         self.tx.borrow().instances.get(id).map(|i| i.state.clone())
+    }
+
+    /// The instance's status checks as last described, once it has been seen running.
+    pub fn checks(&self, id: &str) -> Option<StatusChecks> {
+        self.tx.borrow().checks.get(id).cloned()
     }
 
     /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
@@ -162,4 +224,86 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
         }
     }
     Ok(found)
+}
+
+/// The status checks of running instances, by id: one call per 100 ids (EC2 takes no page size with
+/// ids), every state included so that none is silently left out.
+async fn describe_status(api: &Api, ids: &[String]) -> Result<HashMap<String, StatusChecks>, String> {
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(100) {
+        let mut token: Option<String> = None;
+        loop {
+            let next = token.clone();
+            let out = api
+                .call(&api.buckets.describe, "DescribeInstanceStatus", || {
+                    api.client
+                        .describe_instance_status()
+                        .set_instance_ids(Some(chunk.to_vec()))
+                        .include_all_instances(true)
+                        .set_next_token(next.clone())
+                        .send()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            for status in out.instance_statuses() {
+                let Some(id) = status.instance_id() else {
+                    continue;
+                };
+                let system = status.system_status();
+                let instance = status.instance_status();
+                found.insert(
+                    id.to_string(),
+                    StatusChecks {
+                        system: system.and_then(|s| s.status()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        instance: instance.and_then(|s| s.status()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        system_failed: system.map(failed_details).unwrap_or_default(),
+                        instance_failed: instance.map(failed_details).unwrap_or_default(),
+                    },
+                );
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn failed_details(summary: &InstanceStatusSummary) -> Vec<String> {
+    summary
+        .details()
+        .iter()
+        .filter(|d| d.status().is_some_and(|s| s.as_str() == "failed"))
+        .filter_map(|d| d.name().map(|n| n.as_str().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks(system: &str, instance: &str) -> StatusChecks {
+        let failed = |s: &str| if s == "impaired" { vec!["reachability".to_string()] } else { Vec::new() };
+        StatusChecks {
+            system: system.into(),
+            instance: instance.into(),
+            system_failed: failed(system),
+            instance_failed: failed(instance),
+        }
+    }
+
+    #[test]
+    fn impaired_checks_name_who_is_to_blame() {
+        assert_eq!(checks("ok", "ok").health(), None);
+        assert_eq!(checks("initializing", "insufficient-data").health(), None);
+        assert_eq!(
+            checks("ok", "impaired").health(),
+            Some(Health::ImageFailure("instance status check failed: reachability impaired".into()))
+        );
+        let Some(Health::InfrastructureError(why)) = checks("impaired", "impaired").health() else {
+            panic!("a system impairment is an infrastructure error");
+        };
+        assert!(why.starts_with("system status check failed: reachability impaired"), "{why}");
+    }
 }
