@@ -221,6 +221,20 @@ def check_shutting_down(m, ec2):
     m.post("/shutting_down", {"seconds": 0})
 
 
+def check_group_dependency(m, ec2):
+    m.post("/shutting_down", {"seconds": 1.0})
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName="probes", Description="probes", VpcId=vpc)["GroupId"]
+    instance_id = run_one(ec2, SecurityGroupIds=[group])
+    assert error_of(ec2.delete_security_group, GroupId=group)[0] == "DependencyViolation", "running"
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert error_of(ec2.delete_security_group, GroupId=group)[0] == "DependencyViolation", "shutting down"
+    time.sleep(1.05)
+    ec2.delete_security_group(GroupId=group)
+    assert m.get("/calls")["dependency:DeleteSecurityGroup"] == 2
+    m.post("/shutting_down", {"seconds": 0})
+
+
 def check_faults_counted(m, ec2):
     m.post("/fault", {"action": "DescribeRegions", "code": "InternalError", "status": 500})
     assert error_of(ec2.describe_regions)[:2] == ("InternalError", 500)
@@ -349,6 +363,7 @@ CHECKS = [
     ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
+    ("security group in use", check_group_dependency),
     ("faults counted", check_faults_counted),
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),
