@@ -212,3 +212,26 @@ fn sweep_removes_a_group_a_killed_run_left() {
     assert!(stdout.contains("removed security group sg-"), "{stdout}");
     assert!(moto.security_groups(run_id).is_empty());
 }
+
+#[test]
+fn a_group_whose_rules_are_refused_goes_at_once_and_the_next_cell_makes_it_again() {
+    let moto = Moto::start();
+    let json = |v: &str| serde_json::from_str::<Value>(v).unwrap();
+    moto.control("/fault", json(r#"{"action": "AuthorizeSecurityGroupIngress", "code": "InvalidParameterValue"}"#));
+    let (health, admin) = (TestService::start(), TestService::start());
+    let (dir, out) = out_dir();
+    let spec = sg_spec(dir.path(), &[(AMI, "t3.micro"), (AMI, "t3.small")], [health.port, admin.port], None);
+    let (output, r) = run_with(&moto, &spec, &out, &["--probe-from", "203.0.113.7/32"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let statuses: Vec<&str> = r["cells"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "passed").count(), 1, "{statuses:?}");
+    let error = r["cells"].as_array().unwrap().iter().find(|c| c["status"] != "passed").unwrap();
+    let reason = error["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("the run's security group") && reason.contains("InvalidParameterValue"), "{reason}");
+    // Made, refused its rules, deleted before any launch; made again by the other cell.
+    assert_eq!(moto.requests("CreateSecurityGroup").len(), 2);
+    assert_eq!(moto.requests("AuthorizeSecurityGroupIngress").len(), 2);
+    assert_eq!(moto.requests("RunInstances").len(), 1);
+    assert_eq!(moto.requests("DeleteSecurityGroup").len(), 2);
+    assert_nothing_left(&moto, &r);
+}

@@ -149,8 +149,9 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
         .await;
     let id = match created {
         Ok(out) => out.group_id().map(str::to_string),
-        // A retry after a lost answer finds the group the first attempt made.
-        Err(e) if e.is("InvalidGroup.Duplicate") && e.attempts > 1 => find_by_name(api, &name, vpc).await?,
+        // The name is the run's own: the group is one an earlier attempt made (its answer lost, or
+        // its rules refused and its removal too). It is taken, and its rules set below.
+        Err(e) if e.is("InvalidGroup.Duplicate") => find_by_name(api, &name, vpc).await?,
         // It may exist after all: the ledger keeps its name, the run's end looks for it.
         Err(e) if e.transient => return Err(e.to_string()),
         Err(e) => {
@@ -175,8 +176,8 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
         .await;
     match authorized {
         Ok(_) => Ok(id),
-        // A retry after a lost answer: the rules are there.
-        Err(e) if e.is("InvalidPermission.Duplicate") && e.attempts > 1 => Ok(id),
+        // Set by an earlier attempt (EC2 sets all of a call's rules or none).
+        Err(e) if e.is("InvalidPermission.Duplicate") => Ok(id),
         Err(e) => {
             // No instance uses it yet: it goes now, so that the next cell can make it again.
             if delete(api, &id, wanted.cleanup_until).await.is_ok() {
