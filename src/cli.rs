@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// Addresses probes may contact (default: each cell's own machine only).
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    /// Where the probes come from (this runner's address or its network): with
+    /// `provider.ec2.security_group: ephemeral`, the run's security group opens exactly the probed
+    /// ports to these, and to nothing else. Required then: no default opens them wider.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub probe_from: Option<Vec<ipnet::IpNet>>,
     /// Run the cells the preflight finds possible, and report the others as not run with their reason
     /// (without it, any impossible cell stops the run before anything is launched, exit 2).
     #[arg(long)]

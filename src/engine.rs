@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub shard: Option<String>,
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
     pub probe_host: Option<String>,
+    /// `--probe-from`: what a security group made for the run opens the probed ports to.
+    pub probe_from: Vec<ipnet::IpNet>,
     /// Run what the preflight finds possible instead of refusing the whole run.
     pub skip_impossible: bool,
 }
@@ -102,6 +104,7 @@ pub async fn run(
         hurry: hurry.clone(),
         allow_targets: options.allow_targets.clone(),
         probe_host: options.probe_host.clone(),
+        probe_from: options.probe_from.clone(),
     };
 
     let mut interrupts = 0u32;

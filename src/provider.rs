@@ -29,6 +29,14 @@ pub fn fields_of(provider: &str) -> &'static [Field] {
     }
 }
 
+/// Why the run's command line does not fit the plan, if it does not (exit 2 before anything runs).
+pub fn run_flags_problem(plan: &Plan, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
+    match &plan.provider {
+        crate::plan::ProviderPlan::Ec2(spec) => ec2::probe_from_problem(spec, probe_from),
+        crate::plan::ProviderPlan::Qemu(_) => None,
+    }
+}
+
 /// The provider a plan runs on.
 pub fn for_plan(plan: &Plan) -> Arc<dyn Provider> {
     match &plan.provider {
@@ -100,6 +108,9 @@ pub struct LaunchContext {
     pub cell_dir: PathBuf,
     /// Guest ports the probes will connect to.
     pub probe_ports: Vec<u16>,
+    /// Where the probes come from (`run --probe-from`): what a security group made for the run opens
+    /// the probed ports to.
+    pub probe_from: Vec<ipnet::IpNet>,
     pub ledger: Ledger,
     /// Set when the run is interrupted: a launch finishes the call in flight (never abandons a
     /// create), starts no further one, and removes what it made before returning `Interrupted`.
@@ -229,6 +240,13 @@ pub enum Resource {
         name: String,
         cell: String,
     },
+    /// A security group made for the whole run in one VPC: recorded by its name before it is created
+    /// (`id` is `None` until EC2 answers), removed once no instance uses it.
+    SecurityGroup {
+        name: String,
+        id: Option<String>,
+        vpc: String,
+    },
 }
 
 impl Resource {
@@ -238,6 +256,8 @@ impl Resource {
             | Resource::PendingInstance { cell, .. }
             | Resource::Instance { cell, .. }
             | Resource::KeyPair { cell, .. } => cell,
+            // The run's, not one cell's.
+            Resource::SecurityGroup { .. } => "",
         }
     }
 
@@ -248,6 +268,7 @@ impl Resource {
             Resource::PendingInstance { client_token, .. } => client_token.clone(),
             Resource::Instance { id, .. } => id.clone(),
             Resource::KeyPair { name, .. } => name.clone(),
+            Resource::SecurityGroup { name, id, .. } => id.clone().unwrap_or_else(|| name.clone()),
         }
     }
 }
@@ -261,6 +282,10 @@ impl std::fmt::Display for Resource {
             }
             Resource::Instance { id, cell } => write!(f, "instance {id} (cell {cell})"),
             Resource::KeyPair { name, cell } => write!(f, "key pair {name} (cell {cell})"),
+            Resource::SecurityGroup { name, id: Some(id), vpc } => {
+                write!(f, "security group {id} ({name} in {vpc}, the run's)")
+            }
+            Resource::SecurityGroup { name, id: None, vpc } => write!(f, "security group {name} (in {vpc}, the run's)"),
         }
     }
 }

@@ -53,6 +53,10 @@ pub fn run(args: RunArgs) -> Outcome {
             }
         },
     };
+    if let Some(problem) = crate::provider::run_flags_problem(&plan, args.probe_from.as_deref()) {
+        eprintln!("error: {problem}");
+        return Outcome::UsageError;
+    }
     let run_id = new_run_id();
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
@@ -67,6 +71,7 @@ pub fn run(args: RunArgs) -> Outcome {
         shard: args.shard.map(|s| s.to_string()),
         allow_targets: args.allow_targets.clone(),
         probe_host: args.probe_host.clone(),
+        probe_from: args.probe_from.clone().unwrap_or_default(),
         skip_impossible: args.skip_impossible,
     };
     let mut reporters = Reporters::for_run(&out_dir, &args.reports.report, args.reports.templates.as_deref());

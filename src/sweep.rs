@@ -37,10 +37,18 @@ pub fn sweep(args: SweepArgs) -> Outcome {
     for name in &report.key_pairs {
         println!("{verb} key pair {name}");
     }
+    for id in &report.security_groups {
+        println!("{verb} security group {id}");
+    }
     for e in &report.errors {
         eprintln!("error: {e}");
     }
-    println!("{} instances, {} key pairs", report.instances.len(), report.key_pairs.len());
+    println!(
+        "{} instances, {} key pairs, {} security groups",
+        report.instances.len(),
+        report.key_pairs.len(),
+        report.security_groups.len()
+    );
     if report.errors.is_empty() {
         Outcome::Passed
     } else {

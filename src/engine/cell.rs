@@ -38,6 +38,8 @@ pub struct CellContext {
     pub allow_targets: Option<Vec<ipnet::IpNet>>,
     /// `--probe-host`: probes connect here, to the guest's own port numbers.
     pub probe_host: Option<String>,
+    /// `--probe-from`: where the probes come from, for a security group made for the run.
+    pub probe_from: Vec<ipnet::IpNet>,
 }
 
 /// The result being built, with the clock it is measured by.
@@ -136,6 +138,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
         run_id: ctx.run_id.clone(),
         cell_dir: cell_dir.clone(),
         probe_ports: ctx.plan.probes.iter().map(Probe::port).collect(),
+        probe_from: ctx.probe_from.clone(),
         ledger: ctx.ledger.clone(),
         cancel: ctx.cancel.clone(),
     };

@@ -3,12 +3,15 @@
 //! Per cell: an ephemeral key pair, RunInstances (tagged with the run id, the cell and an expiry, with
 //! a client token so a retried launch never starts a second instance), a shared DescribeInstances
 //! poller, GetConsoleScreenshot and GetConsoleOutput on the schedule, and TerminateInstances plus
-//! DeleteKeyPair in every outcome. `amiprobe sweep` removes what a killed run left, by its tags.
+//! DeleteKeyPair in every outcome. Per run and VPC, with `security_group: ephemeral`, one security
+//! group for the probes (`security_group.rs`), deleted in the run's final sweep once its instances are
+//! terminated. `amiprobe sweep` removes what a killed run left, by its tags.
 
 mod api;
 mod instance_types;
 pub mod launch;
 pub mod preflight;
+pub mod security_group;
 pub mod sweep;
 mod watcher;
 
@@ -30,7 +33,7 @@ use super::{
 };
 use crate::plan::{Cell, LaunchPlan, Plan};
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem, Segment};
+use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem, SecurityGroupMode, Segment};
 pub use api::Api;
 use api::Retry;
 pub use instance_types::screenshot_unsupported;
@@ -179,6 +182,21 @@ pub struct Ec2Provider {
     connected: OnceCell<(Arc<Api>, Arc<Watcher>)>,
     /// Each image's root device name, from the preflight: where a `root_volume` goes.
     root_devices: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The run's ephemeral security groups, one per VPC (`security_group: ephemeral`).
+    groups: security_group::Groups,
+}
+
+/// Why a run can't start with these `--probe-from` networks, if it can't: an ephemeral security
+/// group opens the probed ports to them, and no default is narrow enough to assume.
+pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
+    match (spec.security_group, probe_from) {
+        (SecurityGroupMode::Ephemeral, None | Some([])) => Some(
+            "provider.ec2.security_group: ephemeral needs --probe-from CIDR,... (the runner's own address, \
+             e.g. 203.0.113.7/32): the run's security group opens the probed ports to those networks only"
+                .to_string(),
+        ),
+        _ => None,
+    }
 }
 
 impl Ec2Provider {
@@ -191,6 +209,7 @@ impl Ec2Provider {
             cleanup_timeout: plan.cleanup_timeout,
             connected: OnceCell::new(),
             root_devices: Default::default(),
+            groups: Default::default(),
         }
     }
 
@@ -205,13 +224,29 @@ impl Ec2Provider {
     }
 
     fn tags(&self, run_id: &str, cell: &Cell, resource: ResourceType) -> TagSpecification {
+        let own = [(CELL_TAG.to_string(), cell.id.0.clone())];
+        self.tags_named(run_id, &cell.id.0, &own, resource)
+    }
+
+    /// Tags for what the whole run shares (no cell tag), named after `what`.
+    fn run_tags(&self, run_id: &str, what: &str, resource: ResourceType) -> TagSpecification {
+        self.tags_named(run_id, what, &[], resource)
+    }
+
+    fn tags_named(
+        &self,
+        run_id: &str,
+        what: &str,
+        own: &[(String, String)],
+        resource: ResourceType,
+    ) -> TagSpecification {
         let expires = SystemTime::now() + self.run_timeout + Duration::from_secs(3600);
-        let mut tags = vec![
-            (RUN_ID_TAG.to_string(), run_id.to_string()),
-            (CELL_TAG.to_string(), cell.id.0.clone()),
+        let mut tags = vec![(RUN_ID_TAG.to_string(), run_id.to_string())];
+        tags.extend(own.iter().cloned());
+        tags.extend([
             (EXPIRES_TAG.to_string(), humantime::format_rfc3339_seconds(expires).to_string()),
-            ("Name".to_string(), format!("amiprobe {} {}", self.spec_name, cell.id)),
-        ];
+            ("Name".to_string(), format!("amiprobe {} {what}", self.spec_name)),
+        ]);
         tags.extend(self.launch.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         TagSpecification::builder()
             .resource_type(resource)
@@ -267,6 +302,7 @@ impl Provider for Ec2Provider {
             });
         }
         let found = preflight::check(api, &requests).await.map_err(|e| ProviderError::new(e.to_string()))?;
+        self.groups.know_subnets(&found.subnet_vpcs);
         let mut roots = self.root_devices.lock().unwrap_or_else(|e| e.into_inner());
         for (image, facts) in &found.images {
             roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
@@ -342,7 +378,10 @@ impl Provider for Ec2Provider {
                 Resource::KeyPair { name, .. } => {
                     (format!("delete key pair {name}"), api.delete_key_pair(name, until).await)
                 }
-                Resource::PendingInstance { .. } | Resource::Process { .. } => continue,
+                // Groups go in the run's final sweep, after every instance it handles.
+                Resource::PendingInstance { .. } | Resource::Process { .. } | Resource::SecurityGroup { .. } => {
+                    continue
+                }
             };
             if result.is_ok() {
                 ledger.removed(&resource);
@@ -377,6 +416,7 @@ impl Provider for Ec2Provider {
             steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result));
         }
         steps.extend(self.resolve_pending(api, &selection, ledger, until).await);
+        steps.extend(self.remove_groups(api, &report.security_groups, ledger, until).await);
         steps
     }
 }
@@ -447,6 +487,86 @@ impl Ec2Provider {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+}
+
+impl Ec2Provider {
+    /// The run's security group in the VPC of `subnet`, made by the first cell that needs it.
+    async fn run_group(&self, api: &Api, ctx: &LaunchContext, subnet: Option<&str>) -> Result<String, ProviderError> {
+        let mut ports = ctx.probe_ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        let wanted = security_group::Wanted {
+            run_id: &ctx.run_id,
+            ports: &ports,
+            from: &ctx.probe_from,
+            tags: self.run_tags(&ctx.run_id, "probes", ResourceType::SecurityGroup),
+            ledger: &ctx.ledger,
+            cleanup_until: Instant::now() + self.cleanup_timeout,
+        };
+        self.groups
+            .for_subnet(api, subnet, wanted)
+            .await
+            .map_err(|e| ProviderError::new(format!("the run's security group: {e}")))
+    }
+
+    /// Deletes the run's security groups (those in the ledger and those `found` by the run's tag),
+    /// all at once, each retried while an instance still uses it, until `until`.
+    async fn remove_groups(
+        &self,
+        api: &Arc<Api>,
+        found: &[String],
+        ledger: &Ledger,
+        until: Instant,
+    ) -> Vec<CleanupStep> {
+        let mut steps = Vec::new();
+        // Group id -> its ledger entry, if any (taken off once the group is gone).
+        let mut targets: std::collections::BTreeMap<String, Option<Resource>> =
+            found.iter().map(|id| (id.clone(), None)).collect();
+        for resource in ledger.remaining() {
+            let Resource::SecurityGroup { name, id, vpc } = &resource else {
+                continue;
+            };
+            let id = match id {
+                Some(id) => Some(id.clone()),
+                // A create whose answer never came: it exists if EC2 lists it by name.
+                None => match security_group::find_by_name(api, name, vpc).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        steps.push(CleanupStep::failed(format!("look for security group {name}"), e));
+                        continue;
+                    }
+                },
+            };
+            match id {
+                Some(id) => {
+                    targets.insert(id, Some(resource.clone()));
+                }
+                None => {
+                    ledger.removed(&resource);
+                    steps.push(CleanupStep::ok(format!("no security group {name} was created")));
+                }
+            }
+        }
+        let mut removals = tokio::task::JoinSet::new();
+        for (id, resource) in targets {
+            let api = api.clone();
+            removals.spawn(async move {
+                let result = security_group::delete(&api, &id, until).await;
+                (id, resource, result)
+            });
+        }
+        while let Some(joined) = removals.join_next().await {
+            let Ok((id, resource, result)) = joined else {
+                steps.push(CleanupStep::failed("delete the run's security groups", "removal task failed"));
+                continue;
+            };
+            if let (Ok(_), Some(resource)) = (&result, &resource) {
+                ledger.removed(resource);
+            }
+            steps.push(removal_step(format!("delete security group {id}"), result));
+        }
+        steps
     }
 }
 
@@ -525,7 +645,7 @@ impl Ec2Provider {
         // A key pair made a moment ago may be unknown to RunInstances for a while; one named in the
         // spec that is unknown is simply wrong.
         let not_found = if key_is_new { api::KEY_PAIR_NOT_FOUND } else { &[] };
-        let groups = cell.texts("security_groups");
+        let own_groups = cell.texts("security_groups");
         let fields: Ec2Launch = serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
             .map_err(|e| ProviderError::new(format!("launch fields: {e}")))?;
         let root_device = self.root_devices.lock().unwrap_or_else(|e| e.into_inner()).get(cell.image()).cloned();
@@ -541,6 +661,10 @@ impl Ec2Provider {
                     "capacity fallback: trying {instance_type} in {}",
                     subnet.as_deref().unwrap_or("the default subnet")
                 ));
+            }
+            let mut groups = own_groups.clone();
+            if self.spec.security_group == SecurityGroupMode::Ephemeral {
+                groups.push(self.run_group(api, ctx, subnet.as_deref()).await?);
             }
             let token = client_token(&ctx.run_id, cell, attempt);
             let pending = Resource::PendingInstance { client_token: token.clone(), cell: cell.id.0.clone() };

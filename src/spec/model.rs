@@ -85,6 +85,22 @@ pub struct Ec2Spec {
     #[serde(default = "default_console_poll", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub console_poll_interval: Duration,
+    /// `ephemeral`: amiprobe makes one security group per run and VPC, opening exactly the probed
+    /// TCP ports to `run --probe-from CIDR,...`, adds it to every instance's groups and deletes it once
+    /// the instances are gone. Default `none`: only the cells' own `security_groups`.
+    #[serde(default)]
+    pub security_group: SecurityGroupMode,
+}
+
+/// Whether amiprobe makes a security group of its own for the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityGroupMode {
+    /// The cells' own `security_groups` (or the VPC's default group) only.
+    #[default]
+    None,
+    /// One group per run and VPC, for the probes: created on first need, removed at the run's end.
+    Ephemeral,
 }
 
 fn default_console_poll() -> Duration {
@@ -106,7 +122,8 @@ pub struct RateLimitsSpec {
     pub run_instances: RateSpec,
     #[serde(default = "rate_terminate")]
     pub terminate_instances: RateSpec,
-    /// Other mutating calls: CreateKeyPair, DeleteKeyPair.
+    /// Other mutating calls: CreateKeyPair, DeleteKeyPair, and the ephemeral security group's
+    /// CreateSecurityGroup, AuthorizeSecurityGroupIngress and DeleteSecurityGroup.
     #[serde(default = "rate_mutating")]
     pub mutating: RateSpec,
 }

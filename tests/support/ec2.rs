@@ -1,5 +1,6 @@
 //! What every ec2 test does: a spec for moto, the amiprobe binary pointed at moto and at loopback
-//! probes, results.json read back, and the check that nothing of the run is left on moto.
+//! probes, results.json read back, and the check that nothing of the run is left on moto (instances
+//! not terminated, key pairs, security groups).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -63,9 +64,11 @@ pub fn results(out: &Path) -> Value {
 pub fn assert_nothing_left(moto: &Moto, results: &Value) {
     let run_id = results["run_id"].as_str().unwrap();
     let (instances, key_pairs) = moto.leftovers(run_id);
+    let groups: Vec<String> =
+        moto.security_groups(run_id).iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
     assert!(
-        instances.is_empty() && key_pairs.is_empty(),
-        "left on moto: instances {instances:?}, key pairs {key_pairs:?}"
+        instances.is_empty() && key_pairs.is_empty() && groups.is_empty(),
+        "left on moto: instances {instances:?}, key pairs {key_pairs:?}, security groups {groups:?}"
     );
 }
 

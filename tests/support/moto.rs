@@ -207,6 +207,22 @@ impl Moto {
         (instances, key_pairs)
     }
 
+    /// The security groups moto still has for the run, found by the run's tag or its id in the name.
+    pub fn security_groups(&self, run_id: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+        let client = self.client();
+        runtime().block_on(async {
+            let out = client.describe_security_groups().send().await.expect("describe security groups");
+            out.security_groups()
+                .iter()
+                .filter(|g| {
+                    g.tags().iter().any(|t| t.key() == Some("amiprobe:run-id") && t.value() == Some(run_id))
+                        || g.group_name().is_some_and(|n| n.contains(run_id))
+                })
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Every instance moto has for the run, terminated or not.
     pub fn instances(&self, run_id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         let client = self.client();

@@ -29,7 +29,9 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        or one): a check given as "impaired" fails its reachability
                                        detail; left out, a check is moto's own (`ok`, reachability
                                        passed, for running instances; `not-applicable` otherwise)
-  POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds
+  POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds (and keep
+                                       their security groups: DeleteSecurityGroup answers
+                                       DependencyViolation until they are `terminated`, as EC2 does)
   POST /image    {"architecture": "arm64", "boot_mode": "uefi", "ena_support": true,
                   "root_device_name": "/dev/xvda", "platform": null, "state": "available", "name": "..."}
                                        registers an AMI with these attributes (moto's RegisterImage keeps
@@ -37,7 +39,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        is what RegisterImage records without it: x86_64, no boot mode,
                                        no ENA, /dev/xvda, available
   GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
-                                        "chaos:Action": n, "throttled": n} since the last reset
+                                        "chaos:Action": n, "dependency:DeleteSecurityGroup": n,
+                                        "throttled": n} since the last reset
   GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...)
@@ -336,6 +339,12 @@ def call_action(self):
         if chaos and not chaos[2]:
             count(f"chaos:{action}")
             return error_answer(chaos[0], f"injected {chaos[0]} (chaos)", chaos[1])
+    if action == "DeleteSecurityGroup":
+        users = group_users(self, params)
+        if users:
+            count(f"dependency:{action}")
+            message = f"resource {users[0]} has a dependent object ({', '.join(users[1:])})"
+            return error_answer("DependencyViolation", message, 400)
     answer = replay_token(action, params) or original_call_action(self)
     status, _, body = answer
     if int(status) == 200:
@@ -349,6 +358,28 @@ def call_action(self):
             count(f"chaos:{action}")
             return error_answer(chaos[0], f"injected {chaos[0]} after the action took effect (chaos)", chaos[1])
     return answer
+
+
+def group_users(self, params):
+    """EC2 keeps a security group while an instance in it is not `terminated` (moto deletes it at once):
+    the group's id, then those instances, or [] when nothing uses it."""
+    group_id = params.get("GroupId", [None])[0]
+    if group_id is None and params.get("GroupName"):
+        group = self.ec2_backend.get_security_group_by_name_or_id(params["GroupName"][0])
+        group_id = group.id if group else None
+    if group_id is None:
+        return []
+    with LOCK:
+        users = [
+            instance.id
+            for instance in self.ec2_backend.all_instances()
+            if instance._state.name != "terminated"
+            and any(
+                g.id == group_id
+                for g in [*instance.security_groups, *(g for nic in instance.nics.values() for g in nic.group_set)]
+            )
+        ]
+    return [group_id, *users] if users else []
 
 
 def hold_shutting_down(self, params):

@@ -241,6 +241,20 @@ def check_status(m, ec2):
     assert out["InstanceStatuses"][0]["SystemStatus"]["Status"] == "not-applicable", "only while running"
 
 
+def check_group_dependency(m, ec2):
+    m.post("/shutting_down", {"seconds": 1.0})
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName="probes", Description="probes", VpcId=vpc)["GroupId"]
+    instance_id = run_one(ec2, SecurityGroupIds=[group])
+    assert error_of(ec2.delete_security_group, GroupId=group)[0] == "DependencyViolation", "running"
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert error_of(ec2.delete_security_group, GroupId=group)[0] == "DependencyViolation", "shutting down"
+    time.sleep(1.05)
+    ec2.delete_security_group(GroupId=group)
+    assert m.get("/calls")["dependency:DeleteSecurityGroup"] == 2
+    m.post("/shutting_down", {"seconds": 0})
+
+
 def check_faults_counted(m, ec2):
     m.post("/fault", {"action": "DescribeRegions", "code": "InternalError", "status": 500})
     assert error_of(ec2.describe_regions)[:2] == ("InternalError", 500)
@@ -370,6 +384,7 @@ CHECKS = [
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
     ("status checks", check_status),
+    ("security group in use", check_group_dependency),
     ("faults counted", check_faults_counted),
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),

@@ -59,6 +59,8 @@ pub struct Preflight {
     pub images: BTreeMap<String, ImageFacts>,
     /// The instance types that exist, by name.
     pub types: BTreeMap<String, TypeFacts>,
+    /// The subnets that exist, by id, and their VPC (where the run's ephemeral security group goes).
+    pub subnet_vpcs: BTreeMap<String, Option<String>>,
     /// API calls made, every page and retry counted: it grows with the distinct values, not the cells.
     pub calls: usize,
 }
@@ -155,7 +157,8 @@ pub async fn check(api: &Api, requests: &[LaunchRequest]) -> Result<Preflight, A
             None => impossible.push(Impossible { cell: request.cell.clone(), reasons }),
         }
     }
-    Ok(Preflight { impossible, images: facts.images, types: facts.types, calls })
+    let subnet_vpcs = facts.subnets.iter().map(|(id, s)| (id.clone(), s.vpc.clone())).collect();
+    Ok(Preflight { impossible, images: facts.images, types: facts.types, subnet_vpcs, calls })
 }
 
 /// Why one request cannot launch; empty when it can.

@@ -20,6 +20,8 @@ pub enum Selection {
 pub struct SweepReport {
     pub instances: Vec<String>,
     pub key_pairs: Vec<String>,
+    /// The runs' ephemeral security groups, by id.
+    pub security_groups: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -52,12 +54,13 @@ pub struct Found {
 /// The states in which an instance still runs or can be started again.
 const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-/// Lists the live instances (pending to stopped: not shutting down or gone) and the key pairs that
-/// `selection` picks, by amiprobe's tags.
+/// Lists the live instances (pending to stopped: not shutting down or gone), the key pairs and the
+/// security groups that `selection` picks, by amiprobe's tags.
 pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) -> Vec<Found> {
     let found = instances(api, selection, &LIVE, report).await;
     report.instances.extend(found.iter().map(|f| f.id.clone()));
     key_pairs(api, selection, report).await;
+    security_groups(api, selection, report).await;
     found
 }
 
@@ -129,6 +132,37 @@ async fn key_pairs(api: &Api, selection: &Selection, report: &mut SweepReport) {
     }
 }
 
+/// The security groups `selection` picks, into `report.security_groups`. EC2 gives a group no
+/// creation time: `--older-than` picks none (their `amiprobe:expires` tag, the default, does).
+async fn security_groups(api: &Api, selection: &Selection, report: &mut SweepReport) {
+    let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
+    let mut token: Option<String> = None;
+    loop {
+        let next = token.clone();
+        let out = api
+            .call(&api.buckets.describe, "DescribeSecurityGroups", || {
+                api.client.describe_security_groups().filters(tagged.clone()).set_next_token(next.clone()).send()
+            })
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        for group in out.security_groups() {
+            if tag(group.tags(), RUN_ID_TAG).is_some() && selected(selection, group.tags(), None) {
+                report.security_groups.extend(group.group_id().map(str::to_string));
+            }
+        }
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return;
+        }
+    }
+}
+
 pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
     let mut report = SweepReport::default();
     find(api, selection, &mut report).await;
@@ -143,6 +177,12 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
     }
     for name in &report.key_pairs {
         if let Err(e) = api.delete_key_pair(name, until).await {
+            report.errors.push(e.to_string());
+        }
+    }
+    // Last: a group goes once the instances in it (terminated just above) are gone.
+    for id in &report.security_groups {
+        if let Err(e) = super::security_group::delete(api, id, until).await {
             report.errors.push(e.to_string());
         }
     }
