@@ -63,9 +63,9 @@ pub struct SweepArgs {
     /// `amiprobe:expires` tag.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub older_than: Option<std::time::Duration>,
-    /// Region (default: the environment's or profile's).
+    /// Region, once per region to sweep (default: the environment's or profile's).
     #[arg(long)]
-    pub region: Option<String>,
+    pub region: Vec<String>,
     /// A profile from the shared AWS config files.
     #[arg(long)]
     pub profile: Option<String>,

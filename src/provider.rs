@@ -231,14 +231,18 @@ pub enum Resource {
     PendingInstance {
         client_token: String,
         cell: String,
+        /// The EC2 region it was launched in: where it is looked for and removed.
+        region: String,
     },
     Instance {
         id: String,
         cell: String,
+        region: String,
     },
     KeyPair {
         name: String,
         cell: String,
+        region: String,
     },
     /// A security group made for the whole run in one VPC: recorded by its name before it is created
     /// (`id` is `None` until EC2 answers), removed once no instance uses it.
@@ -246,6 +250,7 @@ pub enum Resource {
         name: String,
         id: Option<String>,
         vpc: String,
+        region: String,
     },
 }
 
@@ -262,6 +267,17 @@ impl Resource {
     }
 
     /// The identifier a cleanup step names the resource by.
+    /// The EC2 region an ec2 resource lives in (`None` for a process).
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Resource::Process { .. } => None,
+            Resource::PendingInstance { region, .. }
+            | Resource::Instance { region, .. }
+            | Resource::KeyPair { region, .. }
+            | Resource::SecurityGroup { region, .. } => Some(region),
+        }
+    }
+
     pub fn key(&self) -> String {
         match self {
             Resource::Process { pid, .. } => pid.to_string(),
@@ -277,15 +293,17 @@ impl std::fmt::Display for Resource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Resource::Process { pid, cell } => write!(f, "qemu process {pid} (cell {cell})"),
-            Resource::PendingInstance { client_token, cell } => {
+            Resource::PendingInstance { client_token, cell, .. } => {
                 write!(f, "instance launched with client token {client_token} (cell {cell})")
             }
-            Resource::Instance { id, cell } => write!(f, "instance {id} (cell {cell})"),
-            Resource::KeyPair { name, cell } => write!(f, "key pair {name} (cell {cell})"),
-            Resource::SecurityGroup { name, id: Some(id), vpc } => {
+            Resource::Instance { id, cell, .. } => write!(f, "instance {id} (cell {cell})"),
+            Resource::KeyPair { name, cell, .. } => write!(f, "key pair {name} (cell {cell})"),
+            Resource::SecurityGroup { name, id: Some(id), vpc, .. } => {
                 write!(f, "security group {id} ({name} in {vpc}, the run's)")
             }
-            Resource::SecurityGroup { name, id: None, vpc } => write!(f, "security group {name} (in {vpc}, the run's)"),
+            Resource::SecurityGroup { name, id: None, vpc, .. } => {
+                write!(f, "security group {name} (in {vpc}, the run's)")
+            }
         }
     }
 }

@@ -19,11 +19,20 @@ pub fn sweep(args: SweepArgs) -> Outcome {
     let mut spec: Ec2Spec =
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
     spec.profile = args.profile.clone();
-    let report = runtime.block_on(async {
-        let api = Api::connect(&spec, args.region.as_deref()).await?;
-        Ok::<_, String>(sweep::sweep(&api, &selection, args.dry_run).await)
+    // No `--region`: the environment's or profile's; each one given, swept in turn.
+    let regions: Vec<Option<&str>> = match args.region.as_slice() {
+        [] => vec![None],
+        many => many.iter().map(|r| Some(r.as_str())).collect(),
+    };
+    let reports = runtime.block_on(async {
+        let mut reports = Vec::new();
+        for region in &regions {
+            let api = Api::connect(&spec, *region).await?;
+            reports.push((api.region.clone(), sweep::sweep(&api, &selection, args.dry_run).await));
+        }
+        Ok::<_, String>(reports)
     });
-    let report = match report {
+    let reports = match reports {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -31,25 +40,30 @@ pub fn sweep(args: SweepArgs) -> Outcome {
         }
     };
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    for id in &report.instances {
-        println!("{verb} instance {id}");
+    // With several regions, each line names its region.
+    let suffix = |region: &str| if reports.len() > 1 { format!(" in {region}") } else { String::new() };
+    let (mut instances, mut key_pairs, mut groups, mut errors) = (0, 0, 0, 0);
+    for (region, report) in &reports {
+        let at = suffix(region);
+        for id in &report.instances {
+            println!("{verb} instance {id}{at}");
+        }
+        for name in &report.key_pairs {
+            println!("{verb} key pair {name}{at}");
+        }
+        for id in &report.security_groups {
+            println!("{verb} security group {id}{at}");
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}{at}");
+        }
+        instances += report.instances.len();
+        key_pairs += report.key_pairs.len();
+        groups += report.security_groups.len();
+        errors += report.errors.len();
     }
-    for name in &report.key_pairs {
-        println!("{verb} key pair {name}");
-    }
-    for id in &report.security_groups {
-        println!("{verb} security group {id}");
-    }
-    for e in &report.errors {
-        eprintln!("error: {e}");
-    }
-    println!(
-        "{} instances, {} key pairs, {} security groups",
-        report.instances.len(),
-        report.key_pairs.len(),
-        report.security_groups.len()
-    );
-    if report.errors.is_empty() {
+    println!("{instances} instances, {key_pairs} key pairs, {groups} security groups");
+    if errors == 0 {
         Outcome::Passed
     } else {
         Outcome::Failed

@@ -144,6 +144,25 @@ fn axis_values(field: &Field, raw: &serde_yaml::Value, at: &FieldPath, problems:
     values
 }
 
+/// `head` and then `names`, comma-separated, over as many lines as keep each short: the lines after
+/// the first are indented to sit under the diagnostic's `= help: `.
+fn wrap_list(head: &str, names: &[String]) -> String {
+    const WIDTH: usize = 100;
+    let mut out = head.to_string();
+    let mut line = out.len();
+    for (i, name) in names.iter().enumerate() {
+        let piece = if i + 1 < names.len() { format!("{name},") } else { name.clone() };
+        if line + 1 + piece.len() > WIDTH {
+            out.push_str("\n         ");
+            line = 9;
+        }
+        out.push(' ');
+        out.push_str(&piece);
+        line += 1 + piece.len();
+    }
+    out
+}
+
 /// A provider field by name, or a placed problem naming the ones that exist.
 fn field<'a>(
     fields: &'a [Field],
@@ -157,7 +176,7 @@ fn field<'a>(
         let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
         let help = match crate::spec::nearest(name, &names) {
             Some(near) => format!("did you mean `{near}`?"),
-            None => format!("the {provider} provider's launch fields: {}", names.join(", ")),
+            None => wrap_list(&format!("the {provider} provider's launch fields:"), &names),
         };
         // Another provider's field is no typo: say whose it is.
         let message = if crate::provider::all_fields().any(|f| f.name == name) {
@@ -389,6 +408,16 @@ fn sanitize(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_field_list_is_wrapped_under_the_help() {
+        let names: Vec<String> = (0..40).map(|i| format!("field_number_{i}")).collect();
+        let help = wrap_list("the ec2 provider's launch fields:", &names);
+        assert!(help.lines().count() > 1 && help.lines().all(|l| l.len() <= 100), "{help}");
+        assert!(help.lines().skip(1).all(|l| l.starts_with("          ")), "{help}");
+        let flat: Vec<&str> = help.split_whitespace().skip(5).map(|n| n.trim_end_matches(',')).collect();
+        assert_eq!(flat, names);
+    }
 
     fn expand_yaml(matrix: &str, launch: &str) -> (Vec<Cell>, Vec<Problem>) {
         let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();

@@ -15,6 +15,7 @@ pub mod security_group;
 pub mod sweep;
 mod watcher;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
@@ -126,6 +127,13 @@ pub static FIELDS: &[Field] = &[
         schema: schema_of::<String>,
     },
     Field {
+        name: "region",
+        list_valued: false,
+        required: false,
+        check: check_as::<String>,
+        schema: schema_of::<String>,
+    },
+    Field {
         name: "placement_group",
         list_valued: false,
         required: false,
@@ -179,10 +187,24 @@ pub struct Ec2Provider {
     spec_name: String,
     run_timeout: Duration,
     cleanup_timeout: Duration,
-    connected: OnceCell<(Arc<Api>, Arc<Watcher>)>,
+    /// One connection per region, made on first need: a cell's `region` (or `provider.ec2.region`;
+    /// `None`, the SDK's configured region) -> its client, watcher and what is known there. The
+    /// region the SDK chose for `None` is also listed under its name.
+    regions: std::sync::Mutex<Regions>,
+}
+
+/// A region as asked (`None`: the SDK's configured one) -> its connection, once made.
+type Regions = BTreeMap<Option<String>, Arc<OnceCell<Arc<Regional>>>>;
+
+/// What the run has in one region. EC2's rate limits, instance ids, AMIs, VPCs, key pairs and
+/// security groups are all per region: each region has its own client and token buckets (a
+/// multi-region matrix launches that much faster), its own watcher and its own run groups.
+struct Regional {
+    api: Arc<Api>,
+    watcher: Arc<Watcher>,
     /// Each image's root device name, from the preflight: where a `root_volume` goes.
-    root_devices: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
-    /// The run's ephemeral security groups, one per VPC (`security_group: ephemeral`).
+    root_devices: std::sync::Mutex<BTreeMap<String, String>>,
+    /// The run's ephemeral security groups here, one per VPC (`security_group: ephemeral`).
     groups: security_group::Groups,
 }
 
@@ -207,20 +229,50 @@ impl Ec2Provider {
             spec_name: plan.name.clone(),
             run_timeout: plan.run_timeout,
             cleanup_timeout: plan.cleanup_timeout,
-            connected: OnceCell::new(),
-            root_devices: Default::default(),
-            groups: Default::default(),
+            regions: Default::default(),
         }
     }
 
-    async fn api(&self) -> Result<&(Arc<Api>, Arc<Watcher>), ProviderError> {
-        self.connected
+    /// The region a cell runs in, as asked: its own `region`, else `provider.ec2.region`, else
+    /// `None` (the SDK's configured region).
+    fn region_of(&self, cell: &Cell) -> Option<String> {
+        cell.text("region").map(str::to_string).or_else(|| self.spec.region.clone())
+    }
+
+    /// The connection to `region` (`None`: the SDK's configured one), made on first need.
+    async fn regional(&self, region: Option<&str>) -> Result<Arc<Regional>, ProviderError> {
+        let key = region.map(str::to_string).or_else(|| self.spec.region.clone());
+        let once = self.lock_regions().entry(key.clone()).or_default().clone();
+        let regional = once
             .get_or_try_init(|| async {
-                let api = Arc::new(Api::connect(&self.spec, None).await.map_err(ProviderError::new)?);
+                let api = Arc::new(Api::connect(&self.spec, key.as_deref()).await.map_err(ProviderError::new)?);
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval);
-                Ok((api, watcher))
+                Ok::<_, ProviderError>(Arc::new(Regional {
+                    api,
+                    watcher,
+                    root_devices: Default::default(),
+                    groups: Default::default(),
+                }))
             })
-            .await
+            .await?
+            .clone();
+        // The SDK's region by its name too: a resource recorded there finds this connection.
+        self.lock_regions().entry(Some(regional.api.region.clone())).or_insert(once);
+        Ok(regional)
+    }
+
+    /// Every region connected so far, once each.
+    fn connected(&self) -> Vec<Arc<Regional>> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.lock_regions()
+            .values()
+            .filter_map(|once| once.get().cloned())
+            .filter(|r| seen.insert(r.api.region.clone()))
+            .collect()
+    }
+
+    fn lock_regions(&self) -> std::sync::MutexGuard<'_, Regions> {
+        self.regions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn tags(&self, run_id: &str, cell: &Cell, resource: ResourceType) -> TagSpecification {
@@ -284,15 +336,15 @@ impl Provider for Ec2Provider {
     /// impossible cells are refused before anything is created, and the images' root device names
     /// are kept for the launches' block device mappings.
     async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError> {
-        let (api, _) = self.api().await?;
-        let mut requests = Vec::new();
+        // Per region: each region's lookups are batched for its cells, through its own buckets.
+        let mut by_region: BTreeMap<Option<String>, Vec<preflight::LaunchRequest>> = BTreeMap::new();
         for cell in &plan.cells {
             let boot_mode = match cell.launch.get("boot_mode").cloned().map(serde_json::from_value) {
                 Some(Ok(mode)) => Some(mode),
                 Some(Err(e)) => return Err(ProviderError::new(format!("cell {}: boot_mode: {e}", cell.id))),
                 None => None,
             };
-            requests.push(preflight::LaunchRequest {
+            by_region.entry(self.region_of(cell)).or_default().push(preflight::LaunchRequest {
                 cell: cell.id.0.clone(),
                 image: cell.image().to_string(),
                 instance_type: cell.text("instance_type").map(str::to_string),
@@ -301,23 +353,33 @@ impl Provider for Ec2Provider {
                 boot_mode,
             });
         }
-        let found = preflight::check(api, &requests).await.map_err(|e| ProviderError::new(e.to_string()))?;
-        self.groups.know_subnets(&found.subnet_vpcs);
-        let mut roots = self.root_devices.lock().unwrap_or_else(|e| e.into_inner());
-        for (image, facts) in &found.images {
-            roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
+        let mut impossible = BTreeMap::new();
+        for (region, requests) in by_region {
+            let regional = self.regional(region.as_deref()).await?;
+            let found = preflight::check(&regional.api, &requests).await.map_err(|e| {
+                ProviderError::new(match &region {
+                    Some(region) => format!("{region}: {e}"),
+                    None => e.to_string(),
+                })
+            })?;
+            regional.groups.know_subnets(&found.subnet_vpcs);
+            let mut roots = regional.root_devices.lock().unwrap_or_else(|e| e.into_inner());
+            for (image, facts) in &found.images {
+                roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
+            }
+            impossible.extend(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))));
         }
-        Ok(Checked {
-            warnings: plan.warnings(),
-            impossible: found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect(),
-        })
+        // In the plan's order, whatever the regions.
+        let impossible = plan.cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
+        Ok(Checked { warnings: plan.warnings(), impossible })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         if ctx.cancel.is_cancelled() {
             return Err(ProviderError::interrupted("interrupted before launching"));
         }
-        let (api, watcher) = self.api().await?;
+        let regional = self.regional(self.region_of(cell).as_deref()).await?;
+        let (api, watcher) = (&regional.api, &regional.watcher);
         let mut notes = Vec::new();
         let (key_name, ephemeral_key) = match &self.launch.key_pair {
             KeyPair::Existing(name) => (Some(name.clone()), None),
@@ -326,7 +388,7 @@ impl Provider for Ec2Provider {
                 (Some(name), Some(resource))
             }
         };
-        let launched = self.run_instance(api, cell, ctx, key_name, ephemeral_key.is_some(), &mut notes).await;
+        let launched = self.run_instance(&regional, cell, ctx, key_name, ephemeral_key.is_some(), &mut notes).await;
         let (instance_id, instance_type) = match launched {
             Ok(launched) => launched,
             Err(mut e) => {
@@ -342,7 +404,8 @@ impl Provider for Ec2Provider {
                 return Err(e);
             }
         };
-        let instance = Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone() };
+        let instance =
+            Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
         watcher.watch(&instance_id);
         Ok(Box::new(Ec2Machine {
             api: api.clone(),
@@ -364,12 +427,23 @@ impl Provider for Ec2Provider {
     }
 
     async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep> {
-        let Ok((api, _)) = self.api().await else {
-            return vec![CleanupStep::failed("connect to EC2", "no client to remove leftovers with")];
-        };
         let until = Instant::now() + self.cleanup_timeout;
         let mut steps = Vec::new();
         for resource in leftovers {
+            // Each where it was made.
+            let Some(region) = resource.region() else {
+                continue;
+            };
+            let api = match self.regional(Some(region)).await {
+                Ok(regional) => regional.api.clone(),
+                Err(e) => {
+                    steps.push(CleanupStep::failed(
+                        format!("connect to EC2 in {region} to remove {resource}"),
+                        e.message,
+                    ));
+                    continue;
+                }
+            };
             // Pending launches have no id yet: the run's final sweep finds them by tag and token.
             let (action, result) = match &resource {
                 Resource::Instance { id, .. } => {
@@ -391,10 +465,62 @@ impl Provider for Ec2Provider {
         steps
     }
 
+    /// Every region the run used, side by side: those connected, and any the ledger still names.
     async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
-        let Ok((api, _)) = self.api().await else {
-            return vec![CleanupStep::failed("sweep the run's resources", "no client to sweep with")];
-        };
+        let mut steps = Vec::new();
+        let named: std::collections::BTreeSet<String> =
+            ledger.remaining().iter().filter_map(|r| r.region().map(str::to_string)).collect();
+        for region in named {
+            if let Err(e) = self.regional(Some(&region)).await {
+                steps.push(CleanupStep::failed(format!("sweep the run's resources in {region}"), e.message));
+            }
+        }
+        let mut regions = self.connected();
+        if regions.is_empty() {
+            match self.regional(None).await {
+                Ok(regional) => regions.push(regional),
+                Err(_) => {
+                    steps.push(CleanupStep::failed("sweep the run's resources", "no client to sweep with"));
+                    return steps;
+                }
+            }
+        }
+        let sweeps = regions.iter().map(|regional| self.sweep_region(&regional.api, run_id, ledger));
+        for region_steps in join_all(sweeps).await {
+            steps.extend(region_steps);
+        }
+        steps
+    }
+}
+
+/// Runs the futures side by side and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *output = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+impl Ec2Provider {
+    /// The run's final sweep in one region: what carries the run's tag there, the launches pending
+    /// there, the run's groups there.
+    async fn sweep_region(&self, api: &Arc<Api>, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
         let selection = sweep::Selection::Run(run_id.to_string());
         let mut report = sweep::SweepReport::default();
         let found = sweep::find(api, &selection, &mut report).await;
@@ -411,7 +537,9 @@ impl Provider for Ec2Provider {
         for name in &report.key_pairs {
             let result = api.delete_key_pair(name, until).await;
             if result.is_ok() {
-                ledger.retain(|r| !matches!(r, Resource::KeyPair { name: n, .. } if n == name));
+                ledger.retain(
+                    |r| !matches!(r, Resource::KeyPair { name: n, region, .. } if n == name && *region == api.region),
+                );
             }
             steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result));
         }
@@ -448,7 +576,9 @@ impl Ec2Provider {
                 .remaining()
                 .into_iter()
                 .filter_map(|r| match r {
-                    Resource::PendingInstance { client_token, .. } => Some(client_token),
+                    Resource::PendingInstance { client_token, region, .. } if region == api.region => {
+                        Some(client_token)
+                    }
                     _ => None,
                 })
                 .collect();
@@ -492,7 +622,12 @@ impl Ec2Provider {
 
 impl Ec2Provider {
     /// The run's security group in the VPC of `subnet`, made by the first cell that needs it.
-    async fn run_group(&self, api: &Api, ctx: &LaunchContext, subnet: Option<&str>) -> Result<String, ProviderError> {
+    async fn run_group(
+        &self,
+        regional: &Regional,
+        ctx: &LaunchContext,
+        subnet: Option<&str>,
+    ) -> Result<String, ProviderError> {
         let mut ports = ctx.probe_ports.clone();
         ports.sort_unstable();
         ports.dedup();
@@ -504,8 +639,9 @@ impl Ec2Provider {
             ledger: &ctx.ledger,
             cleanup_until: Instant::now() + self.cleanup_timeout,
         };
-        self.groups
-            .for_subnet(api, subnet, wanted)
+        regional
+            .groups
+            .for_subnet(&regional.api, subnet, wanted)
             .await
             .map_err(|e| ProviderError::new(format!("the run's security group: {e}")))
     }
@@ -524,9 +660,12 @@ impl Ec2Provider {
         let mut targets: std::collections::BTreeMap<String, Option<Resource>> =
             found.iter().map(|id| (id.clone(), None)).collect();
         for resource in ledger.remaining() {
-            let Resource::SecurityGroup { name, id, vpc } = &resource else {
+            let Resource::SecurityGroup { name, id, vpc, region } = &resource else {
                 continue;
             };
+            if *region != api.region {
+                continue;
+            }
             let id = match id {
                 Some(id) => Some(id.clone()),
                 // A create whose answer never came: it exists if EC2 lists it by name.
@@ -588,7 +727,7 @@ impl Ec2Provider {
         notes: &mut Vec<String>,
     ) -> Result<(String, Resource), ProviderError> {
         let name = format!("amiprobe-{}-{}", ctx.run_id, cell.id);
-        let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone() };
+        let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
         ctx.ledger.record(resource.clone());
         let tags = self.tags(&ctx.run_id, cell, ResourceType::KeyPair);
         let create = || {
@@ -632,13 +771,14 @@ impl Ec2Provider {
     /// attempt is in the ledger (by client token) before it is made, and by id once it is known.
     async fn run_instance(
         &self,
-        api: &Api,
+        regional: &Regional,
         cell: &Cell,
         ctx: &LaunchContext,
         key_name: Option<String>,
         key_is_new: bool,
         notes: &mut Vec<String>,
     ) -> Result<(String, String), ProviderError> {
+        let api = &regional.api;
         let user_data = self.launch.user_data.as_ref().map(|d| base64::engine::general_purpose::STANDARD.encode(d));
         let tags = self.tags(&ctx.run_id, cell, ResourceType::Instance);
         let volume_tags = self.tags(&ctx.run_id, cell, ResourceType::Volume);
@@ -648,7 +788,7 @@ impl Ec2Provider {
         let own_groups = cell.texts("security_groups");
         let fields: Ec2Launch = serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
             .map_err(|e| ProviderError::new(format!("launch fields: {e}")))?;
-        let root_device = self.root_devices.lock().unwrap_or_else(|e| e.into_inner()).get(cell.image()).cloned();
+        let root_device = regional.root_devices.lock().unwrap_or_else(|e| e.into_inner()).get(cell.image()).cloned();
         let mut last_error = None;
         let mut fallbacks = 0;
         for (attempt, (instance_type, subnet)) in candidates(cell, &self.spec).into_iter().enumerate() {
@@ -664,10 +804,14 @@ impl Ec2Provider {
             }
             let mut groups = own_groups.clone();
             if self.spec.security_group == SecurityGroupMode::Ephemeral {
-                groups.push(self.run_group(api, ctx, subnet.as_deref()).await?);
+                groups.push(self.run_group(regional, ctx, subnet.as_deref()).await?);
             }
             let token = client_token(&ctx.run_id, cell, attempt);
-            let pending = Resource::PendingInstance { client_token: token.clone(), cell: cell.id.0.clone() };
+            let pending = Resource::PendingInstance {
+                client_token: token.clone(),
+                cell: cell.id.0.clone(),
+                region: api.region.clone(),
+            };
             ctx.ledger.record(pending.clone());
             let base = api
                 .client
@@ -699,7 +843,9 @@ impl Ec2Provider {
                         // Left in the ledger: the run's final sweep looks for it by tag.
                         return Err(ProviderError::new("RunInstances returned no instance"));
                     };
-                    ctx.ledger.replace(&pending, Resource::Instance { id: id.to_string(), cell: cell.id.0.clone() });
+                    let instance =
+                        Resource::Instance { id: id.to_string(), cell: cell.id.0.clone(), region: api.region.clone() };
+                    ctx.ledger.replace(&pending, instance);
                     return Ok((id.to_string(), instance_type));
                 }
                 // A server error may have launched it after all: the pending entry stays for the sweep.

@@ -133,7 +133,8 @@ fn permissions(ports: &[u16], from: &[ipnet::IpNet]) -> Vec<IpPermission> {
 /// the probed ports. A group whose rules could not be set is deleted again at once.
 async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, String> {
     let name = name(wanted.run_id, vpc);
-    let pending = Resource::SecurityGroup { name: name.clone(), id: None, vpc: vpc.to_string() };
+    let pending =
+        Resource::SecurityGroup { name: name.clone(), id: None, vpc: vpc.to_string(), region: api.region.clone() };
     wanted.ledger.record(pending.clone());
     let description = format!("amiprobe run {}: the probed ports from --probe-from", wanted.run_id);
     let created = api
@@ -162,7 +163,8 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
     let Some(id) = id else {
         return Err(format!("CreateSecurityGroup returned no group id for {name}"));
     };
-    let group = Resource::SecurityGroup { name, id: Some(id.clone()), vpc: vpc.to_string() };
+    let group =
+        Resource::SecurityGroup { name, id: Some(id.clone()), vpc: vpc.to_string(), region: api.region.clone() };
     wanted.ledger.replace(&pending, group.clone());
     if wanted.ports.is_empty() {
         return Ok(id);
