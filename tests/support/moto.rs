@@ -174,11 +174,16 @@ impl Moto {
 
     /// An SDK client for moto, as the tests' own window on what exists: signed with the access key
     /// `oracle`, which the launcher exempts from latency, consistency windows and chaos (not from
-    /// faults or throttling).
+    /// faults or throttling). In eu-west-1, the region of [`Moto::env`].
     pub fn client(&self) -> aws_sdk_ec2::Client {
+        self.client_in("eu-west-1")
+    }
+
+    /// [`Moto::client`] in another region (one moto server serves them all, by the signed region).
+    pub fn client_in(&self, region: &str) -> aws_sdk_ec2::Client {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))
             .credentials_provider(aws_sdk_ec2::config::Credentials::new("oracle", "testing", None, None, "tests"))
             .build();
@@ -187,8 +192,13 @@ impl Moto {
 
     /// What the run left: instances not terminated, and key pairs, both found by the run's tag.
     pub fn leftovers(&self, run_id: &str) -> (Vec<String>, Vec<String>) {
+        self.leftovers_in(run_id, "eu-west-1")
+    }
+
+    /// [`Moto::leftovers`] in `region`.
+    pub fn leftovers_in(&self, run_id: &str, region: &str) -> (Vec<String>, Vec<String>) {
         let instances = self
-            .instances(run_id)
+            .instances_in(run_id, region)
             .iter()
             // Shutting down is on its way out (EC2 stops billing there): only live states count.
             .filter(|i| {
@@ -196,7 +206,7 @@ impl Moto {
             })
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect();
-        let client = self.client();
+        let client = self.client_in(region);
         let keys = runtime().block_on(async { client.describe_key_pairs().send().await.expect("describe key pairs") });
         let tagged = |k: &aws_sdk_ec2::types::KeyPairInfo| {
             k.tags().iter().any(|t| t.key() == Some("amiprobe:run-id") && t.value() == Some(run_id))
@@ -225,7 +235,12 @@ impl Moto {
 
     /// Every instance moto has for the run, terminated or not.
     pub fn instances(&self, run_id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
-        let client = self.client();
+        self.instances_in(run_id, "eu-west-1")
+    }
+
+    /// [`Moto::instances`] in `region`.
+    pub fn instances_in(&self, run_id: &str, region: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+        let client = self.client_in(region);
         runtime().block_on(async {
             let filter = aws_sdk_ec2::types::Filter::builder().name("tag:amiprobe:run-id").values(run_id).build();
             let out = client.describe_instances().filters(filter).send().await.expect("describe instances");

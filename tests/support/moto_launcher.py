@@ -43,7 +43,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                         "throttled": n} since the last reset
   GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
                                        last reset, in order: its query parameters flattened, name -> value
-                                       ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...)
+                                       ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
+                                       and "_region": the region the call was signed for
   POST /reset                          clears all of the above and moto's state
 
 Additions to moto's EC2: GetConsoleScreenshot answers with a real JPEG (a frame drawn per call),
@@ -298,9 +299,11 @@ def count(key):
         STATE["calls"][key] += 1
 
 
-def record(action, params):
-    """Keeps the call's parameters, flattened (the query protocol sends each name once)."""
+def record(action, params, region):
+    """Keeps the call's parameters, flattened (the query protocol sends each name once), and the
+    region it was signed for, as `_region`."""
     flat = {k: v[0] if len(v) == 1 else v for k, v in params.items()}
+    flat["_region"] = region
     with LOCK:
         STATE["requests"].append((action, flat))
 
@@ -319,7 +322,7 @@ def call_action(self):
     params = self.querystring
     oracle = is_oracle(self)
     count(action)
-    record(action, params)
+    record(action, params, self.region)
     settle_shutting_down()
     if not oracle:
         delay(action)
