@@ -164,3 +164,53 @@ fn sigkill_mid_run_then_sweep_with_two_regions_removes_both() {
         assert_eq!(calls_in(&moto, "DeleteKeyPair", region).len(), 1, "DeleteKeyPair in {region}");
     }
 }
+
+#[test]
+fn each_region_gets_its_own_security_group_in_its_default_vpc() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    let (dir, out) = out_dir();
+    let spec = regions_spec(dir.path(), &http_probe("health", service.port, "20s"));
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("poll_interval: 500ms", "poll_interval: 500ms, security_group: ephemeral");
+    std::fs::write(&spec, text).unwrap();
+    let (output, r) = run_with(&moto, &spec, &out, &["--probe-from", "127.0.0.1/32"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let run_id = r["run_id"].as_str().unwrap();
+    for region in REGIONS {
+        let client = moto.client_in(region);
+        let default_vpc = runtime().block_on(async {
+            let filter = aws_sdk_ec2::types::Filter::builder().name("is-default").values("true").build();
+            let out = client.describe_vpcs().filters(filter).send().await.expect("describe vpcs");
+            out.vpcs()[0].vpc_id().unwrap().to_string()
+        });
+        let created = calls_in(&moto, "CreateSecurityGroup", region);
+        assert_eq!(created.len(), 1, "CreateSecurityGroup in {region}: {created:?}");
+        assert_eq!(created[0]["VpcId"], default_vpc.as_str(), "the group is in {region}'s default VPC");
+        let launch = &calls_in(&moto, "RunInstances", region)[0];
+        assert!(launch.values().any(|v| v.as_str().is_some_and(|v| v.starts_with("sg-"))), "{launch:?}");
+        assert!(!calls_in(&moto, "DeleteSecurityGroup", region).is_empty(), "deleted in {region}");
+        assert!(moto.security_groups_in(run_id, region).is_empty(), "group left in {region}");
+        assert_eq!(moto.leftovers_in(run_id, region), (vec![], vec![]), "left in {region}");
+    }
+}
+
+#[test]
+fn an_interrupted_two_region_run_leaves_nothing_in_either() {
+    let moto = Moto::start();
+    let (dir, out) = out_dir();
+    let spec = regions_spec(dir.path(), &http_probe("never", closed_port(), "100s"));
+    let mut child = spawn_run(&moto, &spec, &out, Stdio::null());
+    wait_for_screenshots(&out, 2);
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some(), "exited by itself: {status:?}");
+    let r = results(&out);
+    assert_eq!(r["status"], "interrupted");
+    for region in REGIONS {
+        assert_eq!(moto.leftovers_in(r["run_id"].as_str().unwrap(), region), (vec![], vec![]), "left in {region}");
+        assert!(!calls_in(&moto, "TerminateInstances", region).is_empty(), "TerminateInstances in {region}");
+    }
+}

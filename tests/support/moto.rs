@@ -219,7 +219,12 @@ impl Moto {
 
     /// The security groups moto still has for the run, found by the run's tag or its id in the name.
     pub fn security_groups(&self, run_id: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
-        let client = self.client();
+        self.security_groups_in(run_id, "eu-west-1")
+    }
+
+    /// [`Moto::security_groups`] in `region`.
+    pub fn security_groups_in(&self, run_id: &str, region: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+        let client = self.client_in(region);
         runtime().block_on(async {
             let out = client.describe_security_groups().send().await.expect("describe security groups");
             out.security_groups()
