@@ -6,6 +6,11 @@
 //! DeleteKeyPair in every outcome. Per run and VPC, with `security_group: ephemeral`, one security
 //! group for the probes (`security_group.rs`), deleted in the run's final sweep once its instances are
 //! terminated. `amiprobe sweep` removes what a killed run left, by its tags.
+//!
+//! `region` is a launch field like any other (an axis, or fixed; else `provider.ec2.region`, else the
+//! SDK's configured region). Each region the run uses has its own client and token buckets, watcher,
+//! preflight lookups and run groups ([`Regional`]); the ledger's entries name their region, so every
+//! removal, and the run's final sweep, happens where the thing was made.
 
 mod api;
 mod instance_types;
