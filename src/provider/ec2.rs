@@ -9,7 +9,7 @@
 //!
 //! `region` is a launch field like any other (an axis, or fixed; else `provider.ec2.region`, else the
 //! SDK's configured region). Each region the run uses has its own client and token buckets, watcher,
-//! preflight lookups and run groups ([`Regional`]); the ledger's entries name their region, so every
+//! preflight lookups and run groups (`Regional`); the ledger's entries name their region, so every
 //! removal, and the run's final sweep, happens where the thing was made.
 
 mod api;
