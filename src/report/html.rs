@@ -206,12 +206,15 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
                     | EventKind::ProbePassed
                     | EventKind::ProbeFailed
                     | EventKind::Ready
+                    | EventKind::ConsoleMatch
+                    | EventKind::Interrupted
                     | EventKind::Error
             )
         })
         .map(|e| {
-            let kind = format!("{:?}", e.kind);
-            json!({ "left": pct(e.at_s), "at": secs(e.at_s), "kind": kind.to_lowercase(), "message": e.message })
+            // The name results.json uses (`port_open`), which the stylesheet's classes follow.
+            let kind = serde_json::to_value(e.kind).ok().and_then(|k| k.as_str().map(str::to_string));
+            json!({ "left": pct(e.at_s), "at": secs(e.at_s), "kind": kind.unwrap_or_default(), "message": e.message })
         })
         .collect();
 
