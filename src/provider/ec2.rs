@@ -60,21 +60,9 @@ const NOT_FOUND_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What an ec2 cell can set, fixed in `launch:` or as a matrix axis.
 pub static FIELDS: &[Field] = &[
-    Field { name: "image", list_valued: false, required: true, check: check_as::<String>, schema: schema_of::<String> },
-    Field {
-        name: "instance_type",
-        list_valued: false,
-        required: true,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
-    Field {
-        name: "subnet",
-        list_valued: false,
-        required: false,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
+    Field::plain::<String>("image", true),
+    Field::plain::<String>("instance_type", true),
+    Field::plain::<String>("subnet", false),
     Field {
         name: "security_groups",
         list_valued: true,
@@ -96,13 +84,7 @@ pub static FIELDS: &[Field] = &[
         check: |v, at| launch_problems(v, at, |volumes| Ec2Launch { volumes, ..Ec2Launch::default() }),
         schema: schema_of::<Vec<launch::Volume>>,
     },
-    Field {
-        name: "boot_mode",
-        list_valued: false,
-        required: false,
-        check: check_as::<launch::BootMode>,
-        schema: schema_of::<launch::BootMode>,
-    },
+    Field::plain::<launch::BootMode>("boot_mode", false),
     Field {
         name: "imds",
         list_valued: false,
@@ -110,41 +92,11 @@ pub static FIELDS: &[Field] = &[
         check: |v, at| launch_problems(v, at, |x| Ec2Launch { imds: Some(x), ..Ec2Launch::default() }),
         schema: schema_of::<launch::Imds>,
     },
-    Field {
-        name: "iam_instance_profile",
-        list_valued: false,
-        required: false,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
-    Field {
-        name: "public_ip",
-        list_valued: false,
-        required: false,
-        check: check_as::<bool>,
-        schema: schema_of::<bool>,
-    },
-    Field {
-        name: "availability_zone",
-        list_valued: false,
-        required: false,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
-    Field {
-        name: "region",
-        list_valued: false,
-        required: false,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
-    Field {
-        name: "placement_group",
-        list_valued: false,
-        required: false,
-        check: check_as::<String>,
-        schema: schema_of::<String>,
-    },
+    Field::plain::<String>("iam_instance_profile", false),
+    Field::plain::<bool>("public_ip", false),
+    Field::plain::<String>("availability_zone", false),
+    Field::plain::<String>("region", false),
+    Field::plain::<String>("placement_group", false),
 ];
 
 /// A launch field's value read as `T`, then checked for what EC2 would refuse, each problem placed

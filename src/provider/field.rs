@@ -21,6 +21,13 @@ pub struct Field {
     pub schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
+impl Field {
+    /// A field whose one value only has to be a `T` (`image: ami-1`, `public_ip: true`).
+    pub const fn plain<T: DeserializeOwned + JsonSchema>(name: &'static str, required: bool) -> Field {
+        Field { name, list_valued: false, required, check: check_as::<T>, schema: schema_of::<T> }
+    }
+}
+
 /// A value read as `T`: every unknown key and the first type error, placed under `at`.
 pub fn typed<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> Result<T, Vec<Problem>> {
     let mut unknown = Vec::new();

@@ -34,7 +34,6 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::field::{check_as, schema_of};
 use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use crate::plan::{Cell, Plan, QemuImagePlan, QemuPlan};
 use crate::probe::{ConnectMeaning, Endpoint};
@@ -43,13 +42,7 @@ use qmp::{Qmp, QmpError, QmpEvent};
 
 /// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image, a name under
 /// `provider.qemu.images` or a disk path.
-pub static FIELDS: &[Field] = &[Field {
-    name: "image",
-    list_valued: false,
-    required: true,
-    check: check_as::<String>,
-    schema: schema_of::<String>,
-}];
+pub static FIELDS: &[Field] = &[Field::plain::<String>("image", true)];
 
 /// QEMU says this when a forwarded host port is taken; we pick other ports and start again.
 const PORT_TAKEN: &str = "Could not set up host forwarding rule";
