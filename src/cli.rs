@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
-use crate::spec::{self, SpecError};
+use crate::spec;
+
+mod run;
+mod sweep;
 
 #[derive(Debug, Parser)]
 #[command(name = "amiprobe", version, about = "Smoke-test freshly built machine images where they will really run")]
@@ -42,72 +45,16 @@ pub enum Command {
         vars: VarArgs,
     },
     /// Run a spec: launch every cell, capture, probe, clean up, write results.
-    Run(RunArgs),
+    Run(run::RunArgs),
     /// Render reports again from a results directory, or merge shards' results.
     Report(ReportArgs),
     /// Remove EC2 instances and key pairs that killed runs left behind (found by amiprobe's tags).
-    Sweep(SweepArgs),
+    Sweep(sweep::SweepArgs),
     /// Print the JSON Schema of the spec (or of results.json).
     Schema {
         #[arg(value_enum, default_value_t = SchemaOf::Spec)]
         of: SchemaOf,
     },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct SweepArgs {
-    /// Only what this run created.
-    #[arg(long, value_name = "ID", conflicts_with = "older_than")]
-    pub run_id: Option<String>,
-    /// Only what was created at least this long ago (e.g. 6h). Default: what is past its
-    /// `amiprobe:expires` tag.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub older_than: Option<std::time::Duration>,
-    /// Region, once per region to sweep (default: the environment's or profile's).
-    #[arg(long)]
-    pub region: Vec<String>,
-    /// A profile from the shared AWS config files.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// List what would be removed, remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    pub spec: PathBuf,
-    /// Where results go (default: amiprobe-results/<timestamp>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Cells at once (default: the spec's `concurrency`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: Option<u16>,
-    /// Only the cells of shard K of N (1-based), split by cell id.
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<Shard>,
-    /// Probes connect to this host (a tunnel or bastion) instead of the machine's address.
-    #[arg(long, value_name = "HOST")]
-    pub probe_host: Option<String>,
-    /// Addresses probes may contact (default: each cell's own machine only).
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
-    pub allow_targets: Option<Vec<ipnet::IpNet>>,
-    /// Where the probes come from (this runner's address or its network): with
-    /// `provider.ec2.security_group: ephemeral`, the run's security group opens exactly the probed
-    /// ports to these, and to nothing else. Required then: no default opens them wider.
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
-    pub probe_from: Option<Vec<ipnet::IpNet>>,
-    /// Run the cells the preflight finds possible, and report the others as not run with their reason
-    /// (without it, any impossible cell stops the run before anything is launched, exit 2).
-    #[arg(long)]
-    pub skip_impossible: bool,
-    #[command(flatten)]
-    pub reports: ReportOptions,
-    /// Run only the cells that did not pass in these earlier results.
-    #[arg(long, value_name = "DIR")]
-    pub rerun_failed: Option<PathBuf>,
-    #[command(flatten)]
-    pub vars: VarArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -198,9 +145,9 @@ pub fn main() -> Outcome {
     match cli.command {
         Command::Validate { specs, vars } => validate(&specs, &vars.overrides()),
         Command::Plan { spec, shard, format, check, vars } => plan(&spec, shard, format, check, &vars.overrides()),
-        Command::Run(args) => crate::run::run(args),
+        Command::Run(args) => run::run(args),
         Command::Report(args) => report(args),
-        Command::Sweep(args) => crate::sweep::sweep(args),
+        Command::Sweep(args) => sweep::sweep(args),
         Command::Schema { of } => {
             println!("{}", schema_text(of));
             Outcome::Passed
@@ -272,7 +219,7 @@ fn report(args: ReportArgs) -> Outcome {
 }
 
 /// The async runtime for commands that talk to machines.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
+fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
         eprintln!("error: failed to start the async runtime: {e}");
         Outcome::Failed
@@ -280,7 +227,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
 }
 
 /// The exit code a set of results stands for.
-pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
+fn outcome_of(results: &crate::results::RunResults) -> Outcome {
     use crate::results::RunStatus;
     match results.status {
         RunStatus::Passed => Outcome::Passed,
@@ -291,16 +238,10 @@ pub fn outcome_of(results: &crate::results::RunResults) -> Outcome {
     }
 }
 
-/// Loads and resolves a spec: every error in it, with places.
-pub fn load_plan(file: &std::path::Path, vars: &BTreeMap<String, String>) -> Result<Plan, SpecError> {
-    let loaded = spec::load_file(file, vars)?;
-    Plan::resolve(&loaded)
-}
-
 fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
     let mut outcome = Outcome::Passed;
     for file in specs {
-        match load_plan(file, vars) {
+        match Plan::load(file, vars) {
             Ok(plan) => println!("{}: ok ({} cells)", file.display(), plan.cells.len()),
             Err(e) => {
                 eprint!("{e}");
@@ -318,7 +259,7 @@ fn plan(
     check: bool,
     vars: &BTreeMap<String, String>,
 ) -> Outcome {
-    let plan = match load_plan(file, vars) {
+    let plan = match Plan::load(file, vars) {
         Ok(p) => p,
         Err(e) => {
             eprint!("{e}");
@@ -375,8 +316,8 @@ fn check_plan(plan: &Plan) -> Outcome {
         Ok(r) => r,
         Err(outcome) => return outcome,
     };
-    let provider = crate::provider::for_plan(plan);
-    match runtime.block_on(provider.preflight(plan)) {
+    let provider = plan.provider.provider(plan.run_settings());
+    match runtime.block_on(provider.preflight(&plan.cells)) {
         Err(e) => {
             eprintln!("error: provider check failed: {e}");
             Outcome::Failed

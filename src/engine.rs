@@ -108,9 +108,9 @@ pub async fn run(
     };
 
     let mut interrupts = 0u32;
-    let mut plan_cells: Vec<crate::plan::Cell> = plan.cells.clone();
+    let mut plan_cells: Vec<crate::cell::Cell> = plan.cells.clone();
     let preflight = tokio::select! {
-        r = provider.preflight(&plan) => Some(r),
+        r = provider.preflight(&plan.cells) => Some(r),
         name = signals.recv() => {
             interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
             None

@@ -5,6 +5,7 @@
 //! [`cli`] is a thin layer over it.
 
 pub mod capture;
+pub mod cell;
 pub mod cli;
 pub mod console;
 pub mod engine;
@@ -14,6 +15,4 @@ pub mod probe;
 pub mod provider;
 pub mod report;
 pub mod results;
-pub mod run;
 pub mod spec;
-pub mod sweep;

@@ -11,21 +11,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::capture::Schedule;
+use crate::cell::Cell;
 use crate::console::ConsoleRules;
 use crate::probe::Probe;
-use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Problem, SpecError};
+use crate::provider::{LaunchPlan, RunSettings, Settings};
+use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Problem, SpecError, VarOverrides};
 
-pub use matrix::{Cell, CellId, MAX_CELLS};
-
-/// The slowest API rate a spec may ask for: one call every 1000 s.
-const MIN_RATE: f64 = 0.001;
+pub use matrix::MAX_CELLS;
 
 /// Most cells run at once: more than any account's instance limit, and no more than cells can exist.
 pub const MAX_CONCURRENCY: usize = MAX_CELLS;
-pub use shard::{fnv1a, Shard};
+pub use shard::Shard;
 
 /// A runnable spec.
 #[derive(Debug, Clone)]
@@ -33,7 +30,7 @@ pub struct Plan {
     pub name: String,
     pub description: Option<String>,
     pub spec_file: PathBuf,
-    pub provider: ProviderPlan,
+    pub provider: Settings,
     pub cells: Vec<Cell>,
     pub schedule: Schedule,
     pub console_log: bool,
@@ -49,53 +46,6 @@ pub struct Plan {
     pub launch: LaunchPlan,
 }
 
-#[derive(Debug, Clone)]
-pub enum ProviderPlan {
-    Ec2(spec::Ec2Spec),
-    Qemu(QemuPlan),
-}
-
-impl ProviderPlan {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProviderPlan::Ec2(_) => "ec2",
-            ProviderPlan::Qemu(_) => "qemu",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct QemuPlan {
-    pub images: BTreeMap<String, QemuImagePlan>,
-    pub memory_mib: u64,
-    pub cpus: u32,
-    pub accel: spec::Accel,
-    pub binary: String,
-}
-
-impl QemuPlan {
-    /// The image a cell's `image` value names: an entry of `images`, or a disk path.
-    pub fn image(&self, value: &str) -> QemuImagePlan {
-        self.images.get(value).cloned().unwrap_or_else(|| QemuImagePlan::Disk(PathBuf::from(value)))
-    }
-}
-
-/// A bootable QEMU image with its paths made absolute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QemuImagePlan {
-    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, append: Option<String> },
-    Disk(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct LaunchPlan {
-    pub key_pair: KeyPair,
-    pub keep_private_key: bool,
-    pub user_data: Option<Vec<u8>>,
-    pub tags: BTreeMap<String, String>,
-}
-
 impl Plan {
     /// Checks a loaded spec and resolves it, reporting every problem found.
     pub fn resolve(loaded: &LoadedSpec) -> Result<Plan, SpecError> {
@@ -106,12 +56,9 @@ impl Plan {
         if spec.name.trim().is_empty() {
             problems.push(Problem::at(root.key("name"), "name is empty"));
         }
-        let provider = resolve_provider(spec, loaded.base_dir(), &mut problems);
+        let provider = Settings::resolve(&spec.provider, loaded.base_dir(), &mut problems);
         let cells = match &provider {
-            Some(p) => {
-                let fields = crate::provider::fields_of(p.name());
-                matrix::expand(&spec.matrix, &spec.launch.fields, p.name(), fields, &mut problems)
-            }
+            Some(p) => matrix::expand(&spec.matrix, &spec.launch.fields, p.name(), p.fields(), &mut problems),
             None => Vec::new(),
         };
         let schedule =
@@ -165,20 +112,24 @@ impl Plan {
         }
     }
 
+    /// Loads and resolves a spec file: every error in it, with places.
+    pub fn load(file: &Path, vars: &VarOverrides) -> Result<Plan, SpecError> {
+        Plan::resolve(&spec::load_file(file, vars)?)
+    }
+
     /// What will not work as asked, known before launching (shown by `plan` and `run`).
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if let ProviderPlan::Ec2(_) = &self.provider {
-            for cell in &self.cells {
-                if let Some(why) = cell.text("instance_type").and_then(crate::provider::ec2::screenshot_unsupported) {
-                    warnings.push(format!(
-                        "cell {}: EC2 takes no screenshots of {} instances; the cell runs without them",
-                        cell.id, why
-                    ));
-                }
-            }
+        self.provider.warnings(&self.cells)
+    }
+
+    /// What the provider needs of the plan besides the cells.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            spec_name: self.name.clone(),
+            launch: self.launch.clone(),
+            run_timeout: self.run_timeout,
+            cleanup_timeout: self.cleanup_timeout,
         }
-        warnings
     }
 
     /// Only the cells of one shard.
@@ -188,122 +139,21 @@ impl Plan {
     }
 }
 
-fn resolve_provider(spec: &spec::Spec, base: &Path, problems: &mut Vec<Problem>) -> Option<ProviderPlan> {
-    let path = FieldPath::root().key("provider");
-    match (&spec.provider.ec2, &spec.provider.qemu) {
-        (Some(ec2), None) => {
-            let rates = path.key("ec2").key("rate_limits");
-            let r = &ec2.rate_limits;
-            for (name, rate) in [
-                ("describe", r.describe),
-                ("run_instances", r.run_instances),
-                ("terminate_instances", r.terminate_instances),
-                ("mutating", r.mutating),
-            ] {
-                // A rate near 0 would make the wait for a token overflow a Duration.
-                if rate.burst == 0 || !(rate.per_second >= MIN_RATE && rate.per_second.is_finite()) {
-                    problems.push(Problem::at(
-                        rates.key(name),
-                        format!("a rate needs `burst` of at least 1 and `per_second` of at least {MIN_RATE}"),
-                    ));
-                }
-            }
-            if ec2.console_poll_interval < std::time::Duration::from_secs(1) {
-                problems.push(Problem::at(
-                    path.key("ec2").key("console_poll_interval"),
-                    "interval must be at least 1s (each read is an API call per instance)",
-                ));
-            }
-            if ec2.poll_interval.is_zero() {
-                problems.push(Problem::at(path.key("ec2").key("poll_interval"), "interval must be above 0s"));
-            }
-            Some(ProviderPlan::Ec2(ec2.clone()))
-        }
-        (None, Some(qemu)) => resolve_qemu(qemu, base, &path.key("qemu"), problems).map(ProviderPlan::Qemu),
-        (None, None) => {
-            problems.push(Problem::at_key(path, "no provider given").help("add `ec2: {...}` or `qemu: {...}`"));
-            None
-        }
-        (Some(_), Some(_)) => {
-            problems.push(
-                Problem::at_key(path.key("qemu"), "more than one provider given")
-                    .help("a spec runs on one provider: keep either `ec2` or `qemu`"),
-            );
-            None
-        }
-    }
-}
-
-fn resolve_qemu(qemu: &spec::QemuSpec, base: &Path, path: &FieldPath, problems: &mut Vec<Problem>) -> Option<QemuPlan> {
-    let before = problems.len();
-    let mut images = BTreeMap::new();
-    for (name, image) in &qemu.images {
-        let at = path.key("images").key(name.clone());
-        let abs = |p: &PathBuf| base.join(p);
-        match (&image.kernel, &image.disk) {
-            (Some(kernel), None) => {
-                images.insert(
-                    name.clone(),
-                    QemuImagePlan::Kernel {
-                        kernel: abs(kernel),
-                        initrd: image.initrd.as_ref().map(abs),
-                        append: image.append.clone(),
-                    },
-                );
-            }
-            (None, Some(disk)) => {
-                if image.initrd.is_some() || image.append.is_some() {
-                    problems.push(Problem::at_key(at.clone(), "`initrd` and `append` need `kernel`, not `disk`"));
-                }
-                images.insert(name.clone(), QemuImagePlan::Disk(abs(disk)));
-            }
-            (None, None) => problems.push(Problem::at_key(at, "image has neither `kernel` nor `disk`")),
-            (Some(_), Some(_)) => {
-                problems.push(Problem::at_key(at.key("disk"), "image has both `kernel` and `disk`: keep one"))
-            }
-        }
-    }
-    if qemu.memory.mebibytes() < 16 {
-        problems.push(Problem::at(
-            path.key("memory"),
-            format!("{} MiB of memory is too little to boot", qemu.memory.mebibytes()),
-        ));
-    }
-    if qemu.cpus == 0 {
-        problems.push(Problem::at(path.key("cpus"), "cpus must be at least 1"));
-    }
-    (problems.len() == before).then(|| QemuPlan {
-        images,
-        memory_mib: qemu.memory.mebibytes(),
-        cpus: qemu.cpus,
-        accel: qemu.accel,
-        binary: qemu.binary.clone().unwrap_or_else(|| "qemu-system-x86_64".into()),
-    })
-}
-
 fn resolve_launch(
     spec: &spec::Spec,
     base: &Path,
-    provider: &Option<ProviderPlan>,
+    provider: &Option<Settings>,
     problems: &mut Vec<Problem>,
 ) -> LaunchPlan {
     let path = FieldPath::root().key("launch");
     let launch = &spec.launch;
     let user_data = launch.user_data.as_ref().and_then(|text| {
-        if matches!(provider, Some(ProviderPlan::Qemu(_))) {
-            problems.push(Problem::at(path.key("user_data"), "the qemu provider has no user data"));
-            return None;
-        }
         let is_path = !text.contains('\n') && (text.starts_with("./") || text.starts_with("../") || text.starts_with('/'));
         if !is_path {
             return Some(text.clone().into_bytes());
         }
         let file = base.join(text);
         match std::fs::read(&file) {
-            Ok(bytes) if bytes.len() > 16 * 1024 => {
-                problems.push(Problem::at(path.key("user_data"), format!("user data is {} bytes; EC2 takes at most 16 KiB", bytes.len())));
-                None
-            }
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 problems.push(
@@ -327,10 +177,14 @@ fn resolve_launch(
             ));
         }
     }
-    LaunchPlan {
+    let plan = LaunchPlan {
         key_pair: launch.key_pair.clone(),
         keep_private_key: launch.keep_private_key,
         user_data,
         tags: launch.tags.clone(),
+    };
+    if let Some(provider) = provider {
+        provider.check_launch(&plan, &path, problems);
     }
+    plan
 }

@@ -9,39 +9,128 @@ pub mod ec2;
 pub mod field;
 pub mod qemu;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Cell, Plan};
+use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
+use crate::spec::{FieldPath, KeyPair, Problem};
 
 pub use field::Field;
 
-/// The launch fields of the provider named `provider` (`ec2`, `qemu`).
-pub fn fields_of(provider: &str) -> &'static [Field] {
-    match provider {
-        "ec2" => ec2::FIELDS,
-        _ => qemu::FIELDS,
-    }
+/// Exactly one provider section.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ProviderSpec {
+    #[serde(default)]
+    pub ec2: Option<ec2::Ec2Spec>,
+    #[serde(default)]
+    pub qemu: Option<qemu::QemuSpec>,
 }
 
-/// Why the run's command line does not fit the plan, if it does not (exit 2 before anything runs).
-pub fn run_flags_problem(plan: &Plan, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
-    match &plan.provider {
-        crate::plan::ProviderPlan::Ec2(spec) => ec2::probe_from_problem(spec, probe_from),
-        crate::plan::ProviderPlan::Qemu(_) => None,
-    }
+/// The provider section resolved and checked: what the plan carries and the run's provider is made
+/// from. Only this module looks inside.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    Ec2(ec2::Ec2Spec),
+    Qemu(qemu::QemuPlan),
 }
 
-/// The provider a plan runs on.
-pub fn for_plan(plan: &Plan) -> Arc<dyn Provider> {
-    match &plan.provider {
-        crate::plan::ProviderPlan::Qemu(q) => Arc::new(qemu::QemuProvider::new(q.clone())),
-        crate::plan::ProviderPlan::Ec2(spec) => Arc::new(ec2::Ec2Provider::new(spec.clone(), plan)),
+/// What every provider needs of the plan besides the cells.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The spec's name, in resource names and tags.
+    pub spec_name: String,
+    pub launch: LaunchPlan,
+    pub run_timeout: Duration,
+    pub cleanup_timeout: Duration,
+}
+
+/// How machines are launched, whatever the provider: `launch:` without the provider's own fields.
+#[derive(Debug, Clone)]
+pub struct LaunchPlan {
+    pub key_pair: KeyPair,
+    pub keep_private_key: bool,
+    pub user_data: Option<Vec<u8>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Checks and resolves the `provider:` section (relative paths against `base`).
+    pub fn resolve(spec: &ProviderSpec, base: &Path, problems: &mut Vec<Problem>) -> Option<Settings> {
+        let path = FieldPath::root().key("provider");
+        match (&spec.ec2, &spec.qemu) {
+            (Some(ec2), None) => {
+                ec2.check(&path.key("ec2"), problems);
+                Some(Settings::Ec2(ec2.clone()))
+            }
+            (None, Some(qemu)) => qemu.resolve(base, &path.key("qemu"), problems).map(Settings::Qemu),
+            (None, None) => {
+                problems.push(Problem::at_key(path, "no provider given").help("add `ec2: {...}` or `qemu: {...}`"));
+                None
+            }
+            (Some(_), Some(_)) => {
+                problems.push(
+                    Problem::at_key(path.key("qemu"), "more than one provider given")
+                        .help("a spec runs on one provider: keep either `ec2` or `qemu`"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Settings::Ec2(_) => "ec2",
+            Settings::Qemu(_) => "qemu",
+        }
+    }
+
+    /// The launch fields this provider understands (matrix axes and `launch:` keys).
+    pub fn fields(&self) -> &'static [Field] {
+        match self {
+            Settings::Ec2(_) => ec2::FIELDS,
+            Settings::Qemu(_) => qemu::FIELDS,
+        }
+    }
+
+    /// Checks the generic launch settings against what this provider can do.
+    pub fn check_launch(&self, launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
+        match self {
+            Settings::Ec2(_) => ec2::check_launch(launch, path, problems),
+            Settings::Qemu(_) => qemu::check_launch(launch, path, problems),
+        }
+    }
+
+    /// What will not work as asked, known before launching (shown by `plan` and `run`).
+    pub fn warnings(&self, cells: &[Cell]) -> Vec<String> {
+        match self {
+            Settings::Ec2(_) => ec2::warnings(cells),
+            Settings::Qemu(_) => Vec::new(),
+        }
+    }
+
+    /// Why the run's command line does not fit these settings, if it does not (exit 2 before
+    /// anything runs).
+    pub fn run_flags_problem(&self, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
+        match self {
+            Settings::Ec2(spec) => ec2::probe_from_problem(spec, probe_from),
+            Settings::Qemu(_) => None,
+        }
+    }
+
+    /// The provider a run uses.
+    pub fn provider(&self, run: RunSettings) -> Arc<dyn Provider> {
+        match self {
+            Settings::Qemu(q) => Arc::new(qemu::QemuProvider::new(q.clone())),
+            Settings::Ec2(spec) => Arc::new(ec2::Ec2Provider::new(spec.clone(), run)),
+        }
     }
 }
 
@@ -121,7 +210,7 @@ pub struct LaunchContext {
 pub trait Provider: Send + Sync {
     /// Checks what can be checked before anything is created: warnings to show, and the cells that
     /// can't run as asked (an image that doesn't exist, an arm64 image on an x86 type...).
-    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError>;
+    async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError>;
 
     /// Creates the cell's machine. On error, whatever was created is already in the ledger.
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError>;

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Screenshot;
+use crate::cell::Cell;
 use crate::console::ConsoleFinding;
-use crate::plan::Cell;
 use crate::probe::{Attempt, HttpExchange};
 use crate::provider::CleanupStep;
 

@@ -5,7 +5,7 @@
 
 mod axes;
 mod diagnostic;
-mod duration;
+pub(crate) mod duration;
 mod limits;
 mod load;
 mod locate;
@@ -24,7 +24,7 @@ pub use locate::Position;
 pub use model::*;
 pub use path::{FieldPath, Segment};
 pub use suggest::nearest;
-pub use values::{ByteSize, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
+pub use values::{ByteSize, DurationSchema, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
 pub use vars::Vars;
 
 /// The JSON Schema of the spec, as checked into `schemas/`. The matrix axes, `include`/`exclude`

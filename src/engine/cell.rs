@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, Phase};
 use crate::capture::{self, Screenshot};
+use crate::cell::Cell;
 use crate::console::{self, ConsoleFinding, ConsoleWatch, FatalSign};
-use crate::plan::{Cell, Plan};
+use crate::plan::Plan;
 use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
 use crate::provider::{ErrorKind, Health, LaunchContext, Ledger, Machine, Provider, ProviderError};
 use crate::results::{CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings};

@@ -8,10 +8,10 @@
 //! of its own. A field fixed in `launch:` applies to every cell and can't also be an axis.
 
 use std::collections::HashSet;
-use std::fmt;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::cell::{Cell, CellId};
 
 use crate::provider::field::label;
 use crate::provider::Field;
@@ -21,51 +21,6 @@ use crate::spec::{FieldPath, Fields, MatrixSpec, Problem};
 pub const MAX_CELLS: usize = 10_000;
 /// At most this many `include` (and `exclude`) entries, which keeps matching them linear enough.
 pub const MAX_ENTRIES: usize = 1_000;
-
-/// A stable, readable cell id built from the cell's values, e.g. `ami-0aaa_t3.micro_subnet-1_sg-web`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct CellId(pub String);
-
-impl fmt::Display for CellId {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// One machine to launch and check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cell {
-    pub id: CellId,
-    /// Position in the whole plan; kept when the plan is sharded.
-    #[serde(skip)]
-    pub index: usize,
-    /// The cell's value of each axis (and of each field an `include` entry added), in spec order:
-    /// what sets it apart from the other cells.
-    #[serde(flatten)]
-    pub values: Map<String, Value>,
-    /// Everything it launches with: its values, then the fields `launch:` fixes for every cell.
-    #[serde(skip)]
-    pub launch: Map<String, Value>,
-}
-
-impl Cell {
-    /// A launch field of this cell, as text (`image`, `instance_type`...).
-    pub fn text(&self, name: &str) -> Option<&str> {
-        self.launch.get(name).and_then(Value::as_str)
-    }
-
-    /// A launch field of this cell that is a list of text (`security_groups`); empty when unset.
-    pub fn texts(&self, name: &str) -> Vec<String> {
-        let items = self.launch.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        items.iter().filter_map(Value::as_str).map(str::to_string).collect()
-    }
-
-    /// The image the cell boots, which every provider requires.
-    pub fn image(&self) -> &str {
-        self.text("image").unwrap_or_default()
-    }
-}
 
 /// A combination as it is being built: the values from the axes, and those added by `include`.
 #[derive(Debug, Clone, Default)]

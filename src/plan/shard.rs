@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::CellId;
+use crate::cell::CellId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -17,13 +17,8 @@ pub struct Shard {
 
 impl Shard {
     pub fn contains(&self, id: &CellId) -> bool {
-        (fnv1a(id.0.as_bytes()) % u64::from(self.count)) as u32 == self.index - 1
+        (id.stable_hash() % u64::from(self.count)) as u32 == self.index - 1
     }
-}
-
-/// FNV-1a, 64-bit: stable across platforms and releases, unlike std's hasher.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl FromStr for Shard {

@@ -13,6 +13,7 @@
 //! removal, and the run's final sweep, happens where the thing was made.
 
 mod api;
+mod config;
 mod instance_types;
 pub mod launch;
 pub mod preflight;
@@ -37,12 +38,14 @@ use super::field::{check_as, schema_of};
 use super::{
     Checked, CleanupStep, ErrorKind, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource,
 };
-use crate::plan::{Cell, LaunchPlan, Plan};
+use super::{LaunchPlan, RunSettings};
+use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{AddressKind, Ec2Spec, FieldPath, KeyPair, Problem, SecurityGroupMode, Segment};
+use crate::spec::{FieldPath, KeyPair, Problem, Segment};
 pub use api::Api;
 use api::Retry;
-pub use instance_types::screenshot_unsupported;
+pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
+use instance_types::screenshot_unsupported;
 use launch::Ec2Launch;
 use watcher::{InstanceInfo, Watcher};
 
@@ -165,6 +168,27 @@ struct Regional {
     groups: security_group::Groups,
 }
 
+/// EC2 takes user data of at most 16 KiB.
+pub fn check_launch(launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
+    if let Some(bytes) = launch.user_data.as_ref().filter(|b| b.len() > 16 * 1024) {
+        problems.push(Problem::at(
+            path.key("user_data"),
+            format!("user data is {} bytes; EC2 takes at most 16 KiB", bytes.len()),
+        ));
+    }
+}
+
+/// What EC2 will not do as asked, known from the cells alone: screenshots of bare-metal types.
+pub fn warnings(cells: &[Cell]) -> Vec<String> {
+    cells
+        .iter()
+        .filter_map(|cell| {
+            let why = cell.text("instance_type").and_then(screenshot_unsupported)?;
+            Some(format!("cell {}: EC2 takes no screenshots of {why} instances; the cell runs without them", cell.id))
+        })
+        .collect()
+}
+
 /// Why a run can't start with these `--probe-from` networks, if it can't: an ephemeral security
 /// group opens the probed ports to them, and no default is narrow enough to assume.
 pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
@@ -179,13 +203,13 @@ pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -
 }
 
 impl Ec2Provider {
-    pub fn new(spec: Ec2Spec, plan: &Plan) -> Self {
+    pub fn new(spec: Ec2Spec, run: RunSettings) -> Self {
         Ec2Provider {
             spec,
-            launch: plan.launch.clone(),
-            spec_name: plan.name.clone(),
-            run_timeout: plan.run_timeout,
-            cleanup_timeout: plan.cleanup_timeout,
+            launch: run.launch,
+            spec_name: run.spec_name,
+            run_timeout: run.run_timeout,
+            cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
         }
     }
@@ -281,7 +305,7 @@ fn candidates(cell: &Cell, spec: &Ec2Spec) -> Vec<(String, Option<String>)> {
 
 /// A client token (at most 64 ASCII characters) stable for one launch attempt of one cell.
 fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
-    let hash = crate::plan::fnv1a(cell.id.0.as_bytes());
+    let hash = cell.id.stable_hash();
     let mut token = format!("ap-{run_id}-{hash:016x}-{attempt}");
     token.truncate(64);
     token
@@ -292,10 +316,10 @@ impl Provider for Ec2Provider {
     /// One batched lookup per kind (images, types, offerings, subnets, groups) for the whole plan:
     /// impossible cells are refused before anything is created, and the images' root device names
     /// are kept for the launches' block device mappings.
-    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError> {
+    async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         // Per region: each region's lookups are batched for its cells, through its own buckets.
         let mut by_region: BTreeMap<Option<String>, Vec<preflight::LaunchRequest>> = BTreeMap::new();
-        for cell in &plan.cells {
+        for cell in cells {
             let boot_mode = match cell.launch.get("boot_mode").cloned().map(serde_json::from_value) {
                 Some(Ok(mode)) => Some(mode),
                 Some(Err(e)) => return Err(ProviderError::new(format!("cell {}: boot_mode: {e}", cell.id))),
@@ -327,8 +351,8 @@ impl Provider for Ec2Provider {
             impossible.extend(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))));
         }
         // In the plan's order, whatever the regions.
-        let impossible = plan.cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        Ok(Checked { warnings: plan.warnings(), impossible })
+        let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
+        Ok(Checked { warnings: warnings(cells), impossible })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
@@ -1103,7 +1127,7 @@ mod tests {
     fn client_tokens_fit_and_differ_per_attempt() {
         let cell = Cell {
             index: 0,
-            id: crate::plan::CellId("ami-1_t3.micro".repeat(10)),
+            id: crate::cell::CellId("ami-1_t3.micro".repeat(10)),
             values: serde_json::Map::new(),
             launch: serde_json::Map::new(),
         };

@@ -1,5 +1,5 @@
 //! Launch fields: what a provider lets a spec set for a cell, either fixed in `launch:` or varied as
-//! a matrix axis of the same name. Each provider lists its own ([`super::fields_of`]); the plan checks
+//! a matrix axis of the same name. Each provider lists its own ([`super::Settings::fields`]); the plan checks
 //! every value against them, with its place in the file, before anything runs.
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};

@@ -13,6 +13,7 @@
 //! amiprobe, which shuts it down in order), dies with amiprobe (`PR_SET_PDEATHSIG`), is killed when
 //! its handle is dropped (a panicking task), and is listed in the run's ledger.
 
+mod config;
 mod qmp;
 mod sweep;
 
@@ -34,15 +35,25 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
-use crate::plan::{Cell, Plan, QemuImagePlan, QemuPlan};
+use super::{
+    Checked, CleanupStep, Field, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource,
+};
+use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::Accel;
+use crate::spec::{FieldPath, Problem};
+pub use config::{Accel, QemuImage, QemuImagePlan, QemuPlan, QemuSpec};
 use qmp::{Qmp, QmpError, QmpEvent};
 
 /// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image, a name under
 /// `provider.qemu.images` or a disk path.
 pub static FIELDS: &[Field] = &[Field::plain::<String>("image", true)];
+
+/// What of the generic launch settings QEMU can't do yet: user data (no NoCloud seed is written).
+pub fn check_launch(launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
+    if launch.user_data.is_some() {
+        problems.push(Problem::at(path.key("user_data"), "the qemu provider has no user data"));
+    }
+}
 
 /// QEMU says this when a forwarded host port is taken; we pick other ports and start again.
 const PORT_TAKEN: &str = "Could not set up host forwarding rule";
@@ -231,7 +242,7 @@ fn free_port() -> Result<u16, ProviderError> {
 
 #[async_trait]
 impl Provider for QemuProvider {
-    async fn preflight(&self, plan: &Plan) -> Result<Checked, ProviderError> {
+    async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         let version = Command::new(&self.plan.binary).arg("--version").output().await.map_err(|e| {
             ProviderError::new(format!(
                 "failed to run {}: {e} (install qemu-system-x86: scripts/install-deps qemu)",
@@ -244,7 +255,7 @@ impl Provider for QemuProvider {
         if let Some(v) = parse_version(&String::from_utf8_lossy(&version.stdout)) {
             let _ = self.version.set(v);
         }
-        for cell in &plan.cells {
+        for cell in cells {
             let files: Vec<&PathBuf> = match self.plan.images.get(cell.image()) {
                 Some(QemuImagePlan::Kernel { kernel, initrd, .. }) => {
                     std::iter::once(kernel).chain(initrd.iter()).collect()
@@ -269,7 +280,7 @@ impl Provider for QemuProvider {
             }
         }
         let mut warnings = Vec::new();
-        if let Some(first) = plan.cells.first() {
+        if let Some(first) = cells.first() {
             let accel = self.accel(&self.plan.image(first.image())).await;
             if self.plan.accel == Accel::Auto && accel == "tcg" {
                 warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());

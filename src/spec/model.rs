@@ -8,14 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::axes::{Fields, MatrixSpec};
-use super::values::{ByteSize, DurationSchema, KeyPair, StatusMatcher};
+use super::values::{DurationSchema, KeyPair, StatusMatcher};
 
 /// One product's smoke test: which images to boot where, what to capture, and what must be true.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -27,7 +26,7 @@ pub struct Spec {
     #[serde(default)]
     pub description: Option<String>,
     /// Where the cells run: exactly one of `ec2` or `qemu`.
-    pub provider: ProviderSpec,
+    pub provider: crate::provider::ProviderSpec,
     /// The image matrix: every combination of the axes, minus `exclude`, plus `include`.
     pub matrix: MatrixSpec,
     #[serde(default)]
@@ -45,195 +44,6 @@ pub struct Spec {
     pub concurrency: Option<NonZeroUsize>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
-}
-
-/// Exactly one provider section.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct ProviderSpec {
-    #[serde(default)]
-    pub ec2: Option<Ec2Spec>,
-    #[serde(default)]
-    pub qemu: Option<QemuSpec>,
-}
-
-/// Amazon EC2, through the official SDK and the standard credential chain.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct Ec2Spec {
-    /// The region; when omitted, taken from the environment or profile.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A named profile from the shared AWS config files.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// Which of the instance's addresses probes connect to.
-    #[serde(default)]
-    pub address: AddressKind,
-    /// Alternatives tried in order when EC2 has no capacity for a cell.
-    #[serde(default)]
-    pub fallback: FallbackSpec,
-    /// Client-side API rate limits (token buckets), so that big matrices are not throttled.
-    #[serde(default)]
-    pub rate_limits: RateLimitsSpec,
-    /// How often the run's instances are described (one call for all of them; default 2s).
-    #[serde(default = "default_poll", with = "super::duration")]
-    #[schemars(with = "DurationSchema")]
-    pub poll_interval: Duration,
-    /// How often each instance's console output is read and checked while it runs (default 10s):
-    /// a fatal sign stops the cell at the next read. Each read is one GetConsoleOutput call.
-    #[serde(default = "default_console_poll", with = "super::duration")]
-    #[schemars(with = "DurationSchema")]
-    pub console_poll_interval: Duration,
-    /// `ephemeral`: amiprobe makes one security group per run and VPC, opening exactly the probed
-    /// TCP ports to `run --probe-from CIDR,...`, adds it to every instance's groups and deletes it once
-    /// the instances are gone. Default `none`: only the cells' own `security_groups`.
-    #[serde(default)]
-    pub security_group: SecurityGroupMode,
-}
-
-/// Whether amiprobe makes a security group of its own for the run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SecurityGroupMode {
-    /// The cells' own `security_groups` (or the VPC's default group) only.
-    #[default]
-    None,
-    /// One group per run and VPC, for the probes: created on first need, removed at the run's end.
-    Ephemeral,
-}
-
-fn default_console_poll() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_poll() -> Duration {
-    Duration::from_secs(2)
-}
-
-/// Token buckets per API class; the defaults are EC2's own published per-account limits.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RateLimitsSpec {
-    /// Describe* and Get* calls (screenshots, console output, instance state).
-    #[serde(default = "rate_describe")]
-    pub describe: RateSpec,
-    #[serde(default = "rate_run_instances")]
-    pub run_instances: RateSpec,
-    #[serde(default = "rate_terminate")]
-    pub terminate_instances: RateSpec,
-    /// Other mutating calls: CreateKeyPair, DeleteKeyPair, and the ephemeral security group's
-    /// CreateSecurityGroup, AuthorizeSecurityGroupIngress and DeleteSecurityGroup.
-    #[serde(default = "rate_mutating")]
-    pub mutating: RateSpec,
-}
-
-impl Default for RateLimitsSpec {
-    fn default() -> Self {
-        RateLimitsSpec {
-            describe: rate_describe(),
-            run_instances: rate_run_instances(),
-            terminate_instances: rate_terminate(),
-            mutating: rate_mutating(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RateSpec {
-    /// Calls that may go at once after a quiet period.
-    pub burst: u32,
-    /// Sustained calls per second.
-    pub per_second: f64,
-}
-
-fn rate_describe() -> RateSpec {
-    RateSpec { burst: 100, per_second: 20.0 }
-}
-fn rate_run_instances() -> RateSpec {
-    RateSpec { burst: 5, per_second: 2.0 }
-}
-fn rate_terminate() -> RateSpec {
-    RateSpec { burst: 100, per_second: 5.0 }
-}
-fn rate_mutating() -> RateSpec {
-    RateSpec { burst: 50, per_second: 5.0 }
-}
-
-/// Which instance address the probes use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AddressKind {
-    #[default]
-    PublicIp,
-    PrivateIp,
-    PublicDns,
-}
-
-/// Capacity fallbacks: on InsufficientInstanceCapacity the launch is retried with the next entry.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct FallbackSpec {
-    #[serde(default)]
-    pub instance_type: Vec<String>,
-    #[serde(default)]
-    pub subnet: Vec<String>,
-}
-
-/// A local virtual machine under QEMU: the same spec, no cloud account.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct QemuSpec {
-    /// Images the matrix `image` axis can name. A value that is not a name here is taken as a disk path.
-    #[serde(default)]
-    pub images: BTreeMap<String, QemuImage>,
-    /// Guest memory, e.g. `256M` or `1G` (default 256M).
-    #[serde(default = "default_memory")]
-    pub memory: ByteSize,
-    /// Virtual CPUs (default 1).
-    #[serde(default = "default_cpus")]
-    pub cpus: u32,
-    /// Accelerator: `auto` proves KVM with a real boot and falls back to TCG.
-    #[serde(default)]
-    pub accel: Accel,
-    /// The QEMU binary (default `qemu-system-x86_64` on PATH).
-    #[serde(default)]
-    pub binary: Option<String>,
-}
-
-fn default_memory() -> ByteSize {
-    ByteSize(256 * 1024 * 1024)
-}
-
-fn default_cpus() -> u32 {
-    1
-}
-
-/// A bootable image: a kernel (with optional initrd and command line) or a disk.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct QemuImage {
-    /// Kernel to boot directly; relative paths are relative to the spec file.
-    #[serde(default)]
-    pub kernel: Option<PathBuf>,
-    #[serde(default)]
-    pub initrd: Option<PathBuf>,
-    /// Kernel command line.
-    #[serde(default)]
-    pub append: Option<String>,
-    /// A disk image (qcow2 or raw) to boot from instead of a kernel.
-    #[serde(default)]
-    pub disk: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Accel {
-    #[default]
-    Auto,
-    Tcg,
-    Kvm,
 }
 
 /// How each machine is launched. Besides these, any launch field of the provider (`instance_type`,

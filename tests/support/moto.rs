@@ -135,7 +135,11 @@ impl Moto {
             .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
             .build();
         let client = aws_sdk_ec2::Client::from_conf(config);
-        amiprobe::provider::ec2::Api::with_client(client, "eu-west-1", &amiprobe::spec::RateLimitsSpec::default())
+        amiprobe::provider::ec2::Api::with_client(
+            client,
+            "eu-west-1",
+            &amiprobe::provider::ec2::RateLimitsSpec::default(),
+        )
     }
 
     /// EC2's latency: each call of an action sleeps its seconds before answering, `"*"` for the actions

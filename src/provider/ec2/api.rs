@@ -9,7 +9,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 use tokio::time::{sleep, Instant};
 
-use crate::spec::{Ec2Spec, RateLimitsSpec, RateSpec};
+use super::{Ec2Spec, RateLimitsSpec, RateSpec};
 
 /// Error codes that mean "slow down": retried with backoff, never reported as the cell's failure.
 const THROTTLED: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"];

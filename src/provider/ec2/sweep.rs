@@ -188,3 +188,26 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
     }
     report
 }
+
+/// `amiprobe sweep`: each region in turn (none given: the environment's or profile's), with the
+/// region's name as EC2 knows it.
+pub async fn sweep_regions(
+    profile: Option<&str>,
+    regions: &[String],
+    selection: &Selection,
+    dry_run: bool,
+) -> Result<Vec<(String, SweepReport)>, String> {
+    let mut spec: super::Ec2Spec =
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
+    spec.profile = profile.map(str::to_string);
+    let regions: Vec<Option<&str>> = match regions {
+        [] => vec![None],
+        many => many.iter().map(|r| Some(r.as_str())).collect(),
+    };
+    let mut reports = Vec::new();
+    for region in regions {
+        let api = Api::connect(&spec, region).await?;
+        reports.push((api.region.clone(), sweep(&api, selection, dry_run).await));
+    }
+    Ok(reports)
+}

@@ -4,14 +4,51 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::cli::{load_plan, RunArgs};
+use super::{outcome_of, runtime, ReportOptions, VarArgs};
 use crate::engine::{self, RunOptions, Signals};
 use crate::exit::Outcome;
+use crate::plan::{Plan, Shard};
 use crate::report::reporter::Reporters;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub spec: PathBuf,
+    /// Where results go (default: amiprobe-results/<timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Cells at once (default: the spec's `concurrency`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+    /// Only the cells of shard K of N (1-based), split by cell id.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Probes connect to this host (a tunnel or bastion) instead of the machine's address.
+    #[arg(long, value_name = "HOST")]
+    pub probe_host: Option<String>,
+    /// Addresses probes may contact (default: each cell's own machine only).
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub allow_targets: Option<Vec<ipnet::IpNet>>,
+    /// Where the probes come from (this runner's address or its network): with
+    /// `provider.ec2.security_group: ephemeral`, the run's security group opens exactly the probed
+    /// ports to these, and to nothing else. Required then: no default opens them wider.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub probe_from: Option<Vec<ipnet::IpNet>>,
+    /// Run the cells the preflight finds possible, and report the others as not run with their reason
+    /// (without it, any impossible cell stops the run before anything is launched, exit 2).
+    #[arg(long)]
+    pub skip_impossible: bool,
+    #[command(flatten)]
+    pub reports: ReportOptions,
+    /// Run only the cells that did not pass in these earlier results.
+    #[arg(long, value_name = "DIR")]
+    pub rerun_failed: Option<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
 
 pub fn run(args: RunArgs) -> Outcome {
     // Signals first: from here on, no signal can end the process with machines running.
-    let runtime = match crate::cli::runtime() {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(outcome) => return outcome,
     };
@@ -22,7 +59,7 @@ pub fn run(args: RunArgs) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let plan = match load_plan(&args.spec, &args.vars.overrides()) {
+    let plan = match Plan::load(&args.spec, &args.vars.overrides()) {
         Ok(p) => p,
         Err(e) => {
             eprint!("{e}");
@@ -53,7 +90,7 @@ pub fn run(args: RunArgs) -> Outcome {
             }
         },
     };
-    if let Some(problem) = crate::provider::run_flags_problem(&plan, args.probe_from.as_deref()) {
+    if let Some(problem) = plan.provider.run_flags_problem(args.probe_from.as_deref()) {
         eprintln!("error: {problem}");
         return Outcome::UsageError;
     }
@@ -63,7 +100,7 @@ pub fn run(args: RunArgs) -> Outcome {
         eprintln!("error: failed to create {}: {e}", out_dir.display());
         return Outcome::UsageError;
     }
-    let provider = crate::provider::for_plan(&plan);
+    let provider = plan.provider.provider(plan.run_settings());
     let options = RunOptions {
         run_id,
         out_dir: out_dir.clone(),
@@ -76,7 +113,7 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     let mut reporters = Reporters::for_run(&out_dir, &args.reports.report, args.reports.templates.as_deref());
     let results = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    crate::cli::outcome_of(&results)
+    outcome_of(&results)
 }
 
 /// `YYYYmmdd-HHMMSS-xxxx`: sortable, and unique enough to tag a run's resources with.

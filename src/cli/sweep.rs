@@ -1,10 +1,29 @@
-//! `amiprobe sweep`: the command around `provider::ec2::sweep`.
+//! `amiprobe sweep`: the command around the ec2 provider's sweep, which finds what killed runs left
+//! by amiprobe's tags.
 
-use crate::cli::SweepArgs;
+use super::runtime;
 use crate::exit::Outcome;
 use crate::provider::ec2::sweep::{self, Selection};
-use crate::provider::ec2::Api;
-use crate::spec::Ec2Spec;
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Only what this run created.
+    #[arg(long, value_name = "ID", conflicts_with = "older_than")]
+    pub run_id: Option<String>,
+    /// Only what was created at least this long ago (e.g. 6h). Default: what is past its
+    /// `amiprobe:expires` tag.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Region, once per region to sweep (default: the environment's or profile's).
+    #[arg(long)]
+    pub region: Vec<String>,
+    /// A profile from the shared AWS config files.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
 
 pub fn sweep(args: SweepArgs) -> Outcome {
     let selection = match (&args.run_id, args.older_than) {
@@ -12,26 +31,12 @@ pub fn sweep(args: SweepArgs) -> Outcome {
         (None, Some(age)) => Selection::OlderThan(age),
         (None, None) => Selection::Expired,
     };
-    let runtime = match crate::cli::runtime() {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(outcome) => return outcome,
     };
-    let mut spec: Ec2Spec =
-        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
-    spec.profile = args.profile.clone();
-    // No `--region`: the environment's or profile's; each one given, swept in turn.
-    let regions: Vec<Option<&str>> = match args.region.as_slice() {
-        [] => vec![None],
-        many => many.iter().map(|r| Some(r.as_str())).collect(),
-    };
-    let reports = runtime.block_on(async {
-        let mut reports = Vec::new();
-        for region in &regions {
-            let api = Api::connect(&spec, *region).await?;
-            reports.push((api.region.clone(), sweep::sweep(&api, &selection, args.dry_run).await));
-        }
-        Ok::<_, String>(reports)
-    });
+    let reports =
+        runtime.block_on(sweep::sweep_regions(args.profile.as_deref(), &args.region, &selection, args.dry_run));
     let reports = match reports {
         Ok(r) => r,
         Err(e) => {

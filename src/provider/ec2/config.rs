@@ -1,0 +1,166 @@
+//! The `provider.ec2` section of a spec as written, and its checks.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{DurationSchema, FieldPath, Problem};
+
+/// The slowest API rate a spec may ask for: one call every 1000 s.
+const MIN_RATE: f64 = 0.001;
+
+/// Amazon EC2, through the official SDK and the standard credential chain.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Ec2Spec {
+    /// The region; when omitted, taken from the environment or profile.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A named profile from the shared AWS config files.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Which of the instance's addresses probes connect to.
+    #[serde(default)]
+    pub address: AddressKind,
+    /// Alternatives tried in order when EC2 has no capacity for a cell.
+    #[serde(default)]
+    pub fallback: FallbackSpec,
+    /// Client-side API rate limits (token buckets), so that big matrices are not throttled.
+    #[serde(default)]
+    pub rate_limits: RateLimitsSpec,
+    /// How often the run's instances are described (one call for all of them; default 2s).
+    #[serde(default = "default_poll", with = "crate::spec::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub poll_interval: Duration,
+    /// How often each instance's console output is read and checked while it runs (default 10s):
+    /// a fatal sign stops the cell at the next read. Each read is one GetConsoleOutput call.
+    #[serde(default = "default_console_poll", with = "crate::spec::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub console_poll_interval: Duration,
+    /// `ephemeral`: amiprobe makes one security group per run and VPC, opening exactly the probed
+    /// TCP ports to `run --probe-from CIDR,...`, adds it to every instance's groups and deletes it once
+    /// the instances are gone. Default `none`: only the cells' own `security_groups`.
+    #[serde(default)]
+    pub security_group: SecurityGroupMode,
+}
+
+/// Whether amiprobe makes a security group of its own for the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityGroupMode {
+    /// The cells' own `security_groups` (or the VPC's default group) only.
+    #[default]
+    None,
+    /// One group per run and VPC, for the probes: created on first need, removed at the run's end.
+    Ephemeral,
+}
+
+fn default_console_poll() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Token buckets per API class; the defaults are EC2's own published per-account limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RateLimitsSpec {
+    /// Describe* and Get* calls (screenshots, console output, instance state).
+    #[serde(default = "rate_describe")]
+    pub describe: RateSpec,
+    #[serde(default = "rate_run_instances")]
+    pub run_instances: RateSpec,
+    #[serde(default = "rate_terminate")]
+    pub terminate_instances: RateSpec,
+    /// Other mutating calls: CreateKeyPair, DeleteKeyPair, and the ephemeral security group's
+    /// CreateSecurityGroup, AuthorizeSecurityGroupIngress and DeleteSecurityGroup.
+    #[serde(default = "rate_mutating")]
+    pub mutating: RateSpec,
+}
+
+impl Default for RateLimitsSpec {
+    fn default() -> Self {
+        RateLimitsSpec {
+            describe: rate_describe(),
+            run_instances: rate_run_instances(),
+            terminate_instances: rate_terminate(),
+            mutating: rate_mutating(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Calls that may go at once after a quiet period.
+    pub burst: u32,
+    /// Sustained calls per second.
+    pub per_second: f64,
+}
+
+fn rate_describe() -> RateSpec {
+    RateSpec { burst: 100, per_second: 20.0 }
+}
+fn rate_run_instances() -> RateSpec {
+    RateSpec { burst: 5, per_second: 2.0 }
+}
+fn rate_terminate() -> RateSpec {
+    RateSpec { burst: 100, per_second: 5.0 }
+}
+fn rate_mutating() -> RateSpec {
+    RateSpec { burst: 50, per_second: 5.0 }
+}
+
+/// Which instance address the probes use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressKind {
+    #[default]
+    PublicIp,
+    PrivateIp,
+    PublicDns,
+}
+
+/// Capacity fallbacks: on InsufficientInstanceCapacity the launch is retried with the next entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FallbackSpec {
+    #[serde(default)]
+    pub instance_type: Vec<String>,
+    #[serde(default)]
+    pub subnet: Vec<String>,
+}
+
+impl Ec2Spec {
+    /// What the section asks that can't be, found before anything runs.
+    pub fn check(&self, path: &FieldPath, problems: &mut Vec<Problem>) {
+        let rates = path.key("rate_limits");
+        let r = &self.rate_limits;
+        for (name, rate) in [
+            ("describe", r.describe),
+            ("run_instances", r.run_instances),
+            ("terminate_instances", r.terminate_instances),
+            ("mutating", r.mutating),
+        ] {
+            // A rate near 0 would make the wait for a token overflow a Duration.
+            if rate.burst == 0 || !(rate.per_second >= MIN_RATE && rate.per_second.is_finite()) {
+                problems.push(Problem::at(
+                    rates.key(name),
+                    format!("a rate needs `burst` of at least 1 and `per_second` of at least {MIN_RATE}"),
+                ));
+            }
+        }
+        if self.console_poll_interval < Duration::from_secs(1) {
+            problems.push(Problem::at(
+                path.key("console_poll_interval"),
+                "interval must be at least 1s (each read is an API call per instance)",
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            problems.push(Problem::at(path.key("poll_interval"), "interval must be above 0s"));
+        }
+    }
+}
