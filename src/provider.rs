@@ -328,6 +328,7 @@ pub enum Resource {
         cell: String,
         region: String,
     },
+    /// A key pair: the run's own (`cell` empty), imported once per region.
     KeyPair {
         name: String,
         cell: String,
@@ -386,6 +387,7 @@ impl std::fmt::Display for Resource {
                 write!(f, "instance launched with client token {client_token} (cell {cell})")
             }
             Resource::Instance { id, cell, .. } => write!(f, "instance {id} (cell {cell})"),
+            Resource::KeyPair { name, cell, .. } if cell.is_empty() => write!(f, "key pair {name} (the run's)"),
             Resource::KeyPair { name, cell, .. } => write!(f, "key pair {name} (cell {cell})"),
             Resource::SecurityGroup { name, id: Some(id), vpc, .. } => {
                 write!(f, "security group {id} ({name} in {vpc}, the run's)")

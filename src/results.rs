@@ -29,8 +29,8 @@ pub struct RunResults {
     pub counts: Counts,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// Removals made at the end of the run: what cells could not remove, then the sweep of
-    /// everything that carries the run's id.
+    /// Removals made at the end of the run: what cells could not remove and what the run shares (its
+    /// key pair, its security groups), then the sweep of everything that carries the run's id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftover_cleanup: Vec<CleanupStep>,
     /// What the run created and could not confirm removed: it may still run (and cost). Remove it

@@ -42,10 +42,11 @@ fn full_lifecycle_with_a_passing_and_a_failing_probe() {
     // The cleanup steps ran in order.
     let actions: Vec<&str> =
         cell["cleanup"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
-    assert!(
-        actions[0].starts_with("terminate i-") && actions.last().unwrap().starts_with("delete key pair"),
-        "{actions:?}"
-    );
+    assert!(actions[0].starts_with("terminate i-") && actions.len() == 2, "{actions:?}");
+    // The run's one key pair goes at the run's end.
+    let run_key = format!("delete key pair amiprobe-{}", r["run_id"].as_str().unwrap());
+    let end: Vec<&serde_json::Value> = r["leftover_cleanup"].as_array().unwrap().iter().collect();
+    assert!(end.iter().any(|s| s["action"] == run_key.as_str() && s["ok"] == true), "{end:?}");
 
     // Tags and user data arrived.
     let instance = moto.instances(r["run_id"].as_str().unwrap()).remove(0);
@@ -107,14 +108,14 @@ fn with_fault(fault: Value, probes_ok: bool) -> (Moto, Output, Value, tempfile::
 }
 
 #[test]
-fn fault_in_create_key_pair_is_a_clear_cell_error() {
+fn fault_in_import_key_pair_is_a_clear_cell_error() {
     // More server errors in a row than a call retries: EC2 is down for this call, not hiccuping.
     let (moto, output, r, _dir) =
-        with_fault(json!({"action": "CreateKeyPair", "code": "InternalError", "status": 500, "count": 100}), true);
+        with_fault(json!({"action": "ImportKeyPair", "code": "InternalError", "status": 500, "count": 100}), true);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(r["cells"][0]["status"], "error");
     assert!(
-        r["cells"][0]["reason"].as_str().unwrap().contains("CreateKeyPair failed: InternalError"),
+        r["cells"][0]["reason"].as_str().unwrap().contains("ImportKeyPair failed: InternalError"),
         "{}",
         r["cells"][0]["reason"]
     );
@@ -122,7 +123,7 @@ fn fault_in_create_key_pair_is_a_clear_cell_error() {
 }
 
 #[test]
-fn a_refused_run_instances_deletes_the_key_pair() {
+fn a_refused_run_instances_still_deletes_the_run_key_pair() {
     let (moto, output, r, _dir) =
         with_fault(json!({"action": "RunInstances", "code": "InvalidParameterValue", "status": 400}), true);
     assert_eq!(output.status.code(), Some(1));
@@ -225,10 +226,10 @@ fn request_limit_storms_are_absorbed_by_backoff() {
     for cell in r["cells"].as_array().unwrap() {
         assert!(cell["errors"].as_array().unwrap().is_empty(), "{:#}", cell["errors"]);
     }
-    // Two cells need at least 2 CreateKeyPair, 2 RunInstances, 2 TerminateInstances, 2 DeleteKeyPair
+    // Two cells need at least 1 ImportKeyPair, 2 RunInstances, 2 TerminateInstances, 1 DeleteKeyPair
     // and a DescribeInstances: the twelve throttled calls came on top and were retried.
     let total: u64 = moto.calls().values().sum();
-    assert!(total >= 12 + 9, "only {total} calls");
+    assert!(total >= 12 + 7, "only {total} calls");
     assert_nothing_left(&moto, &r);
 }
 
@@ -297,11 +298,11 @@ fn sigkill_mid_run_then_sweep_removes_everything() {
     child.wait().unwrap();
     let run_id = results(&out)["run_id"].as_str().unwrap().to_string();
     let (instances, key_pairs) = moto.leftovers(&run_id);
-    assert_eq!((instances.len(), key_pairs.len()), (2, 2), "a killed run leaves its resources");
+    assert_eq!((instances.len(), key_pairs.len()), (2, 1), "a killed run leaves its resources (one key per run)");
 
     let dry = amiprobe(&moto, &["sweep", "--run-id", &run_id, "--dry-run"]).output().unwrap();
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("2 instances, 2 key pairs"));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("2 instances, 1 key pairs"));
     assert_eq!(moto.leftovers(&run_id).0.len(), 2, "dry run removes nothing");
 
     let swept = amiprobe(&moto, &["sweep", "--run-id", &run_id]).output().unwrap();
@@ -407,12 +408,21 @@ fn a_kept_private_key_is_private_and_in_no_report() {
     std::fs::write(&spec_file, text).unwrap();
     let (output, r) = run(&moto, &spec_file, &out);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let key = out.join(format!("keys/{}.pem", r["cells"][0]["id"].as_str().unwrap()));
+    let key = out.join(amiprobe::provider::ec2::PRIVATE_KEY_FILE);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).expect("key kept").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let material = std::fs::read_to_string(&key).unwrap();
-    assert!(material.contains("PRIVATE KEY"), "{material}");
+    // EC2 got the public half of this very key, and nothing else: the private key never left.
+    let private = ssh_key::PrivateKey::from_openssh(&material).expect("an OpenSSH private key");
+    assert_eq!(private.algorithm(), ssh_key::Algorithm::Ed25519);
+    let imported = moto.requests("ImportKeyPair");
+    assert_eq!(imported.len(), 1, "{imported:?}");
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(imported[0]["PublicKeyMaterial"].as_str().unwrap())
+        .expect("base64 public key material");
+    assert_eq!(String::from_utf8(sent).unwrap(), private.public_key().to_openssh().unwrap());
     let secret_line = material.lines().nth(1).unwrap();
     for report in ["results.json", "report.html", "junit.xml"] {
         let text = std::fs::read_to_string(out.join(report)).unwrap();

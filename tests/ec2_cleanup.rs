@@ -73,7 +73,7 @@ fn signals_at_random_moments_across_launch_leave_nothing() {
     let runs: usize = std::env::var("AMIPROBE_SIGNAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let seed = seed();
     let moto = Moto::start();
-    moto.latency(&[("RunInstances", 1.0), ("CreateKeyPair", 0.2), ("*", 0.05), ("jitter", 0.3)]);
+    moto.latency(&[("RunInstances", 1.0), ("ImportKeyPair", 0.2), ("*", 0.05), ("jitter", 0.3)]);
     moto.consistency(1.0, 1.0);
     moto.chaos(0.03, seed, 0.5);
     let mut rng = fastrand::Rng::with_seed(seed);

@@ -81,12 +81,12 @@ fn a_region_axis_runs_each_cell_in_its_region_with_its_own_calls() {
         // The preflight's batched lookups once per region, through that region's client.
         assert_eq!(calls_in(&moto, "DescribeImages", region).len() - before[i], 1, "DescribeImages in {region}");
         assert_eq!(calls_in(&moto, "DescribeInstanceTypes", region).len(), 1, "DescribeInstanceTypes in {region}");
-        // One launch per region, with the key pair made and deleted in that region.
+        // One launch per region, with the run's key imported and deleted in that region.
         let launches = calls_in(&moto, "RunInstances", region);
         assert_eq!(launches.len(), 1, "RunInstances in {region}: {launches:?}");
-        let created = calls_in(&moto, "CreateKeyPair", region);
+        let created = calls_in(&moto, "ImportKeyPair", region);
         let deleted = calls_in(&moto, "DeleteKeyPair", region);
-        assert_eq!(created.len(), 1, "CreateKeyPair in {region}: {created:?}");
+        assert_eq!(created.len(), 1, "ImportKeyPair in {region}: {created:?}");
         assert_eq!(launches[0]["KeyName"], created[0]["KeyName"]);
         assert!(deleted.iter().any(|d| d["KeyName"] == created[0]["KeyName"]), "{deleted:?}");
 

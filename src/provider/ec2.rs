@@ -15,6 +15,7 @@
 mod api;
 mod config;
 mod instance_types;
+mod key_pair;
 pub mod launch;
 pub mod preflight;
 pub mod security_group;
@@ -23,7 +24,7 @@ mod watcher;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -35,9 +36,7 @@ use base64::Engine as _;
 use tokio::sync::OnceCell;
 
 use super::field::{check_as, schema_of};
-use super::{
-    Checked, CleanupStep, ErrorKind, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource,
-};
+use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
 use super::{LaunchPlan, RunSettings};
 use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
@@ -46,6 +45,8 @@ pub use api::Api;
 use api::Retry;
 pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
 use instance_types::screenshot_unsupported;
+use key_pair::RunKey;
+pub use key_pair::PRIVATE_KEY_FILE;
 use launch::Ec2Launch;
 use watcher::{InstanceInfo, Watcher};
 
@@ -151,6 +152,8 @@ pub struct Ec2Provider {
     /// `None`, the SDK's configured region) -> its client, watcher and what is known there. The
     /// region the SDK chose for `None` is also listed under its name.
     regions: std::sync::Mutex<Regions>,
+    /// The run's key (`key_pair: ephemeral`), generated on first need and imported into each region.
+    run_key: OnceCell<Arc<RunKey>>,
 }
 
 /// A region as asked (`None`: the SDK's configured one) -> its connection, once made.
@@ -166,6 +169,8 @@ struct Regional {
     root_devices: std::sync::Mutex<BTreeMap<String, String>>,
     /// The run's ephemeral security groups here, one per VPC (`security_group: ephemeral`).
     groups: security_group::Groups,
+    /// The run's key pair here, once imported: its name.
+    key: OnceCell<String>,
 }
 
 /// EC2 takes user data of at most 16 KiB.
@@ -211,7 +216,34 @@ impl Ec2Provider {
             run_timeout: run.run_timeout,
             cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
+            run_key: OnceCell::new(),
         }
+    }
+
+    /// The run's key pair in `regional`'s region: generated on the run's first need (and kept in the
+    /// results when asked), imported on each region's first need. A failed import is tried again
+    /// by the next cell.
+    async fn run_key_in(&self, regional: &Regional, ctx: &LaunchContext) -> Result<String, ProviderError> {
+        let key = self
+            .run_key
+            .get_or_try_init(|| async {
+                let key = RunKey::generate(&ctx.run_id).map_err(ProviderError::new)?;
+                if self.launch.keep_private_key {
+                    let results = ctx.cell_dir.parent().and_then(Path::parent).unwrap_or(&ctx.cell_dir);
+                    key.keep(results).map_err(ProviderError::new)?;
+                }
+                Ok::<_, ProviderError>(Arc::new(key))
+            })
+            .await?;
+        let name = regional
+            .key
+            .get_or_try_init(|| async {
+                let tags = self.run_tags(&ctx.run_id, "key", ResourceType::KeyPair);
+                key.import(&regional.api, tags, &ctx.ledger).await.map_err(|e| ProviderError::new(e.to_string()))?;
+                Ok::<_, ProviderError>(key.name.clone())
+            })
+            .await?;
+        Ok(name.clone())
     }
 
     /// The region a cell runs in, as asked: its own `region`, else `provider.ec2.region`, else
@@ -233,6 +265,7 @@ impl Ec2Provider {
                     watcher,
                     root_devices: Default::default(),
                     groups: Default::default(),
+                    key: OnceCell::new(),
                 }))
             })
             .await?
@@ -362,29 +395,14 @@ impl Provider for Ec2Provider {
         let regional = self.regional(self.region_of(cell).as_deref()).await?;
         let (api, watcher) = (&regional.api, &regional.watcher);
         let mut notes = Vec::new();
-        let (key_name, ephemeral_key) = match &self.launch.key_pair {
-            KeyPair::Existing(name) => (Some(name.clone()), None),
-            KeyPair::Ephemeral => {
-                let (name, resource) = self.create_key_pair(api, cell, ctx, &mut notes).await?;
-                (Some(name), Some(resource))
-            }
+        // The run's own key is new: RunInstances may not know it for a moment. A key named in the
+        // spec that is unknown is simply wrong.
+        let (key_name, key_is_new) = match &self.launch.key_pair {
+            KeyPair::Existing(name) => (name.clone(), false),
+            KeyPair::Ephemeral => (self.run_key_in(&regional, ctx).await?, true),
         };
-        let launched = self.run_instance(&regional, cell, ctx, key_name, ephemeral_key.is_some(), &mut notes).await;
-        let (instance_id, instance_type) = match launched {
-            Ok(launched) => launched,
-            Err(mut e) => {
-                // Nothing runs: the key pair goes now rather than at the end of the run.
-                if let Some(key) = &ephemeral_key {
-                    let step = self.remove_key_pair(api, &ctx.ledger, key).await;
-                    // An interrupted launch says what it undid (the cell's timeline shows it).
-                    if let (Some(step), ErrorKind::Interrupted) = (step, e.kind) {
-                        let outcome = if step.ok { "done".to_string() } else { format!("failed: {}", step.message) };
-                        e.message = format!("{}; {} {outcome}", e.message, step.action);
-                    }
-                }
-                return Err(e);
-            }
-        };
+        let (instance_id, instance_type) =
+            self.run_instance(&regional, cell, ctx, Some(key_name), key_is_new, &mut notes).await?;
         let instance =
             Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
         watcher.watch(&instance_id);
@@ -394,7 +412,6 @@ impl Provider for Ec2Provider {
             instance_id,
             instance_type,
             instance,
-            key_pair: ephemeral_key,
             ledger: ctx.ledger.clone(),
             address: self.spec.address,
             region: api.region.clone(),
@@ -699,55 +716,6 @@ fn removal_step(action: String, result: Result<u32, api::ApiError>) -> CleanupSt
 }
 
 impl Ec2Provider {
-    /// The cell's ephemeral key pair, recorded in the ledger before it is asked for.
-    async fn create_key_pair(
-        &self,
-        api: &Api,
-        cell: &Cell,
-        ctx: &LaunchContext,
-        notes: &mut Vec<String>,
-    ) -> Result<(String, Resource), ProviderError> {
-        let name = format!("amiprobe-{}-{}", ctx.run_id, cell.id);
-        let resource = Resource::KeyPair { name: name.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
-        ctx.ledger.record(resource.clone());
-        let tags = self.tags(&ctx.run_id, cell, ResourceType::KeyPair);
-        let create = || {
-            api.call(&api.buckets.mutating, "CreateKeyPair", || {
-                api.client.create_key_pair().key_name(&name).tag_specifications(tags.clone()).send()
-            })
-        };
-        let mut created = create().await;
-        // A retry after a lost answer finds the key made by the first attempt; its private key was in
-        // that answer, so the key is made again.
-        if matches!(&created, Err(e) if e.is("InvalidKeyPair.Duplicate") && e.attempts > 1) {
-            if let Err(e) = api.delete_key_pair(&name, Instant::now() + self.cleanup_timeout).await {
-                return Err(ProviderError::new(e.to_string()));
-            }
-            created = create().await;
-        }
-        match created {
-            Ok(out) => {
-                if self.launch.keep_private_key {
-                    if let Some(material) = out.key_material() {
-                        if let Err(e) = write_private_key(ctx, cell, material) {
-                            notes.push(format!("failed to keep the private key: {e}"));
-                        }
-                    }
-                }
-                Ok((name, resource))
-            }
-            Err(e) => {
-                if e.transient {
-                    // It may exist after all.
-                    self.remove_key_pair(api, &ctx.ledger, &resource).await;
-                } else {
-                    ctx.ledger.removed(&resource);
-                }
-                Err(ProviderError::new(e.to_string()))
-            }
-        }
-    }
-
     /// RunInstances with the cell's instance type and subnet, then its capacity fallbacks. Each
     /// attempt is in the ledger (by client token) before it is made, and by id once it is known.
     async fn run_instance(
@@ -852,30 +820,6 @@ impl Ec2Provider {
             message
         }))
     }
-
-    /// Deletes a key pair, retrying until the cleanup deadline; it leaves the ledger once gone.
-    async fn remove_key_pair(&self, api: &Api, ledger: &Ledger, key: &Resource) -> Option<CleanupStep> {
-        let Resource::KeyPair { name, .. } = key else {
-            return None;
-        };
-        let result = api.delete_key_pair(name, Instant::now() + self.cleanup_timeout).await;
-        if result.is_ok() {
-            ledger.removed(key);
-        }
-        Some(removal_step(format!("delete key pair {name}"), result))
-    }
-}
-
-/// The private key goes next to the results (`keys/`), mode 0600, and into no report.
-fn write_private_key(ctx: &LaunchContext, cell: &Cell, material: &str) -> std::io::Result<()> {
-    let dir = ctx.cell_dir.parent().and_then(|p| p.parent()).unwrap_or(&ctx.cell_dir).join("keys");
-    std::fs::create_dir_all(&dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.join(format!("{}.pem", cell.id)))?;
-    std::io::Write::write_all(&mut file, material.as_bytes())
 }
 
 struct Ec2Machine {
@@ -884,7 +828,6 @@ struct Ec2Machine {
     instance_id: String,
     instance_type: String,
     instance: Resource,
-    key_pair: Option<Resource>,
     ledger: Ledger,
     address: AddressKind,
     region: String,
@@ -1058,45 +1001,28 @@ impl Machine for Ec2Machine {
         self.watcher.checks(&self.instance_id)?.health()
     }
 
-    /// Terminates the instance and deletes the key pair side by side, each retried until the cleanup
-    /// deadline. The instance counts as removed once EC2 shows it shutting down (billing stops there);
-    /// with `hurry`, once TerminateInstances is accepted.
+    /// Terminates the instance, retried until the cleanup deadline. It counts as removed once EC2
+    /// shows it shutting down (billing stops there); with `hurry`, once TerminateInstances is
+    /// accepted. The run's key pair and security groups go at the run's end, after every instance.
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let until = Instant::now() + self.cleanup_timeout;
-        let instance = async {
-            let id = &self.instance_id;
-            let result = self.api.terminate(std::slice::from_ref(id), until).await;
-            let accepted = result.is_ok();
-            let mut steps = vec![removal_step(format!("terminate {id}"), result)];
-            if accepted && hurry {
-                self.ledger.removed(&self.instance);
-            } else if accepted {
-                let wait = until.saturating_duration_since(Instant::now());
-                match self.watcher.wait_for(id, &["shutting-down", "terminated"], &[], wait).await {
-                    Ok(info) => {
-                        steps.push(CleanupStep::ok(format!("{id} {}", info.state)));
-                        self.ledger.removed(&self.instance);
-                    }
-                    Err(e) => steps.push(CleanupStep::failed(format!("confirm {id} is shutting down"), e)),
+        let id = &self.instance_id;
+        let result = self.api.terminate(std::slice::from_ref(id), until).await;
+        let accepted = result.is_ok();
+        let mut steps = vec![removal_step(format!("terminate {id}"), result)];
+        if accepted && hurry {
+            self.ledger.removed(&self.instance);
+        } else if accepted {
+            let wait = until.saturating_duration_since(Instant::now());
+            match self.watcher.wait_for(id, &["shutting-down", "terminated"], &[], wait).await {
+                Ok(info) => {
+                    steps.push(CleanupStep::ok(format!("{id} {}", info.state)));
+                    self.ledger.removed(&self.instance);
                 }
+                Err(e) => steps.push(CleanupStep::failed(format!("confirm {id} is shutting down"), e)),
             }
-            self.watcher.unwatch(id);
-            steps
-        };
-        let key_pair = async {
-            match &self.key_pair {
-                Some(key @ Resource::KeyPair { name, .. }) => {
-                    let result = self.api.delete_key_pair(name, until).await;
-                    if result.is_ok() {
-                        self.ledger.removed(key);
-                    }
-                    Some(removal_step(format!("delete key pair {name}"), result))
-                }
-                _ => None,
-            }
-        };
-        let (mut steps, key_step) = tokio::join!(instance, key_pair);
-        steps.extend(key_step);
+        }
+        self.watcher.unwatch(id);
         steps
     }
 }

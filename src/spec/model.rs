@@ -51,10 +51,12 @@ pub struct Spec {
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct LaunchSpec {
-    /// `ephemeral` (the default: created per cell, deleted afterwards) or an existing key pair's name.
+    /// `ephemeral` (the default: one key per run, made here, imported, deleted afterwards) or an existing
+    /// key pair's name.
     #[serde(default)]
     pub key_pair: KeyPair,
-    /// Write the ephemeral private key next to the results (mode 0600). Never put into reports.
+    /// Write the ephemeral private key to `keys/id_ed25519` in the results (mode 0600). Never put into
+    /// reports.
     #[serde(default)]
     pub keep_private_key: bool,
     /// User data: a path (starting with `./`, `../` or `/`, relative to the spec) or inline text.

@@ -361,7 +361,7 @@ impl JsonSchema for KeyPair {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "`ephemeral` (created per cell and deleted) or an existing key pair's name.",
+            "description": "`ephemeral` (one ed25519 key per run, made locally, imported into each region and deleted at the end) or an existing key pair's name.",
             "type": "string",
             "minLength": 1
         })

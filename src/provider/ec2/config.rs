@@ -75,7 +75,7 @@ pub struct RateLimitsSpec {
     pub run_instances: RateSpec,
     #[serde(default = "rate_terminate")]
     pub terminate_instances: RateSpec,
-    /// Other mutating calls: CreateKeyPair, DeleteKeyPair, and the ephemeral security group's
+    /// Other mutating calls: ImportKeyPair, DeleteKeyPair, and the ephemeral security group's
     /// CreateSecurityGroup, AuthorizeSecurityGroupIngress and DeleteSecurityGroup.
     #[serde(default = "rate_mutating")]
     pub mutating: RateSpec,
