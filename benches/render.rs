@@ -50,6 +50,7 @@ fn main() {
             reason: failed.then(|| "console matched `I/O error` at line 120".to_string()),
             started_at: None,
             timings: Timings {
+                queued_s: None,
                 launched_s: Some(0.1),
                 running_s: Some(0.2),
                 first_screenshot_s: Some(0.2),

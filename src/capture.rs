@@ -30,7 +30,7 @@ impl Schedule {
                             humantime::format_duration(previous_until)
                         ),
                     )
-                    .help("phases run in order, each until its own `until` since launch"),
+                    .help("phases run in order, each until its own `until` since the machine is running"),
                 );
             }
             previous_until = phase.until;

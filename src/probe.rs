@@ -237,9 +237,17 @@ pub struct Attempt {
     pub exchange: Option<HttpExchange>,
 }
 
+/// What one probe keeps from one attempt to the next: its HTTP client (with its connection pool and
+/// TLS set-up), made again only when the address changes.
+#[derive(Default)]
+pub struct Session {
+    http: Option<(SocketAddr, reqwest::Client)>,
+}
+
 /// Makes one attempt of `probe` against `endpoint`.
 pub async fn attempt(
     probe: &Probe,
+    session: &mut Session,
     endpoint: &Endpoint,
     policy: &TargetPolicy,
     meaning: ConnectMeaning,
@@ -250,7 +258,19 @@ pub async fn attempt(
         Err(message) => Err((message, None)),
         Ok(addr) => match &probe.check {
             Check::Tcp(check) => tcp::attempt(check, addr, meaning).await.map(|m| (m, None)).map_err(|m| (m, None)),
-            Check::Http(check) => http::attempt(check, endpoint, addr).await,
+            Check::Http(check) => {
+                let client = match &session.http {
+                    Some((known, client)) if *known == addr => Ok(client.clone()),
+                    _ => http::client(check, endpoint, addr),
+                };
+                match client {
+                    Ok(client) => {
+                        session.http = Some((addr, client.clone()));
+                        http::attempt(check, &client, endpoint).await
+                    }
+                    Err(message) => Err((message, None)),
+                }
+            }
         },
     };
     let latency_ms = started.elapsed().as_millis() as u64;

@@ -241,6 +241,12 @@ pub trait Machine: Send + Sync {
         Vec::new()
     }
 
+    /// How long the launch waited for a slot under the provider's rate limits (not the provider's
+    /// own time): shown apart in the timeline.
+    fn queued(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// The addresses probes may contact unless `--allow-targets` says otherwise.
     fn own_addresses(&self) -> Vec<ipnet::IpNet>;
 

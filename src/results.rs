@@ -163,6 +163,10 @@ impl From<&Cell> for CellParams {
 /// Seconds since the cell's launch began.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Timings {
+    /// How long the launch waited for a slot under the provider's rate limits (included in
+    /// `launched_s`); absent when it did not wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -178,7 +178,16 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     for note in machine.launch_notes() {
         rec.event(EventKind::CapacityFallback, note);
     }
-    rec.event(EventKind::Launched, "machine created");
+    let queued = machine.queued().as_secs_f64();
+    if queued >= 0.05 {
+        rec.result.timings.queued_s = Some(round_ms(machine.queued()));
+        rec.event(
+            EventKind::Launched,
+            format!("machine created (after {queued:.1}s queued for the provider's rate limit)"),
+        );
+    } else {
+        rec.event(EventKind::Launched, "machine created");
+    }
 
     let mut watch = ConsoleWatch::default();
     let ending = if ctx.cancel.is_cancelled() {
@@ -334,7 +343,8 @@ async fn drive(
     let running_at = Instant::now();
     rec.result.timings.running_s = Some(rec.now_s());
     rec.result.machine = machine.facts();
-    rec.event(EventKind::Running, "machine running");
+    let pending = rec.result.timings.launched_s.map_or(0.0, |launched| rec.now_s() - launched);
+    rec.event(EventKind::Running, format!("machine running ({pending:.1}s after it was created)"));
     rec.phase(Phase::Probing);
 
     // Probes run as their own tasks, so a slow request never delays a screenshot.
@@ -373,10 +383,11 @@ async fn drive(
         let stop = stop_probes.clone();
         probes.spawn(async move {
             let deadline = running_at + probe.within;
+            let mut session = probe::Session::default();
             loop {
                 let at_s = round_ms(t0.elapsed());
                 let attempt = tokio::select! {
-                    a = probe::attempt(&probe, &endpoint, &policy, meaning, at_s) => a,
+                    a = probe::attempt(&probe, &mut session, &endpoint, &policy, meaning, at_s) => a,
                     _ = stop.cancelled() => return,
                 };
                 let passed = attempt.passed;
@@ -414,7 +425,9 @@ async fn drive(
                 break Ending::Finished;
             }
         }
-        let shot_at = next_shot.filter(|_| screenshots_on).map(|t| t0 + t);
+        // The schedule counts from `running`: time queued for a launch slot and time pending differ
+        // from cell to cell, and would otherwise eat the early, dense phase of the schedule.
+        let shot_at = next_shot.filter(|_| screenshots_on).map(|t| running_at + t);
         let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             biased;
@@ -460,7 +473,7 @@ async fn drive(
                     }
                 }
                 // Late captures (a slow API) resume at the next slot, not in a burst.
-                next_shot = schedule.next(Some(t0.elapsed()));
+                next_shot = schedule.next(Some(running_at.elapsed()));
             }
             _ = sleep_until(next_console_poll) => {
                 if let Some(ending) = watch_machine(rec, machine, watch).await {

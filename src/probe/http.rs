@@ -25,7 +25,21 @@ pub struct HttpExchange {
 
 type Outcome = Result<(String, Option<HttpExchange>), (String, Option<HttpExchange>)>;
 
-pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Outcome {
+/// The client a probe's attempts share: no proxy, no redirects, no certificate checks, and only
+/// ever the address the target policy allowed, whatever the host name says.
+pub fn client(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&endpoint.host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .connect_timeout(check.timeout.min(Duration::from_secs(5)))
+        .timeout(check.timeout)
+        .build()
+        .map_err(|e| format!("failed to build http client: {e}"))
+}
+
+pub async fn attempt(check: &HttpCheck, client: &reqwest::Client, endpoint: &Endpoint) -> Outcome {
     let scheme = match check.scheme {
         HttpScheme::Http => "http",
         HttpScheme::Https => "https",
@@ -42,19 +56,6 @@ pub async fn attempt(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -
         body_truncated: false,
     };
 
-    let client = reqwest::Client::builder()
-        // Never through a proxy from the environment, and only to the address the policy allowed.
-        .no_proxy()
-        .resolve(&endpoint.host, addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .danger_accept_invalid_certs(true)
-        .connect_timeout(check.timeout.min(Duration::from_secs(5)))
-        .timeout(check.timeout)
-        .build();
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => return Err((format!("failed to build http client: {e}"), Some(exchange))),
-    };
     let mut request =
         client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET), &url);
     for (k, v) in &check.headers {

@@ -336,6 +336,15 @@ fn candidates(cell: &Cell, spec: &Ec2Spec) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// What a launch tells the cell's timeline besides its outcome.
+#[derive(Default)]
+struct LaunchLog {
+    /// Capacity fallbacks tried, and why.
+    notes: Vec<String>,
+    /// Time RunInstances waited for a slot under the rate limit.
+    queued: Duration,
+}
+
 /// A client token (at most 64 ASCII characters) stable for one launch attempt of one cell.
 fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
     let hash = cell.id.stable_hash();
@@ -394,15 +403,15 @@ impl Provider for Ec2Provider {
         }
         let regional = self.regional(self.region_of(cell).as_deref()).await?;
         let (api, watcher) = (&regional.api, &regional.watcher);
-        let mut notes = Vec::new();
         // The run's own key is new: RunInstances may not know it for a moment. A key named in the
         // spec that is unknown is simply wrong.
         let (key_name, key_is_new) = match &self.launch.key_pair {
             KeyPair::Existing(name) => (name.clone(), false),
             KeyPair::Ephemeral => (self.run_key_in(&regional, ctx).await?, true),
         };
+        let mut log = LaunchLog::default();
         let (instance_id, instance_type) =
-            self.run_instance(&regional, cell, ctx, Some(key_name), key_is_new, &mut notes).await?;
+            self.run_instance(&regional, cell, ctx, Some(key_name), key_is_new, &mut log).await?;
         let instance =
             Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
         watcher.watch(&instance_id);
@@ -420,7 +429,8 @@ impl Provider for Ec2Provider {
             info: None,
             console: String::new(),
             latest_refused: false,
-            notes,
+            notes: log.notes,
+            queued: log.queued,
         }))
     }
 
@@ -725,7 +735,7 @@ impl Ec2Provider {
         ctx: &LaunchContext,
         key_name: Option<String>,
         key_is_new: bool,
-        notes: &mut Vec<String>,
+        log: &mut LaunchLog,
     ) -> Result<(String, String), ProviderError> {
         let api = &regional.api;
         let user_data = self.launch.user_data.as_ref().map(|d| base64::engine::general_purpose::STANDARD.encode(d));
@@ -746,7 +756,7 @@ impl Ec2Provider {
             }
             if attempt > 0 {
                 fallbacks += 1;
-                notes.push(format!(
+                log.notes.push(format!(
                     "capacity fallback: trying {instance_type} in {}",
                     subnet.as_deref().unwrap_or("the default subnet")
                 ));
@@ -785,9 +795,10 @@ impl Ec2Provider {
             };
             let retry = Retry::until(Instant::now() + LAUNCH_RETRY, not_found);
             let result =
-                api.call_retrying(&api.buckets.run_instances, "RunInstances", retry, || request.clone().send()).await;
+                api.call_timed(&api.buckets.run_instances, "RunInstances", retry, || request.clone().send()).await;
             match result {
-                Ok((out, _)) => {
+                Ok((out, _, waited)) => {
+                    log.queued += waited;
                     let Some(id) = out.instances().first().and_then(|i| i.instance_id()) else {
                         // Left in the ledger: the run's final sweep looks for it by tag.
                         return Err(ProviderError::new("RunInstances returned no instance"));
@@ -804,7 +815,7 @@ impl Ec2Provider {
                     if !e.is("InsufficientInstanceCapacity") {
                         return Err(ProviderError::new(e.to_string()));
                     }
-                    notes.push(format!(
+                    log.notes.push(format!(
                         "no capacity for {instance_type} in {}: {}",
                         subnet.as_deref().unwrap_or("the default subnet"),
                         e.message
@@ -838,6 +849,8 @@ struct Ec2Machine {
     console: String,
     latest_refused: bool,
     notes: Vec<String>,
+    /// How long RunInstances waited for a slot under the rate limit.
+    queued: Duration,
 }
 
 impl Ec2Machine {
@@ -892,6 +905,10 @@ impl Machine for Ec2Machine {
 
     fn launch_notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+
+    fn queued(&self) -> Duration {
+        self.queued
     }
 
     async fn wait_running(&mut self, timeout: Duration) -> Result<(), ProviderError> {
@@ -1007,10 +1024,19 @@ impl Machine for Ec2Machine {
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let until = Instant::now() + self.cleanup_timeout;
         let id = &self.instance_id;
-        let result = self.api.terminate(std::slice::from_ref(id), until).await;
+        let result = self.api.terminate_states(std::slice::from_ref(id), until).await;
+        let answered = match &result {
+            Ok((_, states)) => states.iter().find(|(i, _)| i == id).map(|(_, state)| state.clone()),
+            Err(_) => None,
+        };
         let accepted = result.is_ok();
-        let mut steps = vec![removal_step(format!("terminate {id}"), result)];
-        if accepted && hurry {
+        let mut steps = vec![removal_step(format!("terminate {id}"), result.map(|(attempts, _)| attempts))];
+        let gone = answered.filter(|state| ["shutting-down", "terminated"].contains(&state.as_str()));
+        if let (true, Some(state)) = (accepted, &gone) {
+            // The answer itself says billing stopped: nothing to wait for.
+            steps.push(CleanupStep::ok(format!("{id} {state}")));
+            self.ledger.removed(&self.instance);
+        } else if accepted && hurry {
             self.ledger.removed(&self.instance);
         } else if accepted {
             let wait = until.saturating_duration_since(Instant::now());

@@ -75,7 +75,8 @@ pub struct LaunchSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct CaptureSpec {
-    /// Screenshot phases, in order: every `every` until `until` (time since launch).
+    /// Screenshot phases, in order: every `every` until `until`, counted from the moment the machine
+    /// is running (queued and pending time are shown apart in the timeline).
     #[serde(default = "default_screenshots")]
     pub screenshots: Vec<ScreenshotPhase>,
     /// Collect the console log (default true).

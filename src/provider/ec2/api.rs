@@ -75,12 +75,20 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
+    /// A full bucket.
     pub fn new(rate: RateSpec) -> Self {
-        TokenBucket { rate, state: Mutex::new((f64::from(rate.burst), Instant::now())) }
+        Self::starting_with(rate, f64::from(rate.burst))
     }
 
-    /// Waits for a token. Waiters are served in turn (tokio's Mutex is fair).
-    pub async fn acquire(&self) {
+    /// A bucket holding `tokens` to start with.
+    pub fn starting_with(rate: RateSpec, tokens: f64) -> Self {
+        TokenBucket { rate, state: Mutex::new((tokens.min(f64::from(rate.burst)), Instant::now())) }
+    }
+
+    /// Waits for a token, and says how long that took. Waiters are served in turn (tokio's Mutex
+    /// is fair).
+    pub async fn acquire(&self) -> Duration {
+        let started = Instant::now();
         let mut state = self.state.lock().await;
         loop {
             let now = Instant::now();
@@ -89,7 +97,7 @@ impl TokenBucket {
                 .min(f64::from(self.rate.burst));
             if tokens >= 1.0 {
                 *state = (tokens - 1.0, now);
-                return;
+                return now.duration_since(started);
             }
             *state = (tokens, now);
             sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate.per_second)).await;
@@ -113,7 +121,7 @@ pub struct Api {
 
 impl Api {
     /// Configuration the AWS way: credential chain and profiles, region from the spec or the
-    /// environment, `AWS_ENDPOINT_URL(_EC2)`, `AWS_MAX_ATTEMPTS`.
+    /// environment, `AWS_ENDPOINT_URL(_EC2)`. Retries are amiprobe's, not the SDK's.
     pub async fn connect(spec: &Ec2Spec, region_override: Option<&str>) -> Result<Api, String> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = region_override.map(str::to_string).or_else(|| spec.region.clone()) {
@@ -128,7 +136,10 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .operation_attempt_timeout(Duration::from_secs(30))
             .build();
-        let config = loader.timeout_config(timeouts).load().await;
+        // Every attempt is amiprobe's own (`call_retrying`), so that each one takes a token from the
+        // buckets: the SDK's hidden retries would spend the account's budget behind their back.
+        let config =
+            loader.timeout_config(timeouts).retry_config(aws_config::retry::RetryConfig::disabled()).load().await;
         let region = config
             .region()
             .map(|r| r.to_string())
@@ -136,15 +147,20 @@ impl Api {
         Ok(Api::with_client(aws_sdk_ec2::Client::new(&config), &region, &spec.rate_limits))
     }
 
-    /// An `Api` around a client configured elsewhere (a test's, pointed at moto), with its own buckets.
+    /// An `Api` around a client configured elsewhere (a test's, pointed at moto), with its own buckets:
+    /// `share` of each limit, starting half full, as EC2's own would be after other tools' calls.
     pub fn with_client(client: aws_sdk_ec2::Client, region: &str, rates: &RateLimitsSpec) -> Api {
+        let bucket = |rate: RateSpec| {
+            let paced = rates.paced(rate);
+            TokenBucket::starting_with(paced, (f64::from(paced.burst) / 2.0).ceil())
+        };
         Api {
             client,
             buckets: Buckets {
-                describe: TokenBucket::new(rates.describe),
-                run_instances: TokenBucket::new(rates.run_instances),
-                terminate: TokenBucket::new(rates.terminate_instances),
-                mutating: TokenBucket::new(rates.mutating),
+                describe: bucket(rates.describe),
+                run_instances: bucket(rates.run_instances),
+                terminate: bucket(rates.terminate_instances),
+                mutating: bucket(rates.mutating),
             },
             region: region.to_string(),
         }
@@ -168,22 +184,40 @@ impl Api {
         bucket: &TokenBucket,
         action: &'static str,
         retry: Retry<'_>,
-        mut op: F,
+        op: F,
     ) -> Result<(T, u32), ApiError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        self.call_timed(bucket, action, retry, op).await.map(|(v, attempts, _)| (v, attempts))
+    }
+
+    /// [`Api::call_retrying`], also returning how long the call waited for tokens in all (time
+    /// queued behind the rate limit, not time EC2 took).
+    pub async fn call_timed<T, E, F, Fut>(
+        &self,
+        bucket: &TokenBucket,
+        action: &'static str,
+        retry: Retry<'_>,
+        mut op: F,
+    ) -> Result<(T, u32, Duration), ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         let (mut throttles, mut others, mut attempts) = (0u32, 0u32, 0u32);
+        let mut queued = Duration::ZERO;
         // Once any attempt may have taken effect, the call may have; a later clear "no" does not undo it.
         let mut maybe_took_effect = false;
         loop {
             // Every attempt, retries included, takes a token: a retry is a call EC2 counts.
-            bucket.acquire().await;
+            queued += bucket.acquire().await;
             attempts += 1;
             let e = match op().await {
-                Ok(v) => return Ok((v, attempts)),
+                Ok(v) => return Ok((v, attempts, queued)),
                 Err(e) => e,
             };
             let code = e.code().map(str::to_string);
@@ -252,13 +286,32 @@ pub const KEY_PAIR_NOT_FOUND: &[&str] = &["InvalidKeyPair.NotFound"];
 /// leak, so it is worth minutes, not one more try.
 impl Api {
     pub async fn terminate(&self, ids: &[String], until: Instant) -> Result<u32, ApiError> {
+        self.terminate_states(ids, until).await.map(|(attempts, _)| attempts)
+    }
+
+    /// [`Api::terminate`], also returning each instance's state as the answer gives it (usually
+    /// `shutting-down`: no describe needed to know billing stopped).
+    pub async fn terminate_states(
+        &self,
+        ids: &[String],
+        until: Instant,
+    ) -> Result<(u32, Vec<(String, String)>), ApiError> {
         let ids = ids.to_vec();
         let retry = Retry::until(until, INSTANCE_NOT_FOUND);
-        self.call_retrying(&self.buckets.terminate, "TerminateInstances", retry, || {
-            self.client.terminate_instances().set_instance_ids(Some(ids.clone())).send()
-        })
-        .await
-        .map(|(_, attempts)| attempts)
+        let (out, attempts) = self
+            .call_retrying(&self.buckets.terminate, "TerminateInstances", retry, || {
+                self.client.terminate_instances().set_instance_ids(Some(ids.clone())).send()
+            })
+            .await?;
+        let states = out
+            .terminating_instances()
+            .iter()
+            .filter_map(|change| {
+                let state = change.current_state()?.name()?.as_str().to_string();
+                Some((change.instance_id()?.to_string(), state))
+            })
+            .collect();
+        Ok((attempts, states))
     }
 
     /// Deleting a key pair that does not exist succeeds on EC2, so "not found" here can only mean

@@ -68,6 +68,10 @@ fn default_poll() -> Duration {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct RateLimitsSpec {
+    /// The share of each limit amiprobe uses (default 0.8): the account's budget is shared with
+    /// other tools, and EC2 throttles them all once it is spent. 1.0 on an account of its own.
+    #[serde(default = "default_share")]
+    pub share: f64,
     /// Describe* and Get* calls (screenshots, console output, instance state).
     #[serde(default = "rate_describe")]
     pub describe: RateSpec,
@@ -84,6 +88,7 @@ pub struct RateLimitsSpec {
 impl Default for RateLimitsSpec {
     fn default() -> Self {
         RateLimitsSpec {
+            share: default_share(),
             describe: rate_describe(),
             run_instances: rate_run_instances(),
             terminate_instances: rate_terminate(),
@@ -99,6 +104,20 @@ pub struct RateSpec {
     pub burst: u32,
     /// Sustained calls per second.
     pub per_second: f64,
+}
+
+fn default_share() -> f64 {
+    0.8
+}
+
+impl RateLimitsSpec {
+    /// A class's rate as amiprobe paces it: `share` of the limit, at least one call at a time.
+    pub fn paced(&self, rate: RateSpec) -> RateSpec {
+        RateSpec {
+            burst: ((f64::from(rate.burst) * self.share).floor() as u32).max(1),
+            per_second: rate.per_second * self.share,
+        }
+    }
 }
 
 fn rate_describe() -> RateSpec {
@@ -139,6 +158,9 @@ impl Ec2Spec {
     pub fn check(&self, path: &FieldPath, problems: &mut Vec<Problem>) {
         let rates = path.key("rate_limits");
         let r = &self.rate_limits;
+        if !(r.share > 0.0 && r.share <= 1.0) {
+            problems.push(Problem::at(rates.key("share"), "share must be above 0 and at most 1"));
+        }
         for (name, rate) in [
             ("describe", r.describe),
             ("run_instances", r.run_instances),
@@ -146,10 +168,11 @@ impl Ec2Spec {
             ("mutating", r.mutating),
         ] {
             // A rate near 0 would make the wait for a token overflow a Duration.
-            if rate.burst == 0 || !(rate.per_second >= MIN_RATE && rate.per_second.is_finite()) {
+            let paced = rate.per_second * r.share.clamp(0.0, 1.0);
+            if rate.burst == 0 || !(paced >= MIN_RATE && rate.per_second.is_finite()) {
                 problems.push(Problem::at(
                     rates.key(name),
-                    format!("a rate needs `burst` of at least 1 and `per_second` of at least {MIN_RATE}"),
+                    format!("a rate needs `burst` of at least 1 and `per_second` x `share` of at least {MIN_RATE}"),
                 ));
             }
         }

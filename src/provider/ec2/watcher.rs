@@ -66,6 +66,9 @@ pub struct Snapshot {
     pub last_checks_error: Option<String>,
 }
 
+/// The pace while instances are pending.
+const FAST_POLL: Duration = Duration::from_millis(500);
+
 pub struct Watcher {
     ids: Mutex<BTreeSet<String>>,
     tx: watch::Sender<Snapshot>,
@@ -77,15 +80,19 @@ impl Watcher {
         let (tx, _) = watch::channel(Snapshot::default());
         let watcher = Arc::new(Watcher { ids: Mutex::new(BTreeSet::new()), tx });
         let weak = Arc::downgrade(&watcher);
+        // While an instance is pending (or not yet seen), "running" is what its cell waits for: poll
+        // at the fast pace then, within the describe budget (one call for all instances).
+        let fast = interval.min(FAST_POLL);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_checks: Option<tokio::time::Instant> = None;
+            let mut pause = fast;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(pause).await;
                 let Some(watcher) = weak.upgrade() else {
                     return;
                 };
                 let ids: Vec<String> = watcher.ids().into_iter().collect();
+                pause = if watcher.waiting(&ids) { fast } else { interval };
                 if ids.is_empty() {
                     continue;
                 }
@@ -97,6 +104,12 @@ impl Watcher {
                     }
                     Err(e) => snap.last_error = Some(e),
                 });
+                pause = if watcher.waiting(&ids) { fast } else { interval };
+                // Status checks change slowly: at the steady pace only.
+                if last_checks.is_some_and(|at| at.elapsed() < interval) {
+                    continue;
+                }
+                last_checks = Some(tokio::time::Instant::now());
                 // Only running instances have status checks; asking by id for one EC2 does not know
                 // yet would fail the whole call, and an instance seen running is known.
                 let running: Vec<String> = {
@@ -120,6 +133,12 @@ impl Watcher {
             }
         });
         watcher
+    }
+
+    /// Whether any of `ids` is pending or not seen yet: a cell is waiting for it to run.
+    fn waiting(&self, ids: &[String]) -> bool {
+        let snap = self.tx.borrow();
+        ids.is_empty() || ids.iter().any(|id| snap.instances.get(id).is_none_or(|i| i.state == "pending"))
     }
 
     fn ids(&self) -> BTreeSet<String> {
