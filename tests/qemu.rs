@@ -34,6 +34,13 @@ fn results(out: &Path) -> Value {
     serde_json::from_str(&text).expect("results.json is JSON")
 }
 
+/// The run id, mid-run: from the journal's header (results.json is written at the end).
+fn journal_run_id(out: &Path) -> String {
+    let text = std::fs::read_to_string(out.join("results.jsonl")).expect("results.jsonl written");
+    let header: Value = serde_json::from_str(text.lines().next().expect("a header line")).expect("the header is JSON");
+    header["results"]["run_id"].as_str().expect("a run id in the header").to_string()
+}
+
 fn cell<'a>(results: &'a Value, id: &str) -> &'a Value {
     results["cells"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no cell {id}"))
 }
@@ -143,7 +150,7 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let run_id = results(out.path())["run_id"].as_str().unwrap().to_string();
+    let run_id = journal_run_id(out.path());
     assert_eq!(qemu_processes_of(&run_id).len(), 2, "both VMs should be up before the interrupt");
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
