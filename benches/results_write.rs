@@ -52,7 +52,7 @@ fn main() {
         }
     }
     println!("cpu and written: the reporter's calls only (thread CPU time; bytes through write(2), /proc/self/io).");
-    println!("engine clones: the run snapshot the engine clones into each CellFinished event, the same for both.");
+    println!("engine clones: the run snapshot the engine clones into each CellFinished event, outside either writer.");
 }
 
 /// One run's events through one writer; prints its figures, tab-separated.
