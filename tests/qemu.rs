@@ -169,6 +169,49 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
 }
 
 #[test]
+fn sigkill_after_a_cell_ended_leaves_what_report_renders() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    // poweroff ends by itself within seconds; nohttp would wait two minutes for its probes.
+    let mut child: Child = amiprobe(out.path(), &["VARIANTS=[poweroff, nohttp]", "WITHIN=120s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = out.path().join("results.jsonl");
+    let started = Instant::now();
+    let ended =
+        |text: &str| text.lines().any(|l| l.starts_with("{\"line\":\"cell\"") && l.contains("\"id\":\"poweroff\""));
+    while !std::fs::read_to_string(&journal).is_ok_and(|t| ended(&t)) {
+        assert!(started.elapsed() < Duration::from_secs(90), "poweroff did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run_id = journal_run_id(out.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // QEMU dies with its parent, however the parent dies.
+    let gone = Instant::now();
+    while !qemu_processes_of(&run_id).is_empty() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "a QEMU outlived its killed run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!out.path().join("results.json").exists());
+
+    let report = Command::new(env!("CARGO_BIN_EXE_amiprobe")).arg("report").arg(out.path()).output().unwrap();
+    assert_eq!(report.status.code(), Some(130), "{}", String::from_utf8_lossy(&report.stderr));
+    let r = results(out.path());
+    assert_eq!(r["status"], "interrupted");
+    let poweroff = cell(&r, "poweroff");
+    assert_eq!(poweroff["status"], "failed", "{poweroff:#}");
+    assert!(poweroff["console_log"].is_string() && !poweroff["screenshots"].as_array().unwrap().is_empty());
+    let nohttp = cell(&r, "nohttp");
+    assert_eq!(nohttp["status"], "interrupted", "{nohttp:#}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("id=\"cell-poweroff\"") && html.contains("id=\"cell-nohttp\""));
+}
+
+#[test]
 fn a_missing_image_fails_before_launching() {
     let out = tempfile::tempdir().unwrap();
     let spec = out.path().join("spec.yaml");
