@@ -9,8 +9,8 @@
 //! cleans up without waiting for confirmations, the third exits at once. Every run, interrupted or
 //! not, ends by removing what the ledger still holds and sweeping what carries the run's id; whatever
 //! is not confirmed gone is named in `not_removed`. The events after which the results are worth
-//! keeping (run started, cell finished, run finished or aborted) carry them, so `results.json` is
-//! rewritten after every finished cell and even a killed run leaves its partial results.
+//! keeping (run started, cell finished, run finished or aborted) carry them, so the results' journal
+//! has every finished cell as soon as it ends and even a killed run leaves its partial results.
 
 mod cell;
 mod event;

@@ -65,7 +65,7 @@ pub struct SpecInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Still running: a partial results.json written along the way.
+    /// Still running: the results of a run read (from its journal, results.jsonl) while it goes.
     Running,
     Passed,
     Failed,

@@ -296,9 +296,28 @@ fn sigkill_mid_run_then_sweep_removes_everything() {
     wait_for_screenshots(&out, 2);
     child.kill().unwrap();
     child.wait().unwrap();
-    let run_id = results(&out)["run_id"].as_str().unwrap().to_string();
+    let r = results(&out);
+    let run_id = r["run_id"].as_str().unwrap().to_string();
     let (instances, key_pairs) = moto.leftovers(&run_id);
     assert_eq!((instances.len(), key_pairs.len()), (2, 1), "a killed run leaves its resources (one key per run)");
+
+    // No results.json, but its journal: `report` renders the run as far as it got, as interrupted.
+    assert!(!out.join("results.json").exists() && out.join("results.jsonl").is_file());
+    assert_eq!(r["status"], "interrupted");
+    for cell in r["cells"].as_array().unwrap() {
+        assert_eq!(cell["status"], "interrupted", "{cell:#}");
+        assert!(cell["reason"].as_str().unwrap().contains("killed"), "{cell:#}");
+    }
+    let sweep = format!("amiprobe sweep --run-id {run_id}");
+    assert!(r["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains(&sweep)), "{r:#}");
+    let report = amiprobe(&moto, &["report", out.to_str().unwrap()]).output().unwrap();
+    assert_eq!(report.status.code(), Some(130), "exits as an interrupted run: {}", stderr(&report));
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html rendered");
+    assert_eq!(html.matches("<article class=\"cell skip\"").count(), 2, "both cells, interrupted");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit.xml rendered");
+    assert!(junit.contains("tests=\"2\""), "{junit}");
+    assert!(out.join("results.json").is_file());
+    assert_eq!(results(&out), r, "results.json written by `report` says what the journal did");
 
     let dry = amiprobe(&moto, &["sweep", "--run-id", &run_id, "--dry-run"]).output().unwrap();
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));

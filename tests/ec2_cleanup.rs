@@ -78,7 +78,7 @@ fn signals_at_random_moments_across_launch_leave_nothing() {
     moto.chaos(0.03, seed, 0.5);
     let mut rng = fastrand::Rng::with_seed(seed);
     let signals = [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")];
-    // Moments from the instant results.json exists (the handlers are in place): a quarter at once
+    // Moments from the instant the journal exists (the handlers are in place): a quarter at once
     // (before the first EC2 call), the rest spread over the key pairs' and RunInstances' seconds.
     let plans: Vec<(u64, usize, bool)> = (0..runs)
         .map(|_| {
@@ -106,7 +106,7 @@ fn signals_at_random_moments_across_launch_leave_nothing() {
                         .stderr(Stdio::null())
                         .spawn()
                         .unwrap();
-                    wait_for_file(&out.join("results.json"), Duration::from_secs(30));
+                    wait_for_file(&out.join("results.jsonl"), Duration::from_secs(30));
                     std::thread::sleep(Duration::from_millis(delay_ms));
                     signal(&child, sig);
                     let sent = Instant::now();

@@ -34,6 +34,13 @@ fn results(out: &Path) -> Value {
     serde_json::from_str(&text).expect("results.json is JSON")
 }
 
+/// The run id, mid-run: from the journal's header (results.json is written at the end).
+fn journal_run_id(out: &Path) -> String {
+    let text = std::fs::read_to_string(out.join("results.jsonl")).expect("results.jsonl written");
+    let header: Value = serde_json::from_str(text.lines().next().expect("a header line")).expect("the header is JSON");
+    header["results"]["run_id"].as_str().expect("a run id in the header").to_string()
+}
+
 fn cell<'a>(results: &'a Value, id: &str) -> &'a Value {
     results["cells"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no cell {id}"))
 }
@@ -143,7 +150,7 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let run_id = results(out.path())["run_id"].as_str().unwrap().to_string();
+    let run_id = journal_run_id(out.path());
     assert_eq!(qemu_processes_of(&run_id).len(), 2, "both VMs should be up before the interrupt");
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -159,6 +166,49 @@ fn sigint_leaves_no_qemu_and_results_say_interrupted() {
         assert!(cell["cleanup"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{cell:#}");
     }
     assert_eq!(qemu_processes_of(&run_id), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_after_a_cell_ended_leaves_what_report_renders() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    // poweroff ends by itself within seconds; nohttp would wait two minutes for its probes.
+    let mut child: Child = amiprobe(out.path(), &["VARIANTS=[poweroff, nohttp]", "WITHIN=120s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = out.path().join("results.jsonl");
+    let started = Instant::now();
+    let ended =
+        |text: &str| text.lines().any(|l| l.starts_with("{\"line\":\"cell\"") && l.contains("\"id\":\"poweroff\""));
+    while !std::fs::read_to_string(&journal).is_ok_and(|t| ended(&t)) {
+        assert!(started.elapsed() < Duration::from_secs(90), "poweroff did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run_id = journal_run_id(out.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // QEMU dies with its parent, however the parent dies.
+    let gone = Instant::now();
+    while !qemu_processes_of(&run_id).is_empty() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "a QEMU outlived its killed run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!out.path().join("results.json").exists());
+
+    let report = Command::new(env!("CARGO_BIN_EXE_amiprobe")).arg("report").arg(out.path()).output().unwrap();
+    assert_eq!(report.status.code(), Some(130), "{}", String::from_utf8_lossy(&report.stderr));
+    let r = results(out.path());
+    assert_eq!(r["status"], "interrupted");
+    let poweroff = cell(&r, "poweroff");
+    assert_eq!(poweroff["status"], "failed", "{poweroff:#}");
+    assert!(poweroff["console_log"].is_string() && !poweroff["screenshots"].as_array().unwrap().is_empty());
+    let nohttp = cell(&r, "nohttp");
+    assert_eq!(nohttp["status"], "interrupted", "{nohttp:#}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("id=\"cell-poweroff\"") && html.contains("id=\"cell-nohttp\""));
 }
 
 #[test]

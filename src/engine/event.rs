@@ -31,8 +31,8 @@ impl Phase {
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The first event of every run. `results` has every cell not run yet: a results.json exists
-    /// from the first moment, so a run killed during its (possibly slow) provider check leaves one.
+    /// The first event of every run. `results` has every cell not run yet: the results' journal
+    /// exists from the first moment, so a run killed during its (possibly slow) provider check leaves one.
     RunStarted {
         out_dir: String,
         results: Box<RunResults>,
@@ -50,8 +50,9 @@ pub enum Event {
         cell: String,
         count: usize,
     },
-    /// A cell ended. `results` is the whole run as it stands, this cell included: a reporter that
-    /// keeps a file up to date rewrites it from there, so a killed run leaves its partial results.
+    /// A cell ended. `results` is the whole run as it stands, this cell included (the results'
+    /// journal takes the run's duration and new warnings from it), so a killed run leaves its partial
+    /// results.
     CellFinished {
         cell: Box<CellResult>,
         results: Box<RunResults>,

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::json::{self, Journal};
 use super::terminal::Terminal;
 use super::{write_one, Format};
 use crate::engine::{Event, Reporter};
@@ -38,56 +39,102 @@ impl Reporter for Reporters {
 }
 
 /// A reporter per format, in the order asked for (the order their paths are listed). results.json
-/// is kept even when not asked for: partial results, `report DIR` and `--rerun-failed` read it.
+/// is kept even when not asked for: partial results, `report DIR` and `--rerun-failed` read it. Kept
+/// but not asked for, it comes first: results.json is whole before the slower reports are rendered.
 pub fn file_reporters(dir: &Path, formats: &[Format], templates: Option<&Path>) -> Vec<Box<dyn Reporter>> {
-    let mut reporters: Vec<Box<dyn Reporter>> = formats
-        .iter()
-        .map(|format| -> Box<dyn Reporter> {
-            match format {
-                Format::Json => Box::new(ResultsJson { dir: dir.to_path_buf(), listed: true }),
-                Format::Html | Format::Junit => Box::new(ReportFile {
-                    format: *format,
-                    dir: dir.to_path_buf(),
-                    templates: templates.map(Path::to_path_buf),
-                }),
-            }
-        })
-        .collect();
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     if !formats.contains(&Format::Json) {
-        reporters.push(Box::new(ResultsJson { dir: dir.to_path_buf(), listed: false }));
+        reporters.push(Box::new(ResultsJson::new(dir, false)));
     }
+    reporters.extend(formats.iter().map(|format| -> Box<dyn Reporter> {
+        match format {
+            Format::Json => Box::new(ResultsJson::new(dir, true)),
+            Format::Html | Format::Junit => Box::new(ReportFile {
+                format: *format,
+                dir: dir.to_path_buf(),
+                templates: templates.map(Path::to_path_buf),
+            }),
+        }
+    }));
     reporters
 }
 
-/// `results.json`, rewritten (atomically) whenever the run's results change in a way worth keeping:
-/// at the start, after every finished cell, at the end, and when a third signal aborts the run.
+/// `results.json`, through its journal (`results.jsonl`, see [`super::json`]): a line appended per
+/// event worth keeping while the run goes (each finished cell, each resource not removed), then, at
+/// the end or when a third signal aborts the run, results.json written whole and the journal removed.
+/// A run killed at any moment leaves a journal `amiprobe report` reads.
 pub struct ResultsJson {
     dir: PathBuf,
     /// Asked for with `--report`: its path is listed with the other reports at the end.
     listed: bool,
+    /// None before the run starts, or when the journal could not be started (warned once).
+    journal: Option<Journal>,
 }
 
 impl ResultsJson {
-    fn save(&self, results: &RunResults) -> Option<PathBuf> {
-        // A failed write loses nothing yet (the next one may succeed): warn and go on.
-        write_one(Format::Json, results, &self.dir, None).map_err(|e| eprintln!("warning: {e}")).ok()
+    pub fn new(dir: &Path, listed: bool) -> Self {
+        ResultsJson { dir: dir.to_path_buf(), listed, journal: None }
+    }
+
+    fn start(&mut self, results: &RunResults) {
+        // A results.json left by an earlier run in the same directory would be taken for this run's.
+        let stale = self.dir.join(json::RESULTS);
+        if let Err(e) = std::fs::remove_file(&stale) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("warning: failed to remove {}: {e}", stale.display());
+            }
+        }
+        self.journal = Journal::create(&self.dir, results).map_err(|e| eprintln!("warning: {e}")).ok();
+    }
+
+    /// Appends to the journal; a failed line loses that line only (the next one may succeed).
+    fn record(&mut self, line: impl FnOnce(&mut Journal) -> Result<(), String>) {
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = line(journal) {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+
+    /// Writes results.json whole, then removes the journal it supersedes (kept if results.json failed).
+    fn finish(&mut self, results: &RunResults) -> Option<PathBuf> {
+        self.record(|journal| journal.end(results));
+        match write_one(Format::Json, results, &self.dir, None) {
+            Ok(file) => {
+                if let Some(journal) = self.journal.take() {
+                    if let Err(e) = journal.remove() {
+                        eprintln!("warning: {e}");
+                    }
+                }
+                Some(file)
+            }
+            Err(e) => {
+                let kept = self.journal.as_ref().map(|j| format!(" (the results are in {})", j.path().display()));
+                eprintln!("warning: {e}{}", kept.unwrap_or_default());
+                None
+            }
+        }
     }
 }
 
 impl Reporter for ResultsJson {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { results, .. } | Event::CellFinished { results, .. } | Event::RunAborted(results) => {
-                self.save(results);
+            Event::RunStarted { results, .. } => self.start(results),
+            Event::Phase { cell, .. } => self.record(|journal| journal.began(cell)),
+            Event::CellFinished { cell, results } => self.record(|journal| journal.cell(cell, results)),
+            Event::NotRemoved(not_removed) => self.record(|journal| journal.not_removed(not_removed)),
+            Event::RunAborted(results) => {
+                self.finish(results);
             }
             Event::RunFinished(results) => {
-                if let Some(file) = self.save(results) {
+                if let Some(file) = self.finish(results) {
                     if self.listed {
                         println!("{}", file.display());
                     }
                 }
             }
-            _ => {}
+            Event::Warning(_) | Event::Timeline { .. } | Event::Screenshot { .. } | Event::Interrupt { .. } => {}
         }
     }
 }
@@ -169,7 +216,9 @@ mod tests {
         let done = fixture();
         let mut reporters = Reporters::new(file_reporters(dir, &[Format::Html, Format::Junit], None));
 
-        // The start: results.json at once, every cell not run; no report yet.
+        // The start: the journal at once (an earlier run's results.json gone), every cell not run;
+        // no report yet.
+        std::fs::write(dir.join("results.json"), serde_json::to_string(&done).unwrap()).unwrap();
         let mut results = done.clone();
         results.status = RunStatus::Running;
         for cell in &mut results.cells {
@@ -177,8 +226,9 @@ mod tests {
             cell.reason = None;
         }
         reporters.event(&Event::RunStarted { out_dir: dir.display().to_string(), results: Box::new(results.clone()) });
+        assert!(dir.join("results.jsonl").is_file() && !dir.join("results.json").exists());
         let partial = read_results(dir);
-        assert_eq!(partial.status, RunStatus::Running);
+        assert_eq!(partial.status, RunStatus::Running, "the reporter is alive: the run is still running");
         assert!(partial.cells.iter().all(|c| c.status == CellStatus::NotRun));
         assert!(!dir.join("report.html").exists() && !dir.join("junit.xml").exists());
 
@@ -198,8 +248,16 @@ mod tests {
         }
         assert!(!dir.join("report.html").exists(), "HTML is rendered once, at the end");
 
-        // The end: the three files, rendered from the same final results, agree cell by cell.
+        // The end: the three files, rendered from the same final results, agree cell by cell; the
+        // journal is gone and results.json is what the whole-file writer made of the same results.
         reporters.event(&Event::RunFinished(Box::new(done.clone())));
+        assert!(!dir.join("results.jsonl").exists());
+        let previous = tempfile::tempdir().unwrap();
+        done.write(previous.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("results.json")).unwrap(),
+            std::fs::read(previous.path().join("results.json")).unwrap()
+        );
         let json = read_results(dir);
         assert_eq!(json.status, done.status);
         let junit = junit_cases(dir);

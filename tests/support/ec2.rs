@@ -56,8 +56,11 @@ pub fn spawn_run(moto: &Moto, spec: &Path, out: &Path, stderr: Stdio) -> std::pr
         .unwrap()
 }
 
+/// The results in `out` as `amiprobe report` reads them: results.json once the run has ended,
+/// rebuilt from its journal while it runs or after it was killed.
 pub fn results(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results.json")).unwrap()
+    let results = amiprobe::report::json::load(out).unwrap_or_else(|e| panic!("no results in {}: {e}", out.display()));
+    serde_json::to_value(results).expect("results as JSON")
 }
 
 #[track_caller]
@@ -79,11 +82,9 @@ pub fn stderr(o: &Output) -> String {
 pub fn wait_for_screenshots(out: &Path, at_least: usize) {
     let started = Instant::now();
     loop {
-        let n = std::fs::read_to_string(out.join("results.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .map(|_| walk_count(&out.join("cells")))
-            .unwrap_or(0);
+        // The run has started (its journal exists) before its cells' files are counted.
+        let begun = out.join("results.jsonl").exists() || out.join("results.json").exists();
+        let n = if begun { walk_count(&out.join("cells")) } else { 0 };
         if n >= at_least {
             return;
         }
