@@ -210,8 +210,11 @@ pub async fn run(
                     reporter.event(&event);
                 }
                 results.cells[index] = result.clone();
-                let results = snapshot(&mut results, started);
-                reporter.event(&Event::CellFinished { cell: Box::new(result), results });
+                reporter.event(&Event::CellFinished {
+                    cell: Box::new(result),
+                    duration_s: round_tenth(started.elapsed()),
+                    warnings: results.warnings.clone(),
+                });
             }
             name = signals.recv() => {
                 interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
@@ -262,8 +265,12 @@ pub async fn run(
 /// The results as they stand, counted and timed, for an event that carries them.
 fn snapshot(results: &mut RunResults, started: Instant) -> Box<RunResults> {
     results.recount();
-    results.duration_s = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    results.duration_s = round_tenth(started.elapsed());
     Box::new(results.clone())
+}
+
+fn round_tenth(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
 /// The end of every run: what the ledger still holds (cells that could not remove their own), then

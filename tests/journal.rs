@@ -51,7 +51,11 @@ fn run_until(dir: &Path, done: &RunResults, finished: usize) -> ResultsJson {
         now.cells[i] = cell.clone();
         now.duration_s = 10.0 * (i + 1) as f64;
         now.recount();
-        reporter.event(&Event::CellFinished { cell: Box::new(cell.clone()), results: Box::new(now.clone()) });
+        reporter.event(&Event::CellFinished {
+            cell: Box::new(cell.clone()),
+            duration_s: now.duration_s,
+            warnings: now.warnings.clone(),
+        });
     }
     reporter
 }

@@ -50,12 +50,15 @@ pub enum Event {
         cell: String,
         count: usize,
     },
-    /// A cell ended. `results` is the whole run as it stands, this cell included (the results'
-    /// journal takes the run's duration and new warnings from it), so a killed run leaves its partial
-    /// results.
+    /// A cell ended. Not the whole run: copying it into every event would cost the square of the
+    /// cells; a reporter that needs the run keeps it from `RunStarted` and these events (the
+    /// results' journal appends the cell, so a killed run leaves its partial results).
     CellFinished {
         cell: Box<CellResult>,
-        results: Box<RunResults>,
+        /// Seconds since the run started.
+        duration_s: f64,
+        /// The run's warnings so far.
+        warnings: Vec<String>,
     },
     /// The run ends with a resource it created and could not confirm removed.
     NotRemoved(NotRemoved),

@@ -144,10 +144,12 @@ impl Journal {
     }
 
     /// Appends a finished cell; `results` (the run as it stands) gives the duration and new warnings.
-    pub fn cell(&mut self, cell: &CellResult, results: &RunResults) -> Result<(), String> {
-        let warnings = results.warnings.get(self.warnings..).unwrap_or_default().to_vec();
-        self.append(&Line::Cell { duration_s: results.duration_s, warnings, result: cell.clone() })?;
-        self.warnings = results.warnings.len();
+    /// Appends a finished cell, with the run's time and the warnings `all` has that earlier lines
+    /// did not.
+    pub fn cell(&mut self, cell: &CellResult, duration_s: f64, all: &[String]) -> Result<(), String> {
+        let warnings = all.get(self.warnings..).unwrap_or_default().to_vec();
+        self.append(&Line::Cell { duration_s, warnings, result: cell.clone() })?;
+        self.warnings = all.len();
         Ok(())
     }
 
@@ -327,7 +329,7 @@ mod tests {
             journal.began(&cell.id).unwrap();
             journal.began(&cell.id).unwrap();
             now.duration_s += 1.0;
-            journal.cell(cell, &now).unwrap();
+            journal.cell(cell, now.duration_s, &now.warnings).unwrap();
         }
         if let Some(next) = done.cells.get(finished) {
             journal.began(&next.id).unwrap();

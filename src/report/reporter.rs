@@ -122,7 +122,9 @@ impl Reporter for ResultsJson {
         match event {
             Event::RunStarted { results, .. } => self.start(results),
             Event::Phase { cell, .. } => self.record(|journal| journal.began(cell)),
-            Event::CellFinished { cell, results } => self.record(|journal| journal.cell(cell, results)),
+            Event::CellFinished { cell, duration_s, warnings } => {
+                self.record(|journal| journal.cell(cell, *duration_s, warnings))
+            }
             Event::NotRemoved(not_removed) => self.record(|journal| journal.not_removed(not_removed)),
             Event::RunAborted(results) => {
                 self.finish(results);
@@ -235,7 +237,11 @@ mod tests {
         // Mid-run: each finished cell is in results.json before the next one finishes.
         for (index, cell) in done.cells.iter().enumerate() {
             results.cells[index] = cell.clone();
-            reporters.event(&Event::CellFinished { cell: Box::new(cell.clone()), results: Box::new(results.clone()) });
+            reporters.event(&Event::CellFinished {
+                cell: Box::new(cell.clone()),
+                duration_s: results.duration_s,
+                warnings: results.warnings.clone(),
+            });
             let partial = read_results(dir);
             let statuses: Vec<CellStatus> = partial.cells.iter().map(|c| c.status).collect();
             let expected: Vec<CellStatus> = done
