@@ -398,10 +398,13 @@ def call_action(self):
     record(action, params, self.region)
     settle_timing()
     settle_shutting_down()
-    if not oracle:
-        delay(action)
+    # EC2 takes the token as a request arrives (and refuses at once); the time it then takes is the
+    # answer's. Throttling after the latency would move each call's token by its jitter, and refuse a
+    # client that paced its calls exactly at the limit.
     if throttled(action, params):
         return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
+    if not oracle:
+        delay(action)
     fault = take_fault(action, params)
     if fault:
         count(f"fault:{action}")
@@ -1087,6 +1090,8 @@ def control_handler(moto_port):
                 urllib.request.urlopen(
                     urllib.request.Request(f"http://127.0.0.1:{moto_port}/moto-api/reset", method="POST")
                 ).read()
+                with LOCK:  # /timeline counts from the moment the reset answers, moto's own included
+                    STATE["epoch"] = time.monotonic()
             self.reply(200, {"ok": True})
 
     return Control
