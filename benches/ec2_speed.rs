@@ -15,8 +15,9 @@
 //! per cell, calls the server throttled, screenshots per cell. The bound is the latest of, over the
 //! launches k in order, the earliest moment EC2's RunInstances limit allows launch k (burst 5, 2 a
 //! second from the start) + that instance's boot and service time + one probe interval: no client can
-//! have every cell's probe passed sooner. It leaves out the preflight, RunInstances' own second and the
-//! cleanup, so a ratio somewhat above 1 is the best there is.
+//! have every cell's probe passed sooner (one RunInstances call takes one image and one instance
+//! type, so distinct cells need a call each). It leaves out the preflight, RunInstances' own second
+//! and the cleanup, so a ratio somewhat above 1 is the best there is.
 //!
 //! Figures only, nothing asserted on time. It fails loudly when the run leaks (an instance not
 //! terminated, a key pair or security group left), a cell does not pass, amiprobe crashes or the
@@ -99,6 +100,8 @@ fn main() {
     let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
     let started = Instant::now();
     let start_s = (started - epoch).as_secs_f64();
+    // Reaped by wait4 (below), not Child::wait: wait4 also gives this child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
         .args(["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .envs(moto.env())
@@ -172,12 +175,17 @@ fn main() {
         shots.iter().min().unwrap_or(&0),
         shots.iter().max().unwrap_or(&0)
     );
-    launch_figures(&timeline, start_s);
+    launch_figures(&timeline, start_s, wall.as_secs_f64());
 
     let (instances, key_pairs) = moto.leftovers(&run_id);
     let groups: Vec<String> =
         moto.security_groups(&run_id).iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
-    println!("  leftovers: {} instances, {} key pairs, {} security groups", instances.len(), key_pairs.len(), groups.len());
+    println!(
+        "  leftovers: {} instances, {} key pairs, {} security groups",
+        instances.len(),
+        key_pairs.len(),
+        groups.len()
+    );
     assert!(
         instances.is_empty() && key_pairs.is_empty() && groups.is_empty(),
         "the run leaked: instances {instances:?}, key pairs {key_pairs:?}, security groups {groups:?}"
@@ -231,7 +239,7 @@ fn bound_s(timeline: &Value) -> f64 {
 
 /// Where the time went, from the timeline: when launches started and ended (against what the bucket
 /// allows), and how long after its service came up each instance was asked to terminate.
-fn launch_figures(timeline: &Value, start_s: f64) {
+fn launch_figures(timeline: &Value, start_s: f64, wall_s: f64) {
     let items: Vec<&Value> = timeline.as_object().expect("timeline").values().collect();
     if items.is_empty() {
         return;
@@ -241,14 +249,13 @@ fn launch_figures(timeline: &Value, start_s: f64) {
     let last = launched.len() as f64;
     let allowed_last = ((last - RUN_BURST) / RUN_PER_S).max(0.0);
     println!(
-        "  launches: first {:.1}s, last {:.1}s after the start (the bucket allows the last at {allowed_last:.1}s)",
+        "  launches accepted (after RunInstances' own time): first {:.1}s, last {:.1}s after the start (the bucket \
+         allows the last call at {allowed_last:.1}s)",
         launched[0],
         launched[launched.len() - 1]
     );
-    let after_service: Vec<f64> = items
-        .iter()
-        .filter_map(|i| Some(i["terminate_requested_at"].as_f64()? - i["service_at"].as_f64()?))
-        .collect();
+    let after_service: Vec<f64> =
+        items.iter().filter_map(|i| Some(i["terminate_requested_at"].as_f64()? - i["service_at"].as_f64()?)).collect();
     if !after_service.is_empty() {
         let mean = after_service.iter().sum::<f64>() / after_service.len() as f64;
         let max = after_service.iter().copied().fold(f64::MIN, f64::max);
@@ -256,7 +263,8 @@ fn launch_figures(timeline: &Value, start_s: f64) {
     }
     let ends: Vec<f64> = items.iter().filter_map(|i| i["terminate_requested_at"].as_f64()).collect();
     if let Some(end) = ends.iter().copied().reduce(f64::max) {
-        println!("  last terminate asked {:.1}s after the start", end - start_s);
+        let end = end - start_s;
+        println!("  last terminate asked {end:.1}s after the start, {:.1}s before amiprobe ended", wall_s - end);
     }
 }
 
