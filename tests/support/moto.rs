@@ -117,6 +117,12 @@ impl Moto {
         answer["image_id"].as_str().unwrap_or_else(|| panic!("/image answered {answer}")).to_string()
     }
 
+    /// The launcher's JSON answer to a GET of `path` (`/timeline`, `/calls`...).
+    pub fn get(&self, path: &str) -> Value {
+        let body = http(self.control_port, "GET", path, "").unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} answered no JSON ({e}): {body}"))
+    }
+
     /// Every call of `action` since the last reset, in order, as its query parameters flattened
     /// (`"InstanceType": "t3.micro"`, `"SecurityGroupId.1": "sg-..."`).
     pub fn requests(&self, action: &str) -> Vec<serde_json::Map<String, Value>> {

@@ -10,8 +10,13 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
   POST /fault    {"clear": true}      drops the faults not yet used up (EC2 recovers)
   POST /pending  {"describes": N}       instances launched from now on stay `pending` for N describes
   POST /console  {"text": "...", "instance_id": optional}    console output (default for all, or one)
-  POST /throttle {"enabled": true}     throttle like EC2: per-class token buckets at EC2's published
-                                       rates, answering RequestLimitExceeded when one is empty
+  POST /throttle {"enabled": true}     throttle like EC2: a token bucket per API action, sized by its
+                                       class at EC2's published rates (Describe*/Get* 100 + 20/s,
+                                       unfiltered unpaginated DescribeInstances 50 + 10/s, RunInstances
+                                       5 + 2/s, TerminateInstances 100 + 5/s, other mutating calls 50 +
+                                       5/s), plus EC2's resource buckets (instances launched 1000 + 2/s,
+                                       terminated 1000 + 20/s), answering RequestLimitExceeded (503) when
+                                       one is short; works together with everything else here
   POST /latency  {"RunInstances": 1.0, "*": 0.05, "jitter": 0.2}
                                        each call of an action sleeps that long (+- jitter share) first;
                                        "*" is for the actions not named; {} turns it off
@@ -32,6 +37,24 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
   POST /shutting_down {"seconds": N}   terminated instances stay `shutting-down` N seconds (and keep
                                        their security groups: DeleteSecurityGroup answers
                                        DependencyViolation until they are `terminated`, as EC2 does)
+  POST /timing   {"boot_s": [20, 40], "service_s": [1, 3], "shutting_down_s": [10, 30], "seed": 1,
+                  "port": 80}          EC2's own pace, per instance launched from now on: a pair is a
+                                       uniform range (drawn from an RNG seeded with `seed`), a number is
+                                       fixed. Each instance is `pending` for its boot time (wall clock from
+                                       its RunInstances), then `running`; after its service time too, a
+                                       service answers `200 ok` to HTTP on its own address and `port`
+                                       (before: nothing listens, connections are refused). Each instance
+                                       has an address of its own, 127.A.B.C from a counter (never
+                                       127.0.0.1: all of 127.0.0.0/8 is loopback on Linux), as both
+                                       PublicIpAddress and PrivateIpAddress. TerminateInstances stops its
+                                       service and keeps it `shutting-down` for its own shutting-down time
+                                       (without `shutting_down_s`: /shutting_down's seconds). {} turns it
+                                       off for later launches
+  GET  /timeline                       per instance launched under /timing: {"launched", "running_at",
+                                        "service_at", "terminate_requested_at", "terminated_at"} in
+                                       seconds since the last reset (monotonic; null until it happened,
+                                       or when it never will), the drawn "boot_s", "service_s" and
+                                       "shutting_down_s", and its "address" and "port"
   POST /image    {"architecture": "arm64", "boot_mode": "uefi", "ena_support": true,
                   "root_device_name": "/dev/xvda", "platform": null, "state": "available", "name": "..."}
                                        registers an AMI with these attributes (moto's RegisterImage keeps
@@ -40,7 +63,7 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        no ENA, /dev/xvda, available
   GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
                                         "chaos:Action": n, "dependency:DeleteSecurityGroup": n,
-                                        "throttled": n} since the last reset
+                                        "throttled": n, "throttled:Action": n} since the last reset
   GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
@@ -57,7 +80,7 @@ default of its constructor: here they report no boot mode, as their data has non
 the current AMIs they copy do.
 Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
-127.0.0.1 only.
+127.0.0.1 only, except the timed instances' services, each on its own loopback address.
 """
 
 import argparse
@@ -67,8 +90,13 @@ import io
 import json
 import logging
 import os
+import heapq
+import itertools
 import random
 import re
+import resource
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -82,7 +110,7 @@ from moto.core.responses import ActionResult
 from moto.ec2.exceptions import InvalidAMIIdError
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses import EC2Response
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from PIL import Image, ImageDraw
@@ -107,18 +135,31 @@ STATE = {
     "tokens": {},  # RunInstances ClientToken -> (request params, first answer)
     "requests": [],  # (action, {param: value}) of every call, in order
     "status": {},  # instance id or "*" -> {"system": ..., "instance": ...} forced check statuses
+    "timing": None,  # {"boot_s", "service_s", "shutting_down_s": (low, high), "rng", "port"} when on
+    "timeline": {},  # instance id -> its record (see launch_timed), for the instances launched under /timing
+    "booting": set(),  # ids of timed instances not yet past their boot time
+    "epoch": time.monotonic(),  # the last reset: /timeline's seconds count from here
 }
 
 # Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
 ORACLE_KEY = "oracle"
 
-# EC2's published per-account limits: (burst, per second).
+# EC2's published per-account request limits, (burst, per second) per class. Since 2024 EC2 keeps one
+# bucket per API action (a class gives its size and refill): a burst of DescribeInstances does not
+# starve GetConsoleScreenshot. RunInstances and TerminateInstances keep the limits amiprobe's own
+# defaults assume (spec RateLimitsSpec), which its client-side buckets are made to stay under.
 RATES = {
     "describe": (100, 20.0),
     "describe_instances_unfiltered": (50, 10.0),
     "run_instances": (5, 2.0),
     "terminate_instances": (100, 5.0),
     "mutating": (50, 5.0),
+}
+# EC2's resource limits on top: each instance launched (terminated) takes a token from these, whatever
+# the number of calls. (burst, per second), counted in instances.
+RESOURCE_RATES = {
+    "RunInstances": (1000, 2.0),
+    "TerminateInstances": (1000, 20.0),
 }
 
 
@@ -127,30 +168,57 @@ def rate_class(action, params):
         return "run_instances"
     if action == "TerminateInstances":
         return "terminate_instances"
-    if action == "DescribeInstances" and not any(k.startswith("Filter") or k.startswith("InstanceId") for k in params):
+    if action == "DescribeInstances" and not any(
+        k.startswith(("Filter", "InstanceId", "MaxResults", "NextToken")) for k in params
+    ):
+        # Unfiltered and unpaginated: a smaller bucket (a paginated listing is a normal describe).
         return "describe_instances_unfiltered"
     if action.startswith(("Describe", "Get")):
         return "describe"
     return "mutating"
 
 
+def resource_count(action, params):
+    """How many resource tokens the call needs: instances asked for (MinCount: EC2 refuses a launch it
+    cannot start at least that many of), or instances named."""
+    if action == "RunInstances":
+        return int(params.get("MinCount", ["1"])[0])
+    if action == "TerminateInstances":
+        return sum(1 for k in params if NAMING["instance"].fullmatch(k))
+    return 0
+
+
+def take(buckets, key, burst, rate, n, now):
+    """Takes n tokens from a bucket refilled up to `now`; False (and nothing taken) when it lacks them."""
+    tokens, last = buckets.setdefault(key, [float(burst), now])
+    tokens = min(float(burst), tokens + (now - last) * rate)
+    if tokens < n:
+        buckets[key] = [tokens, now]
+        return False
+    buckets[key] = [tokens - n, now]
+    return True
+
+
 def throttled(action, params):
-    """Takes a token from the action's bucket; True when there is none (EC2 would throttle)."""
+    """Takes a token from the action's bucket (and resource tokens where EC2 counts them); True when one
+    is short (EC2 answers RequestLimitExceeded). Counted as "throttled" and "throttled:Action"."""
     with LOCK:
         buckets = STATE["throttle"]
         if buckets is None:
             return False
-        cls = rate_class(action, params)
-        burst, rate = RATES[cls]
-        tokens, last = buckets.setdefault(cls, [float(burst), time.monotonic()])
         now = time.monotonic()
-        tokens = min(float(burst), tokens + (now - last) * rate)
-        if tokens < 1.0:
-            buckets[cls] = [tokens, now]
+        burst, rate = RATES[rate_class(action, params)]
+        ok = take(buckets, ("request", action), burst, rate, 1, now)
+        n = resource_count(action, params)
+        if ok and n and action in RESOURCE_RATES:
+            burst, rate = RESOURCE_RATES[action]
+            if not take(buckets, ("resource", action), burst, rate, n, now):
+                # EC2 refuses the launch as a whole; the request token stays spent, as there.
+                ok = False
+        if not ok:
             STATE["calls"]["throttled"] += 1
-            return True
-        buckets[cls] = [tokens - 1.0, now]
-        return False
+            STATE["calls"][f"throttled:{action}"] += 1
+        return not ok
 
 
 def reset_state():
@@ -172,6 +240,11 @@ def reset_state():
         STATE["tokens"].clear()
         STATE["requests"].clear()
         STATE["status"].clear()
+        STATE["timing"] = None
+        STATE["timeline"].clear()
+        STATE["booting"].clear()
+        STATE["epoch"] = time.monotonic()
+    SERVICES.close_all()
 
 
 def error_body(code, message):
@@ -323,11 +396,15 @@ def call_action(self):
     oracle = is_oracle(self)
     count(action)
     record(action, params, self.region)
+    settle_timing()
     settle_shutting_down()
-    if not oracle:
-        delay(action)
+    # EC2 takes the token as a request arrives (and refuses at once); the time it then takes is the
+    # answer's. Throttling after the latency would move each call's token by its jitter, and refuse a
+    # client that paced its calls exactly at the limit.
     if throttled(action, params):
         return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
+    if not oracle:
+        delay(action)
     fault = take_fault(action, params)
     if fault:
         count(f"fault:{action}")
@@ -386,17 +463,28 @@ def group_users(self, params):
 
 
 def hold_shutting_down(self, params):
-    """moto terminates at once; EC2 shows `shutting-down` for a while first."""
+    """moto terminates at once; EC2 shows `shutting-down` for a while first: a timed instance for its
+    own drawn time (its service stops listening now), others for /shutting_down's seconds."""
     with LOCK:
-        seconds = STATE["shutting_down_s"]
-        if seconds <= 0:
-            return
+        now = time.monotonic()
         for key, value in params.items():
             if not NAMING["instance"].fullmatch(key):
                 continue
             instance = self.ec2_backend.get_instance(value[0])
-            _, until = STATE["shutting"].setdefault(instance.id, (instance, time.monotonic() + seconds))
-            if instance._state.name == "terminated" and time.monotonic() < until:
+            record = STATE["timeline"].get(instance.id)
+            seconds = STATE["shutting_down_s"]
+            if record is not None:
+                if record["shutting_down_s"] is not None:
+                    seconds = record["shutting_down_s"]
+                if record["terminate_requested_at"] is None:
+                    record["terminate_requested_at"] = now
+                    record["terminated_at"] = now + max(0.0, seconds)
+                    STATE["booting"].discard(instance.id)
+                    SERVICES.stop(instance.id)
+            if seconds <= 0:
+                continue
+            _, until = STATE["shutting"].setdefault(instance.id, (instance, now + seconds))
+            if instance._state.name == "terminated" and now < until:
                 instance._state.name, instance._state.code = "shutting-down", 32
 
 
@@ -424,6 +512,286 @@ def hold_pending(self):
             elif instance.id in STATE["pending"] and instance._state.name == "pending":
                 instance._state.name, instance._state.code = "running", 16
                 del STATE["pending"][instance.id]
+
+
+# --- /timing: EC2's own pace, per instance -------------------------------------------------------
+
+
+def timing_range(value):
+    """A /timing duration: [low, high] drawn uniformly, or one number, fixed."""
+    if isinstance(value, (list, tuple)):
+        low, high = float(value[0]), float(value[1])
+        if high < low:
+            raise ValueError(f"range {value}: the high end is below the low end")
+        return low, high
+    return float(value), float(value)
+
+
+def timing_config(data):
+    """The /timing body with its defaults and its own seeded RNG; None for {} (timing off)."""
+    if not data:
+        return None
+    return {
+        "boot_s": timing_range(data.get("boot_s", 0.0)),
+        "service_s": timing_range(data.get("service_s", 0.0)),
+        # Left out: terminated instances follow /shutting_down, as without /timing.
+        "shutting_down_s": timing_range(data["shutting_down_s"]) if "shutting_down_s" in data else None,
+        "port": int(data.get("port", 80)),
+        "rng": random.Random(data.get("seed", 0)),
+    }
+
+
+def draw(bounds, rng):
+    low, high = bounds
+    return low if high <= low else rng.uniform(low, high)
+
+
+# Every timed instance gets an address of its own, never one used before (not even across resets: a
+# late probe of an old run must not reach a new instance). 127.0.0.0/8 is all loopback on Linux.
+ADDRESSES = itertools.count()
+
+
+def next_address():
+    """127.1.0.1, 127.1.0.2, ... skipping .0 and .255 in the last octet: never 127.0.0.1, where moto
+    and the control API listen."""
+    n = next(ADDRESSES)
+    return f"127.{1 + n // (254 * 256)}.{n // 254 % 256}.{n % 254 + 1}"
+
+
+def launch_timed(instance, timing):
+    """Starts a just-launched instance's clock (LOCK held): `pending` for its boot time, then
+    `running`, its service answering on its own address once its service time has passed too."""
+    now = time.monotonic()
+    rng = timing["rng"]
+    boot, service = draw(timing["boot_s"], rng), draw(timing["service_s"], rng)
+    down = draw(timing["shutting_down_s"], rng) if timing["shutting_down_s"] else None
+    record = {
+        "instance": instance,
+        "launched": now,
+        "running_at": now + boot,
+        "service_at": now + boot + service,
+        "boot_s": boot,
+        "service_s": service,
+        "shutting_down_s": down,
+        "terminate_requested_at": None,
+        "terminated_at": None,
+        "address": next_address(),
+        "port": timing["port"],
+    }
+    STATE["timeline"][instance.id] = record
+    STATE["booting"].add(instance.id)
+    instance._state.name, instance._state.code = "pending", 0
+    SERVICES.schedule(record["service_at"], instance.id, record["address"], record["port"])
+
+
+def settle_timing():
+    """Timed instances whose boot time is over become `running` (lazily, on the next call: the state
+    each call sees is the one of its moment)."""
+    with LOCK:
+        now = time.monotonic()
+        for instance_id in list(STATE["booting"]):
+            record = STATE["timeline"][instance_id]
+            instance = record["instance"]
+            if record["terminate_requested_at"] is not None:
+                STATE["booting"].discard(instance_id)
+            elif now >= record["running_at"]:
+                if instance._state.name == "pending":
+                    instance._state.name, instance._state.code = "running", 16
+                STATE["booting"].discard(instance_id)
+
+
+def timeline():
+    """GET /timeline: per timed instance, what happened when, in seconds since the last reset (None for
+    what has not happened, or never will); the drawn durations; its address and service port."""
+
+    def since(t):
+        return None if t is None else round(t - epoch, 3)
+
+    with LOCK:
+        epoch, now = STATE["epoch"], time.monotonic()
+        out = {}
+        for instance_id, r in STATE["timeline"].items():
+            stopped = r["terminate_requested_at"]
+
+            def reached(t):
+                return t if t <= now and (stopped is None or t <= stopped) else None
+
+            terminated = r["terminated_at"]
+            out[instance_id] = {
+                "launched": since(r["launched"]),
+                "running_at": since(reached(r["running_at"])),
+                "service_at": since(reached(r["service_at"])),
+                "terminate_requested_at": since(stopped),
+                "terminated_at": since(terminated if terminated is not None and terminated <= now else None),
+                "boot_s": round(r["boot_s"], 3),
+                "service_s": round(r["service_s"], 3),
+                "shutting_down_s": None if r["shutting_down_s"] is None else round(r["shutting_down_s"], 3),
+                "address": r["address"],
+                "port": r["port"],
+            }
+        return out
+
+
+def address_property(original):
+    """An Instance address property: the timed instance's own loopback address, else moto's."""
+
+    def get(self):
+        record = STATE["timeline"].get(self.id)  # no LOCK: called while moto renders, maybe under it
+        return record["address"] if record is not None else original.fget(self)
+
+    return property(get)
+
+
+for _name in ("public_ip", "public_ip_address", "private_ip", "private_ip_address"):
+    setattr(Instance, _name, address_property(getattr(Instance, _name)))
+
+original_backend_run_instances = InstanceBackend.run_instances
+
+
+def backend_run_instances(self, *args, **kwargs):
+    """moto's launch, then each new instance's clock under /timing (before the answer is written, so
+    RunInstances already reports the pending state and the addresses)."""
+    reservation = original_backend_run_instances(self, *args, **kwargs)
+    with LOCK:
+        if STATE["timing"] is not None:
+            for instance in reservation.instances:
+                launch_timed(instance, STATE["timing"])
+    return reservation
+
+
+InstanceBackend.run_instances = backend_run_instances
+
+
+class Services:
+    """The timed instances' services: `200 ok` to any HTTP request on each instance's address and port
+    from its service time until its termination. One thread and one selector for all of them (1,000
+    instances are 1,000 listening sockets, not 1,000 threads); before its time nothing listens there,
+    so a connection is refused, as on a machine still booting. Other threads only queue work and wake
+    the loop: the selector is touched by its own thread alone."""
+
+    ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.due = []  # heap of (time, seq, instance id, address, port)
+        self.seq = itertools.count()
+        self.stopping = []  # instance ids whose service ends
+        self.stopped = set()  # ... and that must not start if still due
+        self.stop_all = False
+        self.thread = None
+
+    def schedule(self, at, instance_id, address, port):
+        with self.lock:
+            heapq.heappush(self.due, (at, next(self.seq), instance_id, address, port))
+            if self.thread is None:
+                self.selector = selectors.DefaultSelector()
+                self.wake_r, self.wake_w = socket.socketpair()
+                self.wake_r.setblocking(False)
+                self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+                self.thread = threading.Thread(target=self.loop, name="instance-services", daemon=True)
+                self.thread.start()
+        self.wake()
+
+    def stop(self, instance_id):
+        with self.lock:
+            self.stopped.add(instance_id)
+            self.stopping.append(instance_id)
+        self.wake()
+
+    def close_all(self):
+        with self.lock:
+            self.due.clear()
+            self.stop_all = True
+        self.wake()
+
+    def wake(self):
+        if self.thread is not None:
+            try:
+                self.wake_w.send(b"x")
+            except BlockingIOError:
+                pass  # a wake-up is already waiting
+
+    def loop(self):
+        listening = {}  # instance id -> listening socket
+        while True:
+            with self.lock:
+                stopping, self.stopping = self.stopping, []
+                stop_all, self.stop_all = self.stop_all, False
+                now = time.monotonic()
+                starting = []
+                while self.due and self.due[0][0] <= now:
+                    _, _, instance_id, address, port = heapq.heappop(self.due)
+                    if instance_id not in self.stopped:
+                        starting.append((instance_id, address, port))
+                timeout = max(0.0, self.due[0][0] - now) if self.due else None
+            if stop_all:
+                stopping = list(listening)
+                for key in list(self.selector.get_map().values()):
+                    if key.data[0] == "conn":
+                        self.close(key.fileobj)
+            for instance_id in stopping:
+                sock = listening.pop(instance_id, None)
+                if sock is not None:
+                    self.close(sock)
+            for instance_id, address, port in starting:
+                try:
+                    sock = socket.create_server((address, port), backlog=128)
+                except OSError as e:
+                    print(f"moto_launcher: {instance_id}'s service on {address}:{port}: {e}", file=sys.stderr)
+                    continue
+                sock.setblocking(False)
+                self.selector.register(sock, selectors.EVENT_READ, ("listen", instance_id))
+                listening[instance_id] = sock
+            for key, _ in self.selector.select(timeout):
+                kind, data = key.data
+                if kind == "wake":
+                    try:
+                        while key.fileobj.recv(4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif kind == "listen":
+                    self.accept(key.fileobj)
+                else:
+                    self.serve(key.fileobj, data)
+
+    def accept(self, sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, OSError):
+                return
+            conn.setblocking(False)
+            self.selector.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+
+    def serve(self, conn, received):
+        """Reads until the request's headers end, then answers; a TCP probe's bare connect-and-close
+        just closes."""
+        try:
+            chunk = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        received += chunk
+        if chunk and b"\r\n\r\n" not in received:
+            return
+        if chunk:
+            try:
+                conn.send(self.ANSWER)  # small enough for any socket buffer: one send
+            except OSError:
+                pass
+        self.close(conn)
+
+    def close(self, sock):
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+
+SERVICES = Services()
 
 
 def hidden(self, kind, key):
@@ -666,6 +1034,8 @@ def control_handler(moto_port):
             elif url.path == "/requests":
                 action = parse_qs(url.query).get("action", [None])[0]
                 self.reply(200, requests_of(action))
+            elif self.path == "/timeline":
+                self.reply(200, timeline())
             elif self.path == "/ready":
                 self.reply(200, {"ready": True})
             else:
@@ -697,6 +1067,12 @@ def control_handler(moto_port):
                 elif self.path == "/status":
                     checks = {k: data[k] for k in ("system", "instance") if k in data}
                     STATE["status"].setdefault(data.get("instance_id") or "*", {}).update(checks)
+                elif self.path == "/timing":
+                    try:
+                        STATE["timing"] = timing_config(data)
+                    except (TypeError, ValueError, IndexError) as e:
+                        self.reply(400, {"error": f"/timing: {e}"})
+                        return
                 elif self.path == "/shutting_down":
                     STATE["shutting_down_s"] = float(data.get("seconds", 0.0))
                 elif self.path == "/console":
@@ -714,6 +1090,8 @@ def control_handler(moto_port):
                 urllib.request.urlopen(
                     urllib.request.Request(f"http://127.0.0.1:{moto_port}/moto-api/reset", method="POST")
                 ).read()
+                with LOCK:  # /timeline counts from the moment the reset answers, moto's own included
+                    STATE["epoch"] = time.monotonic()
             self.reply(200, {"ok": True})
 
     return Control
@@ -732,6 +1110,11 @@ def main():
     if args.port is None or args.control_port is None:
         parser.error("--port and --control-port are required")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # Each timed instance's service is a listening socket (and each probe a connection): 1,000
+    # instances need more descriptors than the usual soft limit of 1,024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()

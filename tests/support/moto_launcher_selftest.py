@@ -221,6 +221,109 @@ def check_shutting_down(m, ec2):
     m.post("/shutting_down", {"seconds": 0})
 
 
+def addresses(instance):
+    return instance.get("PublicIpAddress"), instance.get("PrivateIpAddress")
+
+
+def http_get(address, port):
+    """The status and body of GET / there; None when nothing listens (connection refused)."""
+    try:
+        with socket.create_connection((address, port), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+    except ConnectionRefusedError:
+        return None
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def wait_until(check, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def check_timing(m, ec2):
+    """Each instance: pending for its boot time, then running; its service on its own address once its
+    service time is over too; shutting-down for its own time after TerminateInstances; /timeline."""
+    port = free_port()
+    m.post("/timing", {"boot_s": 1.0, "service_s": 0.5, "shutting_down_s": 1.0, "port": port})
+    started = time.monotonic()
+    out = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=2, MaxCount=2)["Instances"]
+    first, second = (i["InstanceId"] for i in out)
+    assert all(i["State"]["Name"] == "pending" for i in out), out
+    launched = [addresses(i) for i in out]
+    assert all(public == private for public, private in launched), launched
+    ips = [public for public, _ in launched]
+    assert len(set(ips)) == 2 and "127.0.0.1" not in ips and all(ip.startswith("127.") for ip in ips), ips
+    described = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]
+    assert addresses(described) == launched[0], (addresses(described), launched[0])
+    assert state(ec2, first) == "pending" and http_get(ips[0], port) is None, "booting: pending, refused"
+    wait_until(lambda: state(ec2, first) == "running", 1.5, "running after its boot time")
+    assert time.monotonic() - started >= 0.95, "running before its boot time"
+    if time.monotonic() - started < 1.4:  # not checkable on a machine this slow
+        assert http_get(ips[0], port) is None, "running, its service not yet up"
+    wait_until(lambda: http_get(ips[0], port) is not None, 1.5, "its service answers after its service time")
+    assert http_get(ips[0], port) == (200, "ok") and http_get(ips[1], port) == (200, "ok")
+    ec2.terminate_instances(InstanceIds=[first])
+    assert state(ec2, first) == "shutting-down" and state(ec2, second) == "running"
+    wait_until(lambda: http_get(ips[0], port) is None, 1.0, "a terminated instance's service stops")
+    assert http_get(ips[1], port) == (200, "ok"), "the other one's stays"
+    wait_until(lambda: state(ec2, first) == "terminated", 1.5, "terminated after its own shutting-down time")
+    line = m.get("/timeline")
+    one, two = line[first], line[second]
+    assert one["address"] == ips[0] and one["port"] == port, one
+    assert abs(one["running_at"] - one["launched"] - 1.0) < 0.002, one  # each rounded to the millisecond
+    assert abs(one["service_at"] - one["running_at"] - 0.5) < 0.002, one
+    assert (one["boot_s"], one["service_s"], one["shutting_down_s"]) == (1.0, 0.5, 1.0), one
+    assert 0.99 <= one["terminated_at"] - one["terminate_requested_at"] <= 1.01, one
+    assert two["terminate_requested_at"] is None and two["terminated_at"] is None, two
+    # Ranges are drawn per instance from the seeded RNG: another instance, another time; the same seed
+    # again, the same times. A pending instance terminated never runs, and never listens.
+    m.post("/timing", {"boot_s": [5, 10], "service_s": [1, 3], "seed": 7, "port": port})
+    ids = [run_one(ec2) for _ in range(3)]
+    m.post("/timing", {"boot_s": [5, 10], "service_s": [1, 3], "seed": 7, "port": port})
+    again = run_one(ec2)
+    line = m.get("/timeline")
+    boots = [line[i]["boot_s"] for i in ids]
+    assert len(set(boots)) == 3 and all(5 <= b <= 10 for b in boots), boots
+    assert line[again]["boot_s"] == boots[0] and line[again]["service_s"] == line[ids[0]]["service_s"]
+    ec2.terminate_instances(InstanceIds=ids)
+    assert state(ec2, ids[0]) == "terminated", "no shutting_down_s: /shutting_down's 0 seconds"
+    assert m.get("/timeline")[ids[0]]["running_at"] is None, "terminated while pending: never ran"
+    # Off: moto's own instances again (running at once, moto's addresses).
+    m.post("/timing", {})
+    plain = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1)["Instances"][0]
+    assert plain["InstanceId"] not in m.get("/timeline") and not plain["PrivateIpAddress"].startswith("127.")
+
+
+def check_throttle_classes(m, ec2):
+    """EC2's request limits per API (sized by class), counted per action, alongside /timing."""
+    m.post("/timing", {"boot_s": 0.5, "service_s": 0.0, "port": free_port()})
+    m.post("/throttle", {"enabled": True})
+    codes = [error_of(run_one, ec2)[0] if i >= 5 else run_one(ec2) and "ok" for i in range(7)]
+    assert codes == ["ok"] * 5 + ["RequestLimitExceeded"] * 2, codes
+    time.sleep(0.55)  # 2 a second: one more token
+    instance_id = run_one(ec2)
+    assert len(m.get("/timeline")) == 6 and state(ec2, instance_id) == "pending"
+    # Another API has a bucket of its own: unfiltered DescribeInstances run dry after 50 at once (and 10
+    # a second since), while key pairs (another API) still pass.
+    for sent in range(1, 201):
+        try:
+            ec2.describe_instances()
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "RequestLimitExceeded", e
+            break
+    assert 50 < sent < 200, f"unfiltered DescribeInstances refused after {sent} calls"
+    ec2.describe_key_pairs()
+    calls = m.get("/calls")
+    assert calls["throttled:RunInstances"] == 2, calls
+    assert calls["throttled"] == 2 + calls["throttled:DescribeInstances"], calls
+
+
 def check_status(m, ec2):
     """moto answers ok for running instances; /status makes a check impaired, for all or one."""
     first, second = run_one(ec2), run_one(ec2)
@@ -383,6 +486,8 @@ CHECKS = [
     ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
+    ("timing", check_timing),
+    ("throttle classes", check_throttle_classes),
     ("status checks", check_status),
     ("security group in use", check_group_dependency),
     ("faults counted", check_faults_counted),
