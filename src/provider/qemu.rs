@@ -58,7 +58,6 @@ use crate::spec::{FieldPath, KeyPair, Problem};
 pub use config::{Accel, DiskFormat, OvmfSpec, QemuImage, QemuImagePlan, QemuPlan, QemuSize, QemuSpec};
 pub use hardware::{DiskBus, ExtraDisk, Firmware, Nic};
 use hardware::{Drives, Hardware};
-pub use kvm::{prove as prove_kvm, Proof as KvmProof};
 use qmp::{Qmp, QmpError, QmpEvent};
 
 /// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image (a name under
@@ -108,8 +107,8 @@ const STDERR_TAIL: usize = 4096;
 pub struct QemuProvider {
     plan: QemuPlan,
     launch: LaunchPlan,
-    /// `auto` resolved once per run, by running guest code on KVM.
-    accel: OnceCell<&'static str>,
+    /// `auto` resolved once per run (`kvm_works`): the accelerator, and why not KVM.
+    accel: OnceCell<(&'static str, Option<String>)>,
     /// QEMU's (major, minor) version, learnt by `preflight`.
     version: std::sync::OnceLock<(u32, u32)>,
     /// The run's key (`key_pair: ephemeral`): its public half goes into every cell's seed.
@@ -157,31 +156,88 @@ impl QemuProvider {
         }
     }
 
-    async fn accel(&self) -> &'static str {
-        *self
-            .accel
+    async fn accel(&self, first: &QemuImagePlan) -> &'static str {
+        self.accel_and_why(first).await.0
+    }
+
+    async fn accel_and_why(&self, first: &QemuImagePlan) -> &(&'static str, Option<String>) {
+        self.accel
             .get_or_init(|| async {
                 match self.plan.accel {
-                    Accel::Tcg => "tcg",
-                    Accel::Kvm => "kvm",
+                    Accel::Tcg => ("tcg", None),
+                    Accel::Kvm => ("kvm", None),
                     Accel::Auto => {
-                        let proof = tokio::task::spawn_blocking(|| kvm::prove(Duration::from_secs(2))).await;
-                        match proof {
-                            Ok(KvmProof { works: Ok(()), took }) => {
-                                tracing::debug!("kvm works: a guest instruction ran in {took:?}");
-                                "kvm"
-                            }
-                            Ok(KvmProof { works: Err(why), .. }) => {
-                                tracing::debug!("kvm unusable: {why}");
-                                "tcg"
-                            }
-                            Err(_) => "tcg",
+                        let started = Instant::now();
+                        let works = kvm_works(&self.plan, first).await;
+                        tracing::debug!("kvm proof: {works:?} in {:?}", started.elapsed());
+                        match works {
+                            Ok(()) => ("kvm", None),
+                            Err(why) => ("tcg", Some(why)),
                         }
                     }
                 }
             })
             .await
     }
+}
+
+/// How long a guest under KVM may take to say anything on its console: a working KVM boots a
+/// kernel to its first lines in well under a second; TCG would take about this long.
+const KVM_FIRST_WORDS: Duration = Duration::from_secs(3);
+/// How long a guest that spoke must then stay alive: KVM that fails does so at once.
+const KVM_ALIVE: Duration = Duration::from_millis(300);
+
+/// Whether KVM runs guests here, proved cheapest first: a `hlt` on a vCPU (no /dev/kvm, or no
+/// usable one, is known in microseconds), then the run's first image booted under KVM until its
+/// console speaks. The second step is needed: some hosts run a `hlt` and even the firmware, yet hang
+/// the kernel (nested virtualization without the CPU features QEMU asks for), and only a real boot
+/// tells. It ends as soon as the guest speaks, so a working host pays a fraction of a second.
+async fn kvm_works(plan: &QemuPlan, image: &QemuImagePlan) -> Result<(), String> {
+    tokio::task::spawn_blocking(|| kvm::prove(Duration::from_secs(2)).works)
+        .await
+        .map_err(|e| format!("kvm proof failed: {e}"))??;
+    let dir = tempfile::Builder::new()
+        .prefix("amiprobe-kvm-")
+        .tempdir()
+        .map_err(|e| format!("failed to create a directory: {e}"))?;
+    let serial = dir.path().join("serial.log");
+    let mut serial_arg = OsString::from("file:");
+    serial_arg.push(&serial);
+    let mut args: Vec<OsString> = Vec::new();
+    let mut drives = Drives::default();
+    image_args(&mut args, &mut drives, image, DiskBus::VirtioBlk).map_err(|e| e.message)?;
+    let mut cmd = Command::new(&plan.binary);
+    cmd.args(["-machine", "q35", "-accel", "kvm", "-m", &plan.memory_mib.to_string()])
+        .args(["-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(serial_arg)
+        .args(args)
+        .args(drives.args);
+    let mut child = isolate(&mut cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to start {}: {e}", plan.binary))?;
+    let deadline = Instant::now() + KVM_FIRST_WORDS;
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("qemu under kvm exited at once ({status})"));
+        }
+        if std::fs::metadata(&serial).is_ok_and(|m| m.len() > 0) {
+            sleep(KVM_ALIVE).await;
+            break match child.try_wait() {
+                Ok(None) => Ok(()),
+                _ => Err("qemu under kvm died right after the guest started".to_string()),
+            };
+        }
+        if Instant::now() > deadline {
+            break Err(format!("a guest under kvm said nothing in {}s", KVM_FIRST_WORDS.as_secs()));
+        }
+        sleep(Duration::from_millis(20)).await;
+    };
+    let _ = child.kill().await;
+    result
 }
 
 impl QemuProvider {
@@ -412,10 +468,9 @@ impl Provider for QemuProvider {
             self.ovmf()?;
         }
         let mut warnings = Vec::new();
-        if !cells.is_empty() {
-            let accel = self.accel().await;
-            if self.plan.accel == Accel::Auto && accel == "tcg" {
-                warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());
+        if let Some(first) = cells.first() {
+            if let (_, Some(why)) = self.accel_and_why(&self.plan.image(first.image())).await {
+                warnings.push(format!("qemu: KVM unavailable or not working here ({why}); using TCG (slower)"));
             }
         }
         Ok(Checked { warnings, impossible: Vec::new() })
@@ -424,7 +479,7 @@ impl Provider for QemuProvider {
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         let image = self.plan.image(cell.image());
         let hardware = Hardware::of(cell, &self.plan).map_err(ProviderError::new)?;
-        let accel = self.accel().await;
+        let accel = self.accel(&image).await;
         // Everything made in the cell's directory goes with the cell, also when this launch fails.
         let mut scratch = Scratch::default();
         let fixed = self.hardware_args(cell, ctx, &image, &hardware, &mut scratch).await?;
