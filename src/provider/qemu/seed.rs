@@ -68,7 +68,10 @@ impl Seed<'_> {
         file.set_len(size).map_err(fail)?;
         let mut label = [b' '; 11];
         label[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
-        fatfs::format_volume(&mut file, fatfs::FormatVolumeOptions::new().volume_label(label)).map_err(fail)?;
+        // A volume id of the instance's own (FNV-1a of its id): two cells' seeds never look the same.
+        let id = self.instance_id.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let options = fatfs::FormatVolumeOptions::new().volume_label(label).volume_id(id);
+        fatfs::format_volume(&mut file, options).map_err(fail)?;
         let fs = fatfs::FileSystem::new(&mut file, fatfs::FsOptions::new()).map_err(fail)?;
         {
             let root = fs.root_dir();
