@@ -58,7 +58,11 @@ impl Plan {
         }
         let provider = Settings::resolve(&spec.provider, loaded.base_dir(), &mut problems);
         let cells = match &provider {
-            Some(p) => matrix::expand(&spec.matrix, &spec.launch.fields, p.name(), p.fields(), &mut problems),
+            Some(p) => {
+                let fields =
+                    matrix::Fields { provider: p.name(), list: p.fields(), check: &|n, v, at| p.check_value(n, v, at) };
+                matrix::expand(&spec.matrix, &spec.launch.fields, &fields, &mut problems)
+            }
             None => Vec::new(),
         };
         let schedule =

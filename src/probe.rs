@@ -235,6 +235,11 @@ pub struct Attempt {
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange: Option<HttpExchange>,
+    /// Nothing at all came back before the time ran out: no data, no refusal, no close. What a
+    /// port forwarded by QEMU looks like while the guest is not up yet.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub silent: bool,
 }
 
 /// What one probe keeps from one attempt to the next: its HTTP client (with its connection pool and
@@ -244,7 +249,22 @@ pub struct Session {
     http: Option<(SocketAddr, reqwest::Client)>,
 }
 
-/// Makes one attempt of `probe` against `endpoint`.
+/// How long an attempt waits for a first sign of the guest (a connection, data, a refusal) while it
+/// has never given one: at most this, or the probe's interval if shorter. A port QEMU forwards is
+/// accepted by QEMU itself before the guest is up, so a silent attempt says nothing, and waiting out
+/// the probe's full timeout on it would only delay the attempt that finds the guest ready.
+pub const FIRST_SIGN: Duration = Duration::from_secs(1);
+
+impl Probe {
+    /// The time limit of the next attempt: [`FIRST_SIGN`] (or the interval) until the target first
+    /// answered at all, then `None`, the probe's own timeouts.
+    pub fn attempt_limit(&self, answered: bool) -> Option<Duration> {
+        (!answered).then(|| self.interval.min(FIRST_SIGN))
+    }
+}
+
+/// Makes one attempt of `probe` against `endpoint`; `limit` bounds the wait for the first byte
+/// (connect included), see [`Probe::attempt_limit`].
 pub async fn attempt(
     probe: &Probe,
     session: &mut Session,
@@ -252,12 +272,20 @@ pub async fn attempt(
     policy: &TargetPolicy,
     meaning: ConnectMeaning,
     at_s: f64,
+    limit: Option<Duration>,
 ) -> Attempt {
     let started = Instant::now();
+    let mut silent = false;
     let result = match resolve(endpoint, policy).await {
         Err(message) => Err((message, None)),
         Ok(addr) => match &probe.check {
-            Check::Tcp(check) => tcp::attempt(check, addr, meaning).await.map(|m| (m, None)).map_err(|m| (m, None)),
+            Check::Tcp(check) => match tcp::attempt(check, addr, meaning, limit).await {
+                Ok(message) => Ok((message, None)),
+                Err(failure) => {
+                    silent = failure.silent;
+                    Err((failure.message, None))
+                }
+            },
             Check::Http(check) => {
                 let client = match &session.http {
                     Some((known, client)) if *known == addr => Ok(client.clone()),
@@ -266,7 +294,11 @@ pub async fn attempt(
                 match client {
                     Ok(client) => {
                         session.http = Some((addr, client.clone()));
-                        http::attempt(check, &client, endpoint).await
+                        let outcome = http::attempt(check, &client, endpoint, limit).await;
+                        if let Err((_, exchange, true)) = &outcome {
+                            silent = exchange.as_ref().is_none_or(|x| x.status.is_none());
+                        }
+                        outcome.map_err(|(message, exchange, _)| (message, exchange))
                     }
                     Err(message) => Err((message, None)),
                 }
@@ -275,8 +307,8 @@ pub async fn attempt(
     };
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok((message, exchange)) => Attempt { at_s, passed: true, message, latency_ms, exchange },
-        Err((message, exchange)) => Attempt { at_s, passed: false, message, latency_ms, exchange },
+        Ok((message, exchange)) => Attempt { at_s, passed: true, message, latency_ms, exchange, silent: false },
+        Err((message, exchange)) => Attempt { at_s, passed: false, message, latency_ms, exchange, silent },
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod ec2;
 pub mod field;
+pub mod key;
 pub mod qemu;
 
 use std::collections::BTreeMap;
@@ -100,6 +101,15 @@ impl Settings {
         }
     }
 
+    /// Checks of one launch field value that need the provider's section (a size it names), placed
+    /// at `at`, where the value was written; run after the field's own check passed.
+    pub fn check_value(&self, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {
+        match self {
+            Settings::Ec2(_) => Vec::new(),
+            Settings::Qemu(plan) => qemu::check_value(plan, name, value, at),
+        }
+    }
+
     /// Checks the generic launch settings against what this provider can do.
     pub fn check_launch(&self, launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
         match self {
@@ -128,7 +138,7 @@ impl Settings {
     /// The provider a run uses.
     pub fn provider(&self, run: RunSettings) -> Arc<dyn Provider> {
         match self {
-            Settings::Qemu(q) => Arc::new(qemu::QemuProvider::new(q.clone())),
+            Settings::Qemu(q) => Arc::new(qemu::QemuProvider::new(q.clone(), run)),
             Settings::Ec2(spec) => Arc::new(ec2::Ec2Provider::new(spec.clone(), run)),
         }
     }

@@ -364,11 +364,91 @@ fn a_disk_path_with_commas_reaches_qemu_quoted_with_its_format() {
     let command_line = cell["machine"]["command_line"].as_str().unwrap();
     let quoted = disk.display().to_string().replace(',', ",,");
     assert!(
-        command_line.contains(&format!("-drive file={quoted},format=qcow2,if=virtio,snapshot=on")),
+        command_line.contains(&format!(
+            "-drive file={quoted},format=qcow2,if=none,id=disk0,snapshot=on -device virtio-blk-pci,drive=disk0,bootindex=0"
+        )),
         "{command_line}"
     );
     assert!(out.join("cells/blank/serial.log").exists(), "serial log not at its literal path: {command_line}");
     assert_cleanup_ok(cell);
     assert_eq!(status.code(), Some(0), "{cell:#}");
     assert_eq!(std::fs::read(&disk).unwrap(), before, "snapshot=on: the image must not be written to");
+}
+
+#[test]
+fn hardware_fields_reach_qemu_and_the_results() {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    require_image();
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .arg("run")
+        .arg(fixtures().join("qemu/hardware.yaml"))
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    let r = results(out.path());
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new());
+
+    let nvme = cell(&r, "ok_nvme_small_64M+32M-scsi");
+    assert_eq!(nvme["status"], "passed", "{nvme:#}");
+    let m = &nvme["machine"];
+    assert_eq!(m["size"], serde_json::json!({"name": "small", "memory": "384M", "cpus": 2}));
+    assert_eq!(
+        (m["disk_bus"].as_str(), m["nic"].as_str(), m["firmware"].as_str()),
+        (Some("nvme"), Some("e1000"), Some("bios"))
+    );
+    assert_eq!(m["disks"], serde_json::json!([{"size": "64M", "bus": "nvme"}, {"size": "32M", "bus": "scsi"}]));
+    let line = m["command_line"].as_str().unwrap();
+    for part in [
+        "-m 384 -smp 2",
+        "-device e1000,netdev=n0",
+        "disk-0.qcow2,format=qcow2,if=none,id=disk0,discard=unmap -device nvme,drive=disk0,serial=amiprobe0",
+        "-device virtio-scsi-pci,id=scsi0",
+        "disk-1.qcow2,format=qcow2,if=none,id=disk1,discard=unmap -device scsi-hd,drive=disk1,bus=scsi0.0",
+        // The seed goes on the cell's bus.
+        "nocloud-seed.img,format=raw,if=none,id=disk2 -device nvme,drive=disk2",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    assert!(!line.contains("pflash"), "{line}");
+
+    let uefi = cell(&r, "ok_ide_t3.micro_uefi_virtio-net");
+    assert_eq!(uefi["status"], "passed", "{uefi:#}");
+    let m = &uefi["machine"];
+    assert_eq!(
+        m["size"],
+        serde_json::json!({"name": "tiny", "instance_type": "t3.micro", "memory": "320M", "cpus": 1})
+    );
+    assert_eq!(
+        (m["disk_bus"].as_str(), m["nic"].as_str(), m["firmware"].as_str()),
+        (Some("ide"), Some("virtio-net"), Some("uefi"))
+    );
+    let line = m["command_line"].as_str().unwrap();
+    let dir = out.path().join("cells/ok_ide_t3.micro_uefi_virtio-net");
+    for part in [
+        "-m 320 -smp 1".to_string(),
+        "-device virtio-net-pci,netdev=n0".to_string(),
+        "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE".to_string(),
+        // Each cell writes its own copy of the variable store, never the template.
+        format!("-drive if=pflash,format=raw,unit=1,file={}", dir.join("OVMF_VARS.fd").display()),
+        "-device ide-hd,drive=disk0,bus=ide.0".to_string(),
+    ] {
+        assert!(line.contains(&part), "{part} not in {line}");
+    }
+    for c in [nvme, uefi] {
+        assert_cleanup_ok(c);
+    }
+    // What the cells made is gone with them; their console and screenshots stay.
+    for id in ["ok_nvme_small_64M+32M-scsi", "ok_ide_t3.micro_uefi_virtio-net"] {
+        let left: Vec<String> = std::fs::read_dir(out.path().join("cells").join(id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".qcow2") || n.ends_with(".img") || n.ends_with(".fd"))
+            .collect();
+        assert!(left.is_empty(), "{id} left {left:?}");
+    }
+    assert_eq!(status.code(), Some(0));
 }

@@ -177,6 +177,29 @@ broken!(
     "5:7",
     "image has neither `kernel` nor `disk`"
 );
+broken!(
+    qemu_disk_bus_unknown,
+    "qemu-disk-bus-unknown",
+    "matrix.disk_bus[1]",
+    "8:26",
+    "unknown variant `sata`, expected one of `virtio-blk`, `nvme`, `scsi`, `ide`"
+);
+broken!(
+    qemu_instance_type_unmapped,
+    "qemu-instance-type-unmapped",
+    "matrix.instance_type[1]",
+    "12:29",
+    "instance type `m5.large` is not mapped to a size"
+);
+broken!(qemu_size_unknown, "qemu-size-unknown", "launch.size", "12:9", "no size `smal` in provider.qemu.sizes");
+broken!(qemu_bad_disks, "qemu-bad-disks", "matrix.disks[1][1]", "10:22", "missing field `size`");
+broken!(
+    qemu_instance_types_unknown_size,
+    "qemu-instance-types-unknown-size",
+    "provider.qemu.instance_types.t3.micro",
+    "9:17",
+    "no size `smol` in sizes"
+);
 broken!(qemu_with_subnet, "qemu-with-subnet", "matrix.subnet", "8:3", "the qemu provider has no `subnet` field");
 broken!(
     root_volume_iops_on_gp2,

@@ -384,15 +384,21 @@ async fn drive(
         probes.spawn(async move {
             let deadline = running_at + probe.within;
             let mut session = probe::Session::default();
+            // Until the target first answers at all, attempts wait briefly (QEMU answers for a guest
+            // that is not up yet); attempts start on a fixed cadence, `interval` apart.
+            let mut answered = false;
             loop {
+                let started = Instant::now();
                 let at_s = round_ms(t0.elapsed());
+                let limit = probe.attempt_limit(answered);
                 let attempt = tokio::select! {
-                    a = probe::attempt(&probe, &mut session, &endpoint, &policy, meaning, at_s) => a,
+                    a = probe::attempt(&probe, &mut session, &endpoint, &policy, meaning, at_s, limit) => a,
                     _ = stop.cancelled() => return,
                 };
+                answered |= !attempt.silent;
                 let passed = attempt.passed;
                 let _ = tx.send((index, attempt));
-                let next = Instant::now() + probe.interval;
+                let next = started + probe.interval;
                 if passed || next >= deadline {
                     return;
                 }

@@ -15,7 +15,15 @@ use crate::cell::{Cell, CellId};
 
 use crate::provider::field::label;
 use crate::provider::Field;
-use crate::spec::{FieldPath, Fields, MatrixSpec, Problem};
+use crate::spec::{self, FieldPath, MatrixSpec, Problem};
+
+/// A provider's launch fields as the matrix checks them: its name (for messages), the fields, and
+/// its check of a value against its own settings (a `size` its section names).
+pub struct Fields<'a> {
+    pub provider: &'a str,
+    pub list: &'a [Field],
+    pub check: &'a dyn Fn(&str, &Value, &FieldPath) -> Vec<Problem>,
+}
 
 /// At most this many cells: more is a mistake, not a test plan (and each is a machine).
 pub const MAX_CELLS: usize = 10_000;
@@ -41,8 +49,15 @@ impl Combo {
     }
 }
 
-/// One value of an axis, as the provider's field reads it; `None` if the field refused it.
-fn one_value(field: &Field, value: &serde_yaml::Value, at: &FieldPath, problems: &mut Vec<Problem>) -> Option<Value> {
+/// One value of an axis, as the provider's field reads it; `None` if the field or the provider's
+/// settings refused it.
+fn one_value(
+    fields: &Fields,
+    field: &Field,
+    value: &serde_yaml::Value,
+    at: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Option<Value> {
     let found = (field.check)(value, at);
     if !found.is_empty() {
         problems.extend(found);
@@ -54,7 +69,14 @@ fn one_value(field: &Field, value: &serde_yaml::Value, at: &FieldPath, problems:
         _ => value.clone(),
     };
     match serde_json::to_value(&value) {
-        Ok(v) => Some(v),
+        Ok(v) => {
+            let found = (fields.check)(field.name, &v, at);
+            if !found.is_empty() {
+                problems.extend(found);
+                return None;
+            }
+            Some(v)
+        }
         Err(e) => {
             problems.push(Problem::at(at.clone(), format!("value can't be used: {e}")));
             None
@@ -64,7 +86,13 @@ fn one_value(field: &Field, value: &serde_yaml::Value, at: &FieldPath, problems:
 
 /// The values of one axis: a list is several values, anything else one. For a list-valued field a
 /// list of lists is several values, a plain list one.
-fn axis_values(field: &Field, raw: &serde_yaml::Value, at: &FieldPath, problems: &mut Vec<Problem>) -> Vec<Value> {
+fn axis_values(
+    fields: &Fields,
+    field: &Field,
+    raw: &serde_yaml::Value,
+    at: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Vec<Value> {
     let many = match raw {
         serde_yaml::Value::Sequence(items) if field.list_valued => {
             let lists = items.iter().filter(|i| matches!(i, serde_yaml::Value::Sequence(_))).count();
@@ -81,15 +109,18 @@ fn axis_values(field: &Field, raw: &serde_yaml::Value, at: &FieldPath, problems:
         _ => false,
     };
     if !many {
-        return one_value(field, raw, at, problems).into_iter().collect();
+        return one_value(fields, field, raw, at, problems).into_iter().collect();
     }
     let items = raw.as_sequence().map(Vec::as_slice).unwrap_or_default();
     if items.is_empty() {
         let name = at.last_key().unwrap_or_default();
         problems.push(Problem::at(at.clone(), format!("axis `{name}` has no values")));
     }
-    let values: Vec<Value> =
-        items.iter().enumerate().filter_map(|(i, item)| one_value(field, item, &at.index(i), problems)).collect();
+    let values: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| one_value(fields, field, item, &at.index(i), problems))
+        .collect();
     let mut seen = HashSet::new();
     for (i, v) in values.iter().enumerate() {
         if !seen.insert(v.to_string()) {
@@ -119,16 +150,11 @@ fn wrap_list(head: &str, names: &[String]) -> String {
 }
 
 /// A provider field by name, or a placed problem naming the ones that exist.
-fn field<'a>(
-    fields: &'a [Field],
-    provider: &str,
-    name: &str,
-    at: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Option<&'a Field> {
-    let found = fields.iter().find(|f| f.name == name);
+fn field<'a>(fields: &Fields<'a>, name: &str, at: &FieldPath, problems: &mut Vec<Problem>) -> Option<&'a Field> {
+    let provider = fields.provider;
+    let found = fields.list.iter().find(|f| f.name == name);
     if found.is_none() {
-        let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+        let names: Vec<String> = fields.list.iter().map(|f| f.name.to_string()).collect();
         let help = match crate::spec::nearest(name, &names) {
             Some(near) => format!("did you mean `{near}`?"),
             None => wrap_list(&format!("the {provider} provider's launch fields:"), &names),
@@ -146,9 +172,8 @@ fn field<'a>(
 
 /// The values of an `include` or `exclude` entry, each checked by its field.
 fn entry_values(
-    entry: &Fields,
-    fields: &[Field],
-    provider: &str,
+    entry: &spec::Fields,
+    fields: &Fields,
     at: &FieldPath,
     problems: &mut Vec<Problem>,
 ) -> Option<Map<String, Value>> {
@@ -156,8 +181,8 @@ fn entry_values(
     let mut values = Map::new();
     for (name, raw) in &entry.0 {
         let at = at.key(name.clone());
-        if let Some(f) = field(fields, provider, name, &at, problems) {
-            if let Some(v) = one_value(f, raw, &at, problems) {
+        if let Some(f) = field(fields, name, &at, problems) {
+            if let Some(v) = one_value(fields, f, raw, &at, problems) {
                 values.insert(name.clone(), v);
             }
         }
@@ -202,13 +227,7 @@ fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec
 }
 
 /// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:` fixes.
-pub fn expand(
-    matrix: &MatrixSpec,
-    fixed: &Fields,
-    provider: &str,
-    fields: &[Field],
-    problems: &mut Vec<Problem>,
-) -> Vec<Cell> {
+pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Vec<Cell> {
     let path = FieldPath::root().key("matrix");
     let before = problems.len();
 
@@ -218,8 +237,8 @@ pub fn expand(
     let mut fixed_values = Map::new();
     for (name, raw) in &fixed.0 {
         let at = launch.key(name.clone());
-        if let Some(f) = field(fields, provider, name, &at, problems) {
-            fixed_values.extend(one_value(f, raw, &at, problems).map(|v| (name.clone(), v)));
+        if let Some(f) = field(fields, name, &at, problems) {
+            fixed_values.extend(one_value(fields, f, raw, &at, problems).map(|v| (name.clone(), v)));
             fixed_names.insert(name.as_str());
         }
     }
@@ -227,7 +246,7 @@ pub fn expand(
     let mut axes: Vec<(&str, Vec<Value>)> = Vec::new();
     for (name, raw) in &matrix.axes.0 {
         let at = path.key(name.clone());
-        let Some(f) = field(fields, provider, name, &at, problems) else {
+        let Some(f) = field(fields, name, &at, problems) else {
             continue;
         };
         if fixed_names.contains(name.as_str()) {
@@ -237,7 +256,7 @@ pub fn expand(
             );
             continue;
         }
-        axes.push((name.as_str(), axis_values(f, raw, &at, problems)));
+        axes.push((name.as_str(), axis_values(fields, f, raw, &at, problems)));
     }
     let lengths: Vec<(&str, usize)> = axes.iter().map(|(name, values)| (*name, values.len())).collect();
     if !check_size(matrix, &lengths, problems) {
@@ -267,7 +286,7 @@ pub fn expand(
             problems.push(Problem::at(at, "exclude entry has no keys: it would remove every cell"));
             continue;
         }
-        let Some(wanted) = entry_values(entry, fields, provider, &at, problems) else {
+        let Some(wanted) = entry_values(entry, fields, &at, problems) else {
             continue;
         };
         let count = combos.len();
@@ -288,7 +307,7 @@ pub fn expand(
             problems.push(Problem::at(at, "include entry has no keys"));
             continue;
         }
-        let Some(wanted) = entry_values(entry, fields, provider, &at, problems) else {
+        let Some(wanted) = entry_values(entry, fields, &at, problems) else {
             continue;
         };
         let mut joined = false;
@@ -329,13 +348,15 @@ pub fn expand(
         let values = combo.value();
         let id = CellId(cell_id(&values));
         let missing: Vec<&str> = fields
+            .list
             .iter()
             .filter(|f| f.required && !values.contains_key(f.name) && !fixed_names.contains(f.name))
             .map(|f| f.name)
             .collect();
         if let Some(name) = missing.first() {
             problems.push(Problem::at(at, format!("cell `{id}` has no `{name}`")).help(format!(
-                "the {provider} provider needs `{name}` for every cell: an axis, an `include` key or `launch.{name}`"
+                "the {} provider needs `{name}` for every cell: an axis, an `include` key or `launch.{name}`",
+                fields.provider
             )));
             continue;
         }
@@ -378,7 +399,8 @@ mod tests {
         let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();
         let launch: crate::spec::LaunchSpec = serde_yaml::from_str(launch).unwrap();
         let mut problems = Vec::new();
-        let cells = expand(&matrix, &launch.fields, "ec2", crate::provider::ec2::FIELDS, &mut problems);
+        let fields = Fields { provider: "ec2", list: crate::provider::ec2::FIELDS, check: &|_, _, _| Vec::new() };
+        let cells = expand(&matrix, &launch.fields, &fields, &mut problems);
         (cells, problems)
     }
 

@@ -23,7 +23,8 @@ pub struct HttpExchange {
     pub body_truncated: bool,
 }
 
-type Outcome = Result<(String, Option<HttpExchange>), (String, Option<HttpExchange>)>;
+/// A pass, or a failure with whether it was a timeout.
+type Outcome = Result<(String, Option<HttpExchange>), (String, Option<HttpExchange>, bool)>;
 
 /// The client a probe's attempts share: no proxy, no redirects, no certificate checks, and only
 /// ever the address the target policy allowed, whatever the host name says.
@@ -39,7 +40,13 @@ pub fn client(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Resul
         .map_err(|e| format!("failed to build http client: {e}"))
 }
 
-pub async fn attempt(check: &HttpCheck, client: &reqwest::Client, endpoint: &Endpoint) -> Outcome {
+/// One request; `limit`, when given and shorter than the probe's timeout, bounds the whole exchange.
+pub async fn attempt(
+    check: &HttpCheck,
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    limit: Option<Duration>,
+) -> Outcome {
     let scheme = match check.scheme {
         HttpScheme::Http => "http",
         HttpScheme::Https => "https",
@@ -64,9 +71,12 @@ pub async fn attempt(check: &HttpCheck, client: &reqwest::Client, endpoint: &End
     if let Some(body) = &check.body {
         request = request.body(body.clone());
     }
+    if let Some(limit) = limit.filter(|l| *l < check.timeout) {
+        request = request.timeout(limit);
+    }
     let mut response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return Err((describe(&e), Some(exchange))),
+        Err(e) => return Err((describe(&e), Some(exchange), e.is_timeout())),
     };
     let status = response.status().as_u16();
     exchange.status = Some(status);
@@ -94,7 +104,7 @@ pub async fn attempt(check: &HttpCheck, client: &reqwest::Client, endpoint: &End
                 }
             }
             Ok(None) => break,
-            Err(e) => return Err((format!("failed to read body: {}", describe(&e)), Some(exchange))),
+            Err(e) => return Err((format!("failed to read body: {}", describe(&e)), Some(exchange), e.is_timeout())),
         }
     }
     let text = String::from_utf8_lossy(&body).into_owned();
@@ -103,7 +113,7 @@ pub async fn attempt(check: &HttpCheck, client: &reqwest::Client, endpoint: &End
 
     match check_expectations(&check.expect, status, &exchange.headers, &text) {
         Ok(()) => Ok((format!("status {status}, all expectations met"), Some(exchange))),
-        Err(why) => Err((why, Some(exchange))),
+        Err(why) => Err((why, Some(exchange), false)),
     }
 }
 

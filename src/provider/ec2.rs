@@ -24,7 +24,6 @@ mod watcher;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -40,13 +39,13 @@ use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provide
 use super::{LaunchPlan, RunSettings};
 use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
+use crate::provider::key::OnceKey;
+pub use crate::provider::key::PRIVATE_KEY_FILE;
 use crate::spec::{FieldPath, KeyPair, Problem, Segment};
 pub use api::Api;
 use api::Retry;
 pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
 use instance_types::screenshot_unsupported;
-use key_pair::RunKey;
-pub use key_pair::PRIVATE_KEY_FILE;
 use launch::Ec2Launch;
 use watcher::{InstanceInfo, Watcher};
 
@@ -153,7 +152,7 @@ pub struct Ec2Provider {
     /// region the SDK chose for `None` is also listed under its name.
     regions: std::sync::Mutex<Regions>,
     /// The run's key (`key_pair: ephemeral`), generated on first need and imported into each region.
-    run_key: OnceCell<Arc<RunKey>>,
+    run_key: OnceKey,
 }
 
 /// A region as asked (`None`: the SDK's configured one) -> its connection, once made.
@@ -216,7 +215,7 @@ impl Ec2Provider {
             run_timeout: run.run_timeout,
             cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
-            run_key: OnceCell::new(),
+            run_key: OnceKey::default(),
         }
     }
 
@@ -226,20 +225,16 @@ impl Ec2Provider {
     async fn run_key_in(&self, regional: &Regional, ctx: &LaunchContext) -> Result<String, ProviderError> {
         let key = self
             .run_key
-            .get_or_try_init(|| async {
-                let key = RunKey::generate(&ctx.run_id).map_err(ProviderError::new)?;
-                if self.launch.keep_private_key {
-                    let results = ctx.cell_dir.parent().and_then(Path::parent).unwrap_or(&ctx.cell_dir);
-                    key.keep(results).map_err(ProviderError::new)?;
-                }
-                Ok::<_, ProviderError>(Arc::new(key))
-            })
-            .await?;
+            .get(&ctx.run_id, self.launch.keep_private_key, &ctx.cell_dir)
+            .await
+            .map_err(ProviderError::new)?;
         let name = regional
             .key
             .get_or_try_init(|| async {
                 let tags = self.run_tags(&ctx.run_id, "key", ResourceType::KeyPair);
-                key.import(&regional.api, tags, &ctx.ledger).await.map_err(|e| ProviderError::new(e.to_string()))?;
+                key_pair::import(&key, &regional.api, tags, &ctx.ledger)
+                    .await
+                    .map_err(|e| ProviderError::new(e.to_string()))?;
                 Ok::<_, ProviderError>(key.name.clone())
             })
             .await?;

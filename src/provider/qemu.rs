@@ -4,6 +4,14 @@
 //! on a unix socket for status, screenshots and shutdown, and user-mode networking with `restrict=on`
 //! (the guest reaches nothing) plus a host forward on 127.0.0.1 for every probed port.
 //!
+//! The hardware is a cell's launch fields (`hardware.rs`): a size (memory and vCPUs, named or by EC2
+//! instance type), the disk bus, the network card, BIOS or UEFI (OVMF, a variable store per cell),
+//! extra blank disks. Every cell also gets a NoCloud seed (`seed.rs`), a small FAT volume labelled
+//! `cidata` with the spec's user data and the run's public key, as cloud-init on EC2 would get them
+//! from the metadata service. What a cell made in its directory (seed, disks, variable store) is
+//! deleted with it. The image itself is never written to: `snapshot=on` sends the guest's writes to
+//! a temporary overlay, whatever the format.
+//!
 //! A guest that stops by itself is noticed: a panic reaches QEMU through a `pvpanic` device and
 //! pauses the VM (its last screen stays for a screenshot), a poweroff or reboot ends QEMU
 //! (`-no-reboot`); [`Machine::stopped`] tells the engine either way, and cleanup of a QEMU that has
@@ -14,7 +22,10 @@
 //! its handle is dropped (a panicking task), and is listed in the run's ledger.
 
 mod config;
+mod hardware;
+mod kvm;
 mod qmp;
+mod seed;
 mod sweep;
 
 use std::collections::BTreeMap;
@@ -35,25 +46,54 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
+use super::field::schema_of;
+use super::key::OnceKey;
 use super::{
     Checked, CleanupStep, Field, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource,
+    RunSettings,
 };
 use crate::cell::Cell;
 use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{FieldPath, Problem};
-pub use config::{Accel, QemuImage, QemuImagePlan, QemuPlan, QemuSpec};
+use crate::spec::{FieldPath, KeyPair, Problem};
+pub use config::{Accel, DiskFormat, OvmfSpec, QemuImage, QemuImagePlan, QemuPlan, QemuSize, QemuSpec};
+pub use hardware::{DiskBus, ExtraDisk, Firmware, Nic};
+use hardware::{Drives, Hardware};
 use qmp::{Qmp, QmpError, QmpEvent};
 
-/// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image, a name under
-/// `provider.qemu.images` or a disk path.
-pub static FIELDS: &[Field] = &[Field::plain::<String>("image", true)];
+/// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image (a name under
+/// `provider.qemu.images` or a disk path) and the hardware it runs on.
+pub static FIELDS: &[Field] = &[
+    Field::plain::<String>("image", true),
+    Field::plain::<String>("size", false),
+    Field::plain::<String>("instance_type", false),
+    Field::plain::<DiskBus>("disk_bus", false),
+    Field::plain::<Nic>("nic", false),
+    Field::plain::<Firmware>("firmware", false),
+    Field {
+        name: "disks",
+        list_valued: true,
+        required: false,
+        check: hardware::check_disks,
+        schema: schema_of::<Vec<ExtraDisk>>,
+    },
+];
 
-/// What of the generic launch settings QEMU can't do yet: user data (no NoCloud seed is written).
-pub fn check_launch(launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
-    if launch.user_data.is_some() {
-        problems.push(Problem::at(path.key("user_data"), "the qemu provider has no user data"));
-    }
+/// Checks of a launch field's value that need the `qemu` section: `size` names one of its sizes,
+/// `instance_type` one it maps.
+pub fn check_value(plan: &QemuPlan, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {
+    hardware::check_value(plan, name, value, at)
 }
+
+/// What of the generic launch settings QEMU can't do: nothing now (user data goes into the NoCloud
+/// seed; a named key pair is EC2's and has no meaning here, so it is simply not in the seed).
+pub fn check_launch(_launch: &LaunchPlan, _path: &FieldPath, _problems: &mut Vec<Problem>) {}
+
+/// The firmware files Debian's `ovmf` package installs: the 4M pair first (what current Debian and
+/// Ubuntu ship), then the older 2M pair. Code and variables must come from the same pair.
+const OVMF_PAIRS: [(&str, &str); 2] = [
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+];
 
 /// QEMU says this when a forwarded host port is taken; we pick other ports and start again.
 const PORT_TAKEN: &str = "Could not set up host forwarding rule";
@@ -66,15 +106,46 @@ const STDERR_TAIL: usize = 4096;
 
 pub struct QemuProvider {
     plan: QemuPlan,
-    /// `auto` resolved once per run, by a real boot.
-    accel: OnceCell<&'static str>,
+    launch: LaunchPlan,
+    /// `auto` resolved once per run (`kvm_works`): the accelerator, and why not KVM.
+    accel: OnceCell<(&'static str, Option<String>)>,
     /// QEMU's (major, minor) version, learnt by `preflight`.
     version: std::sync::OnceLock<(u32, u32)>,
+    /// The run's key (`key_pair: ephemeral`): its public half goes into every cell's seed.
+    run_key: OnceKey,
 }
 
 impl QemuProvider {
-    pub fn new(plan: QemuPlan) -> Self {
-        QemuProvider { plan, accel: OnceCell::new(), version: std::sync::OnceLock::new() }
+    pub fn new(plan: QemuPlan, run: RunSettings) -> Self {
+        QemuProvider {
+            plan,
+            launch: run.launch,
+            accel: OnceCell::new(),
+            version: std::sync::OnceLock::new(),
+            run_key: OnceKey::default(),
+        }
+    }
+
+    /// The UEFI firmware: `provider.qemu.ovmf`, else the first pair Debian's `ovmf` installs.
+    fn ovmf(&self) -> Result<(PathBuf, PathBuf), ProviderError> {
+        if let Some((code, vars)) = &self.plan.ovmf {
+            for file in [code, vars] {
+                if !file.is_file() {
+                    return Err(ProviderError::new(format!("provider.qemu.ovmf: {} does not exist", file.display())));
+                }
+            }
+            return Ok((code.clone(), vars.clone()));
+        }
+        OVMF_PAIRS
+            .iter()
+            .map(|(code, vars)| (PathBuf::from(code), PathBuf::from(vars)))
+            .find(|(code, vars)| code.is_file() && vars.is_file())
+            .ok_or_else(|| {
+                ProviderError::new(
+                    "firmware: uefi needs OVMF: no OVMF_CODE(_4M).fd with its OVMF_VARS under /usr/share/OVMF \
+                     (install the ovmf package: scripts/install-deps qemu; or set provider.qemu.ovmf)",
+                )
+            })
     }
 
     /// `-action` arrived in QEMU 6.0; before it, a guest panic paused the VM anyway.
@@ -85,18 +156,23 @@ impl QemuProvider {
         }
     }
 
-    async fn accel(&self, probe_image: &QemuImagePlan) -> &'static str {
-        *self
-            .accel
+    async fn accel(&self, first: &QemuImagePlan) -> &'static str {
+        self.accel_and_why(first).await.0
+    }
+
+    async fn accel_and_why(&self, first: &QemuImagePlan) -> &(&'static str, Option<String>) {
+        self.accel
             .get_or_init(|| async {
                 match self.plan.accel {
-                    Accel::Tcg => "tcg",
-                    Accel::Kvm => "kvm",
+                    Accel::Tcg => ("tcg", None),
+                    Accel::Kvm => ("kvm", None),
                     Accel::Auto => {
-                        if kvm_boots(&self.plan, probe_image).await {
-                            "kvm"
-                        } else {
-                            "tcg"
+                        let started = Instant::now();
+                        let works = kvm_works(&self.plan, first).await;
+                        tracing::debug!("kvm proof: {works:?} in {:?}", started.elapsed());
+                        match works {
+                            Ok(()) => ("kvm", None),
+                            Err(why) => ("tcg", Some(why)),
                         }
                     }
                 }
@@ -105,74 +181,208 @@ impl QemuProvider {
     }
 }
 
-/// `/dev/kvm` existing is not enough: on some hosts guests die at once with "KVM internal error".
-/// Boot the image for real for a few seconds and require console output and a live process.
-async fn kvm_boots(plan: &QemuPlan, image: &QemuImagePlan) -> bool {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
-        return false;
-    }
-    let Ok(dir) = tempfile::Builder::new().prefix("amiprobe-kvm-").tempdir() else {
-        return false;
-    };
+/// How long a guest under KVM may take to say anything on its console: a working KVM boots a
+/// kernel to its first lines in well under a second; TCG would take about this long.
+const KVM_FIRST_WORDS: Duration = Duration::from_secs(3);
+/// How long a guest that spoke must then stay alive: KVM that fails does so at once.
+const KVM_ALIVE: Duration = Duration::from_millis(300);
+
+/// Whether KVM runs guests here, proved cheapest first: a `hlt` on a vCPU (no /dev/kvm, or no
+/// usable one, is known in microseconds), then the run's first image booted under KVM until its
+/// console speaks. The second step is needed: some hosts run a `hlt` and even the firmware, yet hang
+/// the kernel (nested virtualization without the CPU features QEMU asks for), and only a real boot
+/// tells. It ends as soon as the guest speaks, so a working host pays a fraction of a second.
+async fn kvm_works(plan: &QemuPlan, image: &QemuImagePlan) -> Result<(), String> {
+    tokio::task::spawn_blocking(|| kvm::prove(Duration::from_secs(2)).works)
+        .await
+        .map_err(|e| format!("kvm proof failed: {e}"))??;
+    let dir = tempfile::Builder::new()
+        .prefix("amiprobe-kvm-")
+        .tempdir()
+        .map_err(|e| format!("failed to create a directory: {e}"))?;
     let serial = dir.path().join("serial.log");
+    let mut serial_arg = OsString::from("file:");
+    serial_arg.push(&serial);
+    let mut args: Vec<OsString> = Vec::new();
+    let mut drives = Drives::default();
+    image_args(&mut args, &mut drives, image, DiskBus::VirtioBlk).map_err(|e| e.message)?;
     let mut cmd = Command::new(&plan.binary);
-    cmd.args(["-accel", "kvm", "-m", &plan.memory_mib.to_string(), "-display", "none", "-no-reboot"])
+    cmd.args(["-machine", "q35", "-accel", "kvm", "-m", &plan.memory_mib.to_string()])
+        .args(["-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none"])
         .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .args(["-nic", "none", "-monitor", "none"]);
-    if image_args(&mut cmd, image).is_err() {
-        return false;
-    }
-    let Ok(mut child) = isolate(&mut cmd).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).spawn()
-    else {
-        return false;
+        .arg(serial_arg)
+        .args(args)
+        .args(drives.args);
+    let mut child = isolate(&mut cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to start {}: {e}", plan.binary))?;
+    let deadline = Instant::now() + KVM_FIRST_WORDS;
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("qemu under kvm exited at once ({status})"));
+        }
+        if std::fs::metadata(&serial).is_ok_and(|m| m.len() > 0) {
+            sleep(KVM_ALIVE).await;
+            break match child.try_wait() {
+                Ok(None) => Ok(()),
+                _ => Err("qemu under kvm died right after the guest started".to_string()),
+            };
+        }
+        if Instant::now() > deadline {
+            break Err(format!("a guest under kvm said nothing in {}s", KVM_FIRST_WORDS.as_secs()));
+        }
+        sleep(Duration::from_millis(20)).await;
     };
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let mut booted = false;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break; // died: KVM does not work here
-        }
-        if std::fs::metadata(&serial).map(|m| m.len() > 200).unwrap_or(false) {
-            booted = true;
-            sleep(Duration::from_millis(1500)).await;
-            booted &= matches!(child.try_wait(), Ok(None));
-            break;
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
     let _ = child.kill().await;
-    booted
+    result
 }
 
-/// `-kernel`, `-initrd` and `-append` take their value whole (a comma is just a comma); a disk goes
-/// into a `-drive` option string.
-fn image_args(cmd: &mut Command, image: &QemuImagePlan) -> Result<(), ProviderError> {
-    match image {
-        QemuImagePlan::Kernel { kernel, initrd, append } => {
-            cmd.arg("-kernel").arg(kernel);
-            if let Some(initrd) = initrd {
-                cmd.arg("-initrd").arg(initrd);
+impl QemuProvider {
+    /// The options a cell's hardware and image add, the same on every start attempt: firmware, the
+    /// image, the boot disk, extra disks and the NoCloud seed, each file made in the cell's directory
+    /// and listed in `scratch`.
+    async fn hardware_args(
+        &self,
+        cell: &Cell,
+        ctx: &LaunchContext,
+        image: &QemuImagePlan,
+        hardware: &Hardware,
+        scratch: &mut Scratch,
+    ) -> Result<Vec<OsString>, ProviderError> {
+        let mut args: Vec<OsString> = Vec::new();
+        if hardware.firmware == Firmware::Uefi {
+            let (code, vars) = self.ovmf()?;
+            // The variable store is written by the firmware: each cell its own copy, never the template.
+            let own_vars = scratch.add(ctx.cell_dir.join("OVMF_VARS.fd"));
+            std::fs::copy(&vars, &own_vars)
+                .map_err(|e| ProviderError::new(format!("failed to copy {}: {e}", vars.display())))?;
+            let mut code_arg = OsString::from("if=pflash,format=raw,unit=0,readonly=on,file=");
+            code_arg.push(opt_value(code.as_os_str()));
+            let mut vars_arg = OsString::from("if=pflash,format=raw,unit=1,file=");
+            vars_arg.push(opt_value(own_vars.as_os_str()));
+            args.extend(["-drive".into(), code_arg, "-drive".into(), vars_arg]);
+        }
+        let mut drives = Drives::default();
+        image_args(&mut args, &mut drives, image, hardware.disk_bus)?;
+        for (i, disk) in hardware.disks.iter().enumerate() {
+            let file = scratch.add(ctx.cell_dir.join(format!("disk-{i}.qcow2")));
+            let made = Command::new(qemu_img(&self.plan.binary))
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&file)
+                .arg(disk.size.0.to_string())
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|e| ProviderError::new(format!("failed to run qemu-img: {e}")))?;
+            if !made.status.success() {
+                return Err(ProviderError::new(format!(
+                    "qemu-img create {} failed: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&made.stderr).trim()
+                )));
             }
-            if let Some(append) = append {
-                cmd.arg("-append").arg(append);
+            let bus = disk.bus.unwrap_or(hardware.disk_bus);
+            drives.add(bus, &file, "qcow2", ",discard=unmap", false).map_err(ProviderError::new)?;
+        }
+        let key = match self.launch.key_pair {
+            KeyPair::Ephemeral => Some(
+                self.run_key
+                    .get(&ctx.run_id, self.launch.keep_private_key, &ctx.cell_dir)
+                    .await
+                    .map_err(ProviderError::new)?,
+            ),
+            KeyPair::Existing(_) => None,
+        };
+        let seed_file = scratch.add(ctx.cell_dir.join("nocloud-seed.img"));
+        seed::Seed {
+            instance_id: format!("amiprobe-{}-{}", ctx.run_id, cell.id),
+            hostname: seed::hostname(&cell.id.0),
+            user_data: self.launch.user_data.as_deref(),
+            public_key: key.as_ref().map(|k| k.public.as_str()),
+        }
+        .write(&seed_file)
+        .map_err(ProviderError::new)?;
+        // On the cell's bus, so an image with only that bus's driver still finds it.
+        drives.add(hardware.disk_bus, &seed_file, "raw", "", false).map_err(ProviderError::new)?;
+        args.extend(drives.args);
+        Ok(args)
+    }
+}
+
+/// `qemu-img` beside the QEMU binary when that is a path, else on PATH.
+fn qemu_img(binary: &str) -> PathBuf {
+    let beside = Path::new(binary).parent().filter(|d| !d.as_os_str().is_empty()).map(|d| d.join("qemu-img"));
+    beside.filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("qemu-img"))
+}
+
+/// Files a cell made in its directory (seed, extra disks, UEFI variables): removed with the cell,
+/// by `terminate`, or when the launch that made them fails or its machine is dropped.
+#[derive(Debug, Default)]
+struct Scratch(Vec<PathBuf>);
+
+impl Scratch {
+    fn add(&mut self, file: PathBuf) -> PathBuf {
+        self.0.push(file.clone());
+        file
+    }
+
+    /// Removes every file; the ones that could not be removed, with why.
+    fn remove(&mut self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for file in self.0.drain(..) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push(format!("{}: {e}", file.display())),
             }
         }
-        QemuImagePlan::Disk(disk) => {
-            let format = DiskFormat::of_file(disk)?;
-            // snapshot=on: the image under test is never written to. An explicit format: left to
-            // guess, QEMU warns, and a raw disk that starts like another format would be misread.
-            let mut drive = OsString::from("file=");
-            drive.push(opt_value(disk.as_os_str()));
-            drive.push(format!(",format={},if=virtio,snapshot=on", format.name()));
-            cmd.arg("-drive").arg(drive);
+        failed
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// `-kernel`, `-initrd` and `-append` take their value whole (a comma is just a comma); a boot disk
+/// goes first into `drives`, on `bus`.
+fn image_args(
+    args: &mut Vec<OsString>,
+    drives: &mut Drives,
+    image: &QemuImagePlan,
+    bus: DiskBus,
+) -> Result<(), ProviderError> {
+    match image {
+        QemuImagePlan::Kernel { kernel, initrd, append } => {
+            args.extend(["-kernel".into(), kernel.into()]);
+            if let Some(initrd) = initrd {
+                args.extend(["-initrd".into(), initrd.into()]);
+            }
+            if let Some(append) = append {
+                args.extend(["-append".into(), append.into()]);
+            }
+        }
+        QemuImagePlan::Disk { path, format } => {
+            let format = match format {
+                Some(f) => *f,
+                None => format_of_file(path)?,
+            };
+            // snapshot=on: the image under test is never written to, whatever its format (QEMU
+            // puts a temporary qcow2 overlay over it). An explicit format: left to guess, QEMU
+            // warns, and a raw disk that starts like another format would be misread.
+            drives.add(bus, path, format.name(), ",snapshot=on", true).map_err(ProviderError::new)?;
         }
     }
     Ok(())
 }
 
 /// A value inside a QEMU option string (`-drive file=...,if=virtio`): a literal comma is written `,,`.
-fn opt_value(value: &OsStr) -> OsString {
+pub(crate) fn opt_value(value: &OsStr) -> OsString {
     let mut out = Vec::with_capacity(value.len());
     for &b in value.as_bytes() {
         out.push(b);
@@ -183,41 +393,13 @@ fn opt_value(value: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
-/// A disk image's format, told by its first bytes, as QEMU's `format=` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DiskFormat {
-    Qcow2,
-    Vmdk,
-    Raw,
-}
-
-impl DiskFormat {
-    fn detect(header: &[u8]) -> DiskFormat {
-        if header.starts_with(b"QFI\xfb") {
-            DiskFormat::Qcow2
-        } else if header.starts_with(b"KDMV") || header.starts_with(b"# Disk DescriptorFile") {
-            // A sparse extent, or the text descriptor of a split or flat image.
-            DiskFormat::Vmdk
-        } else {
-            DiskFormat::Raw
-        }
-    }
-
-    fn of_file(path: &Path) -> Result<DiskFormat, ProviderError> {
-        let mut header = Vec::with_capacity(64);
-        std::fs::File::open(path)
-            .and_then(|f| f.take(64).read_to_end(&mut header))
-            .map_err(|e| ProviderError::new(format!("failed to read disk image {}: {e}", path.display())))?;
-        Ok(DiskFormat::detect(&header))
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            DiskFormat::Qcow2 => "qcow2",
-            DiskFormat::Vmdk => "vmdk",
-            DiskFormat::Raw => "raw",
-        }
-    }
+/// A disk image's format, told by its first bytes.
+fn format_of_file(path: &Path) -> Result<DiskFormat, ProviderError> {
+    let mut header = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64).read_to_end(&mut header))
+        .map_err(|e| ProviderError::new(format!("failed to read disk image {}: {e}", path.display())))?;
+    Ok(DiskFormat::detect(&header))
 }
 
 /// Own process group (the terminal's Ctrl-C is ours to handle) and death with the parent.
@@ -255,12 +437,13 @@ impl Provider for QemuProvider {
         if let Some(v) = parse_version(&String::from_utf8_lossy(&version.stdout)) {
             let _ = self.version.set(v);
         }
+        let mut uefi = false;
         for cell in cells {
             let files: Vec<&PathBuf> = match self.plan.images.get(cell.image()) {
                 Some(QemuImagePlan::Kernel { kernel, initrd, .. }) => {
                     std::iter::once(kernel).chain(initrd.iter()).collect()
                 }
-                Some(QemuImagePlan::Disk(disk)) => vec![disk],
+                Some(QemuImagePlan::Disk { path, .. }) => vec![path],
                 None => vec![],
             };
             for file in files {
@@ -278,12 +461,16 @@ impl Provider for QemuProvider {
                     cell.image()
                 )));
             }
+            let hardware = Hardware::of(cell, &self.plan).map_err(ProviderError::new)?;
+            uefi |= hardware.firmware == Firmware::Uefi;
+        }
+        if uefi {
+            self.ovmf()?;
         }
         let mut warnings = Vec::new();
         if let Some(first) = cells.first() {
-            let accel = self.accel(&self.plan.image(first.image())).await;
-            if self.plan.accel == Accel::Auto && accel == "tcg" {
-                warnings.push("qemu: KVM unavailable or not working here; using TCG (slower)".to_string());
+            if let (_, Some(why)) = self.accel_and_why(&self.plan.image(first.image())).await {
+                warnings.push(format!("qemu: KVM unavailable or not working here ({why}); using TCG (slower)"));
             }
         }
         Ok(Checked { warnings, impossible: Vec::new() })
@@ -291,7 +478,11 @@ impl Provider for QemuProvider {
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
         let image = self.plan.image(cell.image());
+        let hardware = Hardware::of(cell, &self.plan).map_err(ProviderError::new)?;
         let accel = self.accel(&image).await;
+        // Everything made in the cell's directory goes with the cell, also when this launch fails.
+        let mut scratch = Scratch::default();
+        let fixed = self.hardware_args(cell, ctx, &image, &hardware, &mut scratch).await?;
         let sockets = tempfile::Builder::new()
             .prefix("amiprobe-qmp-")
             .tempdir()
@@ -320,7 +511,7 @@ impl Provider for QemuProvider {
             cmd.arg("-name")
                 .arg(opt_value(OsStr::new(&format!("amiprobe-{}-{}", ctx.run_id, cell.id))))
                 .args(["-machine", "q35", "-accel", accel])
-                .args(["-m", &self.plan.memory_mib.to_string(), "-smp", &self.plan.cpus.to_string()])
+                .args(["-m", &hardware.size.memory_mib.to_string(), "-smp", &hardware.size.cpus.to_string()])
                 .args(["-display", "none", "-vga", "std", "-no-reboot", "-monitor", "none"])
                 // A guest panic reaches QEMU through pvpanic and pauses the VM: its screen stays.
                 .args(["-device", "pvpanic"])
@@ -333,8 +524,8 @@ impl Provider for QemuProvider {
             for (guest, host) in &forwards {
                 netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
             }
-            cmd.args(["-netdev", &netdev, "-device", "e1000,netdev=n0"]);
-            image_args(&mut cmd, &image)?;
+            cmd.args(["-netdev", &netdev, "-device", &format!("{},netdev=n0", hardware.nic.device())]);
+            cmd.args(&fixed);
             let command_line = format!(
                 "{} {}",
                 self.plan.binary,
@@ -368,6 +559,8 @@ impl Provider for QemuProvider {
                         _sockets: sockets,
                         command_line,
                         accel,
+                        hardware: hardware.facts(),
+                        scratch,
                         screenshot_seq: 0,
                     }));
                 }
@@ -506,6 +699,9 @@ struct QemuMachine {
     _sockets: tempfile::TempDir,
     command_line: String,
     accel: &'static str,
+    /// [`Hardware::facts`]: what the cell really had.
+    hardware: Value,
+    scratch: Scratch,
     screenshot_seq: u64,
 }
 
@@ -635,12 +831,16 @@ fn reason_from_status(status: &str) -> Option<String> {
 #[async_trait]
 impl Machine for QemuMachine {
     fn facts(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut facts = serde_json::json!({
             "pid": self.child.id(),
             "accel": self.accel,
             "command_line": self.command_line,
             "forwards": self.forwards.iter().map(|(g, h)| (g.to_string(), format!("127.0.0.1:{h}"))).collect::<BTreeMap<_, _>>(),
-        })
+        });
+        if let (Some(facts), Some(hardware)) = (facts.as_object_mut(), self.hardware.as_object()) {
+            facts.extend(hardware.clone());
+        }
+        facts
     }
 
     async fn wait_running(&mut self, timeout_after: Duration) -> Result<(), ProviderError> {
@@ -739,6 +939,24 @@ impl Machine for QemuMachine {
     }
 
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
+        let mut steps = self.stop_process(hurry).await;
+        // Only once QEMU is gone (a kill that failed leaves the files to the machine's drop).
+        if !self.ledger.remaining().contains(&self.resource) && !self.scratch.0.is_empty() {
+            let count = self.scratch.0.len();
+            let failed = self.scratch.remove();
+            steps.push(if failed.is_empty() {
+                CleanupStep::ok(format!("removed the cell's {count} scratch files (seed, disks, firmware variables)"))
+            } else {
+                CleanupStep::failed("remove the cell's scratch files", failed.join("; "))
+            });
+        }
+        steps
+    }
+}
+
+impl QemuMachine {
+    /// Ends the QEMU process: quit over QMP, then a kill if it lingers (or at once when hurried).
+    async fn stop_process(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let mut steps = Vec::new();
         if let Some(status) = self.exit_status() {
             steps.push(CleanupStep::ok(format!("qemu had already exited ({status})")));
@@ -809,19 +1027,40 @@ mod tests {
         assert_eq!(DiskFormat::detect(b"QFI"), DiskFormat::Raw);
     }
 
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
     #[test]
-    fn drive_argument_names_format_and_quotes_the_path() {
+    fn the_boot_disk_names_its_format_on_its_bus_and_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let disk = dir.path().join("a,b.qcow2");
         std::fs::write(&disk, b"QFI\xfb\x00\x00\x00\x03rest").unwrap();
-        let mut cmd = Command::new("qemu-system-x86_64");
-        image_args(&mut cmd, &QemuImagePlan::Disk(disk.clone())).unwrap();
-        let args: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let quoted = disk.display().to_string().replace(',', ",,");
-        assert_eq!(args, ["-drive".to_string(), format!("file={quoted},format=qcow2,if=virtio,snapshot=on")]);
-
-        let missing = image_args(&mut Command::new("x"), &QemuImagePlan::Disk(dir.path().join("nope.img")));
-        assert!(missing.unwrap_err().message.contains("failed to read disk image"));
+        for (format, bus, device) in [
+            (None, DiskBus::VirtioBlk, "virtio-blk-pci,drive=disk0,bootindex=0"),
+            // A format given wins over the magic bytes: a raw disk may start like anything.
+            (Some(DiskFormat::Raw), DiskBus::Nvme, "nvme,drive=disk0,serial=amiprobe0,bootindex=0"),
+            (Some(DiskFormat::Vmdk), DiskBus::Ide, "ide-hd,drive=disk0,bus=ide.0,bootindex=0"),
+        ] {
+            let (mut args, mut drives) = (Vec::new(), Drives::default());
+            let image = QemuImagePlan::Disk { path: disk.clone(), format };
+            image_args(&mut args, &mut drives, &image, bus).unwrap();
+            assert!(args.is_empty());
+            let name = format.unwrap_or(DiskFormat::Qcow2).name();
+            assert_eq!(
+                strings(&drives.args),
+                [
+                    "-drive".to_string(),
+                    format!("file={quoted},format={name},if=none,id=disk0,snapshot=on"),
+                    "-device".to_string(),
+                    device.to_string()
+                ]
+            );
+        }
+        let missing = QemuImagePlan::Disk { path: dir.path().join("nope.img"), format: None };
+        let err = image_args(&mut Vec::new(), &mut Drives::default(), &missing, DiskBus::VirtioBlk).unwrap_err();
+        assert!(err.message.contains("failed to read disk image"));
     }
 
     #[test]
@@ -831,10 +1070,13 @@ mod tests {
             initrd: Some(PathBuf::from("/k,1/initrd.img")),
             append: Some("console=ttyS0 a=b,c".into()),
         };
-        let mut cmd = Command::new("qemu-system-x86_64");
-        image_args(&mut cmd, &image).unwrap();
-        let args: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["-kernel", "/k,1/vmlinuz", "-initrd", "/k,1/initrd.img", "-append", "console=ttyS0 a=b,c"]);
+        let (mut args, mut drives) = (Vec::new(), Drives::default());
+        image_args(&mut args, &mut drives, &image, DiskBus::Nvme).unwrap();
+        assert_eq!(
+            strings(&args),
+            ["-kernel", "/k,1/vmlinuz", "-initrd", "/k,1/initrd.img", "-append", "console=ttyS0 a=b,c"]
+        );
+        assert!(drives.args.is_empty());
     }
 
     #[test]
