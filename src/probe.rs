@@ -256,10 +256,18 @@ pub struct Session {
 pub const FIRST_SIGN: Duration = Duration::from_secs(1);
 
 impl Probe {
-    /// The time limit of the next attempt: [`FIRST_SIGN`] (or the interval) until the target first
-    /// answered at all, then `None`, the probe's own timeouts.
-    pub fn attempt_limit(&self, answered: bool) -> Option<Duration> {
-        (!answered).then(|| self.interval.min(FIRST_SIGN))
+    /// The time limit of the next attempt after `silent` attempts that heard nothing (`None` once the
+    /// target answered): [`FIRST_SIGN`] (or the interval) at first, doubled after each silent
+    /// attempt, and the probe's own timeouts once that is as long. A target that is up but always
+    /// slower than the short limit (a slow TLS handshake, a late banner) still gets full attempts.
+    pub fn attempt_limit(&self, silent: Option<u32>) -> Option<Duration> {
+        let silent = silent?;
+        let own = match &self.check {
+            Check::Http(http) => http.timeout,
+            Check::Tcp(_) => tcp::CONNECT_TIMEOUT,
+        };
+        let limit = self.interval.min(FIRST_SIGN).saturating_mul(1 << silent.min(16));
+        (limit < own).then_some(limit)
     }
 }
 
@@ -322,4 +330,67 @@ async fn resolve(endpoint: &Endpoint, policy: &TargetPolicy) -> Result<SocketAdd
         return Err(format!("refused to contact {}: not within --allow-targets", denied.ip()));
     }
     addrs.into_iter().next().ok_or_else(|| format!("{} resolves to no address", endpoint.host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FieldPath, ProbeSpec};
+
+    fn probe(yaml: &str) -> Probe {
+        let spec: ProbeSpec = serde_yaml::from_str(yaml).unwrap();
+        Probe::compile(&spec, &FieldPath::root(), &mut Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn the_first_sign_limit_grows_until_it_is_the_probes_own() {
+        let p = probe("name: h\nhttp: {port: 80, timeout: 5s}\ninterval: 2s");
+        let limits: Vec<Option<Duration>> = (0..4).map(|n| p.attempt_limit(Some(n))).collect();
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(limits, [secs(1), secs(2), secs(4), None]);
+        assert_eq!(p.attempt_limit(None), None, "once answered, the probe's own timeouts");
+    }
+
+    /// A service that is up but always answers after 1.5 s (slower than the first short limit) is
+    /// not failed for it: the limit grows until an attempt hears the answer.
+    #[tokio::test]
+    async fn a_slow_but_correct_service_passes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        let p = probe(&format!("name: h\nhttp: {{port: {port}}}\ninterval: 1s"));
+        let endpoint = Endpoint { host: "127.0.0.1".into(), port };
+        let policy = TargetPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] };
+        let mut session = Session::default();
+        let mut silent = Some(0);
+        let mut attempts = Vec::new();
+        for _ in 0..4 {
+            let limit = p.attempt_limit(silent);
+            let attempt =
+                super::attempt(&p, &mut session, &endpoint, &policy, ConnectMeaning::MaybeProxy, 0.0, limit).await;
+            silent = match silent {
+                Some(n) if attempt.silent => Some(n + 1),
+                _ => None,
+            };
+            let passed = attempt.passed;
+            attempts.push(attempt);
+            if passed {
+                break;
+            }
+        }
+        let last = attempts.last().unwrap();
+        assert!(last.passed, "{attempts:?}");
+        assert!(attempts.len() >= 2, "the first, 1 s attempt can't hear a 1.5 s answer: {attempts:?}");
+    }
 }

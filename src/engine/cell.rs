@@ -385,17 +385,21 @@ async fn drive(
             let deadline = running_at + probe.within;
             let mut session = probe::Session::default();
             // Until the target first answers at all, attempts wait briefly (QEMU answers for a guest
-            // that is not up yet); attempts start on a fixed cadence, `interval` apart.
-            let mut answered = false;
+            // that is not up yet), longer after each silent one; attempts start on a fixed cadence,
+            // `interval` apart. `None` once it answered.
+            let mut silent: Option<u32> = Some(0);
             loop {
                 let started = Instant::now();
                 let at_s = round_ms(t0.elapsed());
-                let limit = probe.attempt_limit(answered);
+                let limit = probe.attempt_limit(silent);
                 let attempt = tokio::select! {
                     a = probe::attempt(&probe, &mut session, &endpoint, &policy, meaning, at_s, limit) => a,
                     _ = stop.cancelled() => return,
                 };
-                answered |= !attempt.silent;
+                silent = match silent {
+                    Some(n) if attempt.silent => Some(n + 1),
+                    _ => None,
+                };
                 let passed = attempt.passed;
                 let _ = tx.send((index, attempt));
                 let next = started + probe.interval;

@@ -9,7 +9,7 @@ use tokio::time::timeout;
 
 use super::{ConnectMeaning, TcpCheck};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why an attempt failed; `silent`: nothing came back in time (no connection, or no data).

@@ -259,6 +259,13 @@ impl QemuProvider {
             let own_vars = scratch.add(ctx.cell_dir.join("OVMF_VARS.fd"));
             std::fs::copy(&vars, &own_vars)
                 .map_err(|e| ProviderError::new(format!("failed to copy {}: {e}", vars.display())))?;
+            // The copy keeps the template's mode, and a read-only template (a store path) would give
+            // the firmware a variable store it can't write.
+            std::fs::set_permissions(
+                &own_vars,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+            )
+            .map_err(|e| ProviderError::new(format!("failed to make {} writable: {e}", own_vars.display())))?;
             let mut code_arg = OsString::from("if=pflash,format=raw,unit=0,readonly=on,file=");
             code_arg.push(opt_value(code.as_os_str()));
             let mut vars_arg = OsString::from("if=pflash,format=raw,unit=1,file=");

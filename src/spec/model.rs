@@ -133,7 +133,7 @@ pub struct ProbeSpec {
     #[serde(default = "default_within", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub within: Duration,
-    /// Pause between attempts (default 2s).
+    /// Time from one attempt's start to the next one's (default 2s); attempts never overlap.
     #[serde(default = "default_interval", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub interval: Duration,
