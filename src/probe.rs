@@ -321,6 +321,13 @@ pub async fn attempt(
 }
 
 async fn resolve(endpoint: &Endpoint, policy: &TargetPolicy) -> Result<SocketAddr, String> {
+    // An address needs no lookup: `lookup_host` would take a blocking thread for each attempt.
+    if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
+        if !policy.allows(ip) {
+            return Err(format!("refused to contact {ip}: not within --allow-targets"));
+        }
+        return Ok(SocketAddr::new(ip, endpoint.port));
+    }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(|e| format!("failed to resolve {}: {e}", endpoint.host))?
