@@ -106,7 +106,15 @@ fn main() {
     let start_s = (started - epoch).as_secs_f64();
     // Reaped by wait4 (below), not Child::wait: wait4 also gives this child's own rusage.
     #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+    // AMIPROBE_BENCH_WRAP="valgrind --tool=massif" runs amiprobe under a profiler (figures then are
+    // the profiler's).
+    let wrap: Vec<String> =
+        std::env::var("AMIPROBE_BENCH_WRAP").unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let program = wrap.first().cloned().unwrap_or_else(|| env!("CARGO_BIN_EXE_amiprobe").to_string());
+    let wrapped =
+        wrap.iter().skip(1).cloned().chain((!wrap.is_empty()).then(|| env!("CARGO_BIN_EXE_amiprobe").to_string()));
+    let child = Command::new(program)
+        .args(wrapped)
         .args(["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .envs(moto.env())
         .stdin(Stdio::null())
