@@ -104,8 +104,6 @@ fn main() {
     let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
     let started = Instant::now();
     let start_s = (started - epoch).as_secs_f64();
-    // Reaped by wait4 (below), not Child::wait: wait4 also gives this child's own rusage.
-    #[allow(clippy::zombie_processes)]
     // AMIPROBE_BENCH_WRAP="valgrind --tool=massif" runs amiprobe under a profiler (figures then are
     // the profiler's).
     let wrap: Vec<String> =
@@ -113,6 +111,8 @@ fn main() {
     let program = wrap.first().cloned().unwrap_or_else(|| env!("CARGO_BIN_EXE_amiprobe").to_string());
     let wrapped =
         wrap.iter().skip(1).cloned().chain((!wrap.is_empty()).then(|| env!("CARGO_BIN_EXE_amiprobe").to_string()));
+    // Reaped by wait4 (below), not Child::wait: wait4 also gives this child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(wrapped)
         .args(["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
