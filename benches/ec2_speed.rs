@@ -1,6 +1,7 @@
 //! How close amiprobe runs to EC2's own speed limit.
 //!
 //!     cargo bench --bench ec2_speed -- 32       # cells (default 32, or AMIPROBE_BENCH_CELLS); 500 works
+//!     AMIPROBE_BENCH_SHARE=1.0 cargo bench ...  # `rate_limits.share` (default: amiprobe's, 0.8)
 //!
 //! moto's EC2 (tests/support/moto_launcher.py) in a loopback-only network namespace, paced like EC2:
 //! each instance is `pending` for 20-40 s, its service answers 1-3 s after it is `running`, and it is
@@ -214,6 +215,12 @@ fn main() {
 /// The spec: N distinct cells, one HTTP probe on each instance's own address, screenshots and a
 /// console check as a real spec has them, every cell at once.
 fn spec_text(cells: usize) -> String {
+    // The pace amiprobe keeps: its default unless AMIPROBE_BENCH_SHARE says otherwise.
+    let share = std::env::var("AMIPROBE_BENCH_SHARE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|share| format!(", rate_limits: {{ share: {share} }}"))
+        .unwrap_or_default();
     let rows: Vec<String> = ROOT_GB
         .iter()
         .flat_map(|gb| TYPES.iter().flat_map(move |t| AMIS.iter().map(move |a| (a, t, gb))))
@@ -224,7 +231,7 @@ fn spec_text(cells: usize) -> String {
         .collect();
     format!(
         "name: ec2-speed\n\
-         provider:\n  ec2: {{ region: eu-west-1, address: public_ip }}\n\
+         provider:\n  ec2: {{ region: eu-west-1, address: public_ip{share} }}\n\
          matrix:\n  include:\n{}\n\
          launch:\n  tags: {{ team: platform }}\n\
          capture:\n  screenshots:\n    - {{ every: 1s, until: 15s }}\n    - {{ every: 15s, until: 300s }}\n\

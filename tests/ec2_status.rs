@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use support::ec2::*;
 use support::moto::{closed_port, out_dir, Moto, AMI};
 
-/// Polls every 500ms, checks the machine every second.
-const FAST: &str = ", console_poll_interval: 1s";
+/// Polls every 500ms, reads the console and the status checks every second.
+const FAST: &str = ", console_poll_interval: 1s, status_poll_interval: 1s";
 
 /// One cell whose probe never passes within a minute: only a status check can end it early.
 fn run_impaired(status: Value) -> (Moto, std::process::Output, Value, tempfile::TempDir, std::path::PathBuf) {

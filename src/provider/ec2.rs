@@ -254,7 +254,7 @@ impl Ec2Provider {
         let regional = once
             .get_or_try_init(|| async {
                 let api = Arc::new(Api::connect(&self.spec, key.as_deref()).await.map_err(ProviderError::new)?);
-                let watcher = Watcher::start(api.clone(), self.spec.poll_interval);
+                let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
                 Ok::<_, ProviderError>(Arc::new(Regional {
                     api,
                     watcher,

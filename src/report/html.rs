@@ -4,11 +4,17 @@
 //! timeline marks as percentages, console lines with their hits). Every text from the machine goes
 //! through handlebars' `{{ }}`, which escapes it. The default templates are compiled into the binary;
 //! `--templates DIR` overrides any of them by file name.
+//!
+//! The page is streamed to the file: `report.hbs` calls the `cell_sections` helper, which builds one cell's
+//! view model, renders `cell.hbs` with it and writes it out before the next, so memory holds one
+//! cell's model at a time however many cells the run had (a whole-report model of 1,000 cells is
+//! tens of megabytes of JSON values, and the report's HTML as many again).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::Path;
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 use serde_json::{json, Value};
 
 use crate::results::{CellResult, CellStatus, EventKind, RunResults};
@@ -51,22 +57,61 @@ impl Renderer {
         Ok(Renderer { hb, css: read("assets/report.css", CSS)?, js: read("assets/report.js", JS)? })
     }
 
-    /// Renders the report for results stored in `dir` (console logs are read from there).
+    /// Renders the report for results stored in `dir` (console logs are read from there) into `out`,
+    /// one cell at a time.
+    pub fn render_to(&self, results: &RunResults, dir: &Path, out: impl Write) -> Result<(), String> {
+        let mut cells: Vec<&CellResult> = results.cells.iter().collect();
+        cells.sort_by_key(|c| order(c.status));
+        // A registry of this render's own: the helper borrows this run's cells.
+        let mut hb: Handlebars<'_> = self.hb.clone();
+        let model = view_model(results, &cells);
+        hb.register_helper("cell_sections", Box::new(CellSections { cells, dir }));
+        let mut out = std::io::BufWriter::new(out);
+        hb.render_to_write("report", &model, &mut out).map_err(|e| format!("failed to render report: {e}"))?;
+        out.flush().map_err(|e| format!("failed to write report: {e}"))
+    }
+
+    /// Renders the report into a string (for tests and small runs).
     pub fn render(&self, results: &RunResults, dir: &Path) -> Result<String, String> {
-        let model = view_model(results, dir);
-        self.hb.render("report", &model).map_err(|e| format!("failed to render report: {e}"))
+        let mut html = Vec::new();
+        self.render_to(results, dir, &mut html)?;
+        String::from_utf8(html).map_err(|e| format!("failed to render report: {e}"))
     }
 
     /// Writes `report.html` and `assets/` into `dir`.
     pub fn write(&self, results: &RunResults, dir: &Path) -> Result<std::path::PathBuf, String> {
-        let html = self.render(results, dir)?;
         let assets = dir.join("assets");
         std::fs::create_dir_all(&assets).map_err(|e| format!("failed to create {}: {e}", assets.display()))?;
         std::fs::write(assets.join("report.css"), &self.css).map_err(|e| format!("failed to write report.css: {e}"))?;
         std::fs::write(assets.join("report.js"), &self.js).map_err(|e| format!("failed to write report.js: {e}"))?;
         let file = dir.join("report.html");
-        std::fs::write(&file, html).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        let created = std::fs::File::create(&file).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        self.render_to(results, dir, created)?;
         Ok(file)
+    }
+}
+
+/// `{{cell_sections}}` in report.hbs: each cell's section, rendered with `cell.hbs` from a model built
+/// just before and dropped just after.
+struct CellSections<'a> {
+    cells: Vec<&'a CellResult>,
+    dir: &'a Path,
+}
+
+impl HelperDef for CellSections<'_> {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        registry: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        for cell in &self.cells {
+            let html = registry.render("cell", &cell_model(cell, self.dir))?;
+            out.write(&html).map_err(RenderErrorReason::from)?;
+        }
+        Ok(())
     }
 }
 
@@ -105,9 +150,21 @@ fn secs(s: f64) -> String {
     format!("{s:.1}s")
 }
 
-fn view_model(results: &RunResults, dir: &Path) -> Value {
-    let mut cells: Vec<&CellResult> = results.cells.iter().collect();
-    cells.sort_by_key(|c| order(c.status));
+/// The page around the cells' sections (which `cell_sections` renders one at a time): `cells` has
+/// only what a list of them needs, failures first.
+fn view_model(results: &RunResults, cells: &[&CellResult]) -> Value {
+    let summaries: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "anchor": anchor(&c.id),
+                "class": status_class(c.status),
+                "label": status_label(c.status),
+                "reason": c.reason,
+            })
+        })
+        .collect();
     json!({
         "title": format!("amiprobe: {}", results.spec.name),
         "spec": results.spec,
@@ -121,7 +178,7 @@ fn view_model(results: &RunResults, dir: &Path) -> Value {
         "leftover_cleanup": results.leftover_cleanup,
         "not_removed": results.not_removed,
         "grid": grid(&results.cells),
-        "cells": cells.iter().map(|c| cell_model(c, dir)).collect::<Vec<_>>(),
+        "cells": summaries,
         "amiprobe_version": results.amiprobe_version,
     })
 }

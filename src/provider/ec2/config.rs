@@ -38,6 +38,12 @@ pub struct Ec2Spec {
     #[serde(default = "default_console_poll", with = "crate::spec::duration")]
     #[schemars(with = "DurationSchema")]
     pub console_poll_interval: Duration,
+    /// How often the running instances' status checks are read (one DescribeInstanceStatus for all of
+    /// them; default 15s). EC2 runs its checks about once a minute: asking more often costs calls
+    /// and learns nothing sooner.
+    #[serde(default = "default_status_poll", with = "crate::spec::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub status_poll_interval: Duration,
     /// `ephemeral`: amiprobe makes one security group per run and VPC, opening exactly the probed
     /// TCP ports to `run --probe-from CIDR,...`, adds it to every instance's groups and deletes it once
     /// the instances are gone. Default `none`: only the cells' own `security_groups`.
@@ -58,6 +64,10 @@ pub enum SecurityGroupMode {
 
 fn default_console_poll() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_status_poll() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_poll() -> Duration {
@@ -181,6 +191,9 @@ impl Ec2Spec {
                 path.key("console_poll_interval"),
                 "interval must be at least 1s (each read is an API call per instance)",
             ));
+        }
+        if self.status_poll_interval < Duration::from_secs(1) {
+            problems.push(Problem::at(path.key("status_poll_interval"), "interval must be at least 1s"));
         }
         if self.poll_interval.is_zero() {
             problems.push(Problem::at(path.key("poll_interval"), "interval must be above 0s"));
