@@ -12,7 +12,19 @@ use crate::spec::{ConsoleSpec, FieldPath, Problem};
 /// reason names the first of this list: a panic or an emergency shell is the cause, a call trace or
 /// an I/O error often the symptom around it.
 const BUILTIN: &[(&str, &str)] = &[
+    // GRUB's own errors come before the kernel they failed to load panics ("VFS: Unable to mount
+    // root fs on unknown-block(0,0)" after an initrd that did not fit in memory).
+    (
+        "boot loader error",
+        r"^error: (out of memory|you need to load the kernel first|file .* not found|no such (partition|device)|unknown filesystem|disk .* not found)|Failed to boot both default and fallback entries",
+    ),
     ("kernel panic", r"Kernel panic - not syncing"),
+    // The firmware's own words when no disk holds a boot loader it can start: SeaBIOS (in the firmware
+    // log), OVMF (on the serial console, before it falls back to its shell).
+    (
+        "nothing to boot",
+        r"No bootable device|Boot failed: not a bootable disk|BdsDxe: No bootable option|UEFI Interactive Shell",
+    ),
     ("emergency or rescue shell", r"(?i)(you are in (emergency|rescue) mode|entering (emergency|rescue) mode)"),
     (
         "dracut or initramfs shell",
@@ -334,6 +346,25 @@ mod tests {
         watch.stamp(&mut findings);
         let panic = findings.iter().find(|f| f.rule == "kernel panic").unwrap();
         assert_eq!(panic.hits[0].first_seen_s, Some(2.5));
+    }
+
+    #[test]
+    fn a_boot_loader_error_ranks_above_the_panic_it_causes() {
+        let log = "error: out of memory.\n[ 2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n";
+        let mut failed: Vec<ConsoleFinding> = rules("").check(log).into_iter().filter(|f| !f.passed).collect();
+        failed.sort_by_key(|f| f.rank());
+        assert_eq!(failed[0].reason(), "console matched `boot loader error` at line 1: error: out of memory.");
+        assert_eq!(failed[1].rule, "kernel panic");
+    }
+
+    #[test]
+    fn firmware_with_nothing_to_boot_is_fatal() {
+        let rules = rules("");
+        let log = "BdsDxe: failed to load Boot0001 \"UEFI Misc Device\": Not Found\r\nUEFI Interactive Shell v2.2\n";
+        let sign = ConsoleWatch::default().scan(&rules, log, 9.0).map(|s| s.rule);
+        assert_eq!(sign.as_deref(), Some("nothing to boot"));
+        let sign = ConsoleWatch::default().scan(&rules, "Booting from Hard Disk...\nNo bootable device.\n", 2.0);
+        assert_eq!(sign.map(|s| s.rule).as_deref(), Some("nothing to boot"));
     }
 
     #[test]

@@ -176,7 +176,9 @@ pub async fn run(
                 p = slots.acquire_owned() => p.ok(),
             };
             match permit {
-                Some(_permit) => cell::run_cell(ctx, cell).await,
+                // Boxed: a cell's whole future is allocated only once it may run, so a thousand cells
+                // waiting for a slot cost a thousand small tasks, not a thousand running cells.
+                Some(_permit) => Box::pin(cell::run_cell(ctx, cell)).await,
                 None => cell::not_run(&cell),
             }
         });

@@ -274,6 +274,13 @@ pub trait Machine: Send + Sync {
     /// The whole console log so far.
     async fn console_log(&mut self) -> Result<String, ProviderError>;
 
+    /// For a console that stayed empty: the last thing known to have happened before it should have
+    /// spoken (QEMU: the firmware's last boot message), e.g. "`Booting from Hard Disk...` (firmware.log)".
+    /// `None` where an empty console proves nothing (EC2 serves console output minutes late).
+    async fn before_console(&mut self) -> Option<String> {
+        None
+    }
+
     /// How often the engine refreshes and checks the console while the machine runs: the sooner a
     /// fatal sign is seen, the sooner a broken machine stops (and stops billing).
     fn console_poll_interval(&self) -> Duration {

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::qemu::{assert_cleanup_ok, cell, qemu_processes_of, results};
 use support::{fixtures, repo_root};
 
 static VMS: Mutex<()> = Mutex::new(());
@@ -29,34 +30,11 @@ fn amiprobe(out: &Path, vars: &[&str]) -> Command {
     cmd
 }
 
-fn results(out: &Path) -> Value {
-    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
-    serde_json::from_str(&text).expect("results.json is JSON")
-}
-
 /// The run id, mid-run: from the journal's header (results.json is written at the end).
 fn journal_run_id(out: &Path) -> String {
     let text = std::fs::read_to_string(out.join("results.jsonl")).expect("results.jsonl written");
     let header: Value = serde_json::from_str(text.lines().next().expect("a header line")).expect("the header is JSON");
     header["results"]["run_id"].as_str().expect("a run id in the header").to_string()
-}
-
-fn cell<'a>(results: &'a Value, id: &str) -> &'a Value {
-    results["cells"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no cell {id}"))
-}
-
-/// QEMU processes whose command line names this run.
-fn qemu_processes_of(run_id: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("qemu-system") && cmdline.contains(run_id) {
-                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 /// A valid image of the VGA console; once the kernel has printed (after a few seconds), not blank.
@@ -237,12 +215,6 @@ fn run_variants(out: &Path, vars: &[&str]) -> (Option<i32>, Value) {
     let r = results(out);
     assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
     (status.code(), r)
-}
-
-fn assert_cleanup_ok(cell: &Value) {
-    let steps = cell["cleanup"].as_array().unwrap();
-    assert!(!steps.is_empty(), "{cell:#}");
-    assert!(steps.iter().all(|s| s["ok"] == true), "cleanup failed: {steps:#?}");
 }
 
 fn ended_s(cell: &Value) -> f64 {

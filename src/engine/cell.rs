@@ -48,6 +48,9 @@ struct Recorder {
     ctx: CellContext,
     t0: Instant,
     result: CellResult,
+    /// Set when the console stayed empty and the provider knows what came last before it (the
+    /// firmware's words): the cause when the cell then fails.
+    silent_console: Option<String>,
 }
 
 impl Recorder {
@@ -124,7 +127,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
     result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    let mut rec = Recorder { ctx: ctx.clone(), t0: Instant::now(), result };
+    let mut rec = Recorder { ctx: ctx.clone(), t0: Instant::now(), result, silent_console: None };
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
         rec.error(format!("failed to create {}: {e}", cell_dir.display()));
@@ -233,6 +236,9 @@ async fn collect_console(
         Err(e) => return rec.error(format!("failed to read console log: {e}")),
     };
     let text = console::clean(raw.as_bytes());
+    if text.trim().is_empty() {
+        rec.silent_console = machine.before_console().await;
+    }
     let mut written = std::fs::write(cell_dir.join("console.log"), &text);
     if text != raw {
         written = written.and_then(|()| std::fs::write(cell_dir.join("console.raw.log"), &raw));
@@ -279,6 +285,11 @@ fn finish(rec: &mut Recorder, ending: Ending) {
     let failed_probe = r.probes.iter().find(|p| !p.passed).map(|p| format!("probe `{}` failed: {}", p.name, p.message));
     let cleanup_failed =
         r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
+    // A machine that never printed failed before anything else could: its probes are the symptom.
+    let failed_probe = match (rec.silent_console.take(), failed_probe.or(missing.clone())) {
+        (Some(last), Some(symptom)) => Some(format!("the console stayed empty after {last}; {symptom}")),
+        (_, failed_probe) => failed_probe,
+    };
     let (status, reason) = match ending {
         Ending::Interrupted => (CellStatus::Interrupted, Some("interrupted".to_string())),
         // A machine that did not come up but panicked on its way: the panic is the news, and the

@@ -22,6 +22,7 @@
 //! its handle is dropped (a panicking task), and is listed in the run's ledger.
 
 mod config;
+mod firmware;
 mod hardware;
 mod kvm;
 mod qmp;
@@ -49,7 +50,7 @@ use tokio::time::{sleep, timeout, Instant};
 use super::field::schema_of;
 use super::key::OnceKey;
 use super::{
-    Checked, CleanupStep, Field, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource,
+    Checked, CleanupStep, Field, Health, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource,
     RunSettings,
 };
 use crate::cell::Cell;
@@ -498,6 +499,7 @@ impl Provider for QemuProvider {
         // The raw serial stream stays in the cell's directory even if amiprobe is killed; the engine
         // writes the cell's console.log from it at the end.
         let console_path = ctx.cell_dir.join("serial.log");
+        let firmware_log = ctx.cell_dir.join(firmware::LOG);
 
         let mut last_error = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
@@ -525,6 +527,7 @@ impl Provider for QemuProvider {
                 .args(self.panic_pauses_args())
                 .arg("-serial")
                 .arg(serial_arg)
+                .args(firmware::args(&firmware_log))
                 .arg("-qmp")
                 .arg(qmp_arg);
             let mut netdev = "user,id=n0,restrict=on".to_string();
@@ -563,6 +566,7 @@ impl Provider for QemuProvider {
                         ledger: ctx.ledger.clone(),
                         forwards,
                         console_path,
+                        firmware_log,
                         _sockets: sockets,
                         command_line,
                         accel,
@@ -703,6 +707,8 @@ struct QemuMachine {
     /// Guest port -> host port on 127.0.0.1.
     forwards: BTreeMap<u16, u16>,
     console_path: PathBuf,
+    /// SeaBIOS's messages (`firmware.rs`).
+    firmware_log: PathBuf,
     _sockets: tempfile::TempDir,
     command_line: String,
     accel: &'static str,
@@ -943,6 +949,17 @@ impl Machine for QemuMachine {
                 None
             }
         }
+    }
+
+    async fn before_console(&mut self) -> Option<String> {
+        let log = std::fs::read(&self.firmware_log).ok()?;
+        firmware::last_boot_words(&String::from_utf8_lossy(&log))
+    }
+
+    /// The firmware found nothing to boot: the image's fault, and nothing else will happen.
+    async fn health(&mut self) -> Option<Health> {
+        let log = std::fs::read(&self.firmware_log).ok()?;
+        firmware::nothing_to_boot(&String::from_utf8_lossy(&log)).map(Health::ImageFailure)
     }
 
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {

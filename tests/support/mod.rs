@@ -4,6 +4,7 @@
 
 pub mod ec2;
 pub mod moto;
+pub mod qemu;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -216,7 +216,9 @@ impl Api {
             // Every attempt, retries included, takes a token: a retry is a call EC2 counts.
             queued += bucket.acquire().await;
             attempts += 1;
-            let e = match op().await {
+            // Boxed: an SDK call's future is tens of kilobytes, and inline it would size every future
+            // that waits for a token (hundreds of queued launches) as if it were already sending.
+            let e = match Box::pin(op()).await {
                 Ok(v) => return Ok((v, attempts, queued)),
                 Err(e) => e,
             };

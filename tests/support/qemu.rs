@@ -1,0 +1,34 @@
+//! What the qemu tests share: reading a run's results and proving no QEMU outlived it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+pub fn results(out: &Path) -> Value {
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+pub fn cell<'a>(results: &'a Value, id: &str) -> &'a Value {
+    results["cells"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no cell {id}"))
+}
+
+/// QEMU processes whose command line names this run.
+pub fn qemu_processes_of(run_id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("qemu-system") && cmdline.contains(run_id) {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+pub fn assert_cleanup_ok(cell: &Value) {
+    let steps = cell["cleanup"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{cell:#}");
+    assert!(steps.iter().all(|s| s["ok"] == true), "cleanup failed: {steps:#?}");
+}
