@@ -50,8 +50,7 @@ pub fn last_boot_words(log: &str) -> Option<String> {
     let last = log
         .lines()
         .map(str::trim)
-        .filter(|l| (l.starts_with("Booting from") && !is_address(l)) || l.starts_with("Boot failed"))
-        .last()?;
+        .rfind(|l| (l.starts_with("Booting from") && !is_address(l)) || l.starts_with("Boot failed"))?;
     Some(format!("the firmware's `{last}` ({LOG})"))
 }
 
