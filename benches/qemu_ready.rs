@@ -9,7 +9,9 @@
 //! 512M, virtio-blk, e1000, a NoCloud seed made the same way), polled with the same HTTP request every
 //! 200 ms. amiprobe's figure is the cell's `ready_s`: from the start of its launch (seed, QEMU start)
 //! to the probe's first pass. The bare figure: from spawning QEMU to the first 200 answer. Prints each
-//! round and the medians; asserts nothing about time. Needs `scripts/install-deps` and
+//! round and the medians; asserts nothing about time. Both under TCG, whatever the host has: the
+//! point is what amiprobe adds, not which accelerator it picks (`accel: auto` proves KVM before the
+//! first cell, outside `ready_s`). Needs `scripts/install-deps` and
 //! `scripts/build-debian-image`. Everything it contacts is a QEMU forward on 127.0.0.1.
 
 use std::io::{Read, Write};
@@ -66,7 +68,7 @@ fn amiprobe_ready(image: &Path, dir: &Path, round: usize) -> f64 {
         &spec,
         format!(
             "name: qemu-ready\n\
-             provider:\n  qemu: {{ accel: auto, memory: 512M, images: {{ disk: {{ disk: {} }} }} }}\n\
+             provider:\n  qemu: {{ accel: tcg, memory: 512M, images: {{ disk: {{ disk: {} }} }} }}\n\
              matrix: {{ image: disk }}\n\
              capture: {{ screenshots: [{{ every: 5s, until: 300s }}] }}\n\
              probes:\n  - {{ name: page, http: {{ port: 80, path: / }}, expect: {{ status: 200 }}, within: 300s, interval: 200ms }}\n",

@@ -12,19 +12,18 @@ use crate::spec::{ConsoleSpec, FieldPath, Problem};
 /// reason names the first of this list: a panic or an emergency shell is the cause, a call trace or
 /// an I/O error often the symptom around it.
 const BUILTIN: &[(&str, &str)] = &[
-    // GRUB's own errors come before the kernel they failed to load panics ("VFS: Unable to mount
-    // root fs on unknown-block(0,0)" after an initrd that did not fit in memory).
+    // GRUB's own errors that stop a boot come before the kernel they failed to load panics ("VFS:
+    // Unable to mount root fs on unknown-block(0,0)" after an initrd that did not fit in memory).
+    // Only those: GRUB also prints harmless ones (a missing font file) on boots that go on.
     (
         "boot loader error",
-        r"^error: (out of memory|you need to load the kernel first|file .* not found|no such (partition|device)|unknown filesystem|disk .* not found)|Failed to boot both default and fallback entries",
+        r"^error: (\S+:\d+:)?(out of memory|you need to load the kernel first)|Failed to boot both default and fallback entries|grub rescue>",
     ),
     ("kernel panic", r"Kernel panic - not syncing"),
-    // The firmware's own words when no disk holds a boot loader it can start: SeaBIOS (in the firmware
-    // log), OVMF (on the serial console, before it falls back to its shell).
-    (
-        "nothing to boot",
-        r"No bootable device|Boot failed: not a bootable disk|BdsDxe: No bootable option|UEFI Interactive Shell",
-    ),
+    // OVMF's own words on the serial console when no disk holds a boot loader it can start: it falls
+    // back to its shell. (SeaBIOS says "No bootable device" on the screen only: see
+    // provider/qemu/firmware.rs.)
+    ("nothing to boot", r"No bootable device|BdsDxe: No bootable option|UEFI Interactive Shell"),
     ("emergency or rescue shell", r"(?i)(you are in (emergency|rescue) mode|entering (emergency|rescue) mode)"),
     (
         "dracut or initramfs shell",
@@ -355,6 +354,11 @@ mod tests {
         failed.sort_by_key(|f| f.rank());
         assert_eq!(failed[0].reason(), "console matched `boot loader error` at line 1: error: out of memory.");
         assert_eq!(failed[1].rule, "kernel panic");
+        let grub_212 = "error: ../../grub-core/kern/mm.c:561:out of memory.\n";
+        assert!(rules("").check(grub_212).iter().any(|f| !f.passed && f.rule == "boot loader error"));
+        // Harmless ones, on boots that go on, are not failures.
+        let harmless = "error: file `/boot/grub/fonts/unicode.pf2' not found.\nerror: no such device: root.\n";
+        assert!(rules("").check(harmless).iter().all(|f| f.passed), "{:?}", rules("").check(harmless));
     }
 
     #[test]

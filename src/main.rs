@@ -5,6 +5,7 @@ fn main() {
     // freed: the runtime's worker and blocking threads would each hold megabytes a run never uses
     // again. Two arenas are enough for a process that mostly waits.
     // SAFETY: mallopt only sets an allocator parameter, before any other thread exists.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }

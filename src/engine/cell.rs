@@ -285,7 +285,8 @@ fn finish(rec: &mut Recorder, ending: Ending) {
     let failed_probe = r.probes.iter().find(|p| !p.passed).map(|p| format!("probe `{}` failed: {}", p.name, p.message));
     let cleanup_failed =
         r.cleanup.iter().find(|s| !s.ok).map(|s| format!("cleanup failed: {} ({})", s.action, s.message));
-    // A machine that never printed failed before anything else could: its probes are the symptom.
+    // A console that stayed empty after the provider saw the boot start (the firmware jumping to a
+    // disk with no boot code) is where it went wrong: the failed probes are what followed.
     let failed_probe = match (rec.silent_console.take(), failed_probe.or(missing.clone())) {
         (Some(last), Some(symptom)) => Some(format!("the console stayed empty after {last}; {symptom}")),
         (_, failed_probe) => failed_probe,
@@ -429,6 +430,7 @@ async fn drive(
     let schedule = &plan.schedule;
     let mut next_shot = schedule.next(None);
     let mut shot_failures = 0usize;
+    let mut shots_tried = 0usize;
     let mut screenshots_on = true;
     let mut probes_done_at: Option<Instant> = if probes.is_empty() { Some(running_at) } else { None };
     let mut port_open_reported = std::collections::BTreeSet::new();
@@ -438,13 +440,14 @@ async fn drive(
     let capture_all = plan.probes.is_empty();
 
     let ending = loop {
-        let stop_at = probes_done_at.map(|done| done + plan.after_ready);
         let shots_left = screenshots_on && next_shot.is_some();
-        if let Some(stop_at) = stop_at {
-            let waiting_for_schedule = capture_all && shots_left;
-            if !waiting_for_schedule && Instant::now() >= stop_at {
-                break Ending::Finished;
-            }
+        // Capture goes on past the stop for the schedule (a spec without probes) and for the first
+        // frame: a service that already answered when "running" was seen would otherwise end the
+        // cell before its first screenshot (due at once), and every cell shows at least one.
+        let hold = shots_left && (capture_all || shots_tried == 0);
+        let stop_at = probes_done_at.map(|done| done + plan.after_ready).filter(|_| !hold);
+        if stop_at.is_some_and(|stop_at| Instant::now() >= stop_at) {
+            break Ending::Finished;
         }
         // The schedule counts from `running`: time queued for a launch slot and time pending differ
         // from cell to cell, and would otherwise eat the early, dense phase of the schedule.
@@ -473,6 +476,7 @@ async fn drive(
             }
             _ = sleep_until(shot_at.unwrap_or(far)), if shot_at.is_some() => {
                 let taken_at = t0.elapsed();
+                shots_tried += 1;
                 match machine.screenshot().await {
                     Ok(bytes) => {
                         shot_failures = 0;

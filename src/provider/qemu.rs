@@ -499,7 +499,7 @@ impl Provider for QemuProvider {
         // The raw serial stream stays in the cell's directory even if amiprobe is killed; the engine
         // writes the cell's console.log from it at the end.
         let console_path = ctx.cell_dir.join("serial.log");
-        let firmware_log = ctx.cell_dir.join(firmware::LOG);
+        let firmware_log = (hardware.firmware == Firmware::Bios).then(|| ctx.cell_dir.join(firmware::LOG));
 
         let mut last_error = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
@@ -527,7 +527,7 @@ impl Provider for QemuProvider {
                 .args(self.panic_pauses_args())
                 .arg("-serial")
                 .arg(serial_arg)
-                .args(firmware::args(&firmware_log))
+                .args(firmware_log.as_deref().map(firmware::args).unwrap_or_default())
                 .arg("-qmp")
                 .arg(qmp_arg);
             let mut netdev = "user,id=n0,restrict=on".to_string();
@@ -707,8 +707,8 @@ struct QemuMachine {
     /// Guest port -> host port on 127.0.0.1.
     forwards: BTreeMap<u16, u16>,
     console_path: PathBuf,
-    /// SeaBIOS's messages (`firmware.rs`).
-    firmware_log: PathBuf,
+    /// SeaBIOS's messages (`firmware.rs`); `None` under UEFI, where OVMF speaks on the console.
+    firmware_log: Option<PathBuf>,
     _sockets: tempfile::TempDir,
     command_line: String,
     accel: &'static str,
@@ -952,14 +952,12 @@ impl Machine for QemuMachine {
     }
 
     async fn before_console(&mut self) -> Option<String> {
-        let log = std::fs::read(&self.firmware_log).ok()?;
-        firmware::last_boot_words(&String::from_utf8_lossy(&log))
+        firmware::last_boot_words(&firmware::read(self.firmware_log.as_ref()?)?)
     }
 
     /// The firmware found nothing to boot: the image's fault, and nothing else will happen.
     async fn health(&mut self) -> Option<Health> {
-        let log = std::fs::read(&self.firmware_log).ok()?;
-        firmware::nothing_to_boot(&String::from_utf8_lossy(&log)).map(Health::ImageFailure)
+        firmware::nothing_to_boot(&firmware::read(self.firmware_log.as_ref()?)?).map(Health::ImageFailure)
     }
 
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {

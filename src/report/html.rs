@@ -84,9 +84,17 @@ impl Renderer {
         std::fs::create_dir_all(&assets).map_err(|e| format!("failed to create {}: {e}", assets.display()))?;
         std::fs::write(assets.join("report.css"), &self.css).map_err(|e| format!("failed to write report.css: {e}"))?;
         std::fs::write(assets.join("report.js"), &self.js).map_err(|e| format!("failed to write report.js: {e}"))?;
+        // Rendered beside it and renamed over it: a template that fails half-way must not leave a
+        // half page where a good report was.
         let file = dir.join("report.html");
-        let created = std::fs::File::create(&file).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
-        self.render_to(results, dir, created)?;
+        let partial = dir.join("report.html.partial");
+        let created =
+            std::fs::File::create(&partial).map_err(|e| format!("failed to write {}: {e}", partial.display()))?;
+        if let Err(e) = self.render_to(results, dir, created) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        std::fs::rename(&partial, &file).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
         Ok(file)
     }
 }
