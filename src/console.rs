@@ -200,6 +200,8 @@ pub struct ConsoleWatch {
     first_seen: Vec<f64>,
     /// The last line while it has no newline yet, and when it was first seen as it is.
     tail: Option<(String, f64)>,
+    /// Every `must_contain` text has been on the console (a prompt without its newline counts).
+    required_seen: bool,
 }
 
 /// A fatal line seen while the machine ran.
@@ -220,6 +222,9 @@ impl ConsoleWatch {
             Some(end) => (&log[..end], &log[end + 1..]),
             None => ("", log),
         };
+        if !self.required_seen {
+            self.required_seen = rules.must_contain.iter().all(|text| log.lines().any(|l| l.contains(text.as_str())));
+        }
         let mut sign = None;
         for (index, line) in complete.lines().enumerate().skip(self.first_seen.len()) {
             self.first_seen.push(at_s);
@@ -240,6 +245,11 @@ impl ConsoleWatch {
             _ => Some((tail.to_string(), at_s)),
         };
         sign
+    }
+
+    /// Whether every `must_contain` text was on the console at the last scan (true without any).
+    pub fn required_seen(&self, rules: &ConsoleRules) -> bool {
+        self.required_seen || rules.must_contain.is_empty()
     }
 
     /// Adds when each hit's line was first seen to the findings of a final check.
@@ -359,6 +369,18 @@ mod tests {
         // Harmless ones, on boots that go on, are not failures.
         let harmless = "error: file `/boot/grub/fonts/unicode.pf2' not found.\nerror: no such device: root.\n";
         assert!(rules("").check(harmless).iter().all(|f| f.passed), "{:?}", rules("").check(harmless));
+    }
+
+    #[test]
+    fn required_lines_are_seen_once_all_are_there_prompts_included() {
+        let required = rules("must_contain: ['Reached target', 'login:']");
+        let mut watch = ConsoleWatch::default();
+        assert!(!watch.required_seen(&required));
+        watch.scan(&required, "[  OK  ] Reached target multi-user.target\n", 1.0);
+        assert!(!watch.required_seen(&required), "login: is still missing");
+        watch.scan(&required, "[  OK  ] Reached target multi-user.target\n\ndebian login: ", 2.0);
+        assert!(watch.required_seen(&required));
+        assert!(ConsoleWatch::default().required_seen(&rules("")), "nothing required");
     }
 
     #[test]

@@ -51,6 +51,9 @@ struct Recorder {
     /// Set when the console stayed empty and the provider knows what came last before it (the
     /// firmware's words): the cause when the cell then fails.
     silent_console: Option<String>,
+    /// When the console was last read while the machine ran: a read a moment ago is as good as a
+    /// final one (on EC2 each read is an API call).
+    console_read_at: Option<Instant>,
 }
 
 impl Recorder {
@@ -127,7 +130,8 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
     result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    let mut rec = Recorder { ctx: ctx.clone(), t0: Instant::now(), result, silent_console: None };
+    let mut rec =
+        Recorder { ctx: ctx.clone(), t0: Instant::now(), result, silent_console: None, console_read_at: None };
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
         rec.error(format!("failed to create {}: {e}", cell_dir.display()));
@@ -228,8 +232,11 @@ async fn collect_console(
     watch: &ConsoleWatch,
     ending: &Ending,
 ) {
-    if let Err(e) = machine.poll_console().await {
-        rec.error(format!("failed to read console log: {e}"));
+    let fresh = rec.console_read_at.is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+    if !fresh {
+        if let Err(e) = machine.poll_console().await {
+            rec.error(format!("failed to read console log: {e}"));
+        }
     }
     let raw = match machine.console_log().await {
         Ok(raw) => raw,
@@ -438,13 +445,17 @@ async fn drive(
     let mut next_console_poll = Instant::now() + console_poll;
     // With no probes the screenshot schedule alone says how long to watch the console.
     let capture_all = plan.probes.is_empty();
+    // The console's required lines are part of being ready, until the probes' last deadline: a
+    // service may answer before the login prompt is printed, and EC2 serves console output late.
+    let lines_deadline = running_at + plan.probes.iter().map(|p| p.within).max().unwrap_or_default();
 
     let ending = loop {
         let shots_left = screenshots_on && next_shot.is_some();
         // Capture goes on past the stop for the schedule (a spec without probes) and for the first
         // frame: a service that already answered when "running" was seen would otherwise end the
         // cell before its first screenshot (due at once), and every cell shows at least one.
-        let hold = shots_left && (capture_all || shots_tried == 0);
+        let lines_pending = !watch.required_seen(&plan.console) && Instant::now() < lines_deadline;
+        let hold = shots_left && (capture_all || shots_tried == 0) || lines_pending;
         let stop_at = probes_done_at.map(|done| done + plan.after_ready).filter(|_| !hold);
         if stop_at.is_some_and(|stop_at| Instant::now() >= stop_at) {
             break Ending::Finished;
@@ -467,6 +478,11 @@ async fn drive(
                         record_attempt(rec, index, attempt, &mut port_open_reported);
                     }
                     probes_done_at = Some(Instant::now());
+                    // Read the console now rather than at the next poll if required lines are
+                    // missing: they may well be there already.
+                    if !watch.required_seen(&plan.console) {
+                        next_console_poll = Instant::now();
+                    }
                     if rec.result.probes.iter().all(|p| p.passed) {
                         rec.result.timings.ready_s = Some(rec.now_s());
                         rec.event(EventKind::Ready, "all probes passed");
@@ -501,6 +517,7 @@ async fn drive(
                 next_shot = schedule.next(Some(running_at.elapsed()));
             }
             _ = sleep_until(next_console_poll) => {
+                rec.console_read_at = Some(Instant::now());
                 if let Some(ending) = watch_machine(rec, machine, watch).await {
                     if screenshots_on {
                         // The screen at the moment of failure (a panic, a shell) is usually the answer.
