@@ -6,7 +6,7 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ConsoleSpec, FieldPath, Problem};
+use crate::spec::{ConsoleSpec, FieldPath, Os, Problem};
 
 /// Built-in failure patterns: (name, regex), most telling first. When several match, the cell's
 /// reason names the first of this list: a panic or an emergency shell is the cause, a call trace or
@@ -35,6 +35,24 @@ const BUILTIN: &[(&str, &str)] = &[
     ("I/O error", r"I/O error"),
     ("soft or hard lockup", r"soft lockup|hard LOCKUP"),
     ("call trace", r"Call Trace:"),
+];
+
+/// The line EC2Launch (v1 and v2) and EC2Config print once Windows is ready: with `os: windows` a
+/// console must show it (a built-in `must_contain`).
+pub const WINDOWS_READY: &str = "Windows is Ready to use";
+
+/// Built-in failure patterns of Windows on EC2, after the Linux ones (which never match there): the
+/// messages EC2Launch v2 prints on the console when it gives up (its documented message list). Not
+/// any line with "Error" in it: a good boot prints `EC2LaunchTelemetry: AgentCommandErrorCode=1`.
+/// EC2Launch v1 writes its failures to its log file only; such a boot just never shows
+/// [`WINDOWS_READY`].
+const WINDOWS_BUILTIN: &[(&str, &str)] = &[
+    (
+        "ec2launch stopped",
+        r"Error EC2Launch service is stopping|Error (setting up EC2Launch agent folders|initializing service)",
+    ),
+    ("ec2launch: no metadata", r"Metadata is not available for this instance|Timed out waiting for access to metadata"),
+    ("ec2launch: bad administrator account", r"Invalid administrator (username|password)"),
 ];
 
 #[derive(Debug, Clone)]
@@ -84,7 +102,10 @@ impl ConsoleFinding {
     /// spec's own forbidden lines, then a missing line (often only the consequence of the others).
     pub fn rank(&self) -> (u8, usize) {
         match self.kind {
-            RuleKind::Builtin => (0, BUILTIN.iter().position(|(name, _)| *name == self.rule).unwrap_or(BUILTIN.len())),
+            RuleKind::Builtin => {
+                let all = BUILTIN.iter().chain(WINDOWS_BUILTIN);
+                (0, all.clone().position(|(name, _)| *name == self.rule).unwrap_or(all.count()))
+            }
             RuleKind::MustNotContain => (1, self.hits.first().map_or(usize::MAX, |h| h.line)),
             RuleKind::MustContain => (2, 0),
         }
@@ -106,7 +127,7 @@ impl ConsoleFinding {
 const MAX_HITS: usize = 20;
 
 impl ConsoleRules {
-    pub fn compile(spec: &ConsoleSpec, path: &FieldPath, problems: &mut Vec<Problem>) -> ConsoleRules {
+    pub fn compile(spec: &ConsoleSpec, os: Os, path: &FieldPath, problems: &mut Vec<Problem>) -> ConsoleRules {
         for (key, list) in [
             ("must_contain", &spec.must_contain),
             ("must_not_contain", &spec.must_not_contain),
@@ -118,13 +139,18 @@ impl ConsoleRules {
                 }
             }
         }
-        let builtin = if spec.builtin {
-            BUILTIN.iter().filter_map(|(name, re)| Regex::new(re).ok().map(|r| (*name, r))).collect()
-        } else {
-            Vec::new()
+        let windows = os == Os::Windows && spec.builtin;
+        let builtin = match spec.builtin {
+            true => BUILTIN.iter().chain(if windows { WINDOWS_BUILTIN } else { &[] }),
+            false => [].iter().chain(&[]),
         };
+        let builtin = builtin.filter_map(|(name, re)| Regex::new(re).ok().map(|r| (*name, r))).collect();
+        let mut must_contain = spec.must_contain.clone();
+        if windows && !must_contain.iter().any(|l| l == WINDOWS_READY) {
+            must_contain.push(WINDOWS_READY.to_string());
+        }
         ConsoleRules {
-            must_contain: spec.must_contain.clone(),
+            must_contain,
             must_not_contain: spec.must_not_contain.clone(),
             builtin,
             ignore: spec.ignore.clone(),
@@ -202,6 +228,9 @@ pub struct ConsoleWatch {
     tail: Option<(String, f64)>,
     /// Every `must_contain` text has been on the console (a prompt without its newline counts).
     required_seen: bool,
+    /// Where the required lines are looked for: after this many lines (a reboot starts a new boot,
+    /// which must show them again).
+    required_after: usize,
 }
 
 /// A fatal line seen while the machine ran.
@@ -223,7 +252,9 @@ impl ConsoleWatch {
             None => ("", log),
         };
         if !self.required_seen {
-            self.required_seen = rules.must_contain.iter().all(|text| log.lines().any(|l| l.contains(text.as_str())));
+            let after = self.required_after;
+            self.required_seen =
+                rules.must_contain.iter().all(|text| log.lines().skip(after).any(|l| l.contains(text.as_str())));
         }
         let mut sign = None;
         for (index, line) in complete.lines().enumerate().skip(self.first_seen.len()) {
@@ -245,6 +276,13 @@ impl ConsoleWatch {
             _ => Some((tail.to_string(), at_s)),
         };
         sign
+    }
+
+    /// From now on the required lines must appear again, after the lines seen so far: the machine
+    /// was rebooted.
+    pub fn require_again(&mut self) {
+        self.required_seen = false;
+        self.required_after = self.first_seen.len();
     }
 
     /// Whether every `must_contain` text was on the console at the last scan (true without any).
@@ -312,7 +350,7 @@ mod tests {
     fn rules(yaml: &str) -> ConsoleRules {
         let spec: ConsoleSpec = serde_yaml::from_str(yaml).unwrap();
         let mut problems = Vec::new();
-        let rules = ConsoleRules::compile(&spec, &FieldPath::root(), &mut problems);
+        let rules = ConsoleRules::compile(&spec, Os::Linux, &FieldPath::root(), &mut problems);
         assert!(problems.is_empty());
         rules
     }

@@ -16,7 +16,7 @@ use crate::cell::Cell;
 use crate::console::ConsoleRules;
 use crate::probe::Probe;
 use crate::provider::{LaunchPlan, RunSettings, Settings};
-use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Problem, SpecError, VarOverrides};
+use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Os, Problem, SpecError, VarOverrides};
 
 pub use matrix::MAX_CELLS;
 
@@ -40,6 +40,12 @@ pub struct Plan {
     /// `console.stop_on_fatal`: end a cell at the first fatal console sign.
     pub stop_on_fatal: bool,
     pub concurrency: usize,
+    /// `os`: the rules and default deadlines of Linux or Windows.
+    pub os: Os,
+    /// `reboot`: once the probes pass, reboot and run them again.
+    pub reboot: bool,
+    /// `secrets`: masked wherever probe traffic is recorded.
+    pub secrets: std::sync::Arc<Vec<String>>,
     pub run_timeout: Duration,
     /// How long removals are retried before a resource is reported as not removed.
     pub cleanup_timeout: Duration,
@@ -68,6 +74,12 @@ impl Plan {
         let schedule =
             Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
 
+        let os = spec.os.unwrap_or_default();
+        let probe_ctx = crate::probe::CompileContext {
+            base: loaded.base_dir(),
+            os,
+            run_key: matches!(spec.launch.key_pair, KeyPair::Ephemeral),
+        };
         let mut probes = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in spec.probes.iter().enumerate() {
@@ -78,18 +90,24 @@ impl Plan {
                         .help(format!("probes[{first}] has the same name; probe names must be unique")),
                 );
             }
-            if let Some(probe) = Probe::compile(p, &path, &mut problems) {
+            if let Some(probe) = Probe::compile(p, &probe_ctx, &path, &mut problems) {
                 probes.push(probe);
             }
         }
-        let console = ConsoleRules::compile(&spec.console, &root.key("console"), &mut problems);
+        let console = ConsoleRules::compile(&spec.console, os, &root.key("console"), &mut problems);
+        for (i, secret) in spec.secrets.iter().enumerate() {
+            if secret.is_empty() {
+                problems.push(Problem::at(root.key("secrets").index(i), "secret is empty"));
+            }
+        }
         if let Some(n) = spec.concurrency.filter(|n| n.get() > MAX_CONCURRENCY) {
             problems.push(Problem::at(root.key("concurrency"), format!("{n} is above the limit of {MAX_CONCURRENCY}")));
         }
         if spec.timeouts.cleanup.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("cleanup"), "timeout must be above 0s"));
         }
-        if spec.timeouts.run.is_zero() {
+        let run_timeout = spec.timeouts.run_or_default(os);
+        if run_timeout.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
         let launch = resolve_launch(spec, loaded.base_dir(), &provider, &mut problems);
@@ -108,7 +126,10 @@ impl Plan {
                 console,
                 stop_on_fatal: spec.console.stop_on_fatal,
                 concurrency: spec.concurrency.map_or(4, |n| n.get()),
-                run_timeout: spec.timeouts.run,
+                os,
+                reboot: spec.reboot,
+                secrets: std::sync::Arc::new(spec.secrets.clone()),
+                run_timeout,
                 cleanup_timeout: spec.timeouts.cleanup,
                 launch,
             }),
@@ -182,6 +203,7 @@ fn resolve_launch(
         }
     }
     let plan = LaunchPlan {
+        os: spec.os.unwrap_or_default(),
         key_pair: launch.key_pair.clone(),
         keep_private_key: launch.keep_private_key,
         user_data,

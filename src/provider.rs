@@ -56,6 +56,8 @@ pub struct RunSettings {
 /// How machines are launched, whatever the provider: `launch:` without the provider's own fields.
 #[derive(Debug, Clone)]
 pub struct LaunchPlan {
+    /// `os`: decides the kind of the run's key (RSA for Windows).
+    pub os: crate::spec::Os,
     pub key_pair: KeyPair,
     pub keep_private_key: bool,
     pub user_data: Option<Vec<u8>>,
@@ -300,8 +302,32 @@ pub trait Machine: Send + Sync {
         None
     }
 
+    /// The key the machine was given to log in with (the run's own key), for SSH probes; `None` when
+    /// the spec named an existing key pair.
+    fn login_key(&self) -> Option<std::sync::Arc<key::RunKey>> {
+        None
+    }
+
+    /// Where the machine's Windows administrator password can be fetched (EC2's GetPasswordData).
+    fn admin_password(&self) -> Option<std::sync::Arc<dyn AdminPassword>> {
+        None
+    }
+
+    /// Reboots the running machine the way its platform does (`reboot: true`): EC2's
+    /// RebootInstances, QEMU's system reset.
+    async fn reboot(&mut self) -> Result<(), ProviderError> {
+        Err(ProviderError::unsupported("this provider can't reboot a machine"))
+    }
+
     /// Stops the machine and removes what was created for it; `hurry` skips waiting for confirmation.
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep>;
+}
+
+/// A Windows machine's administrator password as its platform keeps it: encrypted to the run's key.
+#[async_trait]
+pub trait AdminPassword: Send + Sync {
+    /// The encrypted password (base64), or `None` while the platform doesn't have it yet.
+    async fn encrypted(&self) -> Result<Option<String>, ProviderError>;
 }
 
 /// One cleanup action and how it went.

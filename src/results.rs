@@ -199,6 +199,8 @@ pub enum EventKind {
     Ready,
     ConsoleMatch,
     CapacityFallback,
+    /// The machine was rebooted (`reboot: true`), after which every probe runs again.
+    Reboot,
     /// The run was interrupted (a signal) while this cell was at this point.
     Interrupted,
     Error,
@@ -225,6 +227,9 @@ pub struct ProbeResult {
     /// The last HTTP request and response, with a body excerpt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exchange: Option<HttpExchange>,
+    /// The last SSH command, with its exit status and output excerpts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ssh: Option<crate::probe::SshExchange>,
 }
 
 impl RunResults {

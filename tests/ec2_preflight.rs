@@ -89,6 +89,7 @@ fn request(cell: &str, image: &str, instance_type: &str, subnet: Option<&str>, g
         subnet: subnet.map(str::to_string),
         security_groups: groups.iter().map(|g| g.to_string()).collect(),
         boot_mode: None,
+        os: amiprobe::spec::Os::Linux,
     }
 }
 

@@ -15,7 +15,8 @@ use crate::capture::{self, Screenshot};
 use crate::cell::Cell;
 use crate::console::{self, ConsoleFinding, ConsoleWatch, FatalSign};
 use crate::plan::Plan;
-use crate::probe::{self, Attempt, Endpoint, Probe, TargetPolicy};
+use crate::probe::host_key::ConsoleHostKeys;
+use crate::probe::{self, Attempt, Endpoint, Probe, ProbeEnv, SshContext, TargetPolicy};
 use crate::provider::{ErrorKind, Health, LaunchContext, Ledger, Machine, Provider, ProviderError};
 use crate::results::{CellParams, CellResult, CellStatus, EventKind, ProbeResult, TimelineEvent, Timings};
 
@@ -370,71 +371,27 @@ async fn drive(
     let (attempt_tx, mut attempt_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Attempt)>();
     let mut probes: JoinSet<()> = JoinSet::new();
     let stop_probes = ctx.cancel.child_token();
-    for (index, probe) in plan.probes.iter().enumerate() {
-        let (endpoint, guest_port) = match (&ctx.probe_host, &probe.host) {
-            (Some(host), _) | (None, Some(host)) => {
-                (Ok(Endpoint { host: host.clone(), port: probe.port() }), probe.port())
-            }
-            (None, None) => (machine.endpoint(probe.port()), probe.port()),
-        };
-        rec.result.probes.push(ProbeResult {
-            name: probe.name.clone(),
-            kind: probe.kind().to_string(),
-            target: endpoint.as_ref().ok().map(|e| format!("{}:{}", e.host, e.port)),
-            passed: false,
-            first_passed_s: None,
-            attempts_count: 0,
-            message: "not attempted".into(),
-            attempts: Vec::new(),
-            last_exchange: None,
-        });
-        let endpoint = match endpoint {
-            Ok(e) => e,
-            Err(why) => {
-                rec.result.probes[index].message = format!("port {guest_port} can't be reached: {why}");
-                continue;
-            }
-        };
-        let policy = TargetPolicy { allowed: ctx.allow_targets.clone().unwrap_or_else(|| machine.own_addresses()) };
-        let meaning = machine.connect_meaning();
-        let probe = probe.clone();
-        let tx = attempt_tx.clone();
-        let stop = stop_probes.clone();
-        probes.spawn(async move {
-            let deadline = running_at + probe.within;
-            let mut session = probe::Session::default();
-            // Until the target first answers at all, attempts wait briefly (QEMU answers for a guest
-            // that is not up yet), longer after each silent one; attempts start on a fixed cadence,
-            // `interval` apart. `None` once it answered.
-            let mut silent: Option<u32> = Some(0);
-            loop {
-                let started = Instant::now();
-                let at_s = round_ms(t0.elapsed());
-                let limit = probe.attempt_limit(silent);
-                let attempt = tokio::select! {
-                    a = probe::attempt(&probe, &mut session, &endpoint, &policy, meaning, at_s, limit) => a,
-                    _ = stop.cancelled() => return,
-                };
-                silent = match silent {
-                    Some(n) if attempt.silent => Some(n + 1),
-                    _ => None,
-                };
-                let passed = attempt.passed;
-                let _ = tx.send((index, attempt));
-                let next = started + probe.interval;
-                if passed || next >= deadline {
-                    return;
-                }
-                tokio::select! {
-                    _ = sleep_until(next) => {}
-                    _ = stop.cancelled() => return,
-                }
-            }
-        });
-    }
-    drop(attempt_tx);
+    let (host_keys_tx, host_keys) = tokio::sync::watch::channel(ConsoleHostKeys::default());
+    let run_key = machine.login_key();
+    let login_key = run_key.clone().and_then(|key| match key.ssh_client_key() {
+        Ok(key) => Some(Arc::new(key)),
+        Err(e) => {
+            rec.error(e);
+            None
+        }
+    });
+    let env = Arc::new(ProbeEnv {
+        policy: TargetPolicy { allowed: ctx.allow_targets.clone().unwrap_or_else(|| machine.own_addresses()) },
+        meaning: machine.connect_meaning(),
+        ssh: Arc::new(SshContext::new(login_key, host_keys, plan.secrets.clone())),
+        password: machine.admin_password().zip(run_key),
+    });
+    let mut round = ProbeRound { number: 0, started: running_at };
+    spawn_probes(rec, &*machine, &env, round, &mut probes, &attempt_tx, &stop_probes);
 
     let schedule = &plan.schedule;
+    // The schedule starts again with the second boot, so that it is filmed as closely as the first.
+    let mut shots_from = running_at;
     let mut next_shot = schedule.next(None);
     let mut shot_failures = 0usize;
     let mut shots_tried = 0usize;
@@ -447,7 +404,8 @@ async fn drive(
     let capture_all = plan.probes.is_empty();
     // The console's required lines are part of being ready, until the probes' last deadline: a
     // service may answer before the login prompt is printed, and EC2 serves console output late.
-    let lines_deadline = running_at + plan.probes.iter().map(|p| p.within).max().unwrap_or_default();
+    let longest_within = plan.probes.iter().map(|p| p.within).max().unwrap_or_default();
+    let mut lines_deadline = running_at + longest_within;
 
     let ending = loop {
         let shots_left = screenshots_on && next_shot.is_some();
@@ -462,7 +420,7 @@ async fn drive(
         }
         // The schedule counts from `running`: time queued for a launch slot and time pending differ
         // from cell to cell, and would otherwise eat the early, dense phase of the schedule.
-        let shot_at = next_shot.filter(|_| screenshots_on).map(|t| running_at + t);
+        let shot_at = next_shot.filter(|_| screenshots_on).map(|t| shots_from + t);
         let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             biased;
@@ -477,15 +435,39 @@ async fn drive(
                     while let Ok((index, attempt)) = attempt_rx.try_recv() {
                         record_attempt(rec, index, attempt, &mut port_open_reported);
                     }
+                    let all_passed = rec.result.probes.iter().all(|p| p.passed);
+                    if all_passed && round.number == 0 {
+                        rec.result.timings.ready_s = Some(rec.now_s());
+                        rec.event(EventKind::Ready, "all probes passed");
+                    } else if all_passed {
+                        rec.event(EventKind::Ready, "all probes passed again after the reboot");
+                    }
+                    if all_passed && plan.reboot && round.number == 0 {
+                        // The console as it is now marks where the first boot ends: the second
+                        // must show the required lines again, after it.
+                        rec.console_read_at = Some(Instant::now());
+                        if let Some(ending) = watch_machine(rec, machine, watch, &host_keys_tx).await {
+                            break ending;
+                        }
+                        watch.require_again();
+                        rec.event(EventKind::Reboot, "rebooting the machine (reboot: true)");
+                        env.ssh.forget_connections().await;
+                        if let Err(e) = machine.reboot().await {
+                            rec.error(format!("reboot failed: {e}"));
+                            break Ending::Error(format!("reboot failed: {e}"));
+                        }
+                        round = ProbeRound { number: 1, started: Instant::now() };
+                        spawn_probes(rec, &*machine, &env, round, &mut probes, &attempt_tx, &stop_probes);
+                        shots_from = round.started;
+                        next_shot = schedule.next(None);
+                        lines_deadline = round.started + longest_within;
+                        continue;
+                    }
                     probes_done_at = Some(Instant::now());
                     // Read the console now rather than at the next poll if required lines are
                     // missing: they may well be there already.
                     if !watch.required_seen(&plan.console) {
                         next_console_poll = Instant::now();
-                    }
-                    if rec.result.probes.iter().all(|p| p.passed) {
-                        rec.result.timings.ready_s = Some(rec.now_s());
-                        rec.event(EventKind::Ready, "all probes passed");
                     }
                     rec.phase(Phase::Capturing);
                 }
@@ -514,11 +496,11 @@ async fn drive(
                     }
                 }
                 // Late captures (a slow API) resume at the next slot, not in a burst.
-                next_shot = schedule.next(Some(running_at.elapsed()));
+                next_shot = schedule.next(Some(shots_from.elapsed()));
             }
             _ = sleep_until(next_console_poll) => {
                 rec.console_read_at = Some(Instant::now());
-                if let Some(ending) = watch_machine(rec, machine, watch).await {
+                if let Some(ending) = watch_machine(rec, machine, watch, &host_keys_tx).await {
                     if screenshots_on {
                         // The screen at the moment of failure (a panic, a shell) is usually the answer.
                         if let Ok(bytes) = machine.screenshot().await {
@@ -534,6 +516,7 @@ async fn drive(
     };
 
     // Whatever was still running stops here; its last attempt says how far it got.
+    drop(attempt_tx);
     stop_probes.cancel();
     while probes.join_next().await.is_some() {}
     while let Ok((index, attempt)) = attempt_rx.try_recv() {
@@ -552,14 +535,109 @@ async fn drive(
     ending
 }
 
+/// Which run of the probes this is: the first boot's (0) or the one after the reboot (1), and when
+/// its deadlines start.
+#[derive(Clone, Copy)]
+struct ProbeRound {
+    number: usize,
+    started: Instant,
+}
+
+/// Starts every probe of the plan as its own task; its results go to `rec.result.probes` at
+/// `round * probes + index` (a second round's are named "... (after reboot)").
+fn spawn_probes(
+    rec: &mut Recorder,
+    machine: &dyn Machine,
+    env: &Arc<ProbeEnv>,
+    round: ProbeRound,
+    tasks: &mut JoinSet<()>,
+    attempt_tx: &tokio::sync::mpsc::UnboundedSender<(usize, Attempt)>,
+    stop: &CancellationToken,
+) {
+    let ctx = rec.ctx.clone();
+    let t0 = rec.t0;
+    for (index, probe) in ctx.plan.probes.iter().enumerate() {
+        let slot = round.number * ctx.plan.probes.len() + index;
+        let endpoint = match (&ctx.probe_host, &probe.host) {
+            (Some(host), _) | (None, Some(host)) => Ok(Endpoint { host: host.clone(), port: probe.port() }),
+            (None, None) => machine.endpoint(probe.port()),
+        };
+        let name = match round.number {
+            0 => probe.name.clone(),
+            _ => format!("{} (after reboot)", probe.name),
+        };
+        rec.result.probes.push(ProbeResult {
+            name,
+            kind: probe.kind().to_string(),
+            target: endpoint.as_ref().ok().map(|e| format!("{}:{}", e.host, e.port)),
+            passed: false,
+            first_passed_s: None,
+            attempts_count: 0,
+            message: "not attempted".into(),
+            attempts: Vec::new(),
+            last_exchange: None,
+            last_ssh: None,
+        });
+        let endpoint = match endpoint {
+            Ok(e) => e,
+            Err(why) => {
+                rec.result.probes[slot].message = format!("port {} can't be reached: {why}", probe.port());
+                continue;
+            }
+        };
+        let (probe, env, tx, stop) = (probe.clone(), env.clone(), attempt_tx.clone(), stop.clone());
+        tasks.spawn(async move {
+            let deadline = round.started + probe.within;
+            let mut session = probe::Session::default();
+            // Until the target first answers at all, attempts wait briefly (QEMU answers for a guest
+            // that is not up yet), longer after each silent one; attempts start on a fixed cadence,
+            // `interval` apart. `None` once it answered.
+            let mut silent: Option<u32> = Some(0);
+            loop {
+                let started = Instant::now();
+                let at_s = round_ms(t0.elapsed());
+                let limit = probe.attempt_limit(silent);
+                let attempt = tokio::select! {
+                    a = probe::attempt(&probe, &mut session, &endpoint, &env, at_s, limit) => a,
+                    _ = stop.cancelled() => return,
+                };
+                silent = match silent {
+                    Some(n) if attempt.silent => Some(n + 1),
+                    _ => None,
+                };
+                let done = attempt.passed || attempt.settled;
+                let _ = tx.send((slot, attempt));
+                let next = started + probe.interval;
+                if done || next >= deadline {
+                    return;
+                }
+                tokio::select! {
+                    _ = sleep_until(next) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
 /// One look at the running machine: new console lines checked for fatal signs, whether it
 /// stopped by itself, and whether its provider finds it unwell. Returns how the cell ends, if it must.
-async fn watch_machine(rec: &mut Recorder, machine: &mut dyn Machine, watch: &mut ConsoleWatch) -> Option<Ending> {
+async fn watch_machine(
+    rec: &mut Recorder,
+    machine: &mut dyn Machine,
+    watch: &mut ConsoleWatch,
+    host_keys: &tokio::sync::watch::Sender<ConsoleHostKeys>,
+) -> Option<Ending> {
     if let Err(e) = machine.poll_console().await {
         tracing::debug!("console poll failed: {e}");
     }
     if let Ok(raw) = machine.console_log().await {
         let text = console::clean(raw.as_bytes());
+        // SSH probes trust the host keys the machine announces here.
+        if text.contains("-----END SSH HOST KEY") {
+            let keys = ConsoleHostKeys::parse(&text);
+            host_keys.send_if_modified(|known| std::mem::replace(known, keys.clone()) != keys);
+        }
         if let Some(sign) = watch.scan(&rec.ctx.plan.console, &text, rec.now_s()) {
             if rec.ctx.plan.stop_on_fatal {
                 let message = format!("console line {} matches `{}`: stopping the machine", sign.line, sign.rule);
@@ -590,17 +668,22 @@ fn record_attempt(
     mut attempt: Attempt,
     port_open: &mut std::collections::BTreeSet<u16>,
 ) {
-    let port = rec.ctx.plan.probes[index].port();
-    let answered = attempt.passed || attempt.exchange.as_ref().is_some_and(|x| x.status.is_some());
+    let probe = &rec.ctx.plan.probes[index % rec.ctx.plan.probes.len()];
+    let port = probe.port();
+    let answered =
+        attempt.passed || attempt.exchange.as_ref().is_some_and(|x| x.status.is_some()) || attempt.ssh.is_some();
     if answered && port_open.insert(port) {
         rec.event_at(attempt.at_s, EventKind::PortOpen, format!("port {port} answered"));
     }
-    let name = rec.ctx.plan.probes[index].name.clone();
     let p = &mut rec.result.probes[index];
+    let name = p.name.clone();
     p.attempts_count += 1;
     p.message = attempt.message.clone();
     if attempt.exchange.is_some() {
         p.last_exchange = attempt.exchange.take();
+    }
+    if attempt.ssh.is_some() {
+        p.last_ssh = attempt.ssh.take();
     }
     let first_pass = attempt.passed && !p.passed;
     let (at_s, message) = (attempt.at_s, format!("probe `{name}` passed: {}", attempt.message));

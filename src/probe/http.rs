@@ -117,6 +117,19 @@ pub async fn attempt(
     }
 }
 
+/// The spec's secrets masked in what the report keeps of an exchange.
+pub fn mask_exchange(exchange: &mut HttpExchange, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let mask = |text: &str| super::ssh::mask(text, secrets);
+    exchange.url = mask(&exchange.url);
+    exchange.body_excerpt = mask(&exchange.body_excerpt);
+    for (_, value) in &mut exchange.headers {
+        *value = mask(value);
+    }
+}
+
 /// Headers whose values are credentials: reports show that they were there, not what they said.
 fn is_secret(name: &str) -> bool {
     const SECRET: &[&str] = &[
@@ -195,21 +208,7 @@ pub fn check_expectations(
             failures.push(format!("body does not match /{}/", re.as_str()));
         }
     }
-    if !expect.json.is_empty() {
-        match serde_json::from_str::<serde_json::Value>(body) {
-            Err(e) => failures.push(format!("body is not JSON: {e}")),
-            Ok(doc) => {
-                for (query, path, wanted) in &expect.json {
-                    let found = path.query(&doc).all();
-                    match found.first() {
-                        None => failures.push(format!("`{query}` found nothing, expected {wanted}")),
-                        Some(v) if *v != wanted => failures.push(format!("`{query}` is {v}, expected {wanted}")),
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-    }
+    super::check_json(&expect.json, "body", body, &mut failures);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -225,7 +224,9 @@ mod tests {
     fn expectations(yaml: &str) -> Expectations {
         let spec: ProbeSpec = serde_yaml::from_str(yaml).unwrap();
         let mut problems = Vec::new();
-        let probe = super::super::Probe::compile(&spec, &FieldPath::root(), &mut problems).unwrap();
+        let ctx =
+            super::super::CompileContext { base: std::path::Path::new("."), os: crate::spec::Os::Linux, run_key: true };
+        let probe = super::super::Probe::compile(&spec, &ctx, &FieldPath::root(), &mut problems).unwrap();
         match probe.check {
             super::super::Check::Http(h) => h.expect,
             _ => unreachable!(),

@@ -208,6 +208,7 @@ pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -
 
 impl Ec2Provider {
     pub fn new(spec: Ec2Spec, run: RunSettings) -> Self {
+        let os = run.launch.os;
         Ec2Provider {
             spec,
             launch: run.launch,
@@ -215,7 +216,7 @@ impl Ec2Provider {
             run_timeout: run.run_timeout,
             cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
-            run_key: OnceKey::default(),
+            run_key: OnceKey::new(os),
         }
     }
 
@@ -369,6 +370,7 @@ impl Provider for Ec2Provider {
                 subnet: cell.text("subnet").map(str::to_string),
                 security_groups: cell.texts("security_groups"),
                 boot_mode,
+                os: self.launch.os,
             });
         }
         let mut impossible = BTreeMap::new();
@@ -404,6 +406,15 @@ impl Provider for Ec2Provider {
             KeyPair::Existing(name) => (name.clone(), false),
             KeyPair::Ephemeral => (self.run_key_in(&regional, ctx).await?, true),
         };
+        let login_key = match &self.launch.key_pair {
+            KeyPair::Existing(_) => None,
+            KeyPair::Ephemeral => Some(
+                self.run_key
+                    .get(&ctx.run_id, self.launch.keep_private_key, &ctx.cell_dir)
+                    .await
+                    .map_err(ProviderError::new)?,
+            ),
+        };
         let mut log = LaunchLog::default();
         let (instance_id, instance_type) =
             self.run_instance(&regional, cell, ctx, Some(key_name), key_is_new, &mut log).await?;
@@ -426,6 +437,7 @@ impl Provider for Ec2Provider {
             latest_refused: false,
             notes: log.notes,
             queued: log.queued,
+            login_key,
         }))
     }
 
@@ -840,6 +852,7 @@ struct Ec2Machine {
     cleanup_timeout: Duration,
     console_poll_interval: Duration,
     info: Option<InstanceInfo>,
+    login_key: Option<Arc<crate::provider::key::RunKey>>,
     /// The console text so far: `Latest=true` returns only the most recent part, so it is merged.
     console: String,
     latest_refused: bool,
@@ -859,6 +872,28 @@ impl Ec2Machine {
         value.clone().ok_or_else(|| {
             format!("instance {} has no {name} (set provider.ec2.address or --probe-host)", self.instance_id)
         })
+    }
+}
+
+/// GetPasswordData for one instance: EC2 answers an empty string until Windows has made the
+/// password (minutes after boot).
+struct PasswordData {
+    api: Arc<Api>,
+    instance_id: String,
+}
+
+#[async_trait]
+impl crate::provider::AdminPassword for PasswordData {
+    async fn encrypted(&self) -> Result<Option<String>, ProviderError> {
+        let api = &self.api;
+        let retry = Retry::not_found_until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
+        let (out, _) = api
+            .call_retrying(&api.buckets.describe, "GetPasswordData", retry, || {
+                api.client.get_password_data().instance_id(&self.instance_id).send()
+            })
+            .await
+            .map_err(|e| ProviderError::new(format!("GetPasswordData failed: {e}")))?;
+        Ok(out.password_data().map(str::trim).filter(|d| !d.is_empty()).map(str::to_string))
     }
 }
 
@@ -1016,6 +1051,25 @@ impl Machine for Ec2Machine {
     /// Terminates the instance, retried until the cleanup deadline. It counts as removed once EC2
     /// shows it shutting down (billing stops there); with `hurry`, once TerminateInstances is
     /// accepted. The run's key pair and security groups go at the run's end, after every instance.
+    fn login_key(&self) -> Option<Arc<crate::provider::key::RunKey>> {
+        self.login_key.clone()
+    }
+
+    fn admin_password(&self) -> Option<Arc<dyn crate::provider::AdminPassword>> {
+        Some(Arc::new(PasswordData { api: self.api.clone(), instance_id: self.instance_id.clone() }))
+    }
+
+    async fn reboot(&mut self) -> Result<(), ProviderError> {
+        let api = &self.api;
+        let retry = Retry::not_found_until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
+        api.call_retrying(&api.buckets.mutating, "RebootInstances", retry, || {
+            api.client.reboot_instances().instance_ids(&self.instance_id).send()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| ProviderError::new(format!("RebootInstances failed: {e}")))
+    }
+
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let until = Instant::now() + self.cleanup_timeout;
         let id = &self.instance_id;

@@ -118,12 +118,13 @@ pub struct QemuProvider {
 
 impl QemuProvider {
     pub fn new(plan: QemuPlan, run: RunSettings) -> Self {
+        let os = run.launch.os;
         QemuProvider {
             plan,
             launch: run.launch,
             accel: OnceCell::new(),
             version: std::sync::OnceLock::new(),
-            run_key: OnceKey::default(),
+            run_key: OnceKey::new(os),
         }
     }
 
@@ -542,6 +543,12 @@ impl Provider for QemuProvider {
                 cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
             );
 
+            let login_key = match self.launch.key_pair {
+                KeyPair::Ephemeral => {
+                    Some(self.run_key.get(&ctx.run_id, false, &ctx.cell_dir).await.map_err(ProviderError::new)?)
+                }
+                KeyPair::Existing(_) => None,
+            };
             let mut child = isolate(&mut cmd)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -573,6 +580,7 @@ impl Provider for QemuProvider {
                         hardware: hardware.facts(),
                         scratch,
                         screenshot_seq: 0,
+                        login_key,
                     }));
                 }
                 Err(e) => {
@@ -716,6 +724,7 @@ struct QemuMachine {
     hardware: Value,
     scratch: Scratch,
     screenshot_seq: u64,
+    login_key: Option<std::sync::Arc<super::key::RunKey>>,
 }
 
 /// Where the VM is.
@@ -889,6 +898,23 @@ impl Machine for QemuMachine {
 
     fn connect_meaning(&self) -> ConnectMeaning {
         ConnectMeaning::MaybeProxy
+    }
+
+    fn login_key(&self) -> Option<std::sync::Arc<super::key::RunKey>> {
+        self.login_key.clone()
+    }
+
+    async fn reboot(&mut self) -> Result<(), ProviderError> {
+        // `-no-reboot` turns every reset into an exit, so that a guest rebooting by itself is seen.
+        // This one is asked for: resets reset for the moment of the request, and then exit again.
+        let set = |action: &str| serde_json::json!({ "reboot": action });
+        let reset = async {
+            self.qmp.execute("set-action", set("reset")).await?;
+            let done = self.qmp.execute("system_reset", serde_json::json!({})).await;
+            self.qmp.execute("set-action", set("shutdown")).await?;
+            done
+        };
+        reset.await.map(|_| ()).map_err(|e| ProviderError::new(format!("system reset failed: {e}")))
     }
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {

@@ -348,6 +348,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
                 "message": p.message,
                 "latency": latencies.last().map(|l| format!("{l} ms")),
                 "exchange": p.last_exchange,
+                "ssh": p.last_ssh,
             })
         })
         .collect();

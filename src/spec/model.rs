@@ -42,6 +42,19 @@ pub struct Spec {
     /// How many cells run at once (default 4).
     #[serde(default)]
     pub concurrency: Option<NonZeroUsize>,
+    /// The images' operating system: `linux` (the default) or `windows`, which adds EC2Launch's
+    /// console rules (readiness and failures) and longer default deadlines. On EC2 an image whose
+    /// platform is `windows` is taken as Windows without it.
+    #[serde(default)]
+    pub os: Option<Os>,
+    /// Once every probe has passed, reboot the machine (EC2 RebootInstances, QEMU system reset) and
+    /// run every probe again; the filmstrip and timeline show both boots (default false).
+    #[serde(default)]
+    pub reboot: bool,
+    /// Values masked (`********`) wherever probe traffic is recorded: SSH commands and their output,
+    /// HTTP exchanges. Usually `${VAR}`s, so the value itself is never in the spec.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
 }
@@ -116,7 +129,16 @@ pub struct ScreenshotPhase {
     pub until: Duration,
 }
 
-/// One network check. Exactly one of `tcp` or `http`.
+/// An operating system family, for the rules and deadlines that differ between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    #[default]
+    Linux,
+    Windows,
+}
+
+/// One check of a running machine. Exactly one of `tcp`, `http`, `ssh`, `rdp` or `windows_password`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ProbeSpec {
@@ -126,13 +148,19 @@ pub struct ProbeSpec {
     pub tcp: Option<TcpProbe>,
     #[serde(default)]
     pub http: Option<HttpProbe>,
-    /// What an HTTP answer must look like.
+    #[serde(default)]
+    pub ssh: Option<SshProbe>,
+    #[serde(default)]
+    pub rdp: Option<RdpProbe>,
+    #[serde(default)]
+    pub windows_password: Option<WindowsPasswordProbe>,
+    /// What an HTTP answer or an SSH command's outcome must look like.
     #[serde(default)]
     pub expect: Option<ExpectSpec>,
-    /// Deadline, from the moment the machine is running (default 300s).
-    #[serde(default = "default_within", with = "super::duration")]
-    #[schemars(with = "DurationSchema")]
-    pub within: Duration,
+    /// Deadline, from the moment the machine is running (default 300s; 20m with `os: windows`).
+    #[serde(default, with = "super::duration::option")]
+    #[schemars(with = "Option<DurationSchema>")]
+    pub within: Option<Duration>,
     /// Time from one attempt's start to the next one's (default 2s); attempts never overlap.
     #[serde(default = "default_interval", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
@@ -140,10 +168,6 @@ pub struct ProbeSpec {
     /// Connect here instead of the machine's address (a tunnel or bastion).
     #[serde(default)]
     pub host: Option<String>,
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(300)
 }
 
 fn default_interval() -> Duration {
@@ -185,6 +209,87 @@ pub struct HttpProbe {
     pub timeout: Duration,
 }
 
+/// A command run on the machine over SSH, as `user`, with the run's key (or `key_file`). The host
+/// key is verified against the fingerprints the machine printed on its console (cloud-init's `BEGIN
+/// SSH HOST KEY FINGERPRINTS` block) unless `host_key: accept-new`. Exactly one of `command` or
+/// `script`. Probes with the same user, port, key and jump host share one connection.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SshProbe {
+    /// A command line for the user's shell.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// A script file (relative to the spec), fed to `sh -s` on the machine.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// The user to log in as (default `root`; Debian's images use `debian`, Ubuntu's `ubuntu`).
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// A private key file (OpenSSH format, relative to the spec) instead of the run's own key.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// How the machine's host key is checked: `console` (the default) or `accept-new`.
+    #[serde(default)]
+    pub host_key: HostKeyPolicy,
+    /// A jump host, `user@host` or `user@host:port`, reached with the same key. Its own host key must
+    /// be in `~/.ssh/known_hosts` (or `jump_known_hosts`).
+    #[serde(default)]
+    pub jump: Option<String>,
+    /// The known_hosts file for the jump host (relative to the spec; default `~/.ssh/known_hosts`).
+    #[serde(default)]
+    pub jump_known_hosts: Option<String>,
+    /// Per-attempt timeout: connecting, logging in and the command together (default 30s).
+    #[serde(default = "default_ssh_timeout", with = "super::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub timeout: Duration,
+}
+
+fn default_ssh_user() -> String {
+    "root".to_string()
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_ssh_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How an SSH probe trusts the machine's host key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only a key whose fingerprint the machine printed on its console (cloud-init does, and so can
+    /// any image): a probe waits for the fingerprints and fails on a key that isn't among them.
+    #[default]
+    Console,
+    /// The first key the cell sees is trusted, and later connections of the cell must present it.
+    AcceptNew,
+}
+
+/// A Remote Desktop listener: the machine must answer an RDP connection request (X.224), which an
+/// open port alone does not prove.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RdpProbe {
+    #[serde(default = "default_rdp_port")]
+    pub port: u16,
+}
+
+/// Windows generated its administrator password and gave it to the platform, encrypted to the run's
+/// key (EC2's GetPasswordData, polled until it has it). The password is decrypted to prove it, and
+/// never written anywhere. Needs `os: windows` (an RSA run key).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct WindowsPasswordProbe {}
+
+fn default_rdp_port() -> u16 {
+    3389
+}
+
 fn default_path() -> String {
     "/".to_string()
 }
@@ -215,7 +320,8 @@ pub enum HttpScheme {
     Https,
 }
 
-/// Expectations on an HTTP answer. All given ones must hold.
+/// Expectations on an HTTP answer (`status`, `headers`, `body_*`, `json`) or an SSH command's outcome
+/// (`exit_status`, `stdout_*`, `stderr_*`, `json` on stdout). All given ones must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ExpectSpec {
@@ -229,9 +335,20 @@ pub struct ExpectSpec {
     pub body_contains: Option<String>,
     #[serde(default)]
     pub body_regex: Option<String>,
-    /// JSON path (RFC 9535) -> the value found there.
+    /// JSON path (RFC 9535) -> the value found there (in the body, or an SSH command's stdout).
     #[serde(default)]
     pub json: BTreeMap<String, serde_json::Value>,
+    /// The SSH command's exit status (default 0).
+    #[serde(default)]
+    pub exit_status: Option<u32>,
+    #[serde(default)]
+    pub stdout_contains: Option<String>,
+    #[serde(default)]
+    pub stdout_regex: Option<String>,
+    #[serde(default)]
+    pub stderr_contains: Option<String>,
+    #[serde(default)]
+    pub stderr_regex: Option<String>,
 }
 
 /// Console log assertions. Patterns are plain text matched within a line.
@@ -271,10 +388,10 @@ impl Default for ConsoleSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct TimeoutsSpec {
-    /// Upper bound on one cell, launch to cleanup (default 15m).
-    #[serde(default = "default_run_timeout", with = "super::duration")]
-    #[schemars(with = "DurationSchema")]
-    pub run: Duration,
+    /// Upper bound on one cell, launch to cleanup (default 15m; 40m with `os: windows`).
+    #[serde(default, with = "super::duration::option")]
+    #[schemars(with = "Option<DurationSchema>")]
+    pub run: Option<Duration>,
     /// How long removing what a run created is retried (with backoff) before a resource is reported
     /// as not removed (default 10m). EC2 can be slow or briefly not find what was just created.
     #[serde(default = "default_cleanup_timeout", with = "super::duration")]
@@ -284,7 +401,7 @@ pub struct TimeoutsSpec {
 
 impl Default for TimeoutsSpec {
     fn default() -> Self {
-        TimeoutsSpec { run: default_run_timeout(), cleanup: default_cleanup_timeout() }
+        TimeoutsSpec { run: None, cleanup: default_cleanup_timeout() }
     }
 }
 
@@ -292,6 +409,12 @@ fn default_cleanup_timeout() -> Duration {
     Duration::from_secs(10 * 60)
 }
 
-fn default_run_timeout() -> Duration {
-    Duration::from_secs(15 * 60)
+impl TimeoutsSpec {
+    /// `run`, or the default for the images' operating system.
+    pub fn run_or_default(&self, os: Os) -> Duration {
+        self.run.unwrap_or(match os {
+            Os::Linux => Duration::from_secs(15 * 60),
+            Os::Windows => Duration::from_secs(40 * 60),
+        })
+    }
 }

@@ -15,22 +15,26 @@ use serde_json::{json, Value};
 
 use super::repo_root;
 
-/// The AMI moto knows (with AMI validation on).
-pub const AMI: &str = "ami-03cf127a";
+/// An AMI moto knows (with AMI validation on): a Linux one (Ubuntu, root device /dev/sda1). Most of
+/// moto's built-in AMIs are Windows images, which a run must declare (`os: windows`).
+pub const AMI: &str = "ami-1e749f67";
 
-/// More AMIs moto knows, for larger matrices.
+/// More Linux AMIs moto knows, for larger matrices.
 pub const AMIS: [&str; 10] = [
-    "ami-03cf127a",
-    "ami-12c6146b",
-    "ami-1812c061",
     "ami-1e749f67",
-    "ami-1ecc1e67",
-    "ami-1f12c066",
-    "ami-24f3215d",
     "ami-35e92e4c",
-    "ami-3bf32142",
-    "ami-3df32144",
+    "ami-785db401",
+    "ami-9b32e8e2",
+    "ami-bb9a6bc2",
+    "ami-dca37ea5",
+    "ami-760aaa0f",
+    "ami-999844e0",
+    "ami-f8e54081",
+    "ami-04681a1dbd79675a5",
 ];
+
+/// A Windows AMI moto knows (Windows Server 2016 Nano, platform `windows`).
+pub const WINDOWS_AMI: &str = "ami-03cf127a";
 
 /// Moves this thread into a fresh network namespace with only `lo`, and brings `lo` up.
 pub fn isolate_network() {

@@ -9,7 +9,13 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                   "when": {"InstanceType": "t3.micro"}}      the next `count` matching calls fail
   POST /fault    {"clear": true}      drops the faults not yet used up (EC2 recovers)
   POST /pending  {"describes": N}       instances launched from now on stay `pending` for N describes
-  POST /console  {"text": "...", "instance_id": optional}    console output (default for all, or one)
+  POST /console  {"text": "...", "after_reboot": "...", "instance_id": optional}
+                                       console output (default for all, or one); either key may be left
+                                       out. `after_reboot` is appended verbatim to the instance's console
+                                       output once per reboot of it, once that reboot is over (at once for
+                                       an instance launched without /timing, `reboot_s` after the
+                                       RebootInstances for a timed one): the console shows every boot;
+                                       null clears it
   POST /throttle {"enabled": true}     throttle like EC2: a token bucket per API action, sized by its
                                        class at EC2's published rates (Describe*/Get* 100 + 20/s,
                                        unfiltered unpaginated DescribeInstances 50 + 10/s, RunInstances
@@ -38,7 +44,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        their security groups: DeleteSecurityGroup answers
                                        DependencyViolation until they are `terminated`, as EC2 does)
   POST /timing   {"boot_s": [20, 40], "service_s": [1, 3], "shutting_down_s": [10, 30], "seed": 1,
-                  "port": 80}          EC2's own pace, per instance launched from now on: a pair is a
+                  "port": 80, "rdp_port": 3389, "rdp_mute": false, "reboot_s": 5}
+                                       EC2's own pace, per instance launched from now on: a pair is a
                                        uniform range (drawn from an RNG seeded with `seed`), a number is
                                        fixed. Each instance is `pending` for its boot time (wall clock from
                                        its RunInstances), then `running`; after its service time too, a
@@ -48,13 +55,45 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        127.0.0.1: all of 127.0.0.0/8 is loopback on Linux), as both
                                        PublicIpAddress and PrivateIpAddress. TerminateInstances stops its
                                        service and keeps it `shutting-down` for its own shutting-down time
-                                       (without `shutting_down_s`: /shutting_down's seconds). {} turns it
-                                       off for later launches
+                                       (without `shutting_down_s`: /shutting_down's seconds). With
+                                       `rdp_port` (optional, != `port`), the instance's address also
+                                       listens there from the same service time and answers an RDP
+                                       connection request as a Windows host does (bytes below); with
+                                       `rdp_mute` true as well, that port accepts connections but never
+                                       answers (an open port that is not RDP). RebootInstances of a
+                                       running timed instance takes its services (HTTP and RDP) down at
+                                       once, open connections included, for its reboot time `reboot_s`
+                                       (pair or number, drawn per instance from a second RNG seeded with
+                                       `seed`, so the other draws stay those of the same seed; default 5):
+                                       connections are refused meanwhile, then they come back (not before
+                                       its first service time). The instance stays `running` throughout, as
+                                       on EC2. {} turns it off for later launches
   GET  /timeline                       per instance launched under /timing: {"launched", "running_at",
                                         "service_at", "terminate_requested_at", "terminated_at"} in
                                        seconds since the last reset (monotonic; null until it happened,
-                                       or when it never will), the drawn "boot_s", "service_s" and
-                                       "shutting_down_s", and its "address" and "port"
+                                       or when it never will), the drawn "boot_s", "service_s",
+                                       "shutting_down_s" and "reboot_s", its "address", "port" and
+                                       "rdp_port" (null without one), and "reboots": [t, ...], when each
+                                       RebootInstances that took effect on it was called
+  POST /windows  {"password_s": 0, "password": null, "wrong_key": false}
+                                       the Administrator password of Windows instances (launched from an
+                                       AMI whose platform is `windows`, e.g. one from /image) launched from
+                                       now on, as EC2Launch sets it: `password` (default: 32 random
+                                       characters, new per instance) is encrypted with RSA PKCS#1 v1.5 to
+                                       the public key of the instance's key pair as it was at RunInstances
+                                       (imported in OpenSSH `ssh-rsa` form or made by CreateKeyPair), or,
+                                       with `wrong_key`, to another RSA key (a client's decryption fails).
+                                       GetPasswordData answers PasswordData "" until `password_s` seconds
+                                       after the instance is `running` (its boot time under /timing; its
+                                       first `running` describe under /pending), then CR LF + base64 of
+                                       the ciphertext + CR LF, as EC2 does (a client strips the whitespace
+                                       before decoding). Always "": a non-Windows instance, one launched
+                                       without a key pair, and one whose key pair is ed25519 (EC2 refuses
+                                       such a launch; here it launches and never has a password). Applies
+                                       with or without /timing; {} restores the defaults. Mind that moto's
+                                       built-in ami-03cf127a is a Windows one (Server 2016 Nano)
+  GET  /windows                        {"i-...": "the plaintext password", ...} for every instance that has
+                                       one (ready or not yet)
   POST /image    {"architecture": "arm64", "boot_mode": "uefi", "ena_support": true,
                   "root_device_name": "/dev/xvda", "platform": null, "state": "available", "name": "..."}
                                        registers an AMI with these attributes (moto's RegisterImage keeps
@@ -70,9 +109,27 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        and "_region": the region the call was signed for
   POST /reset                          clears all of the above and moto's state
 
+RDP (rdp_port): the client sends an X.224 Connection Request in a TPKT: 03 00 LL LL (LL LL: the
+whole PDU's length, big-endian, at least 11), LI (= length - 5), E0 (CR; the low nibble is ignored),
+dst-ref 2 bytes, src-ref 2 bytes, class 1 byte, then optionally a cookie or routing token ("Cookie:
+mstshash=..." or "Cookie: msts=...", ending in 0D 0A), then optionally an RDP_NEG_REQ: 01, flags,
+08 00, requestedProtocols (u32, little-endian).
+The answer is the X.224 Connection Confirm, then the connection is closed:
+  with an RDP_NEG_REQ:    03 00 00 13  0E D0 00 00 12 34 00  02 00 08 00 SS 00 00 00
+                          (RDP_NEG_RSP, flags 0; selectedProtocol SS = 01 PROTOCOL_SSL when the
+                          request's bit 0x1 is set, else 00 PROTOCOL_RDP)
+  without one:            03 00 00 0B  06 D0 00 00 12 34 00   (MS-RDPBCGR: no negotiation data then)
+Anything else (another first byte or TPDU code, an inconsistent length or LI, over 4096 bytes) is
+answered by closing the connection; so is a connection closed before a whole request arrived.
+
+RebootInstances: moto marks any instance `running` on reboot; here, as EC2 says ("requests to reboot
+terminated instances are ignored"), only `running` instances are rebooted, the others are left as they
+are (pending and shutting-down ones too).
+
 Additions to moto's EC2: GetConsoleScreenshot answers with a real JPEG (a frame drawn per call),
-GetConsoleOutput with the text set above, faults with a real EC2 error body and HTTP status, instances
-held pending, RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back), and
+GetConsoleOutput with the text set above, GetPasswordData with /windows' encrypted password (moto
+answers 128 random characters for any Windows instance), faults with a real EC2 error body and HTTP
+status, instances held pending, RunInstances honouring ClientToken as EC2 does (a retry gets the first answer back), and
 DescribeImages failing the whole call with InvalidAMIID.NotFound when one of its ImageIds is unknown, as
 EC2 does (moto answers with the ones it knows), and RunInstances creating its block devices with the
 Iops and Throughput they ask for (moto drops both, and so refuses every io1 and io2 volume). moto's built-in AMIs copy real ones but report UEFI, the
@@ -95,16 +152,20 @@ import itertools
 import random
 import re
 import resource
+import secrets
 import selectors
 import socket
+import string
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import InvalidAMIIdError
@@ -112,6 +173,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses import EC2Response
+from moto.ec2.utils import public_key_parse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from PIL import Image, ImageDraw
 
@@ -123,6 +185,11 @@ STATE = {
     "pending": {},  # instance id -> describes left
     "seen": set(),
     "console": {},  # instance id -> text
+    "console_after": {},  # instance id -> text appended once per reboot (see /console "after_reboot")
+    "console_after_default": None,
+    "reboots": {},  # instance id -> [monotonic time each reboot is over], every instance rebooted
+    "password_cfg": {"password_s": 0.0, "password": None, "wrong_key": False},  # /windows
+    "passwords": {},  # instance id -> {"password", "data", "password_s", "running_at"} (Windows instances)
     "console_default": "amiprobe test console\nbooting...\nhttpd: listening on :80\nami-test login: \n",
     "frames": Counter(),
     "throttle": None,  # class -> [tokens, last refill] when enabled
@@ -229,6 +296,11 @@ def reset_state():
         STATE["pending"].clear()
         STATE["seen"].clear()
         STATE["console"].clear()
+        STATE["console_after"].clear()
+        STATE["console_after_default"] = None
+        STATE["reboots"].clear()
+        STATE["password_cfg"] = {"password_s": 0.0, "password": None, "wrong_key": False}
+        STATE["passwords"].clear()
         STATE["frames"].clear()
         STATE["throttle"] = None
         STATE["latency"] = {}
@@ -512,6 +584,9 @@ def hold_pending(self):
             elif instance.id in STATE["pending"] and instance._state.name == "pending":
                 instance._state.name, instance._state.code = "running", 16
                 del STATE["pending"][instance.id]
+                password = STATE["passwords"].get(instance.id)
+                if password is not None and password["running_at"] is None:
+                    password["running_at"] = time.monotonic()  # its password clock starts now
 
 
 # --- /timing: EC2's own pace, per instance -------------------------------------------------------
@@ -528,16 +603,25 @@ def timing_range(value):
 
 
 def timing_config(data):
-    """The /timing body with its defaults and its own seeded RNG; None for {} (timing off)."""
+    """The /timing body with its defaults and its own seeded RNGs; None for {} (timing off). Reboot
+    times come from an RNG of their own, so that adding them left every other draw of a seed as it was."""
     if not data:
         return None
+    port = int(data.get("port", 80))
+    rdp_port = None if data.get("rdp_port") is None else int(data["rdp_port"])
+    if rdp_port == port:
+        raise ValueError(f"rdp_port {rdp_port} is the HTTP port too")
     return {
         "boot_s": timing_range(data.get("boot_s", 0.0)),
         "service_s": timing_range(data.get("service_s", 0.0)),
         # Left out: terminated instances follow /shutting_down, as without /timing.
         "shutting_down_s": timing_range(data["shutting_down_s"]) if "shutting_down_s" in data else None,
-        "port": int(data.get("port", 80)),
+        "reboot_s": timing_range(data.get("reboot_s", 5.0)),
+        "port": port,
+        "rdp_port": rdp_port,
+        "rdp_mute": bool(data.get("rdp_mute", False)),
         "rng": random.Random(data.get("seed", 0)),
+        "reboot_rng": random.Random(data.get("seed", 0)),
     }
 
 
@@ -577,11 +661,17 @@ def launch_timed(instance, timing):
         "terminated_at": None,
         "address": next_address(),
         "port": timing["port"],
+        "rdp_port": timing["rdp_port"],
+        "reboot_s": draw(timing["reboot_s"], timing["reboot_rng"]),
+        "reboots": [],  # monotonic times of the RebootInstances calls that took effect
+        # What listens on its address once its service time is over: (port, kind).
+        "listeners": [(timing["port"], "http")]
+        + ([(timing["rdp_port"], "rdp_mute" if timing["rdp_mute"] else "rdp")] if timing["rdp_port"] else []),
     }
     STATE["timeline"][instance.id] = record
     STATE["booting"].add(instance.id)
     instance._state.name, instance._state.code = "pending", 0
-    SERVICES.schedule(record["service_at"], instance.id, record["address"], record["port"])
+    SERVICES.schedule(record["service_at"], instance.id, record["address"], record["listeners"])
 
 
 def settle_timing():
@@ -626,8 +716,11 @@ def timeline():
                 "boot_s": round(r["boot_s"], 3),
                 "service_s": round(r["service_s"], 3),
                 "shutting_down_s": None if r["shutting_down_s"] is None else round(r["shutting_down_s"], 3),
+                "reboot_s": round(r["reboot_s"], 3),
                 "address": r["address"],
                 "port": r["port"],
+                "rdp_port": r["rdp_port"],
+                "reboots": [since(t) for t in r["reboots"]],
             }
         return out
 
@@ -650,39 +743,180 @@ original_backend_run_instances = InstanceBackend.run_instances
 
 def backend_run_instances(self, *args, **kwargs):
     """moto's launch, then each new instance's clock under /timing (before the answer is written, so
-    RunInstances already reports the pending state and the addresses)."""
+    RunInstances already reports the pending state and the addresses), and a Windows instance's
+    Administrator password."""
     reservation = original_backend_run_instances(self, *args, **kwargs)
     with LOCK:
-        if STATE["timing"] is not None:
-            for instance in reservation.instances:
+        for instance in reservation.instances:
+            if STATE["timing"] is not None:
                 launch_timed(instance, STATE["timing"])
+            set_password(self, instance)
     return reservation
 
 
 InstanceBackend.run_instances = backend_run_instances
 
 
+def backend_reboot_instances(self, instance_ids):
+    """EC2 reboots running instances and ignores the others (moto marks every one `running`). A timed
+    instance's services go away for its reboot time; every reboot is counted for /console's
+    `after_reboot` from the moment it is over."""
+    instances = self.get_multi_instances_by_id(instance_ids)  # unknown ids: InvalidInstanceID.NotFound
+    rebooted = []
+    with LOCK:
+        now = time.monotonic()
+        for instance in instances:
+            if instance._state.name != "running":
+                continue
+            instance.reboot()
+            rebooted.append(instance)
+            over = now
+            record = STATE["timeline"].get(instance.id)
+            if record is not None:
+                record["reboots"].append(now)
+                over = now + record["reboot_s"]
+                SERVICES.restart(instance.id, max(over, record["service_at"]), record["address"], record["listeners"])
+            STATE["reboots"].setdefault(instance.id, []).append(over)
+    return rebooted
+
+
+InstanceBackend.reboot_instances = backend_reboot_instances
+
+
+# --- Windows: the Administrator password (/windows, GetPasswordData) -------------------------------
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!@#$%&*()-_=+;:,.?"
+OTHER_KEY = []  # the RSA key /windows' wrong_key encrypts to, made once when first asked for
+CRLF_MARKER = "__AMIPROBE_CRLF__"  # stands for CR LF in PasswordData while moto serializes it
+
+
+def other_key():
+    if not OTHER_KEY:
+        OTHER_KEY.append(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    return OTHER_KEY[0]
+
+
+def set_password(backend, instance):
+    """A just-launched Windows instance's password, encrypted as EC2Launch does (LOCK held): RSA PKCS#1
+    v1.5 to the key pair's public key as it is now (a key pair deleted later changes nothing). No key
+    pair, or an ed25519 one: no password at all."""
+    if getattr(instance, "platform", None) != "windows" or not instance.key_name:
+        return
+    key_pair = backend.key_pairs.get(instance.key_name)
+    if key_pair is None:
+        return
+    try:
+        public = public_key_parse(key_pair.material_public)
+    except ValueError:
+        return
+    if not isinstance(public, rsa.RSAPublicKey):
+        return
+    cfg = STATE["password_cfg"]
+    password = cfg["password"] or "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(32))
+    target = other_key() if cfg["wrong_key"] else public
+    encrypted = target.encrypt(password.encode(), padding.PKCS1v15())
+    timed = instance.id in STATE["timeline"]
+    STATE["passwords"][instance.id] = {
+        "password": password,
+        "data": base64.b64encode(encrypted).decode(),
+        "password_s": cfg["password_s"],
+        # Timed instances run from their boot time (read from the timeline); instances held by
+        # /pending from their first `running` describe (hold_pending); the others at once.
+        "running_at": None if timed or STATE["pending_describes"] > 0 else time.monotonic(),
+    }
+
+
+def password_data(instance_id):
+    """(PasswordData, the time it was ready or None) as GetPasswordData answers now (LOCK held)."""
+    entry = STATE["passwords"].get(instance_id)
+    if entry is None:
+        return "", None
+    running_at = entry["running_at"]
+    record = STATE["timeline"].get(instance_id)
+    if record is not None:
+        stopped = record["terminate_requested_at"]
+        running_at = record["running_at"] if stopped is None or stopped >= record["running_at"] else None
+    if running_at is None:
+        return "", None
+    ready_at = running_at + entry["password_s"]
+    now = time.monotonic()
+    if now < ready_at:
+        return "", None
+    # As EC2 answers it: the base64 between CR LF pairs (EC2Launch's console block, <Password>...</Password>).
+    return "\r\n" + entry["data"] + "\r\n", time.time() - (now - ready_at)
+
+
+def get_password_data(self):
+    instance_id = self._get_param("InstanceId")
+    instance = self.ec2_backend.get_instance(instance_id)  # unknown: InvalidInstanceID.NotFound
+    with LOCK:
+        data, ready = password_data(instance.id)
+    stamp = datetime.fromtimestamp(ready if ready is not None else time.time(), timezone.utc)
+    # moto writes a CR as is, which an XML parser reads as a line feed; EC2 escapes it, so that clients
+    # get the CR LF pairs back: the pairs go through the serializer as a marker.
+    marked = data.replace("\r\n", CRLF_MARKER)
+    status, headers, body = self.serialized(
+        ActionResult({"InstanceId": instance.id, "Timestamp": stamp, "PasswordData": marked})
+    )
+    if isinstance(body, bytes):
+        body = body.decode()
+    return status, headers, body.replace(CRLF_MARKER, "&#xD;&#xA;")
+
+
+RDP_MAX_REQUEST = 4096  # a real Connection Request is well under 512 bytes
+RDP_CONFIRM_PLAIN = bytes.fromhex("0300000b" "06d00000123400")  # X.224 CC, no negotiation data
+
+
+def rdp_reply(data):
+    """What an RDP host answers to the bytes received so far: ("more", None) while the Connection
+    Request is incomplete, ("reply", X.224 Connection Confirm) for a whole valid one, ("close", None)
+    for anything else. See the docstring at the top for the bytes."""
+    if data[:1] not in (b"", b"\x03") or data[1:2] not in (b"", b"\x00"):
+        return "close", None  # not a TPKT header
+    if len(data) < 4:
+        return "more", None
+    length = int.from_bytes(data[2:4], "big")
+    if length < 11 or length > RDP_MAX_REQUEST:
+        return "close", None
+    if len(data) < length:
+        return "more", None
+    pdu = data[:length]
+    if pdu[4] != length - 5 or pdu[5] & 0xF0 != 0xE0:
+        return "close", None  # the X.224 length indicator disagrees, or not a Connection Request
+    rest = pdu[11:]
+    if rest.startswith(b"Cookie: ") and b"\r\n" in rest:  # a cookie or routing token comes first
+        rest = rest[rest.index(b"\r\n") + 2 :]
+    if len(rest) >= 8 and rest[0] == 0x01 and rest[2:4] == b"\x08\x00":  # RDP_NEG_REQ
+        requested = int.from_bytes(rest[4:8], "little")
+        selected = 0x00000001 if requested & 0x00000001 else 0x00000000  # PROTOCOL_SSL, else PROTOCOL_RDP
+        negotiation = bytes([0x02, 0x00, 0x08, 0x00]) + selected.to_bytes(4, "little")  # RDP_NEG_RSP
+        return "reply", bytes.fromhex("03000013" "0ed00000123400") + negotiation
+    return "reply", RDP_CONFIRM_PLAIN
+
+
 class Services:
-    """The timed instances' services: `200 ok` to any HTTP request on each instance's address and port
-    from its service time until its termination. One thread and one selector for all of them (1,000
-    instances are 1,000 listening sockets, not 1,000 threads); before its time nothing listens there,
-    so a connection is refused, as on a machine still booting. Other threads only queue work and wake
-    the loop: the selector is touched by its own thread alone."""
+    """The timed instances' services on each instance's address: `200 ok` to any HTTP request on its
+    port and, with an rdp_port, an RDP host's Connection Confirm there (or silence, muted), from its
+    service time until its termination, and away during a reboot. One thread and one selector for all
+    of them (1,000 instances are 1,000 listening sockets, not 1,000 threads); before its time nothing
+    listens there, so a connection is refused, as on a machine still booting. Other threads only queue
+    work and wake the loop: the selector is touched by its own thread alone."""
 
     ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.due = []  # heap of (time, seq, instance id, address, port)
+        self.due = []  # heap of (time, seq, instance id, generation, address, [(port, kind)])
         self.seq = itertools.count()
-        self.stopping = []  # instance ids whose service ends
-        self.stopped = set()  # ... and that must not start if still due
+        self.generation = {}  # instance id -> generation of its due start; None once terminated
+        self.stopping = []  # instance ids whose listeners (and connections) close now
         self.stop_all = False
         self.thread = None
 
-    def schedule(self, at, instance_id, address, port):
+    def schedule(self, at, instance_id, address, listeners):
         with self.lock:
-            heapq.heappush(self.due, (at, next(self.seq), instance_id, address, port))
+            generation = self.generation.setdefault(instance_id, 0)
+            heapq.heappush(self.due, (at, next(self.seq), instance_id, generation, address, listeners))
             if self.thread is None:
                 self.selector = selectors.DefaultSelector()
                 self.wake_r, self.wake_w = socket.socketpair()
@@ -692,15 +926,28 @@ class Services:
                 self.thread.start()
         self.wake()
 
+    def restart(self, instance_id, at, address, listeners):
+        """A reboot: everything of the instance closes now and listens again at `at` (a start still due
+        from before is dropped)."""
+        with self.lock:
+            generation = self.generation.get(instance_id, 0)
+            if generation is None:
+                return
+            self.generation[instance_id] = generation + 1
+            self.stopping.append(instance_id)
+            heapq.heappush(self.due, (at, next(self.seq), instance_id, generation + 1, address, listeners))
+        self.wake()
+
     def stop(self, instance_id):
         with self.lock:
-            self.stopped.add(instance_id)
+            self.generation[instance_id] = None  # never again, even if still due
             self.stopping.append(instance_id)
         self.wake()
 
     def close_all(self):
         with self.lock:
             self.due.clear()
+            self.generation.clear()
             self.stop_all = True
         self.wake()
 
@@ -712,7 +959,7 @@ class Services:
                 pass  # a wake-up is already waiting
 
     def loop(self):
-        listening = {}  # instance id -> listening socket
+        listening = {}  # instance id -> its listening sockets
         while True:
             with self.lock:
                 stopping, self.stopping = self.stopping, []
@@ -720,65 +967,83 @@ class Services:
                 now = time.monotonic()
                 starting = []
                 while self.due and self.due[0][0] <= now:
-                    _, _, instance_id, address, port = heapq.heappop(self.due)
-                    if instance_id not in self.stopped:
-                        starting.append((instance_id, address, port))
+                    _, _, instance_id, generation, address, listeners = heapq.heappop(self.due)
+                    if self.generation.get(instance_id) == generation:
+                        starting.append((instance_id, address, listeners))
                 timeout = max(0.0, self.due[0][0] - now) if self.due else None
             if stop_all:
                 stopping = list(listening)
                 for key in list(self.selector.get_map().values()):
                     if key.data[0] == "conn":
                         self.close(key.fileobj)
-            for instance_id in stopping:
-                sock = listening.pop(instance_id, None)
-                if sock is not None:
-                    self.close(sock)
-            for instance_id, address, port in starting:
-                try:
-                    sock = socket.create_server((address, port), backlog=128)
-                except OSError as e:
-                    print(f"moto_launcher: {instance_id}'s service on {address}:{port}: {e}", file=sys.stderr)
-                    continue
-                sock.setblocking(False)
-                self.selector.register(sock, selectors.EVENT_READ, ("listen", instance_id))
-                listening[instance_id] = sock
+            if stopping:
+                gone = set(stopping)
+                for instance_id in gone:
+                    for sock in listening.pop(instance_id, []):
+                        self.close(sock)
+                for key in list(self.selector.get_map().values()):
+                    if key.data[0] == "conn" and key.data[1][1] in gone:
+                        self.close(key.fileobj)  # a reboot resets open connections too
+            for instance_id, address, listeners in starting:
+                for port, kind in listeners:
+                    try:
+                        sock = socket.create_server((address, port), backlog=128)
+                    except OSError as e:
+                        where = f"{instance_id}'s {kind} service on {address}:{port}"
+                        print(f"moto_launcher: {where}: {e}", file=sys.stderr)
+                        continue
+                    sock.setblocking(False)
+                    self.selector.register(sock, selectors.EVENT_READ, ("listen", (kind, instance_id)))
+                    listening.setdefault(instance_id, []).append(sock)
             for key, _ in self.selector.select(timeout):
-                kind, data = key.data
-                if kind == "wake":
+                what, data = key.data
+                if what == "wake":
                     try:
                         while key.fileobj.recv(4096):
                             pass
                     except BlockingIOError:
                         pass
-                elif kind == "listen":
-                    self.accept(key.fileobj)
+                elif what == "listen":
+                    self.accept(key.fileobj, *data)
                 else:
-                    self.serve(key.fileobj, data)
+                    self.serve(key.fileobj, *data)
 
-    def accept(self, sock):
+    def accept(self, sock, kind, instance_id):
         while True:
             try:
                 conn, _ = sock.accept()
             except (BlockingIOError, OSError):
                 return
             conn.setblocking(False)
-            self.selector.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+            self.selector.register(conn, selectors.EVENT_READ, ("conn", (kind, instance_id, bytearray())))
 
-    def serve(self, conn, received):
-        """Reads until the request's headers end, then answers; a TCP probe's bare connect-and-close
-        just closes."""
+    def serve(self, conn, kind, instance_id, received):
+        """HTTP: reads until the request's headers end, then answers. RDP: reads until the Connection
+        Request is whole, then confirms (or closes on anything else). Muted: reads and discards. A
+        TCP probe's bare connect-and-close just closes, whatever the kind."""
         try:
             chunk = conn.recv(65536)
         except BlockingIOError:
             return
         except OSError:
             chunk = b""
-        received += chunk
-        if chunk and b"\r\n\r\n" not in received:
+        if not chunk:
+            self.close(conn)
             return
-        if chunk:
+        if kind == "rdp_mute":
+            return  # accepts, reads, never answers
+        received += chunk
+        if kind == "rdp":
+            verdict, answer = rdp_reply(bytes(received))
+            if verdict == "more":
+                return
+        else:
+            if b"\r\n\r\n" not in received:
+                return
+            answer = self.ANSWER
+        if answer:
             try:
-                conn.send(self.ANSWER)  # small enough for any socket buffer: one send
+                conn.send(answer)  # small enough for any socket buffer: one send
             except OSError:
                 pass
         self.close(conn)
@@ -871,6 +1136,10 @@ def get_console_output(self):
     instance = self.ec2_backend.get_instance(instance_id)
     with LOCK:
         text = STATE["console"].get(instance.id, STATE["console_default"])
+        after = STATE["console_after"].get(instance.id, STATE["console_after_default"])
+        if after:
+            now = time.monotonic()
+            text += after * sum(1 for over in STATE["reboots"].get(instance.id, []) if over <= now)
     return ActionResult(
         {
             "InstanceId": instance.id,
@@ -998,6 +1267,7 @@ EC2Response.describe_instance_status = describe_instance_status
 EC2Response.describe_key_pairs = describe_key_pairs
 EC2Response.get_console_screenshot = get_console_screenshot
 EC2Response.get_console_output = get_console_output
+EC2Response.get_password_data = get_password_data
 
 
 def chaos_config(data):
@@ -1036,6 +1306,9 @@ def control_handler(moto_port):
                 self.reply(200, requests_of(action))
             elif self.path == "/timeline":
                 self.reply(200, timeline())
+            elif self.path == "/windows":
+                with LOCK:
+                    self.reply(200, {i: entry["password"] for i, entry in STATE["passwords"].items()})
             elif self.path == "/ready":
                 self.reply(200, {"ready": True})
             else:
@@ -1047,6 +1320,8 @@ def control_handler(moto_port):
             if self.path == "/image":
                 self.reply(200, {"image_id": register_image(data)})
                 return
+            if self.path == "/windows" and data.get("wrong_key"):
+                other_key()  # made here, not at a launch holding LOCK
             with LOCK:
                 if self.path == "/fault" and data.get("clear"):
                     STATE["faults"].clear()  # EC2 recovers: the faults still pending are dropped
@@ -1076,10 +1351,23 @@ def control_handler(moto_port):
                 elif self.path == "/shutting_down":
                     STATE["shutting_down_s"] = float(data.get("seconds", 0.0))
                 elif self.path == "/console":
-                    if data.get("instance_id"):
-                        STATE["console"][data["instance_id"]] = data["text"]
-                    else:
-                        STATE["console_default"] = data["text"]
+                    instance_id = data.get("instance_id")
+                    if "text" in data:
+                        if instance_id:
+                            STATE["console"][instance_id] = data["text"]
+                        else:
+                            STATE["console_default"] = data["text"]
+                    if "after_reboot" in data:
+                        if instance_id:
+                            STATE["console_after"][instance_id] = data["after_reboot"]
+                        else:
+                            STATE["console_after_default"] = data["after_reboot"]
+                elif self.path == "/windows":
+                    STATE["password_cfg"] = {
+                        "password_s": float(data.get("password_s", 0.0)),
+                        "password": data.get("password"),
+                        "wrong_key": bool(data.get("wrong_key", False)),
+                    }
                 elif self.path != "/reset":
                     self.reply(404, {"error": "unknown path"})
                     return

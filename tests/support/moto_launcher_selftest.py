@@ -4,6 +4,7 @@ Starts the launcher as the Rust tests do (a child process on free 127.0.0.1 port
 control-API feature with boto3 (dummy credentials, no SDK retries) and checks what EC2 answers.
 """
 
+import base64
 import json
 import os
 import socket
@@ -12,11 +13,14 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 AMI = "ami-03cf127a"
 
@@ -300,6 +304,279 @@ def check_timing(m, ec2):
     assert plain["InstanceId"] not in m.get("/timeline") and not plain["PrivateIpAddress"].startswith("127.")
 
 
+# --- Windows passwords, RDP, reboots -----------------------------------------------------------------
+
+
+def windows_image(m):
+    return m.post("/image", {"platform": "windows", "name": "Windows_Server-2022-English-Full-Base"})["image_id"]
+
+
+def run_on(ec2, image_id, **extra):
+    out = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1, **extra)
+    return out["Instances"][0]
+
+
+def password_data(ec2, instance_id):
+    return ec2.get_password_data(InstanceId=instance_id)["PasswordData"]
+
+
+def decrypt(private_key, data):
+    """What a client does with PasswordData: strip EC2's CR LF pairs, base64-decode, RSA PKCS#1 v1.5."""
+    return private_key.decrypt(base64.b64decode(data.strip()), padding.PKCS1v15()).decode()
+
+
+def check_windows_password(m, ec2):
+    """platform windows on the image and its instances; GetPasswordData: "" until ready, then the password
+    encrypted to the key pair (CreateKeyPair's or an imported ssh-rsa key), "" for the rest."""
+    win = windows_image(m)
+    assert image_of(ec2, win).get("Platform") == "windows", image_of(ec2, win)
+    assert image_of(ec2, AMI).get("Platform") == "windows", "moto's built-in AMI (the other checks') is Windows"
+    linux_image = m.post("/image", {})["image_id"]
+    assert "Platform" not in image_of(ec2, linux_image), "an /image without platform is Linux"
+    # A key pair imported in OpenSSH form, as amiprobe does; a fixed password, ready 1 s after running.
+    imported = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    openssh = imported.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ec2.import_key_pair(KeyName="imported", PublicKeyMaterial=openssh)
+    m.post("/windows", {"password_s": 1.0, "password": "Fixed-Pa55word;"})
+    launched = run_on(ec2, win, KeyName="imported")
+    started = time.monotonic()
+    first = launched["InstanceId"]
+    assert launched.get("Platform") == "windows", launched
+    described = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]
+    assert described.get("Platform") == "windows", described
+    if time.monotonic() - started < 0.8:  # not checkable on a machine this slow
+        assert password_data(ec2, first) == "", "not ready before password_s"
+    wait_until(lambda: password_data(ec2, first) != "", 2.0, "ready password_s after running")
+    assert time.monotonic() - started >= 0.95, "ready before password_s"
+    data = password_data(ec2, first)
+    assert data.startswith("\r\n") and data.endswith("\r\n") and "\r\n" not in data[2:-2], repr(data[:8])
+    assert decrypt(imported, data) == "Fixed-Pa55word;"
+    assert m.get("/windows") == {first: "Fixed-Pa55word;"}
+    out = ec2.get_password_data(InstanceId=first)
+    assert out["InstanceId"] == first and out["Timestamp"].year >= 2024, out
+    # CreateKeyPair's own key; {}: the defaults (ready at once, a random password per instance). The
+    # key pair deleted after the launch changes nothing: EC2Launch reads the key given at launch.
+    created = ec2.create_key_pair(KeyName="created")
+    private = serialization.load_pem_private_key(created["KeyMaterial"].encode(), None)
+    m.post("/windows", {})
+    second, third = (run_on(ec2, win, KeyName="created")["InstanceId"] for _ in range(2))
+    ec2.delete_key_pair(KeyName="created")
+    passwords = m.get("/windows")
+    assert decrypt(private, password_data(ec2, second)) == passwords[second], passwords
+    assert len(passwords[second]) == 32 and passwords[second] != passwords[third], passwords
+    # wrong_key: encrypted to some other RSA key, so the client's decryption fails.
+    m.post("/windows", {"wrong_key": True})
+    wrong = run_on(ec2, win, KeyName="imported")["InstanceId"]
+    try:
+        decrypt(imported, password_data(ec2, wrong))
+        raise AssertionError("wrong_key: decrypted with the instance's key pair")
+    except ValueError:
+        pass
+    assert wrong in m.get("/windows")
+    # Always "": a Linux instance, a Windows one without a key pair or with an ed25519 key pair.
+    m.post("/windows", {})
+    linux = run_on(ec2, linux_image, KeyName="imported")["InstanceId"]
+    keyless = run_on(ec2, win)["InstanceId"]
+    edkey = ed25519.Ed25519PrivateKey.generate().public_key()
+    openssh = edkey.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ec2.import_key_pair(KeyName="ed", PublicKeyMaterial=openssh)
+    ed = run_on(ec2, win, KeyName="ed")["InstanceId"]
+    time.sleep(0.1)
+    assert [password_data(ec2, i) for i in (linux, keyless, ed)] == ["", "", ""]
+    assert not {linux, keyless, ed} & set(m.get("/windows"))
+    code, status, _ = error_of(ec2.get_password_data, InstanceId="i-0000000000000dead")
+    assert (code, status) == ("InvalidInstanceID.NotFound", 400), code
+
+
+def check_windows_password_timed(m, ec2):
+    """Under /timing the password clock starts at the instance's boot time; a pending instance terminated
+    never gets one. Under /pending, from its first `running` describe."""
+    win = windows_image(m)
+    created = ec2.create_key_pair(KeyName="timed")
+    private = serialization.load_pem_private_key(created["KeyMaterial"].encode(), None)
+    m.post("/timing", {"boot_s": 0.6, "service_s": 0.0, "port": free_port()})
+    m.post("/windows", {"password_s": 0.4})
+    started = time.monotonic()
+    instance_id = run_on(ec2, win, KeyName="timed")["InstanceId"]
+    doomed = run_on(ec2, win, KeyName="timed")["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[doomed])
+    wait_until(lambda: password_data(ec2, instance_id) != "", 2.5, "ready boot_s + password_s after launch")
+    assert time.monotonic() - started >= 0.95, "ready before boot_s + password_s"
+    assert decrypt(private, password_data(ec2, instance_id)) == m.get("/windows")[instance_id]
+    assert password_data(ec2, doomed) == "", "terminated while pending: never ready"
+    m.post("/timing", {})
+    m.post("/windows", {})
+    m.post("/pending", {"describes": 2})
+    held = run_on(ec2, win, KeyName="timed")["InstanceId"]
+    assert state(ec2, held) == "pending" and password_data(ec2, held) == "", "pending: no password yet"
+    assert state(ec2, held) == "pending" and state(ec2, held) == "running"
+    assert password_data(ec2, held) != "", "running (and password_s 0): ready"
+
+
+def x224_request(cookie=b"", requested=None):
+    """A client's TPKT + X.224 Connection Request, with an RDP_NEG_REQ when `requested` is given."""
+    body = bytes([0xE0, 0, 0, 0, 0, 0]) + cookie
+    if requested is not None:
+        body += bytes([0x01, 0x00, 0x08, 0x00]) + requested.to_bytes(4, "little")
+    pdu = bytes([len(body)]) + body
+    return bytes([3, 0]) + (len(pdu) + 4).to_bytes(2, "big") + pdu
+
+
+def listening(address, port):
+    """Whether a TCP connection there is accepted (closed at once, unused)."""
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
+def tcp_exchange(address, port, *pieces, timeout=2.0):
+    """Sends the pieces (a pause between them), then reads until the server closes: its bytes; None
+    when nothing listens (connection refused)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(0.05)
+                s.sendall(piece)
+            answer = b""
+            try:
+                while chunk := s.recv(4096):
+                    answer += chunk
+            except ConnectionResetError:
+                pass
+            return answer
+    except ConnectionRefusedError:
+        return None
+
+
+CONFIRM_SSL = bytes.fromhex("03000013 0ed00000123400 0200080001000000")
+CONFIRM_RDP = bytes.fromhex("03000013 0ed00000123400 0200080000000000")
+CONFIRM_PLAIN = bytes.fromhex("0300000b 06d00000123400")
+
+
+def check_rdp(m, ec2):
+    """rdp_port: refused before the service time, then an RDP host's Connection Confirm; anything else
+    is closed unanswered; rdp_mute accepts and never answers."""
+    port, rdp = free_port(), free_port()
+    assert error_of_control(m, "/timing", {"port": port, "rdp_port": port}) == 400, "rdp_port == port"
+    m.post("/timing", {"boot_s": 0.3, "service_s": 0.3, "port": port, "rdp_port": rdp})
+    started = time.monotonic()
+    instance = run_on(ec2, AMI)
+    address = instance["PrivateIpAddress"]
+    if time.monotonic() - started < 0.5:  # not checkable on a machine this slow
+        assert tcp_exchange(address, rdp, x224_request(requested=3)) is None, "before its service time: refused"
+    wait_until(lambda: listening(address, rdp), 2.0, "RDP listens after its service time")
+    cookie = b"Cookie: mstshash=amiprobe\r\n"
+    assert tcp_exchange(address, rdp, x224_request(cookie, requested=0x0B)) == CONFIRM_SSL, "SSL requested: SSL"
+    assert tcp_exchange(address, rdp, x224_request(requested=0)) == CONFIRM_RDP, "RDP only: standard RDP"
+    assert tcp_exchange(address, rdp, x224_request(requested=2)) == CONFIRM_RDP, "no SSL bit: standard RDP"
+    assert tcp_exchange(address, rdp, x224_request(cookie)) == CONFIRM_PLAIN, "no RDP_NEG_REQ: no negotiation data"
+    request = x224_request(cookie, requested=1)
+    assert tcp_exchange(address, rdp, request[:3], request[3:9], request[9:]) == CONFIRM_SSL, "in pieces"
+    assert tcp_exchange(address, rdp, b"GET / HTTP/1.0\r\n\r\n") == b"", "HTTP on the RDP port: closed"
+    bad_li = bytearray(request)
+    bad_li[4] += 1
+    assert tcp_exchange(address, rdp, bytes(bad_li)) == b"", "inconsistent length indicator: closed"
+    not_cr = bytearray(request)
+    not_cr[5] = 0xD0
+    assert tcp_exchange(address, rdp, bytes(not_cr)) == b"", "not a Connection Request: closed"
+    assert http_get(address, port) == (200, "ok"), "HTTP still on its own port"
+    assert m.get("/timeline")[instance["InstanceId"]]["rdp_port"] == rdp
+    # Muted: the port is open, the request gets no answer.
+    m.post("/timing", {"boot_s": 0.0, "service_s": 0.0, "port": port, "rdp_port": rdp, "rdp_mute": True})
+    muted = run_on(ec2, AMI)["PrivateIpAddress"]
+    wait_until(lambda: http_get(muted, port) is not None, 2.0, "the muted instance's services start")
+    with socket.create_connection((muted, rdp), timeout=0.5) as s:
+        s.sendall(x224_request(requested=3))
+        try:
+            got = s.recv(100)
+            raise AssertionError(f"rdp_mute answered {got!r}")
+        except socket.timeout:
+            pass
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "ec2")
+
+
+def check_windows_console_fixtures(m, ec2):
+    """The Windows console fixtures go through /console verbatim (their <Password> blocks included);
+    after a reboot the second boot follows the first."""
+    texts = {}
+    for name in ("windows-ec2launch-v2-ready.log", "windows-ec2launch-v1-ready.log", "windows-ec2launch-v2-failed.log"):
+        with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+            texts[name] = f.read()
+        assert texts[name].count("Message: Windows is Ready to use") == (0 if "failed" in name else 1), name
+        assert not texts[name].startswith("#"), f"{name}: served verbatim, no comment lines"
+    win = windows_image(m)
+    ready, failed = (run_on(ec2, win)["InstanceId"] for _ in range(2))
+    v2, v1 = texts["windows-ec2launch-v2-ready.log"], texts["windows-ec2launch-v1-ready.log"]
+    m.post("/console", {"instance_id": ready, "text": v2, "after_reboot": v2})
+    m.post("/console", {"instance_id": failed, "text": texts["windows-ec2launch-v2-failed.log"]})
+    assert ec2.get_console_output(InstanceId=ready)["Output"] == v2
+    assert ec2.get_console_output(InstanceId=failed)["Output"] == texts["windows-ec2launch-v2-failed.log"]
+    ec2.reboot_instances(InstanceIds=[ready, failed])
+    assert ec2.get_console_output(InstanceId=ready)["Output"] == v2 + v2, "two boots, two ready lines"
+    assert ec2.get_console_output(InstanceId=failed)["Output"] == texts["windows-ec2launch-v2-failed.log"]
+    assert v1.endswith("Message: Windows is Ready to use\n")
+
+
+def error_of_control(m, path, body):
+    try:
+        m.post(path, body)
+    except urllib.error.HTTPError as e:
+        return e.code
+    return 200
+
+
+def check_reboot(m, ec2):
+    """RebootInstances: a running timed instance's services go away for reboot_s and come back, the
+    instance stays running, /timeline lists the reboot; the console gains `after_reboot` once per reboot
+    when it is over. Pending and terminated instances are left alone (EC2 ignores them)."""
+    port, rdp = free_port(), free_port()
+    m.post("/console", {"text": "boot one\n", "after_reboot": "boot again\n"})
+    m.post("/timing", {"boot_s": 0.2, "service_s": 0.1, "port": port, "rdp_port": rdp, "reboot_s": 0.8})
+    out = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=2, MaxCount=2)["Instances"]
+    (first, address), (other, other_address) = ((i["InstanceId"], i["PrivateIpAddress"]) for i in out)
+    wait_until(lambda: http_get(address, port) is not None and http_get(other_address, port) is not None, 2.0, "up")
+    console = lambda i: ec2.get_console_output(InstanceId=i)["Output"]  # noqa: E731
+    assert console(first) == "boot one\n"
+    started = time.monotonic()
+    ec2.reboot_instances(InstanceIds=[first])
+    assert state(ec2, first) == "running", "running throughout a reboot, as on EC2"
+    if time.monotonic() - started < 0.6:  # not checkable on a machine this slow
+        assert http_get(address, port) is None and not listening(address, rdp), "down while rebooting"
+        assert console(first) == "boot one\n", "the second boot's text only once the reboot is over"
+    assert http_get(other_address, port) == (200, "ok"), "the other instance stays up"
+    wait_until(lambda: http_get(address, port) is not None, 2.0, "services back after reboot_s")
+    assert time.monotonic() - started >= 0.75, "back before reboot_s"
+    assert tcp_exchange(address, rdp, x224_request(requested=1)) == CONFIRM_SSL, "RDP back too"
+    wait_until(lambda: console(first) == "boot one\nboot again\n", 1.0, "console shows two boots")
+    line = m.get("/timeline")
+    assert len(line[first]["reboots"]) == 1 and line[other]["reboots"] == [], line
+    assert line[first]["reboot_s"] == 0.8 and line[first]["reboots"][0] >= line[first]["service_at"], line[first]
+    # A reboot of a pending instance, or of a terminated one, does nothing (moto would mark it running).
+    m.post("/timing", {"boot_s": 30.0, "port": port})
+    booting = run_one(ec2)
+    m.post("/timing", {})
+    gone = run_one(ec2)
+    ec2.terminate_instances(InstanceIds=[gone])
+    ec2.reboot_instances(InstanceIds=[booting, gone])
+    assert (state(ec2, booting), state(ec2, gone)) == ("pending", "terminated")
+    assert m.get("/timeline")[booting]["reboots"] == [] and console(gone) == "boot one\n"
+    # Without /timing: the reboot is over at once; per instance after_reboot; each reboot adds a boot.
+    plain, own = run_one(ec2), run_one(ec2)
+    m.post("/console", {"instance_id": own, "text": "own\n", "after_reboot": "own again\n"})
+    ec2.reboot_instances(InstanceIds=[plain, own])
+    ec2.reboot_instances(InstanceIds=[plain])
+    assert console(plain) == "boot one\nboot again\nboot again\n", console(plain)
+    assert console(own) == "own\nown again\n", console(own)
+    m.post("/console", {"after_reboot": None})
+    assert console(plain) == "boot one\n", "null clears after_reboot"
+    assert error_of(ec2.reboot_instances, InstanceIds=["i-0000000000000dead"])[0] == "InvalidInstanceID.NotFound"
+
+
 def check_throttle_classes(m, ec2):
     """EC2's request limits per API (sized by class), counted per action, alongside /timing."""
     m.post("/timing", {"boot_s": 0.5, "service_s": 0.0, "port": free_port()})
@@ -469,6 +746,8 @@ def check_reset(m, ec2):
     m.post("/consistency", {"key_pair": 5.0, "instance": 5.0})
     m.post("/chaos", {"rate": 1.0})
     m.post("/shutting_down", {"seconds": 5.0})
+    m.post("/windows", {"password_s": 100.0, "wrong_key": True})
+    m.post("/console", {"after_reboot": "again\n"})
     m.post("/reset")
     started = time.monotonic()
     ec2.create_key_pair(KeyName="after-reset")
@@ -478,6 +757,14 @@ def check_reset(m, ec2):
     assert state(ec2, instance_id) == "terminated"
     assert time.monotonic() - started < 1.0, "latency survived the reset"
     assert "DescribeRegions" not in m.get("/calls")
+    created = ec2.create_key_pair(KeyName="after-reset-win")
+    private = serialization.load_pem_private_key(created["KeyMaterial"].encode(), None)
+    win = run_on(ec2, windows_image(m), KeyName="after-reset-win")["InstanceId"]
+    assert decrypt(private, password_data(ec2, win)) == m.get("/windows")[win], "/windows' settings survived the reset"
+    before = ec2.get_console_output(InstanceId=win)["Output"]
+    ec2.reboot_instances(InstanceIds=[win])
+    assert ec2.get_console_output(InstanceId=win)["Output"] == before, "after_reboot survived the reset"
+    assert m.get("/timeline") == {}, "no timed instance since the reset"
 
 
 CHECKS = [
@@ -494,6 +781,11 @@ CHECKS = [
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),
     ("images", check_images),
+    ("windows password", check_windows_password),
+    ("windows password timed", check_windows_password_timed),
+    ("rdp", check_rdp),
+    ("reboot", check_reboot),
+    ("windows console fixtures", check_windows_console_fixtures),
     ("launch volumes", check_launch_volumes),
     ("instance type data", lambda m, ec2: check_instance_type_data(ec2)),
     ("reset", check_reset),

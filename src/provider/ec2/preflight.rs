@@ -25,6 +25,7 @@ use aws_sdk_ec2::types::{Filter, LocationType};
 pub use super::api::ApiError;
 use super::api::{Api, Retry};
 pub use super::launch::BootMode;
+use crate::spec::Os;
 
 /// Values in one filter of one call: 200 ids, as the instance watcher sends; instance types 100, the
 /// most DescribeInstanceTypes takes by name.
@@ -47,6 +48,8 @@ pub struct LaunchRequest {
     pub security_groups: Vec<String>,
     /// None: whatever the image's own boot mode allows.
     pub boot_mode: Option<BootMode>,
+    /// The spec's `os`: a Windows image needs `os: windows` (an RSA key, its rules and deadlines).
+    pub os: Os,
 }
 
 /// What preflight found: the cells that cannot launch, and the facts it learnt on the way (the root
@@ -182,6 +185,16 @@ fn reasons(r: &LaunchRequest, facts: &Facts, region: &str) -> Vec<String> {
             }
         }
         out.extend(boot_mode_reason(&r.image, image, r.boot_mode, known_type));
+        match (image.platform.as_deref() == Some("windows"), r.os) {
+            (true, Os::Linux) => out.push(format!(
+                "image {} is a Windows image and the spec does not say `os: windows` (its key, console rules and deadlines differ)",
+                r.image
+            )),
+            (false, Os::Windows) => {
+                out.push(format!("image {} is not a Windows image and the spec says `os: windows`", r.image))
+            }
+            _ => {}
+        }
         if let Some((name, t)) = known_type {
             if t.ena_support.as_deref() == Some("required") && !image.ena_support {
                 out.push(format!("{name} requires ENA and image {} does not enable it", r.image));
@@ -469,6 +482,7 @@ mod tests {
 
     fn why(image: &str, t: &str, boot: Option<BootMode>) -> Vec<String> {
         let request = LaunchRequest {
+            os: Os::Linux,
             cell: "c".into(),
             image: image.into(),
             instance_type: Some(t.into()),
