@@ -95,6 +95,12 @@ impl Plan {
             }
         }
         let console = ConsoleRules::compile(&spec.console, os, &root.key("console"), &mut problems);
+        if spec.reboot && spec.probes.is_empty() {
+            problems.push(
+                Problem::at(root.key("reboot"), "`reboot` needs probes: they say when the first boot is done")
+                    .help("add a probe, or an ssh probe such as `ssh: { command: \"true\" }`"),
+            );
+        }
         for (i, secret) in spec.secrets.iter().enumerate() {
             if secret.is_empty() {
                 problems.push(Problem::at(root.key("secrets").index(i), "secret is empty"));

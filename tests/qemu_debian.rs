@@ -118,6 +118,13 @@ fn user_data_reaches_cloud_init_and_too_small_a_size_runs_out_of_memory() {
     assert!(body.contains(&mark), "{body}");
     let log = console(out.path(), nvme);
     assert!(log.contains("BEGIN SSH HOST KEY FINGERPRINTS"), "cloud-init printed the host keys:\n{log}");
+    // Inside the machine over SSH as `debian`, the host key one of those cloud-init announced.
+    let inside = nvme["probes"].as_array().unwrap().iter().find(|p| p["name"] == "inside").unwrap();
+    assert_eq!(inside["passed"], true, "{inside:#}");
+    let host_key = inside["last_ssh"]["host_key"].as_str().unwrap();
+    let fingerprint = host_key.split_whitespace().next().unwrap();
+    assert!(log.contains(fingerprint), "{host_key} is not among cloud-init's fingerprints:\n{log}");
+    assert!(inside["last_ssh"]["target"].as_str().unwrap().starts_with("debian@"), "{inside:#}");
 
     let tiny = cell_with(&r, "size", "tiny");
     assert_eq!(tiny["status"], "failed", "{tiny:#}");

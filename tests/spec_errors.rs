@@ -245,7 +245,7 @@ broken!(
     "mixes single values and lists: write every value as a list"
 );
 broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
-broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http probes");
+broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http and ssh probes");
 broken!(too_big, "too-big", "-", "11403:47", "spec is larger than 1 MiB (the limit is reached here)");
 broken!(too_deep, "too-deep", "-", "8:79", "spec is nested more than 64 levels deep");
 broken!(too_deep_indent, "too-deep-indent", "-", "71:129", "spec is nested more than 64 levels deep");
@@ -431,3 +431,31 @@ fn a_flood_of_errors_is_cut_short_and_long_lines_are_excerpted() {
     assert!(stderr.contains("2000 errors in spec"), "{stderr}");
     assert!(stderr.lines().all(|l| l.len() < 200), "a line longer than 200 characters was printed");
 }
+broken!(
+    ssh_command_and_script,
+    "ssh-command-and-script",
+    "probes[0].ssh.script",
+    "9:29",
+    "ssh probe has both `command` and `script`"
+);
+broken!(
+    ssh_expect_http_status,
+    "ssh-expect-http-status",
+    "probes[0].expect.status",
+    "10:15",
+    "`status` applies to http probes"
+);
+broken!(
+    windows_password_on_linux,
+    "windows-password-on-linux",
+    "probes[0].windows_password",
+    "9:5",
+    "`windows_password` needs `os: windows`"
+);
+broken!(
+    reboot_without_probes,
+    "reboot-without-probes",
+    "reboot",
+    "7:9",
+    "`reboot` needs probes: they say when the first boot is done"
+);

@@ -523,7 +523,9 @@ async fn drive(
         record_attempt(rec, index, attempt, &mut port_open_reported);
     }
     for p in rec.result.probes.iter_mut().filter(|p| !p.passed) {
-        if matches!(ending, Ending::Finished) && p.attempts_count > 0 {
+        // A probe that gave up for good (a wrong host key) did not wait for its deadline.
+        let settled = p.attempts.last().is_some_and(|a| a.settled);
+        if matches!(ending, Ending::Finished) && p.attempts_count > 0 && !settled {
             p.message = format!("{} (deadline passed after {} attempts)", p.message, p.attempts_count);
         }
     }

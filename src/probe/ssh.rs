@@ -242,8 +242,11 @@ async fn run(
     exchange.exit_status = output.exit_status;
     exchange.exit_signal = output.exit_signal.clone();
     exchange.truncated = output.truncated || stdout.chars().count() > EXCERPT || stderr.chars().count() > EXCERPT;
-    exchange.stdout = ctx.mask(&crate::console::printable(&stdout.chars().take(EXCERPT).collect::<String>()));
-    exchange.stderr = ctx.mask(&crate::console::printable(&stderr.chars().take(EXCERPT).collect::<String>()));
+    // Cleaned like a console log: lines kept, colour codes and other control characters gone.
+    let excerpt =
+        |text: &str| ctx.mask(&crate::console::clean(text.chars().take(EXCERPT).collect::<String>().as_bytes()));
+    exchange.stdout = excerpt(&stdout);
+    exchange.stderr = excerpt(&stderr);
     match check_expectations(&check.expect, &output, &stdout, &stderr) {
         Ok(summary) => Ok((summary, exchange)),
         Err(why) => Err(Failure { exchange: Some(Box::new(exchange)), ..Failure::new(why) }),

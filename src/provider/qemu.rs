@@ -581,6 +581,7 @@ impl Provider for QemuProvider {
                         scratch,
                         screenshot_seq: 0,
                         login_key,
+                        resets_allowed_until: None,
                     }));
                 }
                 Err(e) => {
@@ -701,6 +702,10 @@ impl Drop for StderrTail {
     }
 }
 
+/// How long after a reboot asked for resets are let happen: the firmware's own reset comes within
+/// moments of the first; a guest that reboots by itself later is caught as before.
+const REBOOT_GRACE: Duration = Duration::from_secs(10);
+
 struct QemuMachine {
     child: Child,
     qmp: Qmp,
@@ -725,6 +730,8 @@ struct QemuMachine {
     scratch: Scratch,
     screenshot_seq: u64,
     login_key: Option<std::sync::Arc<super::key::RunKey>>,
+    /// After a reboot asked for (`reboot: true`): until then a reset resets instead of ending QEMU.
+    resets_allowed_until: Option<Instant>,
 }
 
 /// Where the VM is.
@@ -906,15 +913,15 @@ impl Machine for QemuMachine {
 
     async fn reboot(&mut self) -> Result<(), ProviderError> {
         // `-no-reboot` turns every reset into an exit, so that a guest rebooting by itself is seen.
-        // This one is asked for: resets reset for the moment of the request, and then exit again.
-        let set = |action: &str| serde_json::json!({ "reboot": action });
+        // This one is asked for: resets reset until the new boot is under way (SeaBIOS resets the
+        // machine once more itself when it is entered again), then exit again.
         let reset = async {
-            self.qmp.execute("set-action", set("reset")).await?;
-            let done = self.qmp.execute("system_reset", serde_json::json!({})).await;
-            self.qmp.execute("set-action", set("shutdown")).await?;
-            done
+            self.qmp.execute("set-action", serde_json::json!({ "reboot": "reset" })).await?;
+            self.qmp.execute("system_reset", serde_json::json!({})).await
         };
-        reset.await.map(|_| ()).map_err(|e| ProviderError::new(format!("system reset failed: {e}")))
+        reset.await.map_err(|e| ProviderError::new(format!("system reset failed: {e}")))?;
+        self.resets_allowed_until = Some(Instant::now() + REBOOT_GRACE);
+        Ok(())
     }
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {
@@ -962,6 +969,13 @@ impl Machine for QemuMachine {
     /// else the exit status), or QMP reports a guest panic, a shutdown or another final state. One
     /// `try_wait` and one local `query-status`; the answer, once `Some`, stays.
     async fn stopped(&mut self) -> Option<String> {
+        if self.resets_allowed_until.is_some_and(|until| Instant::now() >= until) {
+            let shutdown = serde_json::json!({ "reboot": "shutdown" });
+            match self.qmp.execute_within("set-action", shutdown, STATUS_TIMEOUT).await {
+                Ok(_) => self.resets_allowed_until = None,
+                Err(e) => tracing::debug!("set-action failed, tried again at the next poll: {e}"),
+            }
+        }
         match self.state().await {
             Ok(VmState::Stopped(reason)) => Some(reason),
             Ok(VmState::Running | VmState::NotYet) => None,
