@@ -77,6 +77,32 @@ pub struct ReportOptions {
     /// Handlebars templates that replace the built-in ones (report.hbs, cell.hbs, assets/report.css).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Append a Markdown summary (counts, the cells that did not pass with their reasons and links
+    /// into the report) to FILE, e.g. `$GITHUB_STEP_SUMMARY`.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// The address the summary's links use for report.html (where CI publishes it); default its
+    /// local path.
+    #[arg(long, value_name = "URL", requires = "summary")]
+    pub report_url: Option<String>,
+}
+
+impl ReportOptions {
+    pub fn summary_target(&self) -> Option<crate::report::summary::SummaryTarget> {
+        self.summary
+            .clone()
+            .map(|file| crate::report::summary::SummaryTarget { file, report_url: self.report_url.clone() })
+    }
+}
+
+/// Appends the summary when asked for; a failure is reported, the results stand.
+fn write_summary(results: &crate::results::RunResults, dir: &std::path::Path, options: &ReportOptions) {
+    if let Some(target) = options.summary_target() {
+        match crate::report::summary::append(results, dir, &target) {
+            Ok(()) => println!("{}", target.file.display()),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +115,12 @@ pub enum ReportCommand {
         out: PathBuf,
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
+        /// Append a Markdown summary of the merged run to FILE (see `run --summary`).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+        /// The address the summary's links use for report.html.
+        #[arg(long, value_name = "URL", requires = "summary")]
+        report_url: Option<String>,
     },
 }
 
@@ -167,7 +199,7 @@ pub fn schema_text(of: SchemaOf) -> String {
 fn report(args: ReportArgs) -> Outcome {
     use crate::report::{self, json, merge};
     match (args.merge, args.dir) {
-        (Some(ReportCommand::Merge { dirs, out, templates }), _) => {
+        (Some(ReportCommand::Merge { dirs, out, templates, summary, report_url }), _) => {
             let mut parts = Vec::new();
             for dir in &dirs {
                 match json::load(dir) {
@@ -191,7 +223,11 @@ fn report(args: ReportArgs) -> Outcome {
             };
             let formats = [report::Format::Html, report::Format::Junit];
             match report::write_and_list(&merged, &out, &formats, templates.as_deref()) {
-                Ok(()) => outcome_of(&merged),
+                Ok(()) => {
+                    let options = ReportOptions { report: Vec::new(), templates: None, summary, report_url };
+                    write_summary(&merged, &out, &options);
+                    outcome_of(&merged)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     Outcome::Failed
@@ -207,7 +243,10 @@ fn report(args: ReportArgs) -> Outcome {
                 }
             };
             match report::write_and_list(&results, &dir, &args.reports.report, args.reports.templates.as_deref()) {
-                Ok(()) => outcome_of(&results),
+                Ok(()) => {
+                    write_summary(&results, &dir, &args.reports);
+                    outcome_of(&results)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     Outcome::UsageError

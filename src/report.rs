@@ -8,6 +8,7 @@ pub mod json;
 pub mod junit;
 pub mod merge;
 pub mod reporter;
+pub mod summary;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};

@@ -81,6 +81,36 @@ fn junit_has_a_case_per_cell_with_failures_linked_to_the_report() {
 }
 
 #[test]
+fn a_markdown_summary_is_appended_for_the_ci_job_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    copy_dir(&fixtures().join("report/run"), &dir);
+    let summary = tmp.path().join("step-summary.md");
+    std::fs::write(&summary, "## build 123\n").unwrap();
+    let url = "https://ci.invalid/job/7/artifacts/report.html";
+    let run = Test::new()
+        .args(["report", dir.to_str().unwrap(), "--summary", summary.to_str().unwrap(), "--report-url", url])
+        .run()
+        .code(1);
+    assert!(run.stdout().contains(summary.to_str().unwrap()), "{}", run.stdout());
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("## build 123\n### amiprobe: "), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    for cell in results["cells"].as_array().unwrap() {
+        let id = cell["id"].as_str().unwrap();
+        let row = text.lines().find(|l| l.starts_with(&format!("| [{id}]("))).map(str::to_string);
+        match cell["status"].as_str().unwrap() {
+            "passed" => assert_eq!(row, None, "a passed cell is listed:\n{text}"),
+            _ => {
+                let row = row.unwrap_or_else(|| panic!("{id} is missing:\n{text}"));
+                assert!(row.contains(&format!("]({url}#")), "{row}");
+            }
+        }
+    }
+}
+
+#[test]
 fn templates_can_be_overridden() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

@@ -111,7 +111,12 @@ pub fn run(args: RunArgs) -> Outcome {
         probe_from: args.probe_from.clone().unwrap_or_default(),
         skip_impossible: args.skip_impossible,
     };
-    let mut reporters = Reporters::for_run(&out_dir, &args.reports.report, args.reports.templates.as_deref());
+    let mut reporters = Reporters::for_run(
+        &out_dir,
+        &args.reports.report,
+        args.reports.templates.as_deref(),
+        args.reports.summary_target(),
+    );
     let results = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
     outcome_of(&results)
 }

@@ -256,7 +256,9 @@ async fn run(
 fn connection_key(check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) -> String {
     let jump = check.jump.as_ref().map(|j| format!("{}@{}:{}", j.user, j.host, j.port)).unwrap_or_default();
     let key = key.public_key().fingerprint(HashAlg::Sha256);
-    format!("{}@{}:{} via {jump} key {key}", check.user, endpoint.host, endpoint.port)
+    // The host key policy too: a connection trusted under `accept-new` must never serve a probe
+    // that wants the console's word for the key.
+    format!("{}@{}:{} via {jump} key {key} trusting {:?}", check.user, endpoint.host, endpoint.port, check.host_key)
 }
 
 async fn forget(ctx: &SshContext, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {

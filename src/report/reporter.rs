@@ -23,9 +23,17 @@ impl Reporters {
 
     /// The terminal display first (its closing summary comes before the list of files written),
     /// then the report files.
-    pub fn for_run(dir: &Path, formats: &[Format], templates: Option<&Path>) -> Self {
+    pub fn for_run(
+        dir: &Path,
+        formats: &[Format],
+        templates: Option<&Path>,
+        summary: Option<super::summary::SummaryTarget>,
+    ) -> Self {
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Terminal::new())];
         reporters.extend(file_reporters(dir, formats, templates));
+        if let Some(target) = summary {
+            reporters.push(Box::new(Summary { dir: dir.to_path_buf(), target }));
+        }
         Reporters(reporters)
     }
 }
@@ -155,6 +163,23 @@ impl Reporter for ReportFile {
             // One report failing (a bad template, a full disk) does not keep the others from being written.
             match write_one(self.format, results, &self.dir, self.templates.as_deref()) {
                 Ok(file) => println!("{}", file.display()),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    }
+}
+
+/// `--summary`: the Markdown summary, appended once the run is over (interrupted runs too).
+pub struct Summary {
+    dir: PathBuf,
+    target: super::summary::SummaryTarget,
+}
+
+impl Reporter for Summary {
+    fn event(&mut self, event: &Event) {
+        if let Event::RunFinished(results) = event {
+            match super::summary::append(results, &self.dir, &self.target) {
+                Ok(()) => println!("{}", self.target.file.display()),
                 Err(e) => eprintln!("error: {e}"),
             }
         }
