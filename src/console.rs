@@ -228,9 +228,11 @@ pub struct ConsoleWatch {
     tail: Option<(String, f64)>,
     /// Every `must_contain` text has been on the console (a prompt without its newline counts).
     required_seen: bool,
-    /// Where the required lines are looked for: after this many lines (a reboot starts a new boot,
-    /// which must show them again).
-    required_after: usize,
+    /// Where the required lines are looked for: after this byte of the log (a reboot starts a new
+    /// boot, which must show them again); `None` before any reboot.
+    required_after: Option<usize>,
+    /// The log's length at the last scan.
+    scanned_len: usize,
 }
 
 /// A fatal line seen while the machine ran.
@@ -251,10 +253,9 @@ impl ConsoleWatch {
             Some(end) => (&log[..end], &log[end + 1..]),
             None => ("", log),
         };
+        self.scanned_len = log.len();
         if !self.required_seen {
-            let after = self.required_after;
-            self.required_seen =
-                rules.must_contain.iter().all(|text| log.lines().skip(after).any(|l| l.contains(text.as_str())));
+            self.required_seen = self.missing_since_reboot(rules, log).is_empty();
         }
         let mut sign = None;
         for (index, line) in complete.lines().enumerate().skip(self.first_seen.len()) {
@@ -282,7 +283,23 @@ impl ConsoleWatch {
     /// was rebooted.
     pub fn require_again(&mut self) {
         self.required_seen = false;
-        self.required_after = self.first_seen.len();
+        self.required_after = Some(self.scanned_len);
+    }
+
+    /// Whether the machine was rebooted since the console was first watched.
+    pub fn rebooted(&self) -> bool {
+        self.required_after.is_some()
+    }
+
+    /// The `must_contain` texts not in the log since the last reboot (since the start without one).
+    pub fn missing_since_reboot<'r>(&self, rules: &'r ConsoleRules, log: &str) -> Vec<&'r str> {
+        let since = log.get(self.required_after.unwrap_or(0)..).unwrap_or_default();
+        rules
+            .must_contain
+            .iter()
+            .filter(|text| !since.lines().any(|l| l.contains(text.as_str())))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Whether every `must_contain` text was on the console at the last scan (true without any).

@@ -112,7 +112,7 @@ impl Plan {
         if spec.timeouts.cleanup.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("cleanup"), "timeout must be above 0s"));
         }
-        let run_timeout = spec.timeouts.run_or_default(os);
+        let run_timeout = spec.timeouts.run_or_default(os, spec.reboot);
         if run_timeout.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }

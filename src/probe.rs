@@ -578,9 +578,10 @@ pub async fn attempt(
                 (attempt.silent, attempt.settled) = (failure.silent, failure.settled);
             }
         },
-        Check::WindowsPassword => match windows_password(env).await {
-            Ok(message) => (attempt.passed, attempt.message) = (true, message),
-            Err(message) => attempt.message = message,
+        Check::WindowsPassword => match tokio::time::timeout(rdp::TIMEOUT, windows_password(env)).await {
+            Ok(Ok(message)) => (attempt.passed, attempt.message) = (true, message),
+            Ok(Err((message, settled))) => (attempt.message, attempt.settled) = (message, settled),
+            Err(_) => attempt.message = "GetPasswordData did not answer in time".into(),
         },
         check => match resolve(endpoint, &env.policy).await {
             Err(message) => attempt.message = message,
@@ -618,20 +619,26 @@ pub async fn attempt(
             },
         },
     }
+    // Whatever the kind, the spec's secrets are masked in what is kept: an expectation or a banner
+    // can carry one into the message as well as an exchange.
     if let Some(exchange) = &mut attempt.exchange {
         http::mask_exchange(exchange, &env.ssh.secrets);
     }
+    attempt.message = ssh::mask(&attempt.message, &env.ssh.secrets);
     attempt.latency_ms = started.elapsed().as_millis() as u64;
     attempt
 }
 
 /// Fetches the encrypted administrator password and decrypts it; the password itself goes nowhere.
-async fn windows_password(env: &ProbeEnv) -> Result<String, String> {
-    let (source, key) = env.password.as_ref().ok_or("this provider keeps no administrator password")?;
-    match source.encrypted().await.map_err(|e| e.to_string())? {
-        None => Err("no administrator password yet".into()),
+/// A failure says whether trying again could help.
+async fn windows_password(env: &ProbeEnv) -> Result<String, (String, bool)> {
+    let (source, key) =
+        env.password.as_ref().ok_or(("this provider keeps no administrator password".to_string(), true))?;
+    match source.encrypted().await.map_err(|e| (e.to_string(), false))? {
+        None => Err(("no administrator password yet".into(), false)),
         Some(data) => {
-            let password = key.decrypt_password(&data)?;
+            // The same data decrypts the same way next time.
+            let password = key.decrypt_password(&data).map_err(|e| (e, true))?;
             Ok(format!(
                 "administrator password generated ({} characters), decrypted with the run's key",
                 password.chars().count()

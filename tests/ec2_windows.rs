@@ -69,7 +69,7 @@ fn a_windows_image_is_ready_when_ec2launch_says_so_and_its_password_decrypts() {
     assert_eq!(cell["status"], "passed");
 
     let rdp = probe(cell, "rdp");
-    assert_eq!(rdp["message"], "rdp answered (protocol tls)", "{rdp:#}");
+    assert_eq!(rdp["message"], "RDP answered (protocol tls)", "{rdp:#}");
     let password = probe(cell, "password");
     assert_eq!(password["passed"], true, "{password:#}");
     assert!(password["message"].as_str().unwrap().starts_with("administrator password generated (32 characters)"));

@@ -261,6 +261,17 @@ async fn collect_console(
     }
     let mut findings = rec.ctx.plan.console.check(&text);
     watch.stamp(&mut findings);
+    // After a reboot the second boot must show the required lines too.
+    if watch.rebooted() {
+        for line in watch.missing_since_reboot(&rec.ctx.plan.console, &text) {
+            findings.push(ConsoleFinding {
+                kind: console::RuleKind::MustContain,
+                rule: format!("{line} (after the reboot)"),
+                passed: false,
+                hits: Vec::new(),
+            });
+        }
+    }
     let stopped_on = match ending {
         Ending::Fatal(sign) => Some(sign.line),
         _ => None,
@@ -451,7 +462,7 @@ async fn drive(
                         }
                         watch.require_again();
                         rec.event(EventKind::Reboot, "rebooting the machine (reboot: true)");
-                        env.ssh.forget_connections().await;
+                        env.ssh.forget_connections();
                         if let Err(e) = machine.reboot().await {
                             rec.error(format!("reboot failed: {e}"));
                             break Ending::Error(format!("reboot failed: {e}"));
@@ -537,6 +548,10 @@ async fn drive(
     ending
 }
 
+/// How long after a reboot was asked for a probe's answers are taken for the first boot's until
+/// the machine has been seen down (refusing or silent); after that, it rebooted between attempts.
+const DOWN_WITHIN: Duration = Duration::from_secs(120);
+
 /// Which run of the probes this is: the first boot's (0) or the one after the reboot (1), and when
 /// its deadlines start.
 #[derive(Clone, Copy)]
@@ -595,14 +610,26 @@ fn spawn_probes(
             // that is not up yet), longer after each silent one; attempts start on a fixed cadence,
             // `interval` apart. `None` once it answered.
             let mut silent: Option<u32> = Some(0);
+            // After a reboot, an answer counts once the machine was seen down: EC2's
+            // RebootInstances returns at once, and the first boot may answer for a while longer.
+            // The platform's own answers (the Windows password) never go down.
+            let mut seen_down = round.number == 0 || matches!(probe.check, probe::Check::WindowsPassword);
             loop {
                 let started = Instant::now();
                 let at_s = round_ms(t0.elapsed());
                 let limit = probe.attempt_limit(silent);
-                let attempt = tokio::select! {
+                let mut attempt = tokio::select! {
                     a = probe::attempt(&probe, &mut session, &endpoint, &env, at_s, limit) => a,
                     _ = stop.cancelled() => return,
                 };
+                if !seen_down {
+                    if attempt.passed && started < round.started + DOWN_WITHIN {
+                        attempt.passed = false;
+                        attempt.message = format!("still answering from before the reboot: {}", attempt.message);
+                    } else {
+                        seen_down = true;
+                    }
+                }
                 silent = match silent {
                     Some(n) if attempt.silent => Some(n + 1),
                     _ => None,

@@ -75,16 +75,16 @@ fn parse_confirm(body: &[u8]) -> Result<String, String> {
     let negotiation = body.get(7..).unwrap_or_default();
     let value = |at: usize| negotiation.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     match (negotiation.first(), value(4)) {
-        (Some(0x02), Some(protocol)) => Ok(format!("rdp answered (protocol {})", protocol_name(protocol))),
-        (Some(0x03), Some(code)) => Ok(format!("rdp answered, refusing the offered security (failure code {code})")),
-        (None, _) => Ok("rdp answered (standard rdp security)".to_string()),
-        _ => Err("malformed rdp negotiation in the connection confirm".to_string()),
+        (Some(0x02), Some(protocol)) => Ok(format!("RDP answered (protocol {})", protocol_name(protocol))),
+        (Some(0x03), Some(code)) => Ok(format!("RDP answered, refusing the offered security (failure code {code})")),
+        (None, _) => Ok("RDP answered (standard RDP security)".to_string()),
+        _ => Err("malformed RDP negotiation in the connection confirm".to_string()),
     }
 }
 
 fn protocol_name(protocol: u32) -> &'static str {
     match protocol {
-        0 => "standard rdp security",
+        0 => "standard RDP security",
         1 => "tls",
         2 | 3 => "credssp",
         8 => "rdstls",
@@ -100,7 +100,7 @@ mod tests {
     fn reads_a_negotiation_response() {
         // What Windows Server answers to the request above: TLS chosen.
         let body = [0x0e, 0xd0, 0x00, 0x00, 0x12, 0x34, 0x00, 0x02, 0x1f, 0x08, 0x00, 0x02, 0x00, 0x00, 0x00];
-        assert_eq!(parse_confirm(&body).unwrap(), "rdp answered (protocol credssp)");
+        assert_eq!(parse_confirm(&body).unwrap(), "RDP answered (protocol credssp)");
     }
 
     #[test]

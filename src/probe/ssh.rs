@@ -139,8 +139,11 @@ pub struct SshContext {
     pub run_key: Option<Arc<PrivateKey>>,
     pub console_keys: watch::Receiver<ConsoleHostKeys>,
     pub secrets: Arc<Vec<String>>,
-    accepted: Arc<Mutex<Option<String>>>,
-    connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// Under `accept-new`: the key first seen at each `host:port`.
+    accepted: Arc<Mutex<HashMap<String, String>>>,
+    /// Per way of logging in, its connection behind a lock of its own: held while connecting, so
+    /// that the probes that share it wait for it, and no others.
+    connections: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
 }
 
 struct Connection {
@@ -156,18 +159,17 @@ impl SshContext {
         console_keys: watch::Receiver<ConsoleHostKeys>,
         secrets: Arc<Vec<String>>,
     ) -> SshContext {
-        SshContext {
-            run_key,
-            console_keys,
-            secrets,
-            accepted: Arc::default(),
-            connections: tokio::sync::Mutex::default(),
-        }
+        SshContext { run_key, console_keys, secrets, accepted: Arc::default(), connections: Mutex::default() }
     }
 
     /// Drops every open connection: after a reboot they are dead, and the next attempts log in anew.
-    pub async fn forget_connections(&self) {
-        self.connections.lock().await.clear();
+    pub fn forget_connections(&self) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The slot of one way of logging in.
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<Arc<Connection>>>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
     }
 
     fn mask(&self, text: &str) -> String {
@@ -177,7 +179,10 @@ impl SshContext {
 
 /// Every secret in `text` replaced by [`MASK`].
 pub fn mask(text: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |text, secret| text.replace(secret.as_str(), MASK))
+    // Longest first: a secret that contains another is masked whole.
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    sorted.into_iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), MASK))
 }
 
 /// One run of the probe's command; `limit` bounds the wait for the machine's first sign.
@@ -190,7 +195,8 @@ pub async fn attempt(
 ) -> Result<(String, SshExchange), Failure> {
     let outcome = tokio::time::timeout(check.timeout, run(check, ctx, endpoint, policy, limit)).await;
     let mut outcome = outcome.unwrap_or_else(|_| {
-        Err(Failure::new(format!("timed out after {}", humantime::format_duration(check.timeout))))
+        let target = format!("{}@{}:{}", check.user, endpoint.host, endpoint.port);
+        Err(Failure::new(format!("{target}: no answer within {}", humantime::format_duration(check.timeout))))
     });
     if let Err(failure) = &mut outcome {
         failure.message = ctx.mask(&failure.message);
@@ -207,7 +213,7 @@ async fn run(
 ) -> Result<(String, SshExchange), Failure> {
     let key = check.key.clone().or_else(|| ctx.run_key.clone()).ok_or_else(|| {
         Failure::new(
-            "no key to log in with: the run has no key of its own (`launch.key_pair`); give `ssh.key_file`".into(),
+            "no key to log in with: the run's key is not usable here (`launch.key_pair`); give `ssh.key_file`".into(),
         )
     })?;
     let target = match &check.jump {
@@ -229,11 +235,11 @@ async fn run(
         stderr: String::new(),
         truncated: false,
     };
-    let output = match execute(&connection.handle, &check.run).await {
+    let output = match execute(&connection.handle, &check.run, check.timeout.mul_f32(0.9)).await {
         Ok(output) => output,
         Err(e) => {
             // A dead connection (the machine rebooted, sshd restarted) is made again next time.
-            forget(ctx, check, endpoint, &key).await;
+            forget(ctx, check, endpoint, &key);
             return Err(Failure { exchange: Some(Box::new(exchange)), ..Failure::new(format!("{target}: {e}")) });
         }
     };
@@ -243,10 +249,20 @@ async fn run(
     exchange.exit_signal = output.exit_signal.clone();
     exchange.truncated = output.truncated || stdout.chars().count() > EXCERPT || stderr.chars().count() > EXCERPT;
     // Cleaned like a console log: lines kept, colour codes and other control characters gone.
-    let excerpt =
-        |text: &str| ctx.mask(&crate::console::clean(text.chars().take(EXCERPT).collect::<String>().as_bytes()));
+    // Masked before it is cut: a secret across the cut would leave its first characters.
+    let excerpt = |text: &str| {
+        let masked = ctx.mask(&crate::console::clean(text.as_bytes()));
+        masked.chars().take(EXCERPT).collect::<String>()
+    };
     exchange.stdout = excerpt(&stdout);
     exchange.stderr = excerpt(&stderr);
+    // cloud-init's `disable_root`: root's key logs in, to be told which user to be, and exit 142.
+    let refused =
+        [&stdout, &stderr].into_iter().flat_map(|t| t.lines()).find(|l| l.contains("Please login as the user"));
+    if let Some(line) = refused {
+        let why = format!("{target}: the image refuses `{}`: {}", check.user, line.trim());
+        return Err(Failure { exchange: Some(Box::new(exchange)), settled: true, ..Failure::new(why) });
+    }
     match check_expectations(&check.expect, &output, &stdout, &stderr) {
         Ok(summary) => Ok((summary, exchange)),
         Err(why) => Err(Failure { exchange: Some(Box::new(exchange)), ..Failure::new(why) }),
@@ -254,15 +270,19 @@ async fn run(
 }
 
 fn connection_key(check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) -> String {
-    let jump = check.jump.as_ref().map(|j| format!("{}@{}:{}", j.user, j.host, j.port)).unwrap_or_default();
+    let jump = check
+        .jump
+        .as_ref()
+        .map(|j| format!("{}@{}:{} known in {}", j.user, j.host, j.port, j.known_hosts.display()))
+        .unwrap_or_default();
     let key = key.public_key().fingerprint(HashAlg::Sha256);
     // The host key policy too: a connection trusted under `accept-new` must never serve a probe
     // that wants the console's word for the key.
     format!("{}@{}:{} via {jump} key {key} trusting {:?}", check.user, endpoint.host, endpoint.port, check.host_key)
 }
 
-async fn forget(ctx: &SshContext, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {
-    ctx.connections.lock().await.remove(&connection_key(check, endpoint, key));
+fn forget(ctx: &SshContext, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {
+    ctx.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&connection_key(check, endpoint, key));
 }
 
 /// The cell's open connection for this way of logging in, or a new one.
@@ -276,16 +296,18 @@ async fn connection(
     target: &str,
 ) -> Result<Arc<Connection>, Failure> {
     let id = connection_key(check, endpoint, key);
-    // Held while connecting: the cell's other probes wait for this connection rather than open
-    // their own.
-    let mut open = ctx.connections.lock().await;
-    if let Some(known) = open.get(&id).filter(|c| !c.handle.is_closed()) {
+    let slot = ctx.slot(&id);
+    // Held while connecting: the probes that log in the same way wait for this connection rather
+    // than open their own; the others don't wait.
+    let mut open = slot.lock().await;
+    if let Some(known) = open.as_ref().filter(|c| !c.handle.is_closed()) {
         return Ok(known.clone());
     }
     let verifier = MachineKey {
         policy: check.host_key,
         console: ctx.console_keys.clone(),
         accepted: ctx.accepted.clone(),
+        target: format!("{}:{}", endpoint.host, endpoint.port),
         seen: Arc::default(),
     };
     let seen = verifier.seen.clone();
@@ -316,17 +338,33 @@ async fn connection(
                 port: jump.port,
                 file: jump.known_hosts.clone(),
                 verdict: Arc::default(),
+                changed: Arc::default(),
             };
-            let verdict = known.verdict.clone();
+            let (verdict, changed) = (known.verdict.clone(), known.changed.clone());
             let mut jump_handle =
                 match handshake(client::connect_stream(config.clone(), stream, known), check.timeout).await {
                     Ok(h) => h,
                     Err(e) => {
                         let why = verdict.lock().ok().and_then(|v| v.clone()).unwrap_or(e);
-                        return Err(Failure::new(format!("{hop}: {why}")));
+                        let settled = changed.load(std::sync::atomic::Ordering::Relaxed);
+                        return Err(Failure { settled, ..Failure::new(format!("{hop}: {why}")) });
                     }
                 };
             authenticate(&mut jump_handle, &jump.user, key).await.map_err(|e| Failure::new(format!("{hop}: {e}")))?;
+            // The tunnel's far end is held to the same policy as a direct connection: a jump host
+            // is not a way around --allow-targets.
+            match endpoint.host.parse::<std::net::IpAddr>() {
+                Ok(ip) if !policy.allows(ip) => {
+                    return Err(Failure::new(format!("{hop}: refused to tunnel to {ip}: not within --allow-targets")))
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(Failure::new(format!(
+                        "{hop}: refused to tunnel to `{}`: give the machine's address, not a name",
+                        endpoint.host
+                    )))
+                }
+            }
             let channel = jump_handle
                 .channel_open_direct_tcpip(endpoint.host.clone(), u32::from(endpoint.port), "127.0.0.1", 0)
                 .await
@@ -342,7 +380,7 @@ async fn connection(
     authenticate(&mut handle, &check.user, key).await.map_err(|e| Failure::new(format!("{target}: {e}")))?;
     let host_key = seen.lock().ok().and_then(|s| s.as_ref().map(|s| s.describe()));
     let connection = Arc::new(Connection { handle, _jump: jump, host_key });
-    open.insert(id, connection.clone());
+    *open = Some(connection.clone());
     Ok(connection)
 }
 
@@ -420,9 +458,26 @@ struct Output {
     truncated: bool,
 }
 
-/// Runs the command on a new channel of the connection and collects what it wrote.
-async fn execute<H: client::Handler>(handle: &Handle<H>, run: &Run) -> Result<Output, String> {
-    let mut channel = handle.channel_open_session().await.map_err(|e| format!("connection lost: {e}"))?;
+/// Runs the command on a new channel of the connection and collects what it wrote, for at most
+/// `limit`; the channel is closed either way (servers allow a few sessions per connection, and an
+/// abandoned one would hold its place).
+async fn execute<H: client::Handler>(handle: &Handle<H>, run: &Run, limit: Duration) -> Result<Output, String> {
+    let mut channel = handle.channel_open_session().await.map_err(|e| format!("could not open a session: {e}"))?;
+    let mut out =
+        Output { stdout: Vec::new(), stderr: Vec::new(), exit_status: None, exit_signal: None, truncated: false };
+    let outcome = tokio::time::timeout(limit, collect(&mut channel, run, &mut out)).await;
+    let _ = channel.close().await;
+    match outcome {
+        Ok(result) => result.map(|()| out),
+        Err(_) => Err(format!("the command did not finish within {}", humantime::format_duration(limit))),
+    }
+}
+
+/// How long output is still read after the exit status: a command that leaves a background job
+/// holding its stdout has still ended.
+const AFTER_EXIT: Duration = Duration::from_secs(1);
+
+async fn collect(channel: &mut russh::Channel<client::Msg>, run: &Run, out: &mut Output) -> Result<(), String> {
     match run {
         Run::Command(command) => channel.exec(true, command.as_bytes()).await,
         Run::Script { text, .. } => match channel.exec(true, &b"sh -s"[..]).await {
@@ -434,18 +489,24 @@ async fn execute<H: client::Handler>(handle: &Handle<H>, run: &Run) -> Result<Ou
         },
     }
     .map_err(|e| format!("failed to start the command: {e}"))?;
-    let mut out =
-        Output { stdout: Vec::new(), stderr: Vec::new(), exit_status: None, exit_signal: None, truncated: false };
-    while let Some(message) = channel.wait().await {
-        match message {
-            ChannelMsg::Data { data } => keep(&mut out.stdout, &data, &mut out.truncated),
-            ChannelMsg::ExtendedData { data, ext: 1 } => keep(&mut out.stderr, &data, &mut out.truncated),
-            ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
-            ChannelMsg::ExitSignal { signal_name, .. } => out.exit_signal = Some(format!("{signal_name:?}")),
-            _ => {}
+    loop {
+        let next = if out.exit_status.is_some() || out.exit_signal.is_some() {
+            match tokio::time::timeout(AFTER_EXIT, channel.wait()).await {
+                Ok(message) => message,
+                Err(_) => return Ok(()),
+            }
+        } else {
+            channel.wait().await
+        };
+        match next {
+            None => return Ok(()),
+            Some(ChannelMsg::Data { data }) => keep(&mut out.stdout, &data, &mut out.truncated),
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => keep(&mut out.stderr, &data, &mut out.truncated),
+            Some(ChannelMsg::ExitStatus { exit_status }) => out.exit_status = Some(exit_status),
+            Some(ChannelMsg::ExitSignal { signal_name, .. }) => out.exit_signal = Some(format!("{signal_name:?}")),
+            Some(_) => {}
         }
     }
-    Ok(out)
 }
 
 fn keep(buffer: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
@@ -510,7 +571,9 @@ enum Rejection {
 struct MachineKey {
     policy: HostKeyPolicy,
     console: watch::Receiver<ConsoleHostKeys>,
-    accepted: Arc<Mutex<Option<String>>>,
+    accepted: Arc<Mutex<HashMap<String, String>>>,
+    /// `host:port`, whose first key `accept-new` keeps.
+    target: String,
     seen: Arc<Mutex<Option<KeySeen>>>,
 }
 
@@ -537,9 +600,9 @@ impl client::Handler for MachineKey {
             }
             HostKeyPolicy::AcceptNew => {
                 let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
-                match accepted.as_ref() {
+                match accepted.get(&self.target) {
                     None => {
-                        *accepted = Some(fingerprint.clone());
+                        accepted.insert(self.target.clone(), fingerprint.clone());
                         None
                     }
                     Some(first) if *first == fingerprint => None,
@@ -560,6 +623,8 @@ struct KnownHostsKey {
     port: u16,
     file: PathBuf,
     verdict: Arc<Mutex<Option<String>>>,
+    /// The key differs from the one on record: no point trying again.
+    changed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl client::Handler for KnownHostsKey {
@@ -576,6 +641,7 @@ impl client::Handler for KnownHostsKey {
             Ok(true) => return Ok(true),
             Ok(false) => format!("host key {fingerprint} is not in {}", self.file.display()),
             Err(russh::keys::Error::KeyChanged { line }) => {
+                self.changed.store(true, std::sync::atomic::Ordering::Relaxed);
                 format!("host key {fingerprint} does not match {} line {line}: refusing to log in", self.file.display())
             }
             Err(e) => format!("failed to read {}: {e}", self.file.display()),

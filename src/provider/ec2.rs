@@ -1048,9 +1048,6 @@ impl Machine for Ec2Machine {
         self.watcher.checks(&self.instance_id)?.health()
     }
 
-    /// Terminates the instance, retried until the cleanup deadline. It counts as removed once EC2
-    /// shows it shutting down (billing stops there); with `hurry`, once TerminateInstances is
-    /// accepted. The run's key pair and security groups go at the run's end, after every instance.
     fn login_key(&self) -> Option<Arc<crate::provider::key::RunKey>> {
         self.login_key.clone()
     }
@@ -1070,6 +1067,9 @@ impl Machine for Ec2Machine {
         .map_err(|e| ProviderError::new(format!("RebootInstances failed: {e}")))
     }
 
+    /// Terminates the instance, retried until the cleanup deadline. It counts as removed once EC2
+    /// shows it shutting down (billing stops there); with `hurry`, once TerminateInstances is
+    /// accepted. The run's key pair and security groups go at the run's end, after every instance.
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let until = Instant::now() + self.cleanup_timeout;
         let id = &self.instance_id;

@@ -915,13 +915,17 @@ impl Machine for QemuMachine {
         // `-no-reboot` turns every reset into an exit, so that a guest rebooting by itself is seen.
         // This one is asked for: resets reset until the new boot is under way (SeaBIOS resets the
         // machine once more itself when it is entered again), then exit again.
-        let reset = async {
-            self.qmp.execute("set-action", serde_json::json!({ "reboot": "reset" })).await?;
-            self.qmp.execute("system_reset", serde_json::json!({})).await
-        };
-        reset.await.map_err(|e| ProviderError::new(format!("system reset failed: {e}")))?;
+        self.qmp
+            .execute("set-action", serde_json::json!({ "reboot": "reset" }))
+            .await
+            .map_err(|e| ProviderError::new(format!("set-action (qemu 6.0 or later) failed: {e}")))?;
+        // Set first: whatever happens next, `stopped` puts `-no-reboot` back in time.
         self.resets_allowed_until = Some(Instant::now() + REBOOT_GRACE);
-        Ok(())
+        self.qmp
+            .execute("system_reset", serde_json::json!({}))
+            .await
+            .map(|_| ())
+            .map_err(|e| ProviderError::new(format!("system reset failed: {e}")))
     }
 
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {

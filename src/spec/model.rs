@@ -43,8 +43,8 @@ pub struct Spec {
     #[serde(default)]
     pub concurrency: Option<NonZeroUsize>,
     /// The images' operating system: `linux` (the default) or `windows`, which adds EC2Launch's
-    /// console rules (readiness and failures) and longer default deadlines. On EC2 an image whose
-    /// platform is `windows` is taken as Windows without it.
+    /// console rules (readiness and failures), an RSA run key and longer default deadlines. On EC2
+    /// the preflight refuses a Windows image without it, and the reverse.
     #[serde(default)]
     pub os: Option<Os>,
     /// Once every probe has passed, reboot the machine (EC2 RebootInstances, QEMU system reset) and
@@ -212,7 +212,7 @@ pub struct HttpProbe {
 /// A command run on the machine over SSH, as `user`, with the run's key (or `key_file`). The host
 /// key is verified against the fingerprints the machine printed on its console (cloud-init's `BEGIN
 /// SSH HOST KEY FINGERPRINTS` block) unless `host_key: accept-new`. Exactly one of `command` or
-/// `script`. Probes with the same user, port, key and jump host share one connection.
+/// `script`. Probes with the same user, port, key, jump host and `host_key` share one connection.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct SshProbe {
@@ -388,7 +388,8 @@ impl Default for ConsoleSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct TimeoutsSpec {
-    /// Upper bound on one cell, launch to cleanup (default 15m; 40m with `os: windows`).
+    /// Upper bound on one cell, launch to cleanup (default 15m; 40m with `os: windows`; twice that
+    /// with `reboot: true`).
     #[serde(default, with = "super::duration::option")]
     #[schemars(with = "Option<DurationSchema>")]
     pub run: Option<Duration>,
@@ -411,10 +412,11 @@ fn default_cleanup_timeout() -> Duration {
 
 impl TimeoutsSpec {
     /// `run`, or the default for the images' operating system.
-    pub fn run_or_default(&self, os: Os) -> Duration {
-        self.run.unwrap_or(match os {
+    pub fn run_or_default(&self, os: Os, reboot: bool) -> Duration {
+        let one_boot = match os {
             Os::Linux => Duration::from_secs(15 * 60),
             Os::Windows => Duration::from_secs(40 * 60),
-        })
+        };
+        self.run.unwrap_or(if reboot { one_boot * 2 } else { one_boot })
     }
 }
