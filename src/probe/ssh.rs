@@ -143,8 +143,11 @@ pub struct SshContext {
     accepted: Arc<Mutex<HashMap<String, String>>>,
     /// Per way of logging in, its connection behind a lock of its own: held while connecting, so
     /// that the probes that share it wait for it, and no others.
-    connections: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
+    connections: Mutex<HashMap<String, Slot>>,
 }
+
+/// One way of logging in: its open connection, if any, behind the lock connecting holds.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
 struct Connection {
     handle: Handle<MachineKey>,
@@ -168,7 +171,7 @@ impl SshContext {
     }
 
     /// The slot of one way of logging in.
-    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<Arc<Connection>>>> {
+    fn slot(&self, id: &str) -> Slot {
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
     }
 
