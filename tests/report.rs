@@ -158,7 +158,7 @@ fn chromium() -> Command {
 
 /// A page next to the report that loads it in a frame and writes down what a person would see.
 const PROBE_PAGE: &str = r##"<!doctype html><body><pre id="out">waiting</pre>
-<iframe id="r" src="report.html" width="1280" height="2000"></iframe>
+<iframe id="r" src="report.html" width="1280" height="900"></iframe>
 <script>
 document.getElementById("r").onload = function () {
   var doc = this.contentDocument, out = [];
@@ -170,6 +170,19 @@ document.getElementById("r").onload = function () {
   var line = doc.getElementById("cell-fail-L345");
   out.push("line345=" + (line ? line.innerText.replace(/\s+/g, " ") : "missing"));
   out.push("injected=" + doc.querySelectorAll("script").length);
+  // What a person sees: the failures before the grid, each linking to its cell.
+  var failures = doc.querySelector("section.failures"), grid = doc.getElementById("matrix-title");
+  out.push("failures_first=" + (failures && failures.getBoundingClientRect().top < grid.getBoundingClientRect().top));
+  out.push("failure_links=" + Array.from(doc.querySelectorAll("section.failures a")).map(function (a) { return a.getAttribute("href"); }).join(","));
+  // Opened at a failed cell, its last screenshot is on screen, large.
+  var cell = doc.getElementById("cell-fail");
+  cell.scrollIntoView();
+  var shot = cell.querySelector(".last-frame img").getBoundingClientRect();
+  out.push("last_shot_visible=" + (shot.top >= 0 && shot.bottom <= this.height && shot.width >= 400));
+  // Its console opens at the first broken line.
+  var box = cell.querySelector("details.console"), hit = doc.getElementById(box.getAttribute("data-first-hit"));
+  out.push("console_at_hit=" + (box.scrollTop > 0 && hit.offsetTop >= box.scrollTop && hit.offsetTop < box.scrollTop + box.clientHeight));
+  out.push("passed_console_inlined=" + (doc.querySelector("#cell-ok table.log") !== null));
   imgs.forEach(function (img) {
     var probe = new Image();
     probe.onload = function () { if (probe.naturalWidth > 0) loaded++; if (--left === 0) done(); };
@@ -198,6 +211,11 @@ fn a_browser_shows_the_report_from_file_urls() {
     assert!(seen.contains("images=11"), "{seen}");
     assert!(seen.contains("loaded=11"), "every filmstrip image loads: {seen}");
     assert!(seen.contains("reason=console matched `I/O error` at line 338"), "{seen}");
+    assert!(seen.contains("failures_first=true"), "{seen}");
+    assert!(seen.contains("failure_links=#cell-fail,#cell-nohttp"), "{seen}");
+    assert!(seen.contains("last_shot_visible=true"), "{seen}");
+    assert!(seen.contains("console_at_hit=true"), "{seen}");
+    assert!(seen.contains("passed_console_inlined=false"), "{seen}");
     assert!(seen.contains("line345=345 <script>alert(1)</script> & \"quotes\" from the guest"), "{seen}");
     assert!(seen.contains("injected=1"), "{seen}");
 

@@ -173,8 +173,12 @@ fn view_model(results: &RunResults, cells: &[&CellResult]) -> Value {
             })
         })
         .collect();
+    // What went wrong, first on the page: the grid comes after.
+    let failures: Vec<&Value> = summaries.iter().filter(|s| s["class"] == "fail" || s["class"] == "error").collect();
     json!({
         "title": format!("amiprobe: {}", results.spec.name),
+        "failure_count": failures.len(),
+        "failures": failures,
         "spec": results.spec,
         "run_id": results.run_id,
         "shard": results.shard,
@@ -251,6 +255,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         let last = &c.screenshots[j - 1];
         frames.push(json!({
             "path": first.path,
+            "height": (first.width > 0).then(|| first.height * 180 / first.width),
             "at": secs(first.offset_s),
             "until": (j - i > 1).then(|| secs(last.offset_s)),
             "count": j - i,
@@ -292,8 +297,11 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
     let failed_lines: BTreeSet<usize> =
         c.console.iter().filter(|f| !f.passed).flat_map(|f| f.hits.iter().map(|h| h.line)).collect();
     let cell_anchor = anchor(&c.id);
+    // A passed cell's console is linked, not inlined: nobody reads it first, and at a thousand
+    // cells it was most of the page.
+    let inline_console = !c.status.is_pass();
     let (console_lines, console_truncated) = match &c.console_log {
-        Some(rel) => match std::fs::read(dir.join(rel)) {
+        Some(rel) if inline_console => match std::fs::read(dir.join(rel)) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let total = text.lines().count();
@@ -311,8 +319,15 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
             }
             Err(_) => (Vec::new(), false),
         },
-        None => (Vec::new(), false),
+        _ => (Vec::new(), false),
     };
+    // Where the console opens: the first line that broke a rule.
+    let first_hit = failed_lines.iter().next().map(|n| format!("{cell_anchor}-L{n}"));
+    // The last thing the machine showed is usually the answer: large, next to the reason.
+    let last_frame = c.screenshots.last().filter(|_| !c.status.is_pass()).map(|s| {
+        json!({ "path": s.path, "at": secs(s.offset_s), "width": s.width, "height": s.height,
+                "alt": format!("last screenshot of {} at {}", c.id, secs(s.offset_s)) })
+    });
 
     let findings: Vec<Value> = c
         .console
@@ -388,6 +403,9 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         "marks": marks,
         "console_log": c.console_log,
         "console_lines": console_lines,
+        "console_inline": inline_console,
+        "first_hit": first_hit,
+        "last_frame": last_frame,
         "console_truncated": console_truncated,
         "findings": findings,
         "probes": probes,

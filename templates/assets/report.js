@@ -10,3 +10,9 @@ document.addEventListener("click", function (event) {
   viewer.querySelector("p").textContent = img ? img.alt : "";
   viewer.showModal();
 });
+
+// A failed cell's console opens at its first broken line, not at line 1.
+document.querySelectorAll(".console[data-first-hit]").forEach(function (box) {
+  var line = document.getElementById(box.getAttribute("data-first-hit"));
+  if (line) box.scrollTop = Math.max(0, line.offsetTop - box.clientHeight / 3);
+});
