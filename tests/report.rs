@@ -181,7 +181,8 @@ document.getElementById("r").onload = function () {
   out.push("last_shot_visible=" + (shot.top >= 0 && shot.bottom <= this.height && shot.width >= 400));
   // Its console opens at the first broken line.
   var box = cell.querySelector("details.console"), hit = doc.getElementById(box.getAttribute("data-first-hit"));
-  out.push("console_at_hit=" + (box.scrollTop > 0 && hit.offsetTop >= box.scrollTop && hit.offsetTop < box.scrollTop + box.clientHeight));
+  var shown = hit.getBoundingClientRect(), frame = box.getBoundingClientRect();
+  out.push("console_at_hit=" + (shown.top >= frame.top && shown.bottom <= frame.bottom));
   out.push("passed_console_inlined=" + (doc.querySelector("#cell-ok table.log") !== null));
   imgs.forEach(function (img) {
     var probe = new Image();

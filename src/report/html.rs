@@ -26,6 +26,9 @@ const JS: &str = include_str!("../../templates/assets/report.js");
 
 /// Console lines shown per cell; the full log is linked.
 const MAX_CONSOLE_LINES: usize = 5000;
+/// Lines shown on each side of a broken console line, and at the end of the log.
+const CONSOLE_WINDOW: usize = 15;
+const CONSOLE_TAIL: usize = 30;
 
 /// The id of a cell's section in report.html.
 pub fn anchor(cell_id: &str) -> String {
@@ -305,16 +308,32 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let total = text.lines().count();
-                let lines: Vec<Value> = text
-                    .lines()
-                    .take(MAX_CONSOLE_LINES)
-                    .enumerate()
-                    .map(|(n, line)| {
-                        let n = n + 1;
-                        let class = if failed_lines.contains(&n) { "bad" } else if hit_lines.contains(&n) { "good" } else { "" };
-                        json!({ "n": n, "text": line.trim_end_matches('\r'), "class": class, "id": format!("{cell_anchor}-L{n}") })
-                    })
-                    .collect();
+                // With broken lines, a window around each and the log's end; the raw log has the rest.
+                let shown = |n: usize| {
+                    failed_lines.is_empty()
+                        || n + CONSOLE_TAIL > total
+                        || failed_lines.range(n.saturating_sub(CONSOLE_WINDOW)..=n + CONSOLE_WINDOW).next().is_some()
+                };
+                let mut lines: Vec<Value> = Vec::new();
+                let mut skipped = 0;
+                for (n, line) in text.lines().take(MAX_CONSOLE_LINES).enumerate().map(|(i, l)| (i + 1, l)) {
+                    if !shown(n) {
+                        skipped += 1;
+                        continue;
+                    }
+                    if skipped > 0 {
+                        lines.push(json!({ "gap": skipped }));
+                        skipped = 0;
+                    }
+                    let class = if failed_lines.contains(&n) {
+                        "bad"
+                    } else if hit_lines.contains(&n) {
+                        "good"
+                    } else {
+                        ""
+                    };
+                    lines.push(json!({ "n": n, "text": line.trim_end_matches('\r'), "class": class, "id": format!("{cell_anchor}-L{n}") }));
+                }
                 (lines, total > MAX_CONSOLE_LINES)
             }
             Err(_) => (Vec::new(), false),

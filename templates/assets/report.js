@@ -14,5 +14,7 @@ document.addEventListener("click", function (event) {
 // A failed cell's console opens at its first broken line, not at line 1.
 document.querySelectorAll(".console[data-first-hit]").forEach(function (box) {
   var line = document.getElementById(box.getAttribute("data-first-hit"));
-  if (line) box.scrollTop = Math.max(0, line.offsetTop - box.clientHeight / 3);
+  if (!line) return;
+  var below = line.getBoundingClientRect().top - box.getBoundingClientRect().top;
+  if (below > box.clientHeight / 2) box.scrollTop += below - box.clientHeight / 3;
 });
