@@ -82,6 +82,8 @@ fn main() {
             probes: vec![],
             errors: vec![],
             cleanup: vec![],
+            earlier_tries: vec![],
+            flaky: false,
         });
     }
     let mut results = RunResults {

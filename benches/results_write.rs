@@ -231,6 +231,8 @@ fn cells(count: usize) -> RunResults {
                 probes: vec![],
                 errors: vec![],
                 cleanup: vec![],
+                earlier_tries: vec![],
+                flaky: false,
             }
         })
         .collect();

@@ -178,7 +178,7 @@ pub async fn run(
             match permit {
                 // Boxed: a cell's whole future is allocated only once it may run, so a thousand cells
                 // waiting for a slot cost a thousand small tasks, not a thousand running cells.
-                Some(_permit) => Box::pin(cell::run_cell(ctx, cell)).await,
+                Some(_permit) => Box::pin(cell::run_with_retries(ctx, cell)).await,
                 None => cell::not_run(&cell),
             }
         });

@@ -44,6 +44,8 @@ pub struct Plan {
     pub os: Os,
     /// `reboot`: once the probes pass, reboot and run them again.
     pub reboot: bool,
+    /// `retries`: how many more tries a cell that did not pass gets.
+    pub retries: u32,
     /// `secrets`: masked wherever probe traffic is recorded.
     pub secrets: std::sync::Arc<Vec<String>>,
     pub run_timeout: Duration,
@@ -134,6 +136,7 @@ impl Plan {
                 concurrency: spec.concurrency.map_or(4, |n| n.get()),
                 os,
                 reboot: spec.reboot,
+                retries: spec.retries,
                 secrets: std::sync::Arc::new(spec.secrets.clone()),
                 run_timeout,
                 cleanup_timeout: spec.timeouts.cleanup,

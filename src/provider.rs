@@ -205,6 +205,9 @@ pub struct Checked {
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
     pub run_id: String,
+    /// Which try of the cell this is (`retries`), from 0: a new try is a new launch, never taken
+    /// for a repeat of the last one (EC2's client tokens).
+    pub try_number: u32,
     /// The cell's own output directory (screenshots, console log).
     pub cell_dir: PathBuf,
     /// Guest ports the probes will connect to.

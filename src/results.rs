@@ -81,6 +81,9 @@ pub struct Counts {
     pub failed: usize,
     pub errored: usize,
     pub not_run: usize,
+    /// Passed cells that failed before they passed (counted in `passed` too).
+    #[serde(default)]
+    pub flaky: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -140,6 +143,24 @@ pub struct CellResult {
     pub errors: Vec<String>,
     #[serde(default)]
     pub cleanup: Vec<CleanupStep>,
+    /// The tries before this one (`retries`), in order; their files are in their own directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_tries: Vec<EarlierTry>,
+    /// Passed, but only after failing: a flaky image (or platform), never reported as a plain pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flaky: bool,
+}
+
+/// A try of a cell that did not pass and was run again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EarlierTry {
+    pub status: CellStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The try's directory (screenshots, console log), relative to the results.
+    pub dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// The matrix values of a cell: each axis (and `include` key) by name, in spec order.
@@ -201,6 +222,8 @@ pub enum EventKind {
     CapacityFallback,
     /// The machine was rebooted (`reboot: true`), after which every probe runs again.
     Reboot,
+    /// The cell did not pass and runs again (`retries`).
+    Retry,
     /// The run was interrupted (a signal) while this cell was at this point.
     Interrupted,
     Error,
@@ -237,7 +260,10 @@ impl RunResults {
         let mut c = Counts { total: self.cells.len(), ..Counts::default() };
         for cell in &self.cells {
             match cell.status {
-                CellStatus::Passed => c.passed += 1,
+                CellStatus::Passed => {
+                    c.passed += 1;
+                    c.flaky += usize::from(cell.flaky);
+                }
                 CellStatus::Failed | CellStatus::TimedOut => c.failed += 1,
                 CellStatus::Error => c.errored += 1,
                 CellStatus::NotRun | CellStatus::Running | CellStatus::Interrupted => c.not_run += 1,

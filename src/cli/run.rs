@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// (without it, any impossible cell stops the run before anything is launched, exit 2).
     #[arg(long)]
     pub skip_impossible: bool,
+    /// Run a cell that did not pass again, up to N more times (default: the spec's `retries`); one
+    /// that passes on a retry is reported as flaky.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
     #[command(flatten)]
     pub reports: ReportOptions,
     /// Run only the cells that did not pass in these earlier results.
@@ -90,6 +94,10 @@ pub fn run(args: RunArgs) -> Outcome {
             }
         },
     };
+    let mut plan = plan;
+    if let Some(retries) = args.retries {
+        plan.retries = retries;
+    }
     if let Some(problem) = plan.provider.run_flags_problem(args.probe_from.as_deref()) {
         eprintln!("error: {problem}");
         return Outcome::UsageError;

@@ -107,6 +107,41 @@ pub fn not_run(cell: &Cell) -> CellResult {
         probes: Vec::new(),
         errors: Vec::new(),
         cleanup: Vec::new(),
+        earlier_tries: Vec::new(),
+        flaky: false,
+    }
+}
+
+/// A cell run until it passes or its tries are spent (`retries`: that many more after the first).
+/// Each try launches anew; the files of a try that did not pass move to `cells/ID.try-N` first. A
+/// cell that passes after failing is flaky, and says so.
+pub async fn run_with_retries(ctx: CellContext, cell: Cell) -> CellResult {
+    let mut earlier: Vec<crate::results::EarlierTry> = Vec::new();
+    loop {
+        let mut result = run_cell(ctx.clone(), cell.clone(), earlier.len() as u32).await;
+        let failed = matches!(result.status, CellStatus::Failed | CellStatus::TimedOut | CellStatus::Error);
+        if !failed || ctx.cancel.is_cancelled() || earlier.len() >= ctx.plan.retries as usize {
+            result.flaky = result.status == CellStatus::Passed && !earlier.is_empty();
+            result.earlier_tries = earlier;
+            return result;
+        }
+        let try_dir = format!("cells/{}.try-{}", cell.id.0, earlier.len() + 1);
+        let from = ctx.out_dir.join("cells").join(&cell.id.0);
+        let kept = match std::fs::rename(&from, ctx.out_dir.join(&try_dir)) {
+            Ok(()) => try_dir,
+            // Its files are overwritten by the next try; its verdict is kept all the same.
+            Err(_) => format!("cells/{}", cell.id.0),
+        };
+        let reason = result.reason.clone().unwrap_or_default();
+        let message = format!("try {} did not pass ({reason}): trying again", earlier.len() + 1);
+        let event = TimelineEvent { at_s: 0.0, kind: EventKind::Retry, message };
+        let _ = ctx.events.send(Event::Timeline { cell: cell.id.0.clone(), event });
+        earlier.push(crate::results::EarlierTry {
+            status: result.status,
+            reason: result.reason,
+            dir: kept,
+            started_at: result.started_at,
+        });
     }
 }
 
@@ -127,7 +162,7 @@ enum Ending {
     Infrastructure(String),
 }
 
-pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
+pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResult {
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
     result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
@@ -145,6 +180,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell) -> CellResult {
     rec.event(EventKind::Launching, format!("launching {}", cell.image()));
     let launch_ctx = LaunchContext {
         run_id: ctx.run_id.clone(),
+        try_number,
         cell_dir: cell_dir.clone(),
         probe_ports: ctx.plan.probes.iter().map(Probe::port).collect(),
         probe_from: ctx.probe_from.clone(),

@@ -341,10 +341,10 @@ struct LaunchLog {
     queued: Duration,
 }
 
-/// A client token (at most 64 ASCII characters) stable for one launch attempt of one cell.
-fn client_token(run_id: &str, cell: &Cell, attempt: usize) -> String {
+/// A client token (at most 64 ASCII characters) stable for one launch attempt of one try of one cell.
+fn client_token(run_id: &str, cell: &Cell, try_number: u32, attempt: usize) -> String {
     let hash = cell.id.stable_hash();
-    let mut token = format!("ap-{run_id}-{hash:016x}-{attempt}");
+    let mut token = format!("ap-{run_id}-{hash:016x}-{try_number}-{attempt}");
     token.truncate(64);
     token
 }
@@ -772,7 +772,7 @@ impl Ec2Provider {
             if self.spec.security_group == SecurityGroupMode::Ephemeral {
                 groups.push(self.run_group(regional, ctx, subnet.as_deref()).await?);
             }
-            let token = client_token(&ctx.run_id, cell, attempt);
+            let token = client_token(&ctx.run_id, cell, ctx.try_number, attempt);
             let pending = Resource::PendingInstance {
                 client_token: token.clone(),
                 cell: cell.id.0.clone(),
@@ -1132,9 +1132,10 @@ mod tests {
             values: serde_json::Map::new(),
             launch: serde_json::Map::new(),
         };
-        let a = client_token("20261125-093000-abcd", &cell, 0);
+        let a = client_token("20261125-093000-abcd", &cell, 0, 0);
         assert!(a.len() <= 64 && a.is_ascii());
-        assert_ne!(a, client_token("20261125-093000-abcd", &cell, 1));
-        assert_eq!(a, client_token("20261125-093000-abcd", &cell, 0));
+        assert_ne!(a, client_token("20261125-093000-abcd", &cell, 0, 1), "another launch attempt");
+        assert_ne!(a, client_token("20261125-093000-abcd", &cell, 1, 0), "another try of the cell");
+        assert_eq!(a, client_token("20261125-093000-abcd", &cell, 0, 0));
     }
 }

@@ -147,6 +147,33 @@ fn status_label(status: CellStatus) -> &'static str {
     }
 }
 
+/// A cell's class in the page: its status's, or `flaky` for a pass after failed tries.
+fn cell_class(c: &CellResult) -> &'static str {
+    if c.flaky {
+        "flaky"
+    } else {
+        status_class(c.status)
+    }
+}
+
+fn cell_label(c: &CellResult) -> &'static str {
+    if c.flaky {
+        "flaky"
+    } else {
+        status_label(c.status)
+    }
+}
+
+/// What a flaky cell's reason line says: what went wrong before it passed.
+fn flaky_reason(c: &CellResult) -> Option<String> {
+    let before = c.earlier_tries.last().filter(|_| c.flaky)?;
+    Some(format!(
+        "passed on try {} after: {}",
+        c.earlier_tries.len() + 1,
+        before.reason.as_deref().unwrap_or("a failed try")
+    ))
+}
+
 /// Failures first, then the rest in plan order.
 fn order(status: CellStatus) -> u8 {
     match status {
@@ -170,14 +197,15 @@ fn view_model(results: &RunResults, cells: &[&CellResult]) -> Value {
             json!({
                 "id": c.id,
                 "anchor": anchor(&c.id),
-                "class": status_class(c.status),
-                "label": status_label(c.status),
-                "reason": c.reason,
+                "class": cell_class(c),
+                "label": cell_label(c),
+                "reason": c.reason.clone().or_else(|| flaky_reason(c)),
             })
         })
         .collect();
     // What went wrong, first on the page: the grid comes after.
-    let failures: Vec<&Value> = summaries.iter().filter(|s| s["class"] == "fail" || s["class"] == "error").collect();
+    let failures: Vec<&Value> =
+        summaries.iter().filter(|s| s["class"] == "fail" || s["class"] == "error" || s["class"] == "flaky").collect();
     json!({
         "title": format!("amiprobe: {}", results.spec.name),
         "failure_count": failures.len(),
@@ -231,7 +259,7 @@ fn grid(cells: &[CellResult]) -> Value {
             let entries: Vec<Value> = columns
                 .iter()
                 .map(|col| match at.get(&(image.clone(), col.clone())) {
-                    Some(c) => json!({ "present": true, "anchor": anchor(&c.id), "class": status_class(c.status), "label": status_label(c.status), "id": c.id }),
+                    Some(c) => json!({ "present": true, "anchor": anchor(&c.id), "class": cell_class(c), "label": cell_label(c), "id": c.id }),
                     None => json!({ "present": false }),
                 })
                 .collect();
@@ -410,9 +438,12 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
     json!({
         "id": c.id,
         "anchor": cell_anchor,
-        "class": status_class(c.status),
-        "label": status_label(c.status),
-        "reason": c.reason,
+        "class": cell_class(c),
+        "label": cell_label(c),
+        "reason": c.reason.clone().or_else(|| flaky_reason(c)),
+        "earlier_tries": c.earlier_tries.iter().enumerate().map(|(i, t)| json!({
+            "n": i + 1, "label": status_label(t.status), "class": status_class(t.status), "reason": t.reason, "dir": t.dir,
+        })).collect::<Vec<_>>(),
         "params": c.params,
         "machine": machine,
         "timings": timings,

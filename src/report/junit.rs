@@ -1,6 +1,6 @@
 //! JUnit XML for CI dashboards: one testsuite per spec, one testcase per cell.
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use crate::results::{CellStatus, RunResults};
 
@@ -8,7 +8,7 @@ pub fn render(results: &RunResults) -> Result<String, String> {
     let mut report = Report::new(format!("amiprobe {}", results.spec.name));
     let mut suite = TestSuite::new(results.spec.name.clone());
     for cell in &results.cells {
-        let status = match cell.status {
+        let mut status = match cell.status {
             CellStatus::Passed => TestCaseStatus::success(),
             CellStatus::NotRun | CellStatus::Interrupted | CellStatus::Running => {
                 let mut s = TestCaseStatus::skipped();
@@ -43,6 +43,16 @@ pub fn render(results: &RunResults) -> Result<String, String> {
                 s
             }
         };
+        // Earlier tries: `flakyFailure`s of a pass (what Jenkins, GitLab and nextest read as flaky),
+        // `rerunFailure`s of a failure.
+        for earlier in &cell.earlier_tries {
+            let kind =
+                if earlier.status == CellStatus::Error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+            let mut rerun = TestRerun::new(kind);
+            rerun.message = earlier.reason.clone().map(Into::into);
+            rerun.ty = Some(format!("{:?}", earlier.status).to_lowercase().into());
+            status.add_rerun(rerun);
+        }
         let mut case = TestCase::new(cell.id.clone(), status);
         case.set_classname(format!("{}.{}", results.spec.name, results.spec.provider));
         if let Some(t) = cell.timings.ended_s {

@@ -31,27 +31,38 @@ pub fn render(results: &RunResults, report_url: &str) -> String {
         _ => "failed",
     };
     let mut out = format!(
-        "### amiprobe: {} {verdict}\n\n{} cells: {} passed, {} failed, {} errors, {} not run (run `{}`{}).\n\n",
+        "### amiprobe: {} {verdict}\n\n{} cells: {} passed{}, {} failed, {} errors, {} not run (run `{}`{}).\n\n",
         escape(&results.spec.name),
         c.total,
         c.passed,
+        if c.flaky > 0 { format!(" ({} flaky)", c.flaky) } else { String::new() },
         c.failed,
         c.errored,
         c.not_run,
         escape(&results.run_id),
         results.shard.as_deref().map(|s| format!(", shard {s}")).unwrap_or_default(),
     );
-    let listed: Vec<_> = results.cells.iter().filter(|cell| !cell.status.is_pass()).collect();
+    // Flaky cells too: they passed, but not on their first try.
+    let listed: Vec<_> = results.cells.iter().filter(|cell| !cell.status.is_pass() || cell.flaky).collect();
     if !listed.is_empty() {
         out.push_str("| cell | status | reason |\n| --- | --- | --- |\n");
         for cell in listed.iter().take(MAX_LISTED) {
-            let reason = cell.reason.as_deref().unwrap_or("");
+            let (status, reason) = match cell.earlier_tries.last() {
+                Some(before) if cell.flaky => (
+                    "flaky",
+                    format!(
+                        "passed on try {} after: {}",
+                        cell.earlier_tries.len() + 1,
+                        before.reason.as_deref().unwrap_or("")
+                    ),
+                ),
+                _ => (label(cell.status), cell.reason.clone().unwrap_or_default()),
+            };
             out.push_str(&format!(
-                "| [{}]({report_url}#{}) | {} | {} |\n",
+                "| [{}]({report_url}#{}) | {status} | {} |\n",
                 escape(&cell.id),
                 html::anchor(&cell.id),
-                label(cell.status),
-                escape(reason)
+                escape(&reason)
             ));
         }
         if listed.len() > MAX_LISTED {

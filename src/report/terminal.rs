@@ -66,6 +66,14 @@ impl Default for Terminal {
     }
 }
 
+fn verdict_of(cell: &crate::results::CellResult) -> &'static str {
+    if cell.flaky {
+        "FLAKY"
+    } else {
+        verdict(cell.status)
+    }
+}
+
 fn verdict(status: CellStatus) -> &'static str {
     match status {
         CellStatus::Passed => "PASS",
@@ -84,9 +92,20 @@ pub fn cell_line(cell: &CellResult) -> String {
     let shots =
         if cell.screenshots.is_empty() { String::new() } else { format!(", {} screenshots", cell.screenshots.len()) };
     // The reason may quote the guest's console or an API's message: never raw bytes to a terminal.
-    match &cell.reason {
-        Some(reason) => format!("{:>7} {}{took}{shots}: {}", verdict(cell.status), cell.id, printable(reason)),
-        None => format!("{:>7} {}{took}{shots}", verdict(cell.status), cell.id),
+    let tries = match cell.earlier_tries.len() {
+        0 => String::new(),
+        n => format!(" (try {})", n + 1),
+    };
+    match (&cell.reason, cell.earlier_tries.last()) {
+        (Some(reason), _) => format!("{:>7} {}{tries}{took}{shots}: {}", verdict_of(cell), cell.id, printable(reason)),
+        // A flaky pass names what went wrong before it.
+        (None, Some(before)) if cell.flaky => format!(
+            "{:>7} {}{tries}{took}{shots}: passed after {}",
+            verdict_of(cell),
+            cell.id,
+            printable(before.reason.as_deref().unwrap_or("a failed try"))
+        ),
+        (None, _) => format!("{:>7} {}{tries}{took}{shots}", verdict_of(cell), cell.id),
     }
 }
 
@@ -163,7 +182,7 @@ impl Reporter for Terminal {
                 // The bars go first: the summary and the report paths after it are plain stdout.
                 self.clear();
                 println!("{}", summary_line(results));
-                for cell in results.cells.iter().filter(|c| !c.status.is_pass()) {
+                for cell in results.cells.iter().filter(|c| !c.status.is_pass() || c.flaky) {
                     println!("{}", cell_line(cell));
                 }
                 if !results.not_removed.is_empty() {
@@ -179,8 +198,9 @@ impl Reporter for Terminal {
 /// The closing line: the spec, the counts and how long the run took.
 pub fn summary_line(results: &RunResults) -> String {
     let c = results.counts;
+    let flaky = if c.flaky > 0 { format!(" ({} flaky)", c.flaky) } else { String::new() };
     format!(
-        "{}: {} passed, {} failed, {} errors, {} not run in {:.1}s",
+        "{}: {} passed{flaky}, {} failed, {} errors, {} not run in {:.1}s",
         results.spec.name, c.passed, c.failed, c.errored, c.not_run, results.duration_s
     )
 }

@@ -51,6 +51,10 @@ pub struct Spec {
     /// run every probe again; the filmstrip and timeline show both boots (default false).
     #[serde(default)]
     pub reboot: bool,
+    /// Run a cell that did not pass again, up to this many more times (default 0). A cell that passes
+    /// on a retry is reported as flaky, never as a plain pass. `--retries` overrides it.
+    #[serde(default)]
+    pub retries: u32,
     /// Values masked (`********`) wherever probe traffic is recorded: SSH commands and their output,
     /// HTTP exchanges. Usually `${VAR}`s, so the value itself is never in the spec.
     #[serde(default)]
