@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub probe_from: Vec<ipnet::IpNet>,
     /// Run what the preflight finds possible instead of refusing the whole run.
     pub skip_impossible: bool,
+    /// `--keep-failed`: failed cells' machines stay this long for debugging.
+    pub keep_failed: Option<std::time::Duration>,
 }
 
 /// Runs every cell of the plan and returns the results (also sent to `reporter` as they grow).
@@ -105,6 +107,7 @@ pub async fn run(
         allow_targets: options.allow_targets.clone(),
         probe_host: options.probe_host.clone(),
         probe_from: options.probe_from.clone(),
+        keep_failed: options.keep_failed,
     };
 
     let mut interrupts = 0u32;

@@ -130,10 +130,14 @@ impl Settings {
 
     /// Why the run's command line does not fit these settings, if it does not (exit 2 before
     /// anything runs).
-    pub fn run_flags_problem(&self, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
+    pub fn run_flags_problem(&self, probe_from: Option<&[ipnet::IpNet]>, keep_failed: bool) -> Option<String> {
         match self {
-            Settings::Ec2(spec) => ec2::probe_from_problem(spec, probe_from),
-            Settings::Qemu(_) => None,
+            Settings::Ec2(spec) => ec2::probe_from_problem(spec, probe_from)
+                .or_else(|| keep_failed.then(|| ec2::keep_problem(spec)).flatten()),
+            // A QEMU machine is a process of the run's: none outlives it.
+            Settings::Qemu(_) => {
+                keep_failed.then(|| "--keep-failed is for ec2: no qemu machine outlives its run".into())
+            }
         }
     }
 
@@ -320,6 +324,13 @@ pub trait Machine: Send + Sync {
     /// RebootInstances, QEMU's system reset.
     async fn reboot(&mut self) -> Result<(), ProviderError> {
         Err(ProviderError::unsupported("this provider can't reboot a machine"))
+    }
+
+    /// Leaves the (failed) machine running for someone to look at until `until`, when `amiprobe
+    /// sweep` removes it (`--keep-failed`); returns how to reach it.
+    async fn keep(&mut self, until: std::time::SystemTime) -> Result<String, ProviderError> {
+        let _ = until;
+        Err(ProviderError::unsupported("this provider keeps no machine after its run"))
     }
 
     /// Stops the machine and removes what was created for it; `hurry` skips waiting for confirmation.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::ec2::*;
-use support::moto::{closed_port, out_dir, Moto, AMI};
+use support::moto::{closed_port, out_dir, runtime, Moto, AMI};
 
 /// A service that answers 503 until `healthy` is set, then 200 with the health JSON.
 fn flipping_service() -> (u16, Arc<AtomicBool>) {
@@ -107,5 +107,60 @@ fn a_cell_that_never_passes_fails_after_its_tries_with_each_one_recorded() {
     assert_eq!(moto.calls()["RunInstances"], 2);
     let junit = junit(&out);
     assert!(junit.contains("<failure") && junit.contains("<rerunFailure"), "{junit}");
+    assert_nothing_left(&moto, &r);
+}
+
+/// `--keep-failed`: the failed cell's instance stays, tagged to expire; the run's end leaves it,
+/// `sweep` leaves it until it has expired and removes it after.
+#[test]
+fn a_kept_failed_instance_stays_until_its_expiry_and_sweep_removes_it_then() {
+    let moto = Moto::start();
+    let (dir, out) = out_dir();
+    let spec = spec(dir.path(), &[(AMI, "t3.micro")], &http_probe("health", closed_port(), "2s"), "");
+    let (output, r) = run_with(&moto, &spec, &out, &["--keep-failed", "1h"]);
+    assert_eq!(output.status.code(), Some(1), "a failed cell fails the run: {}", stderr(&output));
+    let cell = &r["cells"][0];
+    assert_eq!(cell["status"], "failed");
+    let run_id = r["run_id"].as_str().unwrap().to_string();
+
+    // The report says how to reach it, with the run's key, kept for it.
+    let how = cell["cleanup"][0]["action"].as_str().unwrap().to_string();
+    assert!(
+        how.starts_with("kept i-")
+            && how.contains("for debugging until")
+            && how.contains("ssh -i RESULTS/keys/id_ed25519"),
+        "{how}"
+    );
+    assert!(out.join("keys/id_ed25519").is_file(), "the private key is kept");
+    assert!(r["not_removed"].as_array().map_or(true, |n| n.is_empty()), "kept is not leaked: {r:#}");
+
+    let instances = moto.instances(&run_id);
+    assert_eq!(instances.len(), 1);
+    let instance = &instances[0];
+    assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+    let tag =
+        |key: &str| instance.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
+    let expires = humantime::parse_rfc3339_weak(&tag("amiprobe:expires").expect("an expiry")).unwrap();
+    let left = expires.duration_since(std::time::SystemTime::now()).unwrap().as_secs();
+    assert!((55 * 60..=60 * 60).contains(&left), "expires in {left}s, not about an hour");
+    assert!(tag("amiprobe:kept").is_some());
+    let id = instance.instance_id().unwrap().to_string();
+
+    // Not yet expired: the default sweep (expired) and --older-than leave it.
+    for args in [&["sweep"][..], &["sweep", "--older-than", "0s"][..]] {
+        let swept = amiprobe(&moto, args).output().unwrap();
+        assert_eq!(swept.status.code(), Some(0), "{}", stderr(&swept));
+        assert_eq!(moto.leftovers(&run_id).0, vec![id.clone()], "{args:?} removed a kept instance before its expiry");
+    }
+
+    // Its time is up: the next sweep removes it.
+    let past = "2000-01-01T00:00:00Z";
+    let client = moto.client();
+    runtime().block_on(async {
+        let tag = aws_sdk_ec2::types::Tag::builder().key("amiprobe:expires").value(past).build();
+        client.create_tags().resources(&id).tags(tag).send().await.unwrap();
+    });
+    let swept = amiprobe(&moto, &["sweep"]).output().unwrap();
+    assert_eq!(swept.status.code(), Some(0), "{}", stderr(&swept));
     assert_nothing_left(&moto, &r);
 }

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// that passes on a retry is reported as flaky.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// Leave failed cells' machines running for debugging (ec2), tagged to expire after DURATION
+    /// (`2h`); `amiprobe sweep` removes them once expired. The run's private key is kept for them.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_failed: Option<std::time::Duration>,
     #[command(flatten)]
     pub reports: ReportOptions,
     /// Run only the cells that did not pass in these earlier results.
@@ -98,7 +102,11 @@ pub fn run(args: RunArgs) -> Outcome {
     if let Some(retries) = args.retries {
         plan.retries = retries;
     }
-    if let Some(problem) = plan.provider.run_flags_problem(args.probe_from.as_deref()) {
+    if args.keep_failed.is_some() {
+        // The machines kept are only reachable with it.
+        plan.launch.keep_private_key = true;
+    }
+    if let Some(problem) = plan.provider.run_flags_problem(args.probe_from.as_deref(), args.keep_failed.is_some()) {
         eprintln!("error: {problem}");
         return Outcome::UsageError;
     }
@@ -118,6 +126,7 @@ pub fn run(args: RunArgs) -> Outcome {
         probe_host: args.probe_host.clone(),
         probe_from: args.probe_from.clone().unwrap_or_default(),
         skip_impossible: args.skip_impossible,
+        keep_failed: args.keep_failed,
     };
     let mut reporters = Reporters::for_run(
         &out_dir,

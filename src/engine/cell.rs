@@ -42,6 +42,8 @@ pub struct CellContext {
     pub probe_host: Option<String>,
     /// `--probe-from`: where the probes come from, for a security group made for the run.
     pub probe_from: Vec<ipnet::IpNet>,
+    /// `--keep-failed`: a failed cell's machine stays this long for debugging instead of going.
+    pub keep_failed: Option<Duration>,
 }
 
 /// The result being built, with the clock it is measured by.
@@ -247,9 +249,23 @@ pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResu
     }
 
     rec.phase(Phase::CleaningUp);
-    let steps = tokio::select! {
-        steps = machine.terminate(ctx.hurry.is_cancelled()) => steps,
-        _ = ctx.hurry.cancelled() => machine.terminate(true).await,
+    let keep = ctx.keep_failed.filter(|_| image_failed(&rec, &ending) && !ctx.cancel.is_cancelled());
+    let kept = match keep {
+        Some(time) => match machine.keep(SystemTime::now() + time).await {
+            Ok(how) => Some(vec![crate::provider::CleanupStep::ok(how)]),
+            Err(e) => {
+                rec.error(format!("could not keep the machine: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let steps = match kept {
+        Some(steps) => steps,
+        None => tokio::select! {
+            steps = machine.terminate(ctx.hurry.is_cancelled()) => steps,
+            _ = ctx.hurry.cancelled() => machine.terminate(true).await,
+        },
     };
     for step in &steps {
         let message = if step.ok { step.action.clone() } else { format!("{} failed: {}", step.action, step.message) };
@@ -259,6 +275,17 @@ pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResu
     rec.result.timings.ended_s = Some(rec.now_s());
     finish(&mut rec, ending);
     rec.result
+}
+
+/// Whether what ran shows the image failing (the cells `--keep-failed` keeps): a fatal console sign,
+/// the machine stopping or unwell, a failed probe or console rule, the run timeout. Not a launch or
+/// an API error, nor the platform's fault.
+fn image_failed(rec: &Recorder, ending: &Ending) -> bool {
+    match ending {
+        Ending::Fatal(_) | Ending::Stopped(_) | Ending::Unwell(_) | Ending::TimedOut => true,
+        Ending::Finished => rec.result.probes.iter().any(|p| !p.passed) || rec.result.console.iter().any(|f| !f.passed),
+        Ending::Interrupted | Ending::Error(_) | Ending::Infrastructure(_) => false,
+    }
 }
 
 /// Reads the whole console, keeps it (cleaned for people, raw as the guest wrote it) and checks it.

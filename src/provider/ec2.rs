@@ -52,6 +52,9 @@ use watcher::{InstanceInfo, Watcher};
 pub const RUN_ID_TAG: &str = "amiprobe:run-id";
 pub const CELL_TAG: &str = "amiprobe:cell";
 pub const EXPIRES_TAG: &str = "amiprobe:expires";
+/// On an instance kept for debugging (`--keep-failed`): the run's own end leaves it, `sweep` removes
+/// it once its `amiprobe:expires` has passed.
+pub const KEPT_TAG: &str = "amiprobe:kept";
 
 /// How long a launch retries RunInstances while EC2 does not yet know the key pair just created,
 /// or answers with server errors (the client token makes every retry the same launch).
@@ -204,6 +207,15 @@ pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -
         ),
         _ => None,
     }
+}
+
+/// Why `--keep-failed` can't be used with these settings, if it can't.
+pub fn keep_problem(spec: &Ec2Spec) -> Option<String> {
+    (spec.security_group == SecurityGroupMode::Ephemeral).then(|| {
+        "--keep-failed keeps instances past the run, and the run's ephemeral security group is removed at its end: \
+         name existing security groups instead"
+            .to_string()
+    })
 }
 
 impl Ec2Provider {
@@ -536,7 +548,7 @@ impl Ec2Provider {
     /// The run's final sweep in one region: what carries the run's tag there, the launches pending
     /// there, the run's groups there.
     async fn sweep_region(&self, api: &Arc<Api>, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
-        let selection = sweep::Selection::Run(run_id.to_string());
+        let selection = sweep::Selection::RunEnd(run_id.to_string());
         let mut report = sweep::SweepReport::default();
         let found = sweep::find(api, &selection, &mut report).await;
         let until = Instant::now() + self.cleanup_timeout;
@@ -1050,6 +1062,25 @@ impl Machine for Ec2Machine {
 
     fn login_key(&self) -> Option<Arc<crate::provider::key::RunKey>> {
         self.login_key.clone()
+    }
+
+    async fn keep(&mut self, until: std::time::SystemTime) -> Result<String, ProviderError> {
+        let api = &self.api;
+        let expires = humantime::format_rfc3339_seconds(until).to_string();
+        let tag = |key: &str| aws_sdk_ec2::types::Tag::builder().key(key).value(&expires).build();
+        api.call(&api.buckets.mutating, "CreateTags", || {
+            api.client.create_tags().resources(&self.instance_id).tags(tag(EXPIRES_TAG)).tags(tag(KEPT_TAG)).send()
+        })
+        .await
+        .map_err(|e| ProviderError::new(format!("CreateTags failed: {e}")))?;
+        // Out of the ledger: the run's end removes what the ledger holds.
+        self.ledger.removed(&self.instance);
+        let address = self.address().unwrap_or_else(|_| "ADDRESS".into());
+        let key = if self.login_key.is_some() { format!(" -i RESULTS/{PRIVATE_KEY_FILE}") } else { String::new() };
+        Ok(format!(
+            "kept {} for debugging until {expires} (`amiprobe sweep` removes it after that): ssh{key} USER@{address}",
+            self.instance_id
+        ))
     }
 
     fn admin_password(&self) -> Option<Arc<dyn crate::provider::AdminPassword>> {

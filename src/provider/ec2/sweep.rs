@@ -5,12 +5,14 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_ec2::types::Filter;
 
 use super::api::Api;
-use super::{tag, EXPIRES_TAG, RUN_ID_TAG};
+use super::{tag, EXPIRES_TAG, KEPT_TAG, RUN_ID_TAG};
 
 /// Which tagged resources to remove.
 #[derive(Debug, Clone)]
 pub enum Selection {
     Run(String),
+    /// The run's own end: the run's, but not what it kept for debugging (`--keep-failed`).
+    RunEnd(String),
     OlderThan(Duration),
     /// Past their `amiprobe:expires` tag (the default).
     Expired,
@@ -29,7 +31,11 @@ fn selected(selection: &Selection, tags: &[aws_sdk_ec2::types::Tag], created: Op
     let now = SystemTime::now();
     match selection {
         Selection::Run(id) => tag(tags, RUN_ID_TAG) == Some(id.as_str()),
-        Selection::OlderThan(age) => created.is_some_and(|c| now.duration_since(c).is_ok_and(|d| d >= *age)),
+        Selection::RunEnd(id) => tag(tags, RUN_ID_TAG) == Some(id.as_str()) && tag(tags, KEPT_TAG).is_none(),
+        // Kept instances wait for their own expiry, however old.
+        Selection::OlderThan(age) => {
+            tag(tags, KEPT_TAG).is_none() && created.is_some_and(|c| now.duration_since(c).is_ok_and(|d| d >= *age))
+        }
         Selection::Expired => tag(tags, EXPIRES_TAG)
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .is_some_and(|expires| expires <= now),
