@@ -132,7 +132,7 @@ fn a_kept_failed_instance_stays_until_its_expiry_and_sweep_removes_it_then() {
         "{how}"
     );
     assert!(out.join("keys/id_ed25519").is_file(), "the private key is kept");
-    assert!(r["not_removed"].as_array().map_or(true, |n| n.is_empty()), "kept is not leaked: {r:#}");
+    assert!(r["not_removed"].as_array().is_none_or(|n| n.is_empty()), "kept is not leaked: {r:#}");
 
     let instances = moto.instances(&run_id);
     assert_eq!(instances.len(), 1);
