@@ -1,6 +1,6 @@
 //! JUnit XML for CI dashboards: one testsuite per spec, one testcase per cell.
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use crate::results::{CellStatus, RunResults};
 
@@ -59,6 +59,13 @@ pub fn render(results: &RunResults) -> Result<String, String> {
             case.set_time(std::time::Duration::from_secs_f64(t.max(0.0)));
         }
         case.set_system_out(format!("report.html#{}", super::html::anchor(&cell.id)));
+        // The cell's axes, as the test views that read properties show them.
+        for (axis, value) in &cell.params.0 {
+            case.add_property(Property::new(axis.clone(), crate::provider::field::label(value)));
+        }
+        if cell.flaky {
+            case.add_property(Property::new("flaky", "true"));
+        }
         suite.add_test_case(case);
     }
     // A leak is a failure CI must show even when every cell passed.
