@@ -135,7 +135,8 @@ fn status_class(status: CellStatus) -> &'static str {
     }
 }
 
-fn status_label(status: CellStatus) -> &'static str {
+/// A status as people read it ("timed out").
+pub fn status_label(status: CellStatus) -> &'static str {
     match status {
         CellStatus::Passed => "passed",
         CellStatus::Failed => "failed",

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::html;
-use crate::results::{CellStatus, RunResults};
+use crate::results::RunResults;
 
 /// Where the summary goes and how it links to the report.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub fn render(results: &RunResults, report_url: &str) -> String {
                         before.reason.as_deref().unwrap_or("")
                     ),
                 ),
-                _ => (label(cell.status), cell.reason.clone().unwrap_or_default()),
+                _ => (html::status_label(cell.status), cell.reason.clone().unwrap_or_default()),
             };
             out.push_str(&format!(
                 "| [{}]({report_url}#{}) | {status} | {} |\n",
@@ -92,18 +92,6 @@ pub fn append(results: &RunResults, dir: &Path, target: &SummaryTarget) -> Resul
         .open(&target.file)
         .map_err(|e| format!("failed to open {}: {e}", target.file.display()))?;
     file.write_all(text.as_bytes()).map_err(|e| format!("failed to write {}: {e}", target.file.display()))
-}
-
-fn label(status: CellStatus) -> &'static str {
-    match status {
-        CellStatus::Passed => "passed",
-        CellStatus::Failed => "failed",
-        CellStatus::TimedOut => "timed out",
-        CellStatus::Error => "error",
-        CellStatus::Interrupted => "interrupted",
-        CellStatus::NotRun => "not run",
-        CellStatus::Running => "running",
-    }
 }
 
 /// Text safe in a Markdown table cell: no pipes or line breaks, no HTML.
