@@ -110,6 +110,46 @@ fn a_markdown_summary_is_appended_for_the_ci_job_page() {
     }
 }
 
+/// A run of 60 cells (the fixture's four, copied): past 50 cells a passed cell gets a page of its
+/// own and a line in report.html, whose links reach its files from where the page is.
+#[test]
+fn a_large_run_gives_passed_cells_pages_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    copy_dir(&fixtures().join("report/run"), &dir);
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let originals = results["cells"].as_array().unwrap().clone();
+    let mut cells = Vec::new();
+    for n in 0..15 {
+        for cell in &originals {
+            let (old, new) =
+                (cell["id"].as_str().unwrap().to_string(), format!("{}-{n}", cell["id"].as_str().unwrap()));
+            copy_dir(&dir.join("cells").join(&old), &dir.join("cells").join(&new));
+            let text = cell.to_string().replace(&format!("cells/{old}/"), &format!("cells/{new}/"));
+            let mut copy: serde_json::Value = serde_json::from_str(&text).unwrap();
+            copy["id"] = new.into();
+            cells.push(copy);
+        }
+    }
+    results["cells"] = cells.into();
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    Test::new().args(["report", dir.to_str().unwrap()]).run().code(1);
+
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("<article class=\"cell pass compact\"").count(), 30, "each passed cell a line");
+    assert_eq!(html.matches("<article class=\"cell fail\"").count(), 30, "each failed cell in full");
+    assert!(html.contains("href=\"cells/ok-3/index.html\""), "a passed cell links its page");
+    let page = std::fs::read_to_string(dir.join("cells/ok-3/index.html")).unwrap();
+    assert!(page.contains("href=\"../../report.html#cell-ok-3\""), "the page links back");
+    let src: Vec<&str> = page.split("<img src=\"").skip(1).map(|s| s.split('"').next().unwrap()).collect();
+    assert!(!src.is_empty());
+    for path in src {
+        assert!(path.starts_with("../../cells/ok-3/"), "{path}");
+        assert!(dir.join("cells/ok-3").join(path).exists(), "{path} does not resolve from the page");
+    }
+}
+
 #[test]
 fn templates_can_be_overridden() {
     let tmp = tempfile::tempdir().unwrap();

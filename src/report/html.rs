@@ -9,6 +9,10 @@
 //! view model, renders `cell.hbs` with it and writes it out before the next, so memory holds one
 //! cell's model at a time however many cells the run had (a whole-report model of 1,000 cells is
 //! tens of megabytes of JSON values, and the report's HTML as many again).
+//!
+//! Beyond [`INLINE_ALL`] cells, a cell that passed gets a page of its own (`cells/ID/index.html`,
+//! `cell-page.hbs`) and only a line in report.html (`cell-summary.hbs`): a report of a thousand cells
+//! opens with what went wrong, not with the DOM of everything that went right.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -21,6 +25,11 @@ use crate::results::{CellResult, CellStatus, EventKind, RunResults};
 
 const REPORT: &str = include_str!("../../templates/report.hbs");
 const CELL: &str = include_str!("../../templates/cell.hbs");
+const CELL_SUMMARY: &str = include_str!("../../templates/cell-summary.hbs");
+const CELL_PAGE: &str = include_str!("../../templates/cell-page.hbs");
+
+/// Runs up to this many cells have every cell's section in report.html.
+pub const INLINE_ALL: usize = 50;
 const CSS: &str = include_str!("../../templates/assets/report.css");
 const JS: &str = include_str!("../../templates/assets/report.js");
 
@@ -57,6 +66,10 @@ impl Renderer {
         hb.register_template_string("report", read("report.hbs", REPORT)?)
             .map_err(|e| format!("bad template report.hbs: {e}"))?;
         hb.register_partial("cell", read("cell.hbs", CELL)?).map_err(|e| format!("bad template cell.hbs: {e}"))?;
+        hb.register_template_string("cell-summary", read("cell-summary.hbs", CELL_SUMMARY)?)
+            .map_err(|e| format!("bad template cell-summary.hbs: {e}"))?;
+        hb.register_template_string("cell-page", read("cell-page.hbs", CELL_PAGE)?)
+            .map_err(|e| format!("bad template cell-page.hbs: {e}"))?;
         Ok(Renderer { hb, css: read("assets/report.css", CSS)?, js: read("assets/report.js", JS)? })
     }
 
@@ -68,7 +81,8 @@ impl Renderer {
         // A registry of this render's own: the helper borrows this run's cells.
         let mut hb: Handlebars<'_> = self.hb.clone();
         let model = view_model(results, &cells);
-        hb.register_helper("cell_sections", Box::new(CellSections { cells, dir }));
+        let own_pages = cells.len() > INLINE_ALL;
+        hb.register_helper("cell_sections", Box::new(CellSections { cells, dir, own_pages }));
         let mut out = std::io::BufWriter::new(out);
         hb.render_to_write("report", &model, &mut out).map_err(|e| format!("failed to render report: {e}"))?;
         out.flush().map_err(|e| format!("failed to write report: {e}"))
@@ -107,6 +121,8 @@ impl Renderer {
 struct CellSections<'a> {
     cells: Vec<&'a CellResult>,
     dir: &'a Path,
+    /// Passed cells go to pages of their own (a large run).
+    own_pages: bool,
 }
 
 impl HelperDef for CellSections<'_> {
@@ -119,8 +135,24 @@ impl HelperDef for CellSections<'_> {
         out: &mut dyn Output,
     ) -> HelperResult {
         for cell in &self.cells {
-            let html = registry.render("cell", &cell_model(cell, self.dir))?;
-            out.write(&html).map_err(RenderErrorReason::from)?;
+            if self.own_pages && cell.status.is_pass() && !cell.flaky {
+                // Its page sits two levels down: its links go up to the results directory.
+                let page = registry.render("cell-page", &cell_model(cell, self.dir, "../../"))?;
+                let file = self.dir.join("cells").join(&cell.id).join("index.html");
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).map_err(RenderErrorReason::from)?;
+                }
+                std::fs::write(&file, page).map_err(RenderErrorReason::from)?;
+                let summary = json!({
+                    "id": cell.id, "anchor": anchor(&cell.id), "class": cell_class(cell), "label": cell_label(cell),
+                    "page": format!("cells/{}/index.html", cell.id),
+                    "ready": cell.timings.ready_s.map(secs), "screenshot_count": cell.screenshots.len(),
+                });
+                out.write(&registry.render("cell-summary", &summary)?).map_err(RenderErrorReason::from)?;
+            } else {
+                let html = registry.render("cell", &cell_model(cell, self.dir, ""))?;
+                out.write(&html).map_err(RenderErrorReason::from)?;
+            }
         }
         Ok(())
     }
@@ -271,7 +303,9 @@ fn grid(cells: &[CellResult]) -> Value {
     json!({ "row_axis": row_axis, "columns": columns, "rows": rows })
 }
 
-fn cell_model(c: &CellResult, dir: &Path) -> Value {
+/// A cell's view model; `root` goes before every path into the results (`../../` on the cell's own
+/// page).
+fn cell_model(c: &CellResult, dir: &Path, root: &str) -> Value {
     let end = c.timings.ended_s.unwrap_or(0.0).max(c.screenshots.last().map_or(0.0, |s| s.offset_s)).max(1.0);
     let pct = |t: f64| format!("{:.2}", (t / end * 100.0).clamp(0.0, 100.0));
 
@@ -286,7 +320,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         }
         let last = &c.screenshots[j - 1];
         frames.push(json!({
-            "path": first.path,
+            "path": format!("{root}{}", first.path),
             "height": (first.width > 0).then(|| first.height * 180 / first.width),
             "at": secs(first.offset_s),
             "until": (j - i > 1).then(|| secs(last.offset_s)),
@@ -373,7 +407,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
     let first_hit = failed_lines.iter().next().map(|n| format!("{cell_anchor}-L{n}"));
     // The last thing the machine showed is usually the answer: large, next to the reason.
     let last_frame = c.screenshots.last().filter(|_| !c.status.is_pass()).map(|s| {
-        json!({ "path": s.path, "at": secs(s.offset_s), "width": s.width, "height": s.height,
+        json!({ "path": format!("{root}{}", s.path), "at": secs(s.offset_s), "width": s.width, "height": s.height,
                 "alt": format!("last screenshot of {} at {}", c.id, secs(s.offset_s)) })
     });
 
@@ -443,7 +477,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         "label": cell_label(c),
         "reason": c.reason.clone().or_else(|| flaky_reason(c)),
         "earlier_tries": c.earlier_tries.iter().enumerate().map(|(i, t)| json!({
-            "n": i + 1, "label": status_label(t.status), "class": status_class(t.status), "reason": t.reason, "dir": t.dir,
+            "n": i + 1, "label": status_label(t.status), "class": status_class(t.status), "reason": t.reason, "dir": format!("{root}{}", t.dir),
         })).collect::<Vec<_>>(),
         "params": c.params,
         "machine": machine,
@@ -452,7 +486,7 @@ fn cell_model(c: &CellResult, dir: &Path) -> Value {
         "screenshot_count": c.screenshots.len(),
         "screenshots_note": c.screenshots_note,
         "marks": marks,
-        "console_log": c.console_log,
+        "console_log": c.console_log.as_ref().map(|log| format!("{root}{log}")),
         "console_lines": console_lines,
         "console_inline": inline_console,
         "first_hit": first_hit,
