@@ -224,6 +224,12 @@ document.getElementById("r").onload = function () {
   var shown = hit.getBoundingClientRect(), frame = box.getBoundingClientRect();
   out.push("console_at_hit=" + (shown.top >= frame.top && shown.bottom <= frame.bottom));
   out.push("passed_console_inlined=" + (doc.querySelector("#cell-ok table.log") !== null));
+  // The grid: rows with failures first; a header click sorts, a second the other way.
+  var firstColumn = function () { return Array.from(doc.querySelectorAll("table.grid tbody th")).map(function (h) { return h.textContent; }).join(","); };
+  out.push("grid=" + firstColumn());
+  var header = doc.querySelector("table.grid thead th");
+  header.click(); header.click();
+  out.push("grid_sorted_down=" + firstColumn());
   imgs.forEach(function (img) {
     var probe = new Image();
     probe.onload = function () { if (probe.naturalWidth > 0) loaded++; if (--left === 0) done(); };
@@ -257,6 +263,8 @@ fn a_browser_shows_the_report_from_file_urls() {
     assert!(seen.contains("last_shot_visible=true"), "{seen}");
     assert!(seen.contains("console_at_hit=true"), "{seen}");
     assert!(seen.contains("passed_console_inlined=false"), "{seen}");
+    assert!(seen.contains("grid=fail,nohttp,ok,slow"), "{seen}");
+    assert!(seen.contains("grid_sorted_down=slow,ok,nohttp,fail"), "{seen}");
     assert!(seen.contains("line345=345 <script>alert(1)</script> & \"quotes\" from the guest"), "{seen}");
     assert!(seen.contains("injected=1"), "{seen}");
 

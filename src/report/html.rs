@@ -286,6 +286,14 @@ fn grid(cells: &[CellResult]) -> Value {
     for c in cells {
         at.insert((row(c), column(c)), c);
     }
+    // Rows with failures first (most first), the rest in plan order.
+    let failing = |image: &String| {
+        columns
+            .iter()
+            .filter(|col| at.get(&(image.clone(), (*col).clone())).is_some_and(|c| order(c.status) == 0))
+            .count()
+    };
+    rows.sort_by_key(|image| std::cmp::Reverse(failing(image)));
     let rows: Vec<Value> = rows
         .iter()
         .map(|image| {

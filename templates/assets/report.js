@@ -11,6 +11,21 @@ document.addEventListener("click", function (event) {
   viewer.showModal();
 });
 
+// The grid sorts by a column when its header is clicked (again: the other way).
+document.querySelectorAll("table.grid thead th").forEach(function (th, column) {
+  th.style.cursor = "pointer";
+  th.title = "sort by this column";
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
+    var down = th.getAttribute("aria-sort") !== "ascending";
+    th.closest("tr").querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", down ? "ascending" : "descending");
+    var key = function (row) { return (row.cells[column] || {}).textContent || ""; };
+    rows.sort(function (a, b) { return key(a).localeCompare(key(b), undefined, { numeric: true }) * (down ? 1 : -1); });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+
 // A failed cell's console opens at its first broken line, not at line 1.
 document.querySelectorAll(".console[data-first-hit]").forEach(function (box) {
   var line = document.getElementById(box.getAttribute("data-first-hit"));
