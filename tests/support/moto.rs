@@ -52,6 +52,12 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn free_ports() -> (u16, u16) {
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    (first.local_addr().unwrap().port(), second.local_addr().unwrap().port())
+}
+
 pub struct Moto {
     child: Child,
     pub port: u16,
@@ -64,7 +70,9 @@ impl Moto {
         isolate_network();
         let python = repo_root().join("build/moto-venv/bin/python");
         assert!(python.exists(), "{} is missing: run scripts/install-deps moto (scripts/test does)", python.display());
-        let (port, control_port) = (free_port(), free_port());
+        // Two ports at once, both held while chosen: one after the other, the kernel may hand out the
+        // same port twice (the launcher then fails "address already in use").
+        let (port, control_port) = free_ports();
         let child = Command::new(python)
             .arg(repo_root().join("tests/support/moto_launcher.py"))
             .args(["--port", &port.to_string(), "--control-port", &control_port.to_string()])
