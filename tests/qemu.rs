@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::qemu::{assert_cleanup_ok, cell, qemu_processes_of, results};
+use support::qemu::{assert_cleanup_ok, cell, qemu_processes_of, results, run_fixture};
 use support::{fixtures, repo_root};
 
 static VMS: Mutex<()> = Mutex::new(());
@@ -350,19 +350,7 @@ fn a_disk_path_with_commas_reaches_qemu_quoted_with_its_format() {
 #[test]
 fn hardware_fields_reach_qemu_and_the_results() {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
-    require_image();
-    let out = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
-        .arg("run")
-        .arg(fixtures().join("qemu/hardware.yaml"))
-        .arg("--out")
-        .arg(out.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    let r = results(out.path());
-    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new());
+    let (status, r, out) = run_fixture("qemu/hardware.yaml");
 
     let nvme = cell(&r, "ok_nvme_small_64M+32M-scsi");
     assert_eq!(nvme["status"], "passed", "{nvme:#}");
@@ -422,5 +410,5 @@ fn hardware_fields_reach_qemu_and_the_results() {
             .collect();
         assert!(left.is_empty(), "{id} left {left:?}");
     }
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status, Some(0));
 }

@@ -8,36 +8,21 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use support::qemu::{assert_cleanup_ok, cell, qemu_processes_of, results};
-use support::{fixtures, repo_root};
+use support::qemu::{assert_cleanup_ok, cell, run_fixture};
 
 static VMS: Mutex<()> = Mutex::new(());
 
 /// Runs a fixture with nothing of the run left behind; returns the exit code and the results.
 fn run(fixture: &str) -> (Option<i32>, Value, tempfile::TempDir) {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
-    let image = repo_root().join("build/test-image/vmlinuz");
-    assert!(image.exists(), "{} is missing: run scripts/build-test-image (scripts/test does)", image.display());
-    let out = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
-        .arg("run")
-        .arg(fixtures().join(fixture))
-        .arg("--out")
-        .arg(out.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    let r = results(out.path());
-    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
+    let (code, r, out) = run_fixture(fixture);
     for c in r["cells"].as_array().unwrap() {
         assert_cleanup_ok(c);
     }
-    (status.code(), r, out)
+    (code, r, out)
 }
 
 fn probe<'a>(cell: &'a Value, name: &str) -> &'a Value {

@@ -1,6 +1,7 @@
 //! What the qemu tests share: reading a run's results and proving no QEMU outlived it.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -25,6 +26,26 @@ pub fn qemu_processes_of(run_id: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Runs a qemu fixture (tests/fixtures/...) to its end; returns the exit code, the results and the
+/// directory holding them, with no QEMU of the run left.
+pub fn run_fixture(fixture: &str) -> (Option<i32>, Value, tempfile::TempDir) {
+    let image = super::repo_root().join("build/test-image/vmlinuz");
+    assert!(image.exists(), "{} is missing: run scripts/build-test-image (scripts/test does)", image.display());
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .arg("run")
+        .arg(super::fixtures().join(fixture))
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    let r = results(out.path());
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
+    (status.code(), r, out)
 }
 
 pub fn assert_cleanup_ok(cell: &Value) {
