@@ -57,6 +57,8 @@ struct Recorder {
     /// When the console was last read while the machine ran: a read a moment ago is as good as a
     /// final one (on EC2 each read is an API call).
     console_read_at: Option<Instant>,
+    /// The console's length when its host keys were last read: read again only when it grew.
+    host_keys_read_len: usize,
 }
 
 impl Recorder {
@@ -168,8 +170,14 @@ pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResu
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
     result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    let mut rec =
-        Recorder { ctx: ctx.clone(), t0: Instant::now(), result, silent_console: None, console_read_at: None };
+    let mut rec = Recorder {
+        ctx: ctx.clone(),
+        t0: Instant::now(),
+        result,
+        silent_console: None,
+        console_read_at: None,
+        host_keys_read_len: 0,
+    };
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
         rec.error(format!("failed to create {}: {e}", cell_dir.display()));
@@ -726,7 +734,8 @@ async fn watch_machine(
     if let Ok(raw) = machine.console_log().await {
         let text = console::clean(raw.as_bytes());
         // SSH probes trust the host keys the machine announces here.
-        if text.contains("-----END SSH HOST KEY") {
+        if text.len() != rec.host_keys_read_len && text.contains("-----END SSH HOST KEY") {
+            rec.host_keys_read_len = text.len();
             let keys = ConsoleHostKeys::parse(&text);
             host_keys.send_if_modified(|known| std::mem::replace(known, keys.clone()) != keys);
         }
