@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
-use crate::spec;
 
 mod run;
 mod sweep;
@@ -190,7 +189,7 @@ pub fn main() -> Outcome {
 /// The schema exactly as `schemas/` holds it.
 pub fn schema_text(of: SchemaOf) -> String {
     let schema = match of {
-        SchemaOf::Spec => spec::json_schema(),
+        SchemaOf::Spec => crate::providers::spec_schema(),
         SchemaOf::Results => crate::report::json::schema(),
     };
     serde_json::to_string_pretty(&schema).unwrap_or_default()

@@ -246,7 +246,7 @@ pub async fn run(
         reporter.event(&Event::NotRemoved(gone.clone()));
     }
     // The safety net itself failed: say so, it is what stands between a lost track and a leak.
-    for step in results.leftover_cleanup.iter().filter(|s| !s.ok && s.action.starts_with("sweep")) {
+    for step in results.leftover_cleanup.iter().filter(|s| !s.ok && s.sweep) {
         let warning = format!(
             "the run's final sweep failed ({}): check with `amiprobe sweep --run-id {} --dry-run`",
             step.message, results.run_id
@@ -299,7 +299,7 @@ fn not_removed(ledger: &Ledger, results: &RunResults) -> Vec<NotRemoved> {
             let error = steps
                 .iter()
                 .rev()
-                .find(|s| !s.ok && s.action.contains(&key))
+                .find(|s| !s.ok && s.resource.as_deref() == Some(key.as_str()))
                 .map_or_else(|| "not confirmed removed".to_string(), |s| s.message.clone());
             NotRemoved { resource: resource.to_string(), cell: resource.cell().to_string(), error }
         })

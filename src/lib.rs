@@ -13,6 +13,7 @@ pub mod exit;
 pub mod plan;
 pub mod probe;
 pub mod provider;
+pub mod providers;
 pub mod report;
 pub mod results;
 pub mod spec;

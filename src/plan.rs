@@ -9,13 +9,14 @@ mod shard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::Schedule;
 use crate::cell::Cell;
 use crate::console::ConsoleRules;
 use crate::probe::Probe;
-use crate::provider::{LaunchPlan, RunSettings, Settings};
+use crate::provider::{LaunchPlan, ProviderSettings, RunSettings};
 use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Os, Problem, SpecError, VarOverrides};
 
 pub use matrix::MAX_CELLS;
@@ -30,7 +31,7 @@ pub struct Plan {
     pub name: String,
     pub description: Option<String>,
     pub spec_file: PathBuf,
-    pub provider: Settings,
+    pub provider: Arc<dyn ProviderSettings>,
     pub cells: Vec<Cell>,
     pub schedule: Schedule,
     pub console_log: bool,
@@ -64,7 +65,7 @@ impl Plan {
         if spec.name.trim().is_empty() {
             problems.push(Problem::at(root.key("name"), "name is empty"));
         }
-        let provider = Settings::resolve(&spec.provider, loaded.base_dir(), &mut problems);
+        let provider = crate::providers::resolve(&spec.provider, loaded.base_dir(), &mut problems);
         let cells = match &provider {
             Some(p) => {
                 let fields =
@@ -176,7 +177,7 @@ impl Plan {
 fn resolve_launch(
     spec: &spec::Spec,
     base: &Path,
-    provider: &Option<Settings>,
+    provider: &Option<Arc<dyn ProviderSettings>>,
     problems: &mut Vec<Problem>,
 ) -> LaunchPlan {
     let path = FieldPath::root().key("launch");
@@ -204,7 +205,7 @@ fn resolve_launch(
         }
     }
     for key in launch.tags.keys() {
-        if key.starts_with("amiprobe:") || key.starts_with("aws:") {
+        if key.starts_with("amiprobe:") {
             problems.push(Problem::at_key(
                 path.key("tags").key(key.clone()),
                 format!("tag `{key}` uses a reserved prefix"),

@@ -452,12 +452,7 @@ fn compile_expect(expect: Option<&spec::ExpectSpec>, path: &FieldPath, problems:
     }
 }
 
-/// Where a probe connects: a host (name or address) and a port, as the provider reports them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-}
+pub use crate::provider::{ConnectMeaning, Endpoint};
 
 /// Which addresses probes may contact. Checked on the resolved address, right before connecting.
 #[derive(Debug, Clone)]
@@ -469,16 +464,6 @@ impl TargetPolicy {
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allowed.iter().any(|net| net.contains(&ip))
     }
-}
-
-/// How far a provider's network can be trusted to tell a listener from no listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectMeaning {
-    /// A completed TCP handshake means the guest accepted it.
-    Listening,
-    /// The connection may be accepted by a proxy in front of the guest (QEMU user networking): only
-    /// data from the guest proves a listener.
-    MaybeProxy,
 }
 
 /// One try of one probe.

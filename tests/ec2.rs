@@ -427,7 +427,7 @@ fn a_kept_private_key_is_private_and_in_no_report() {
     std::fs::write(&spec_file, text).unwrap();
     let (output, r) = run(&moto, &spec_file, &out);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let key = out.join(amiprobe::provider::ec2::PRIVATE_KEY_FILE);
+    let key = out.join(amiprobe::providers::ec2::PRIVATE_KEY_FILE);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).expect("key kept").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use amiprobe::provider::ec2::launch::{self, BootMode, Ec2Launch};
-use amiprobe::provider::ec2::{Api, RUN_ID_TAG};
+use amiprobe::providers::ec2::launch::{self, BootMode, Ec2Launch};
+use amiprobe::providers::ec2::{Api, RUN_ID_TAG};
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use serde_json::{Map, Value};
 use support::moto::{runtime, Moto, AMI};

@@ -6,7 +6,7 @@
 
 mod support;
 
-use amiprobe::provider::ec2::preflight::{self, ApiError, BootMode, LaunchRequest, Preflight};
+use amiprobe::providers::ec2::preflight::{self, ApiError, BootMode, LaunchRequest, Preflight};
 use serde_json::json;
 use support::moto::{runtime, Moto, AMI, AMIS};
 

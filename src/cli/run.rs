@@ -8,6 +8,7 @@ use super::{outcome_of, runtime, ReportOptions, VarArgs};
 use crate::engine::{self, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
+use crate::provider::RunFlags;
 use crate::report::reporter::Reporters;
 
 #[derive(Debug, clap::Args)]
@@ -106,7 +107,8 @@ pub fn run(args: RunArgs) -> Outcome {
         // The machines kept are only reachable with it.
         plan.launch.keep_private_key = true;
     }
-    if let Some(problem) = plan.provider.run_flags_problem(args.probe_from.as_deref(), args.keep_failed.is_some()) {
+    let flags = RunFlags { probe_from: args.probe_from.clone(), keep_failed: args.keep_failed.is_some() };
+    if let Err(problem) = plan.provider.check_flags(&flags) {
         eprintln!("error: {problem}");
         return Outcome::UsageError;
     }

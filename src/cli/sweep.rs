@@ -1,9 +1,9 @@
-//! `amiprobe sweep`: the command around the ec2 provider's sweep, which finds what killed runs left
-//! by amiprobe's tags.
+//! `amiprobe sweep`: removes what killed runs left, found by amiprobe's tags, with every provider
+//! that has something to sweep (a provider none of whose machines outlives its run has nothing).
 
 use super::runtime;
 use crate::exit::Outcome;
-use crate::provider::ec2::sweep::{self, Selection};
+use crate::provider::{ProviderKind, Selection, SweepReport, SweepRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
@@ -31,46 +31,52 @@ pub fn sweep(args: SweepArgs) -> Outcome {
         (None, Some(age)) => Selection::OlderThan(age),
         (None, None) => Selection::Expired,
     };
+    let request = SweepRequest { selection, places: args.region, profile: args.profile, dry_run: args.dry_run };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(outcome) => return outcome,
     };
-    let reports =
-        runtime.block_on(sweep::sweep_regions(args.profile.as_deref(), &args.region, &selection, args.dry_run));
-    let reports = match reports {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::UsageError;
+    let mut errors = 0;
+    for kind in crate::providers::ALL.iter().filter(|kind| !kind.swept_kinds().is_empty()) {
+        match runtime.block_on(kind.sweep(&request)) {
+            Ok(reports) => errors += print_reports(*kind, &reports, request.dry_run),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Outcome::UsageError;
+            }
         }
-    };
-    let verb = if args.dry_run { "would remove" } else { "removed" };
-    // With several regions, each line names its region.
-    let suffix = |region: &str| if reports.len() > 1 { format!(" in {region}") } else { String::new() };
-    let (mut instances, mut key_pairs, mut groups, mut errors) = (0, 0, 0, 0);
-    for (region, report) in &reports {
-        let at = suffix(region);
-        for id in &report.instances {
-            println!("{verb} instance {id}{at}");
-        }
-        for name in &report.key_pairs {
-            println!("{verb} key pair {name}{at}");
-        }
-        for id in &report.security_groups {
-            println!("{verb} security group {id}{at}");
-        }
-        for e in &report.errors {
-            eprintln!("error: {e}{at}");
-        }
-        instances += report.instances.len();
-        key_pairs += report.key_pairs.len();
-        groups += report.security_groups.len();
-        errors += report.errors.len();
     }
-    println!("{instances} instances, {key_pairs} key pairs, {groups} security groups");
     if errors == 0 {
         Outcome::Passed
     } else {
         Outcome::Failed
     }
+}
+
+/// Prints what one provider's sweep removed, place by place, and the count of each kind; returns
+/// how many errors it met.
+fn print_reports(kind: &dyn ProviderKind, reports: &[SweepReport], dry_run: bool) -> usize {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut errors = 0;
+    for report in reports {
+        // With several places, each line names its place.
+        let at = if reports.len() > 1 { format!(" in {}", report.place) } else { String::new() };
+        for (what, id) in &report.removed {
+            println!("{verb} {what} {id}{at}");
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}{at}");
+        }
+        errors += report.errors.len();
+    }
+    let counts: Vec<String> = kind
+        .swept_kinds()
+        .iter()
+        .map(|(one, many)| {
+            let n = reports.iter().flat_map(|r| &r.removed).filter(|(what, _)| what == one).count();
+            format!("{n} {many}")
+        })
+        .collect();
+    println!("{}", counts.join(", "));
+    errors
 }

@@ -160,7 +160,7 @@ fn field<'a>(fields: &Fields<'a>, name: &str, at: &FieldPath, problems: &mut Vec
             None => wrap_list(&format!("the {provider} provider's launch fields:"), &names),
         };
         // Another provider's field is no typo: say whose it is.
-        let message = if crate::provider::all_fields().any(|f| f.name == name) {
+        let message = if crate::providers::all_fields().any(|f| f.name == name) {
             format!("the {provider} provider has no `{name}` field")
         } else {
             format!("unknown key `{name}` in {}", at.parent().unwrap_or_default())
@@ -399,7 +399,7 @@ mod tests {
         let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();
         let launch: crate::spec::LaunchSpec = serde_yaml::from_str(launch).unwrap();
         let mut problems = Vec::new();
-        let fields = Fields { provider: "ec2", list: crate::provider::ec2::FIELDS, check: &|_, _, _| Vec::new() };
+        let fields = Fields { provider: "ec2", list: crate::providers::ec2::FIELDS, check: &|_, _, _| Vec::new() };
         let cells = expand(&matrix, &launch.fields, &fields, &mut problems);
         (cells, problems)
     }

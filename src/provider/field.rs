@@ -30,6 +30,15 @@ impl Field {
 
 /// A value read as `T`: every unknown key and the first type error, placed under `at`.
 pub fn typed<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> Result<T, Vec<Problem>> {
+    match read_as::<T>(value, at) {
+        (Some(v), problems) if problems.is_empty() => Ok(v),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// A value read as `T` where unknown keys are reported but don't stop it: the value (unless a type
+/// error stopped it) and every problem, placed under `at`.
+pub fn read_as<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> (Option<T>, Vec<Problem>) {
     let mut unknown = Vec::new();
     let result: Result<T, _> = {
         let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
@@ -47,14 +56,13 @@ pub fn typed<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> 
         })
         .collect();
     match result {
-        Ok(v) if problems.is_empty() => Ok(v),
-        Ok(_) => Err(problems),
+        Ok(v) => (Some(v), problems),
         Err(e) => {
             problems.push(Problem::at(
                 at.join(&FieldPath::from_tracked(e.path())),
                 crate::spec::clean_yaml_message(&e.inner().to_string()),
             ));
-            Err(problems)
+            (None, problems)
         }
     }
 }

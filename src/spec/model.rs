@@ -25,8 +25,8 @@ pub struct Spec {
     /// Free text shown at the top of the report.
     #[serde(default)]
     pub description: Option<String>,
-    /// Where the cells run: exactly one of `ec2` or `qemu`.
-    pub provider: crate::provider::ProviderSpec,
+    /// Where the cells run: exactly one provider's section (the registry's schema names them).
+    pub provider: super::provider_section::ProviderSection,
     /// The image matrix: every combination of the axes, minus `exclude`, plus `include`.
     pub matrix: MatrixSpec,
     #[serde(default)]

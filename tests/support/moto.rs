@@ -144,7 +144,7 @@ impl Moto {
 
     /// amiprobe's own EC2 client on moto, as `Api::connect` would build it from [`Moto::env`]: the
     /// test credentials (not the oracle's), no retries inside the SDK, EC2's default rate limits.
-    pub fn api(&self) -> amiprobe::provider::ec2::Api {
+    pub fn api(&self) -> amiprobe::providers::ec2::Api {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
@@ -153,10 +153,10 @@ impl Moto {
             .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
             .build();
         let client = aws_sdk_ec2::Client::from_conf(config);
-        amiprobe::provider::ec2::Api::with_client(
+        amiprobe::providers::ec2::Api::with_client(
             client,
             "eu-west-1",
-            &amiprobe::provider::ec2::RateLimitsSpec::default(),
+            &amiprobe::providers::ec2::RateLimitsSpec::default(),
         )
     }
 

@@ -6,20 +6,11 @@ use aws_sdk_ec2::types::Filter;
 
 use super::api::Api;
 use super::{tag, EXPIRES_TAG, KEPT_TAG, RUN_ID_TAG};
+use crate::provider::{Selection, SweepError, SweepReport, SweepRequest};
 
-/// Which tagged resources to remove.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    Run(String),
-    /// The run's own end: the run's, but not what it kept for debugging (`--keep-failed`).
-    RunEnd(String),
-    OlderThan(Duration),
-    /// Past their `amiprobe:expires` tag (the default).
-    Expired,
-}
-
+/// What a sweep found (and removed, unless a dry run) in one region.
 #[derive(Debug, Default)]
-pub struct SweepReport {
+pub struct Swept {
     pub instances: Vec<String>,
     pub key_pairs: Vec<String>,
     /// The runs' ephemeral security groups, by id.
@@ -62,7 +53,7 @@ const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
 /// Lists the live instances (pending to stopped: not shutting down or gone), the key pairs and the
 /// security groups that `selection` picks, by amiprobe's tags.
-pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) -> Vec<Found> {
+pub async fn find(api: &Api, selection: &Selection, report: &mut Swept) -> Vec<Found> {
     let found = instances(api, selection, &LIVE, report).await;
     report.instances.extend(found.iter().map(|f| f.id.clone()));
     key_pairs(api, selection, report).await;
@@ -71,7 +62,7 @@ pub async fn find(api: &Api, selection: &Selection, report: &mut SweepReport) ->
 }
 
 /// The instances `selection` picks, in any of `states` (all states when empty).
-pub async fn instances(api: &Api, selection: &Selection, states: &[&str], report: &mut SweepReport) -> Vec<Found> {
+pub async fn instances(api: &Api, selection: &Selection, states: &[&str], report: &mut Swept) -> Vec<Found> {
     let mut found = Vec::new();
     let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
     let live = (!states.is_empty()).then(|| {
@@ -121,7 +112,7 @@ pub async fn instances(api: &Api, selection: &Selection, states: &[&str], report
 }
 
 /// The key pairs `selection` picks, into `report.key_pairs`.
-async fn key_pairs(api: &Api, selection: &Selection, report: &mut SweepReport) {
+async fn key_pairs(api: &Api, selection: &Selection, report: &mut Swept) {
     match api.call(&api.buckets.describe, "DescribeKeyPairs", || api.client.describe_key_pairs().send()).await {
         Ok(out) => {
             for kp in out.key_pairs() {
@@ -140,7 +131,7 @@ async fn key_pairs(api: &Api, selection: &Selection, report: &mut SweepReport) {
 
 /// The security groups `selection` picks, into `report.security_groups`. EC2 gives a group no
 /// creation time: `--older-than` picks none (their `amiprobe:expires` tag, the default, does).
-async fn security_groups(api: &Api, selection: &Selection, report: &mut SweepReport) {
+async fn security_groups(api: &Api, selection: &Selection, report: &mut Swept) {
     let tagged = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
     let mut token: Option<String> = None;
     loop {
@@ -169,8 +160,8 @@ async fn security_groups(api: &Api, selection: &Selection, report: &mut SweepRep
     }
 }
 
-pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepReport {
-    let mut report = SweepReport::default();
+pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> Swept {
+    let mut report = Swept::default();
     find(api, selection, &mut report).await;
     if dry_run {
         return report;
@@ -197,23 +188,30 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> SweepRepo
 
 /// `amiprobe sweep`: each region in turn (none given: the environment's or profile's), with the
 /// region's name as EC2 knows it.
-pub async fn sweep_regions(
-    profile: Option<&str>,
-    regions: &[String],
-    selection: &Selection,
-    dry_run: bool,
-) -> Result<Vec<(String, SweepReport)>, String> {
+pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
     let mut spec: super::Ec2Spec =
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
-    spec.profile = profile.map(str::to_string);
-    let regions: Vec<Option<&str>> = match regions {
+    spec.profile.clone_from(&request.profile);
+    let regions: Vec<Option<&str>> = match request.places.as_slice() {
         [] => vec![None],
         many => many.iter().map(|r| Some(r.as_str())).collect(),
     };
     let mut reports = Vec::new();
     for region in regions {
-        let api = Api::connect(&spec, region).await?;
-        reports.push((api.region.clone(), sweep(&api, selection, dry_run).await));
+        let api = Api::connect(&spec, region).await.map_err(SweepError)?;
+        let swept = sweep(&api, &request.selection, request.dry_run).await;
+        reports.push(swept.report(api.region.clone()));
     }
     Ok(reports)
+}
+
+impl Swept {
+    /// The report `amiprobe sweep` prints: instances, then key pairs, then security groups.
+    fn report(self, place: String) -> SweepReport {
+        let removed = (self.instances.into_iter().map(|id| ("instance", id)))
+            .chain(self.key_pairs.into_iter().map(|name| ("key pair", name)))
+            .chain(self.security_groups.into_iter().map(|id| ("security group", id)))
+            .collect();
+        SweepReport { place, removed, errors: self.errors }
+    }
 }

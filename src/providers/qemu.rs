@@ -24,8 +24,10 @@
 mod config;
 mod firmware;
 mod hardware;
+mod kind;
 mod kvm;
 mod qmp;
+mod resource;
 mod seed;
 mod sweep;
 
@@ -47,19 +49,20 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::field::schema_of;
-use super::key::OnceKey;
-use super::{
-    Checked, CleanupStep, Field, Health, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource,
-    RunSettings,
-};
 use crate::cell::Cell;
-use crate::probe::{ConnectMeaning, Endpoint};
-use crate::spec::{FieldPath, KeyPair, Problem};
+use crate::provider::field::schema_of;
+use crate::provider::key::OnceKey;
+use crate::provider::{
+    Checked, CleanupStep, ConnectMeaning, Endpoint, Field, Health, LaunchContext, LaunchPlan, Ledger, Machine,
+    Provider, ProviderError, Resource, RunSettings, Unreachable,
+};
+use crate::spec::KeyPair;
 pub use config::{Accel, DiskFormat, OvmfSpec, QemuImage, QemuImagePlan, QemuPlan, QemuSize, QemuSpec};
 pub use hardware::{DiskBus, ExtraDisk, Firmware, Nic};
 use hardware::{Drives, Hardware};
+pub use kind::KIND;
 use qmp::{Qmp, QmpError, QmpEvent};
+use resource::QemuProcess;
 
 /// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image (a name under
 /// `provider.qemu.images` or a disk path) and the hardware it runs on.
@@ -78,16 +81,6 @@ pub static FIELDS: &[Field] = &[
         schema: schema_of::<Vec<ExtraDisk>>,
     },
 ];
-
-/// Checks of a launch field's value that need the `qemu` section: `size` names one of its sizes,
-/// `instance_type` one it maps.
-pub fn check_value(plan: &QemuPlan, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {
-    hardware::check_value(plan, name, value, at)
-}
-
-/// What of the generic launch settings QEMU can't do: nothing now (user data goes into the NoCloud
-/// seed; a named key pair is EC2's and has no meaning here, so it is simply not in the seed).
-pub fn check_launch(_launch: &LaunchPlan, _path: &FieldPath, _problems: &mut Vec<Problem>) {}
 
 /// The firmware files Debian's `ovmf` package installs: the 4M pair first (what current Debian and
 /// Ubuntu ship), then the older 2M pair. Code and variables must come from the same pair.
@@ -556,7 +549,7 @@ impl Provider for QemuProvider {
                 .spawn()
                 .map_err(|e| ProviderError::new(format!("failed to start {}: {e}", self.plan.binary)))?;
             let pid = child.id().unwrap_or_default();
-            let resource = Resource::Process { pid, cell: cell.id.0.clone() };
+            let resource = QemuProcess { pid, cell: cell.id.0.clone() }.recorded();
             ctx.ledger.record(resource.clone());
             let mut stderr = StderrTail::start(child.stderr.take());
 
@@ -601,7 +594,7 @@ impl Provider for QemuProvider {
     async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep> {
         let mut steps = Vec::new();
         for resource in leftovers {
-            let Resource::Process { pid, cell } = &resource else {
+            let Some(QemuProcess { pid, cell }) = resource::of(&resource) else {
                 continue;
             };
             // Only a process that still names this cell: a pid whose QEMU is gone may be reused.
@@ -622,7 +615,7 @@ impl Provider for QemuProvider {
             if step.ok {
                 ledger.removed(&resource);
             }
-            steps.push(step);
+            steps.push(step.of(&resource));
         }
         steps
     }
@@ -729,7 +722,7 @@ struct QemuMachine {
     hardware: Value,
     scratch: Scratch,
     screenshot_seq: u64,
-    login_key: Option<std::sync::Arc<super::key::RunKey>>,
+    login_key: Option<Arc<crate::provider::RunKey>>,
     /// After a reboot asked for (`reboot: true`): until then a reset resets instead of ending QEMU.
     resets_allowed_until: Option<Instant>,
 }
@@ -891,11 +884,11 @@ impl Machine for QemuMachine {
         }
     }
 
-    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String> {
+    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, Unreachable> {
         self.forwards
             .get(&guest_port)
             .map(|host| Endpoint { host: "127.0.0.1".into(), port: *host })
-            .ok_or_else(|| format!("guest port {guest_port} is not forwarded"))
+            .ok_or_else(|| Unreachable(format!("guest port {guest_port} is not forwarded")))
     }
 
     fn own_addresses(&self) -> Vec<ipnet::IpNet> {
@@ -907,7 +900,7 @@ impl Machine for QemuMachine {
         ConnectMeaning::MaybeProxy
     }
 
-    fn login_key(&self) -> Option<std::sync::Arc<super::key::RunKey>> {
+    fn login_key(&self) -> Option<Arc<crate::provider::RunKey>> {
         self.login_key.clone()
     }
 

@@ -16,6 +16,9 @@ mod api;
 mod config;
 mod instance_types;
 mod key_pair;
+mod kind;
+mod resource;
+use resource::Ec2Resource;
 pub mod launch;
 pub mod preflight;
 pub mod security_group;
@@ -34,18 +37,20 @@ use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
 use tokio::sync::OnceCell;
 
-use super::field::{check_as, schema_of};
-use super::{Checked, CleanupStep, Field, LaunchContext, Ledger, Machine, Provider, ProviderError, Resource};
-use super::{LaunchPlan, RunSettings};
 use crate::cell::Cell;
-use crate::probe::{ConnectMeaning, Endpoint};
+use crate::provider::field::{check_as, schema_of, typed};
 use crate::provider::key::OnceKey;
 pub use crate::provider::key::PRIVATE_KEY_FILE;
+use crate::provider::{
+    Checked, CleanupStep, ConnectMeaning, Endpoint, Field, LaunchContext, LaunchPlan, Ledger, Machine, Provider,
+    ProviderError, Resource, RunSettings, Unreachable,
+};
 use crate::spec::{FieldPath, KeyPair, Problem, Segment};
 pub use api::Api;
 use api::Retry;
 pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
-use instance_types::screenshot_unsupported;
+pub use kind::KIND;
+
 use launch::Ec2Launch;
 use watcher::{InstanceInfo, Watcher};
 
@@ -112,7 +117,7 @@ fn launch_problems<T: serde::de::DeserializeOwned>(
     at: &FieldPath,
     wrap: impl Fn(T) -> Ec2Launch,
 ) -> Vec<Problem> {
-    match super::field::typed::<T>(value, at) {
+    match typed::<T>(value, at) {
         Err(problems) => problems,
         Ok(x) => wrap(x).problems().into_iter().map(|(path, message)| Problem::at(below(at, &path), message)).collect(),
     }
@@ -173,49 +178,6 @@ struct Regional {
     groups: security_group::Groups,
     /// The run's key pair here, once imported: its name.
     key: OnceCell<String>,
-}
-
-/// EC2 takes user data of at most 16 KiB.
-pub fn check_launch(launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
-    if let Some(bytes) = launch.user_data.as_ref().filter(|b| b.len() > 16 * 1024) {
-        problems.push(Problem::at(
-            path.key("user_data"),
-            format!("user data is {} bytes; EC2 takes at most 16 KiB", bytes.len()),
-        ));
-    }
-}
-
-/// What EC2 will not do as asked, known from the cells alone: screenshots of bare-metal types.
-pub fn warnings(cells: &[Cell]) -> Vec<String> {
-    cells
-        .iter()
-        .filter_map(|cell| {
-            let why = cell.text("instance_type").and_then(screenshot_unsupported)?;
-            Some(format!("cell {}: EC2 takes no screenshots of {why} instances; the cell runs without them", cell.id))
-        })
-        .collect()
-}
-
-/// Why a run can't start with these `--probe-from` networks, if it can't: an ephemeral security
-/// group opens the probed ports to them, and no default is narrow enough to assume.
-pub fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
-    match (spec.security_group, probe_from) {
-        (SecurityGroupMode::Ephemeral, None | Some([])) => Some(
-            "provider.ec2.security_group: ephemeral needs --probe-from CIDR,... (the runner's own address, \
-             e.g. 203.0.113.7/32): the run's security group opens the probed ports to those networks only"
-                .to_string(),
-        ),
-        _ => None,
-    }
-}
-
-/// Why `--keep-failed` can't be used with these settings, if it can't.
-pub fn keep_problem(spec: &Ec2Spec) -> Option<String> {
-    (spec.security_group == SecurityGroupMode::Ephemeral).then(|| {
-        "--keep-failed keeps instances past the run, and the run's ephemeral security group is removed at its end: \
-         name existing security groups instead"
-            .to_string()
-    })
 }
 
 impl Ec2Provider {
@@ -403,7 +365,7 @@ impl Provider for Ec2Provider {
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        Ok(Checked { warnings: warnings(cells), impossible })
+        Ok(Checked { warnings: crate::provider::ProviderSettings::warnings(&self.spec, cells), impossible })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
@@ -431,7 +393,8 @@ impl Provider for Ec2Provider {
         let (instance_id, instance_type) =
             self.run_instance(&regional, cell, ctx, Some(key_name), key_is_new, &mut log).await?;
         let instance =
-            Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone(), region: api.region.clone() };
+            Ec2Resource::Instance { id: instance_id.clone(), cell: cell.id.0.clone(), region: api.region.clone() }
+                .recorded();
         watcher.watch(&instance_id);
         Ok(Box::new(Ec2Machine {
             api: api.clone(),
@@ -458,36 +421,35 @@ impl Provider for Ec2Provider {
         let mut steps = Vec::new();
         for resource in leftovers {
             // Each where it was made.
-            let Some(region) = resource.region() else {
+            let Some(ours) = resource::of(&resource) else {
                 continue;
             };
+            let region = ours.region();
             let api = match self.regional(Some(region)).await {
                 Ok(regional) => regional.api.clone(),
                 Err(e) => {
-                    steps.push(CleanupStep::failed(
-                        format!("connect to EC2 in {region} to remove {resource}"),
-                        e.message,
-                    ));
+                    steps.push(
+                        CleanupStep::failed(format!("connect to EC2 in {region} to remove {resource}"), e.message)
+                            .of(&resource),
+                    );
                     continue;
                 }
             };
             // Pending launches have no id yet: the run's final sweep finds them by tag and token.
-            let (action, result) = match &resource {
-                Resource::Instance { id, .. } => {
+            let (action, result) = match ours {
+                Ec2Resource::Instance { id, .. } => {
                     (format!("terminate {id}"), api.terminate(std::slice::from_ref(id), until).await)
                 }
-                Resource::KeyPair { name, .. } => {
+                Ec2Resource::KeyPair { name, .. } => {
                     (format!("delete key pair {name}"), api.delete_key_pair(name, until).await)
                 }
                 // Groups go in the run's final sweep, after every instance it handles.
-                Resource::PendingInstance { .. } | Resource::Process { .. } | Resource::SecurityGroup { .. } => {
-                    continue
-                }
+                Ec2Resource::PendingInstance { .. } | Ec2Resource::SecurityGroup { .. } => continue,
             };
             if result.is_ok() {
                 ledger.removed(&resource);
             }
-            steps.push(removal_step(action, result));
+            steps.push(removal_step(action, result).of(&resource));
         }
         steps
     }
@@ -496,10 +458,10 @@ impl Provider for Ec2Provider {
     async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
         let mut steps = Vec::new();
         let named: std::collections::BTreeSet<String> =
-            ledger.remaining().iter().filter_map(|r| r.region().map(str::to_string)).collect();
+            ledger.remaining().iter().filter_map(|r| resource::of(r).map(|r| r.region().to_string())).collect();
         for region in named {
             if let Err(e) = self.regional(Some(&region)).await {
-                steps.push(CleanupStep::failed(format!("sweep the run's resources in {region}"), e.message));
+                steps.push(CleanupStep::failed(format!("sweep the run's resources in {region}"), e.message).sweeping());
             }
         }
         let mut regions = self.connected();
@@ -507,7 +469,7 @@ impl Provider for Ec2Provider {
             match self.regional(None).await {
                 Ok(regional) => regions.push(regional),
                 Err(_) => {
-                    steps.push(CleanupStep::failed("sweep the run's resources", "no client to sweep with"));
+                    steps.push(CleanupStep::failed("sweep the run's resources", "no client to sweep with").sweeping());
                     return steps;
                 }
             }
@@ -548,27 +510,33 @@ impl Ec2Provider {
     /// The run's final sweep in one region: what carries the run's tag there, the launches pending
     /// there, the run's groups there.
     async fn sweep_region(&self, api: &Arc<Api>, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
-        let selection = sweep::Selection::RunEnd(run_id.to_string());
-        let mut report = sweep::SweepReport::default();
+        let selection = crate::provider::Selection::RunEnd(run_id.to_string());
+        let mut report = sweep::Swept::default();
         let found = sweep::find(api, &selection, &mut report).await;
         let until = Instant::now() + self.cleanup_timeout;
-        let mut steps: Vec<CleanupStep> =
-            report.errors.iter().map(|e| CleanupStep::failed("sweep the run's resources", e.clone())).collect();
+        let mut steps: Vec<CleanupStep> = report
+            .errors
+            .iter()
+            .map(|e| CleanupStep::failed("sweep the run's resources", e.clone()).sweeping())
+            .collect();
         for instance in &found {
             let result = api.terminate(std::slice::from_ref(&instance.id), until).await;
             if result.is_ok() {
                 forget_instance(ledger, instance);
             }
-            steps.push(removal_step(format!("terminate {} (found by the run's tag)", instance.id), result));
+            steps.push(
+                removal_step(format!("terminate {} (found by the run's tag)", instance.id), result)
+                    .of_key(&instance.id),
+            );
         }
         for name in &report.key_pairs {
             let result = api.delete_key_pair(name, until).await;
             if result.is_ok() {
                 ledger.retain(
-                    |r| !matches!(r, Resource::KeyPair { name: n, region, .. } if n == name && *region == api.region),
+                    |r| !matches!(resource::of(r), Some(Ec2Resource::KeyPair { name: n, region, .. }) if n == name && *region == api.region),
                 );
             }
-            steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result));
+            steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result).of_key(name));
         }
         steps.extend(self.resolve_pending(api, &selection, ledger, until).await);
         steps.extend(self.remove_groups(api, &report.security_groups, ledger, until).await);
@@ -578,9 +546,11 @@ impl Ec2Provider {
 
 /// Takes an instance off the ledger, by id or by the client token it was launched with.
 fn forget_instance(ledger: &Ledger, instance: &sweep::Found) {
-    ledger.retain(|r| match r {
-        Resource::Instance { id, .. } => *id != instance.id,
-        Resource::PendingInstance { client_token, .. } => instance.client_token.as_deref() != Some(client_token),
+    ledger.retain(|r| match resource::of(r) {
+        Some(Ec2Resource::Instance { id, .. }) => *id != instance.id,
+        Some(Ec2Resource::PendingInstance { client_token, .. }) => {
+            instance.client_token.as_deref() != Some(client_token)
+        }
         _ => true,
     });
 }
@@ -592,7 +562,7 @@ impl Ec2Provider {
     async fn resolve_pending(
         &self,
         api: &Api,
-        selection: &sweep::Selection,
+        selection: &crate::provider::Selection,
         ledger: &Ledger,
         until: Instant,
     ) -> Vec<CleanupStep> {
@@ -602,9 +572,9 @@ impl Ec2Provider {
             let pending: Vec<String> = ledger
                 .remaining()
                 .into_iter()
-                .filter_map(|r| match r {
-                    Resource::PendingInstance { client_token, region, .. } if region == api.region => {
-                        Some(client_token)
+                .filter_map(|r| match resource::of(&r) {
+                    Some(Ec2Resource::PendingInstance { client_token, region, .. }) if *region == api.region => {
+                        Some(client_token.clone())
                     }
                     _ => None,
                 })
@@ -615,7 +585,7 @@ impl Ec2Provider {
             if Instant::now() >= give_up {
                 for token in pending {
                     ledger.retain(
-                        |r| !matches!(r, Resource::PendingInstance { client_token, .. } if *client_token == token),
+                        |r| !matches!(resource::of(r), Some(Ec2Resource::PendingInstance { client_token, .. }) if *client_token == token),
                     );
                     let waited = PENDING_GRACE.as_secs();
                     steps.push(CleanupStep::ok(format!(
@@ -624,7 +594,7 @@ impl Ec2Provider {
                 }
                 return steps;
             }
-            let mut report = sweep::SweepReport::default();
+            let mut report = sweep::Swept::default();
             for instance in sweep::instances(api, selection, &[], &mut report).await {
                 let Some(token) = instance.client_token.as_deref().filter(|t| pending.iter().any(|p| p == t)) else {
                     continue;
@@ -637,10 +607,10 @@ impl Ec2Provider {
                 if result.is_ok() {
                     forget_instance(ledger, &instance);
                 }
-                steps.push(removal_step(
-                    format!("terminate {} (launched with client token {token})", instance.id),
-                    result,
-                ));
+                steps.push(
+                    removal_step(format!("terminate {} (launched with client token {token})", instance.id), result)
+                        .of_key(token),
+                );
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -687,7 +657,7 @@ impl Ec2Provider {
         let mut targets: std::collections::BTreeMap<String, Option<Resource>> =
             found.iter().map(|id| (id.clone(), None)).collect();
         for resource in ledger.remaining() {
-            let Resource::SecurityGroup { name, id, vpc, region } = &resource else {
+            let Some(Ec2Resource::SecurityGroup { name, id, vpc, region }) = resource::of(&resource) else {
                 continue;
             };
             if *region != api.region {
@@ -699,7 +669,7 @@ impl Ec2Provider {
                 None => match security_group::find_by_name(api, name, vpc).await {
                     Ok(id) => id,
                     Err(e) => {
-                        steps.push(CleanupStep::failed(format!("look for security group {name}"), e));
+                        steps.push(CleanupStep::failed(format!("look for security group {name}"), e).of(&resource));
                         continue;
                     }
                 },
@@ -730,7 +700,7 @@ impl Ec2Provider {
             if let (Ok(_), Some(resource)) = (&result, &resource) {
                 ledger.removed(resource);
             }
-            steps.push(removal_step(format!("delete security group {id}"), result));
+            steps.push(removal_step(format!("delete security group {id}"), result).of_key(id));
         }
         steps
     }
@@ -785,11 +755,12 @@ impl Ec2Provider {
                 groups.push(self.run_group(regional, ctx, subnet.as_deref()).await?);
             }
             let token = client_token(&ctx.run_id, cell, ctx.try_number, attempt);
-            let pending = Resource::PendingInstance {
+            let pending = Ec2Resource::PendingInstance {
                 client_token: token.clone(),
                 cell: cell.id.0.clone(),
                 region: api.region.clone(),
-            };
+            }
+            .recorded();
             ctx.ledger.record(pending.clone());
             let base = api
                 .client
@@ -822,8 +793,12 @@ impl Ec2Provider {
                         // Left in the ledger: the run's final sweep looks for it by tag.
                         return Err(ProviderError::new("RunInstances returned no instance"));
                     };
-                    let instance =
-                        Resource::Instance { id: id.to_string(), cell: cell.id.0.clone(), region: api.region.clone() };
+                    let instance = Ec2Resource::Instance {
+                        id: id.to_string(),
+                        cell: cell.id.0.clone(),
+                        region: api.region.clone(),
+                    }
+                    .recorded();
                     ctx.ledger.replace(&pending, instance);
                     return Ok((id.to_string(), instance_type));
                 }
@@ -963,8 +938,8 @@ impl Machine for Ec2Machine {
         Ok(())
     }
 
-    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, String> {
-        Ok(Endpoint { host: self.address()?, port: guest_port })
+    fn endpoint(&self, guest_port: u16) -> Result<Endpoint, Unreachable> {
+        Ok(Endpoint { host: self.address().map_err(Unreachable)?, port: guest_port })
     }
 
     fn own_addresses(&self) -> Vec<ipnet::IpNet> {
@@ -1055,7 +1030,7 @@ impl Machine for Ec2Machine {
             .then(|| format!("instance {} is {state}", self.instance_id))
     }
 
-    async fn health(&mut self) -> Option<super::Health> {
+    async fn health(&mut self) -> Option<crate::provider::Health> {
         // The shared watcher's DescribeInstanceStatus, as for `stopped`: no call of its own.
         self.watcher.checks(&self.instance_id)?.health()
     }
@@ -1110,7 +1085,8 @@ impl Machine for Ec2Machine {
             Err(_) => None,
         };
         let accepted = result.is_ok();
-        let mut steps = vec![removal_step(format!("terminate {id}"), result.map(|(attempts, _)| attempts))];
+        let mut steps =
+            vec![removal_step(format!("terminate {id}"), result.map(|(attempts, _)| attempts)).of(&self.instance)];
         let gone = answered.filter(|state| ["shutting-down", "terminated"].contains(&state.as_str()));
         if let (true, Some(state)) = (accepted, &gone) {
             // The answer itself says billing stopped: nothing to wait for.
@@ -1125,7 +1101,9 @@ impl Machine for Ec2Machine {
                     steps.push(CleanupStep::ok(format!("{id} {}", info.state)));
                     self.ledger.removed(&self.instance);
                 }
-                Err(e) => steps.push(CleanupStep::failed(format!("confirm {id} is shutting down"), e)),
+                Err(e) => {
+                    steps.push(CleanupStep::failed(format!("confirm {id} is shutting down"), e).of(&self.instance))
+                }
             }
         }
         self.watcher.unwatch(id);

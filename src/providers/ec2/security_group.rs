@@ -15,7 +15,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::api::{Api, ApiError, Retry};
-use crate::provider::{Ledger, Resource};
+use super::resource::Ec2Resource;
+use crate::provider::Ledger;
 
 /// What EC2 answers while an instance (or its network interface) still uses the group.
 pub const DEPENDENCY_VIOLATION: &[&str] = &["DependencyViolation"];
@@ -134,7 +135,8 @@ fn permissions(ports: &[u16], from: &[ipnet::IpNet]) -> Vec<IpPermission> {
 async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, String> {
     let name = name(wanted.run_id, vpc);
     let pending =
-        Resource::SecurityGroup { name: name.clone(), id: None, vpc: vpc.to_string(), region: api.region.clone() };
+        Ec2Resource::SecurityGroup { name: name.clone(), id: None, vpc: vpc.to_string(), region: api.region.clone() }
+            .recorded();
     wanted.ledger.record(pending.clone());
     let description = format!("amiprobe run {}: the probed ports from --probe-from", wanted.run_id);
     let created = api
@@ -164,7 +166,8 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
         return Err(format!("CreateSecurityGroup returned no group id for {name}"));
     };
     let group =
-        Resource::SecurityGroup { name, id: Some(id.clone()), vpc: vpc.to_string(), region: api.region.clone() };
+        Ec2Resource::SecurityGroup { name, id: Some(id.clone()), vpc: vpc.to_string(), region: api.region.clone() }
+            .recorded();
     wanted.ledger.replace(&pending, group.clone());
     if wanted.ports.is_empty() {
         return Ok(id);

@@ -4,13 +4,15 @@
 use aws_sdk_ec2::types::TagSpecification;
 
 use super::api::{Api, ApiError};
+use super::resource::Ec2Resource;
 use crate::provider::key::RunKey;
 use crate::provider::{Ledger, Resource};
 
 /// Imports the run's key into the region `api` talks to, recorded in the ledger before the call. A
 /// retry that finds the key already there (the first attempt's answer was lost) is the same key.
 pub async fn import(key: &RunKey, api: &Api, tags: TagSpecification, ledger: &Ledger) -> Result<Resource, ApiError> {
-    let resource = Resource::KeyPair { name: key.name.clone(), cell: String::new(), region: api.region.clone() };
+    let resource =
+        Ec2Resource::KeyPair { name: key.name.clone(), cell: String::new(), region: api.region.clone() }.recorded();
     ledger.record(resource.clone());
     let imported = api
         .call(&api.buckets.mutating, "ImportKeyPair", || {

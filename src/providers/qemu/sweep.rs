@@ -1,7 +1,8 @@
 //! The qemu provider's end-of-run sweep: QEMU processes are "tagged" with the run id through their
 //! `-name amiprobe-RUN-CELL`, so any left running (whatever lost track of them) are found in /proc.
 
-use crate::provider::{CleanupStep, Ledger, Resource};
+use super::resource;
+use crate::provider::{CleanupStep, Ledger};
 
 /// A QEMU process's arguments, when `pid` is one.
 fn qemu_args(pid: u32) -> Option<Vec<String>> {
@@ -48,7 +49,7 @@ pub fn sweep(run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
         } else {
             CleanupStep::failed(action, std::io::Error::last_os_error().to_string())
         });
-        ledger.retain(|r| !matches!(r, Resource::Process { pid: p, .. } if *p == pid));
+        ledger.retain(|r| !resource::of(r).is_some_and(|process| process.pid == pid));
     }
     steps
 }

@@ -1,0 +1,157 @@
+//! What the registry (`crate::providers`) knows of each provider: its name, its `provider:` section
+//! and launch fields ([`ProviderKind`]); and what a resolved section answers for the plan and the run
+//! ([`ProviderSettings`]). Nothing above the contract names a provider: it asks these.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::{Schema, SchemaGenerator};
+
+use super::{Field, Provider};
+use crate::cell::Cell;
+use crate::spec::{FieldPath, KeyPair, Os, Problem};
+
+/// A provider as the registry lists it.
+#[async_trait]
+pub trait ProviderKind: Sync {
+    /// Its key under `provider:` (`ec2`, `qemu`).
+    fn name(&self) -> &'static str;
+
+    /// The launch fields it understands (matrix axes and `launch:` keys).
+    fn fields(&self) -> &'static [Field];
+
+    /// The JSON Schema of its section, its definitions added to `generator`.
+    fn section_schema(&self, generator: &mut SchemaGenerator) -> Schema;
+
+    /// Reads and checks its section (`raw`, found at `at`), relative paths against `base`.
+    fn resolve(
+        &self,
+        raw: &serde_yaml::Value,
+        base: &Path,
+        at: &FieldPath,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Arc<dyn ProviderSettings>>;
+
+    /// What `amiprobe sweep` removes: whatever runs left behind, found by amiprobe's tags. A
+    /// provider none of whose machines outlives its run has nothing to sweep.
+    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
+        let _ = request;
+        Ok(Vec::new())
+    }
+
+    /// The kinds of thing its sweep removes, singular and plural, for the closing count
+    /// ("2 instances, 1 key pair"); empty when it has nothing to sweep.
+    fn swept_kinds(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// A provider's section, read and checked: what the plan carries and the run's provider is made
+/// from.
+pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The launch fields this provider understands.
+    fn fields(&self) -> &'static [Field];
+
+    /// Checks of one launch field value that need the provider's section (a size it names), placed
+    /// at `at`, where the value was written; run after the field's own check passed.
+    fn check_value(&self, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {
+        let _ = (name, value, at);
+        Vec::new()
+    }
+
+    /// Checks the generic launch settings against what this provider can do.
+    fn check_launch(&self, launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
+        let _ = (launch, path, problems);
+    }
+
+    /// What will not work as asked, known before launching (shown by `plan` and `run`).
+    fn warnings(&self, cells: &[Cell]) -> Vec<String> {
+        let _ = cells;
+        Vec::new()
+    }
+
+    /// Why the run's command line does not fit these settings, if it does not (exit 2 before
+    /// anything runs).
+    fn check_flags(&self, flags: &RunFlags) -> Result<(), FlagsRefused>;
+
+    /// The provider a run uses.
+    fn provider(&self, run: RunSettings) -> Arc<dyn Provider>;
+}
+
+/// The command-line choices of `amiprobe run` a provider may refuse.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    /// `--probe-from`: where the probes come from.
+    pub probe_from: Option<Vec<ipnet::IpNet>>,
+    /// `--keep-failed`: a failed cell's machine stays.
+    pub keep_failed: bool,
+}
+
+/// Why the run's command line does not fit the provider, as a lowercase fragment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagsRefused(pub String);
+
+/// What every provider needs of the plan besides the cells.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The spec's name, in resource names and tags.
+    pub spec_name: String,
+    pub launch: LaunchPlan,
+    pub run_timeout: Duration,
+    pub cleanup_timeout: Duration,
+}
+
+/// How machines are launched, whatever the provider: `launch:` without the provider's own fields.
+#[derive(Debug, Clone)]
+pub struct LaunchPlan {
+    /// `os`: decides the kind of the run's key (RSA for Windows).
+    pub os: Os,
+    pub key_pair: KeyPair,
+    pub keep_private_key: bool,
+    pub user_data: Option<Vec<u8>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Which leftovers `amiprobe sweep` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Run(String),
+    /// The run's own end: the run's, but not what it kept for debugging (`--keep-failed`).
+    RunEnd(String),
+    OlderThan(Duration),
+    /// Past their expiry tag (the default).
+    Expired,
+}
+
+/// What `amiprobe sweep` was asked.
+#[derive(Debug, Clone)]
+pub struct SweepRequest {
+    pub selection: Selection,
+    /// Where to look (EC2 regions); empty: the provider's default.
+    pub places: Vec<String>,
+    /// The credentials profile to use, where the provider has profiles.
+    pub profile: Option<String>,
+    /// List what would be removed, remove nothing.
+    pub dry_run: bool,
+}
+
+/// What a sweep did in one place (an EC2 region).
+#[derive(Debug, Clone, Default)]
+pub struct SweepReport {
+    pub place: String,
+    /// What was (or, on a dry run, would be) removed: its kind (singular, as in
+    /// [`ProviderKind::swept_kinds`]) and its id.
+    pub removed: Vec<(&'static str, String)>,
+    pub errors: Vec<String>,
+}
+
+/// Why a sweep could not start (no credentials, an unknown region), as a lowercase fragment.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SweepError(pub String);

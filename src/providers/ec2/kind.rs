@@ -1,0 +1,129 @@
+//! The ec2 provider as the registry knows it: its `provider.ec2` section, its launch fields, what it
+//! refuses before a run starts, and `amiprobe sweep`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::{Schema, SchemaGenerator};
+
+use super::instance_types::screenshot_unsupported;
+use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
+use crate::cell::Cell;
+use crate::provider::{
+    section, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags, RunSettings,
+    SweepError, SweepReport, SweepRequest,
+};
+use crate::spec::{FieldPath, Problem};
+
+/// The registry's entry.
+pub static KIND: Ec2Kind = Ec2Kind;
+
+pub struct Ec2Kind;
+
+#[async_trait]
+impl ProviderKind for Ec2Kind {
+    fn name(&self) -> &'static str {
+        "ec2"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        FIELDS
+    }
+
+    fn section_schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<Ec2Spec>()
+    }
+
+    fn resolve(
+        &self,
+        raw: &serde_yaml::Value,
+        _base: &Path,
+        at: &FieldPath,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Arc<dyn ProviderSettings>> {
+        let spec: Ec2Spec = section::read(raw, at, problems)?;
+        spec.check(at, problems);
+        Some(Arc::new(spec))
+    }
+
+    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
+        sweep::sweep_regions(request).await
+    }
+
+    fn swept_kinds(&self) -> &'static [(&'static str, &'static str)] {
+        &[("instance", "instances"), ("key pair", "key pairs"), ("security group", "security groups")]
+    }
+}
+
+impl ProviderSettings for Ec2Spec {
+    fn name(&self) -> &'static str {
+        "ec2"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        FIELDS
+    }
+
+    /// EC2 takes user data of at most 16 KiB, and keeps tags starting `aws:` for itself.
+    fn check_launch(&self, launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
+        if let Some(bytes) = launch.user_data.as_ref().filter(|b| b.len() > 16 * 1024) {
+            problems.push(Problem::at(
+                path.key("user_data"),
+                format!("user data is {} bytes; EC2 takes at most 16 KiB", bytes.len()),
+            ));
+        }
+        for key in launch.tags.keys().filter(|key| key.starts_with("aws:")) {
+            problems.push(Problem::at_key(
+                path.key("tags").key(key.clone()),
+                format!("tag `{key}` uses a reserved prefix"),
+            ));
+        }
+    }
+
+    /// What EC2 will not do as asked, known from the cells alone: screenshots of bare-metal types.
+    fn warnings(&self, cells: &[Cell]) -> Vec<String> {
+        cells
+            .iter()
+            .filter_map(|cell| {
+                let why = cell.text("instance_type").and_then(screenshot_unsupported)?;
+                Some(format!(
+                    "cell {}: EC2 takes no screenshots of {why} instances; the cell runs without them",
+                    cell.id
+                ))
+            })
+            .collect()
+    }
+
+    fn check_flags(&self, flags: &RunFlags) -> Result<(), FlagsRefused> {
+        probe_from_problem(self, flags.probe_from.as_deref())
+            .or_else(|| flags.keep_failed.then(|| keep_problem(self)).flatten())
+            .map_or(Ok(()), |why| Err(FlagsRefused(why)))
+    }
+
+    fn provider(&self, run: RunSettings) -> Arc<dyn Provider> {
+        Arc::new(Ec2Provider::new(self.clone(), run))
+    }
+}
+
+/// Why a run can't start with these `--probe-from` networks, if it can't: an ephemeral security
+/// group opens the probed ports to them, and no default is narrow enough to assume.
+fn probe_from_problem(spec: &Ec2Spec, probe_from: Option<&[ipnet::IpNet]>) -> Option<String> {
+    match (spec.security_group, probe_from) {
+        (SecurityGroupMode::Ephemeral, None | Some([])) => Some(
+            "provider.ec2.security_group: ephemeral needs --probe-from CIDR,... (the runner's own address, \
+             e.g. 203.0.113.7/32): the run's security group opens the probed ports to those networks only"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// Why `--keep-failed` can't be used with these settings, if it can't.
+fn keep_problem(spec: &Ec2Spec) -> Option<String> {
+    (spec.security_group == SecurityGroupMode::Ephemeral).then(|| {
+        "--keep-failed keeps instances past the run, and the run's ephemeral security group is removed at its end: \
+         name existing security groups instead"
+            .to_string()
+    })
+}
