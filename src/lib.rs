@@ -16,3 +16,4 @@ pub mod provider;
 pub mod report;
 pub mod results;
 pub mod spec;
+pub mod text;

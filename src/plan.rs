@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::capture::Schedule;
 use crate::cell::Cell;
-use crate::console::ConsoleRules;
+use crate::console::{self, ConsoleRules, PlatformRules};
 use crate::probe::Probe;
 use crate::provider::{LaunchPlan, RunSettings, Settings};
 use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Os, Problem, SpecError, VarOverrides};
@@ -96,7 +96,8 @@ impl Plan {
                 probes.push(probe);
             }
         }
-        let console = ConsoleRules::compile(&spec.console, os, &root.key("console"), &mut problems);
+        let platform = if os == Os::Windows { console::ec2launch::rules() } else { PlatformRules::default() };
+        let console = ConsoleRules::compile(&spec.console, &platform, &root.key("console"), &mut problems);
         if spec.reboot && spec.probes.is_empty() {
             problems.push(
                 Problem::at(root.key("reboot"), "`reboot` needs probes: they say when the first boot is done")
