@@ -47,3 +47,18 @@ pub(crate) async fn resolve(endpoint: &Endpoint, policy: &TargetPolicy) -> Resul
     }
     addrs.into_iter().next().ok_or_else(|| ResolveError::NoAddress(endpoint.host.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_addresses_within_the_policy_are_contacted() {
+        let policy = TargetPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] };
+        let outside = Endpoint { host: "10.0.0.1".into(), port: 22 };
+        let refused = resolve(&outside, &policy).await.unwrap_err();
+        assert_eq!(refused.to_string(), "refused to contact 10.0.0.1: not within --allow-targets");
+        let inside = Endpoint { host: "127.0.0.1".into(), port: 22 };
+        assert_eq!(resolve(&inside, &policy).await.unwrap(), "127.0.0.1:22".parse().unwrap());
+    }
+}

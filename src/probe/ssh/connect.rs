@@ -238,3 +238,30 @@ async fn authenticate<H: client::Handler>(
         Err(AuthError::Refused { user: user.to_string(), fingerprint })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_that_heard_nothing_is_silent_and_may_be_tried_again() {
+        let seen = Arc::default();
+        let failure = rejected(HandshakeError::Timeout(Duration::from_secs(1)), &seen, "u@h:22");
+        assert_eq!(failure.message, "u@h:22: no ssh handshake within 1s");
+        assert!(failure.silent && !failure.settled);
+    }
+
+    #[test]
+    fn a_host_key_that_does_not_match_settles_the_probe() {
+        let rejection = Some(Rejection::Mismatch("the key accepted first".into()));
+        let key = KeySeen { fingerprint: "SHA256:x".into(), algorithm: "ssh-ed25519".into(), rejection };
+        let seen = Arc::new(Mutex::new(Some(key)));
+        let error = HandshakeError::Failed(russh::Error::UnknownKey);
+        let failure = rejected(error, &seen, "u@h:22");
+        assert_eq!(
+            failure.message,
+            "u@h:22: host key SHA256:x (ssh-ed25519) does not match the key accepted first: refusing to log in"
+        );
+        assert!(failure.settled && !failure.silent);
+    }
+}

@@ -17,8 +17,8 @@ use crate::spec::HostKeyPolicy;
 /// The machine's host key as seen in the handshake, and why it was refused if it was.
 #[derive(Debug, Clone)]
 pub(super) struct KeySeen {
-    fingerprint: String,
-    algorithm: String,
+    pub fingerprint: String,
+    pub algorithm: String,
     pub rejection: Option<Rejection>,
 }
 
