@@ -1,6 +1,7 @@
-//! What is recorded while a machine boots: the screenshot schedule and the screenshots themselves.
+//! What is recorded while a machine boots: the screenshot schedule and the screenshots themselves
+//! (stored as PNG or JPEG, with a perceptual hash to tell a new picture from the same one).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -92,15 +93,27 @@ pub struct Screenshot {
     pub duplicate_of: Option<usize>,
 }
 
-/// Decodes an image (PNG, JPEG or PPM), re-encodes it as PNG or JPEG into `file` and hashes it.
-pub fn store(bytes: &[u8], file: &Path) -> Result<(u32, u32, String), String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("failed to decode screenshot: {e}"))?;
+/// Why a screenshot could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to decode screenshot: {0}")]
+    Decode(#[source] image::ImageError),
+    #[error("failed to write {}: {source}", file.display())]
+    Write { file: PathBuf, source: std::io::Error },
+    #[error("failed to write {}: {source}", file.display())]
+    Encode { file: PathBuf, source: image::ImageError },
+}
+
+/// Decodes an image (PNG, JPEG or PPM), re-encodes it as PNG or JPEG into `file` and hashes it:
+/// width, height and hash.
+pub fn store(bytes: &[u8], file: &Path) -> Result<(u32, u32, String), StoreError> {
+    let img = image::load_from_memory(bytes).map_err(StoreError::Decode)?;
     let hash = hasher().hash_image(&img).to_base64();
     let is_same_format = image::guess_format(bytes).ok() == image::ImageFormat::from_path(file).ok();
     if is_same_format {
-        std::fs::write(file, bytes).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        std::fs::write(file, bytes).map_err(|source| StoreError::Write { file: file.to_path_buf(), source })?;
     } else {
-        img.save(file).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        img.save(file).map_err(|source| StoreError::Encode { file: file.to_path_buf(), source })?;
     }
     Ok((img.width(), img.height(), hash))
 }

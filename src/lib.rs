@@ -17,3 +17,4 @@ pub mod providers;
 pub mod report;
 pub mod results;
 pub mod spec;
+pub mod text;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::capture::Schedule;
 use crate::cell::Cell;
-use crate::console::ConsoleRules;
+use crate::console::{ConsoleRules, PlatformRules};
 use crate::probe::Probe;
 use crate::provider::{LaunchPlan, ProviderSettings, RunSettings};
 use crate::spec::{self, FieldPath, KeyPair, LoadedSpec, Os, Problem, SpecError, VarOverrides};
@@ -97,7 +97,8 @@ impl Plan {
                 probes.push(probe);
             }
         }
-        let console = ConsoleRules::compile(&spec.console, os, &root.key("console"), &mut problems);
+        let platform = provider.as_ref().map_or_else(PlatformRules::default, |p| p.console_rules(os));
+        let console = ConsoleRules::compile(&spec.console, &platform, &root.key("console"), &mut problems);
         if spec.reboot && spec.probes.is_empty() {
             problems.push(
                 Problem::at(root.key("reboot"), "`reboot` needs probes: they say when the first boot is done")

@@ -827,6 +827,6 @@ fn save_screenshot(rec: &mut Recorder, bytes: &[u8], taken_at: Duration, cell_di
                 .events
                 .send(Event::Screenshot { cell: rec.result.id.clone(), count: rec.result.screenshots.len() });
         }
-        Err(e) => rec.error(e),
+        Err(e) => rec.error(e.to_string()),
     }
 }

@@ -1,10 +1,12 @@
-//! HTTP probes: one request, then every expectation checked against the answer.
+//! HTTP probes: one request, then every expectation checked against the answer. What was sent and
+//! what came back is kept for the report ([`HttpExchange`]), credentials in headers hidden.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::expect::{check_json, Unmet};
 use super::{Endpoint, Expectations, HttpCheck};
 use crate::spec::{HttpMethod, HttpScheme};
 
@@ -23,12 +25,22 @@ pub struct HttpExchange {
     pub body_truncated: bool,
 }
 
-/// A pass, or a failure with whether it was a timeout.
-type Outcome = Result<(String, Option<HttpExchange>), (String, Option<HttpExchange>, bool)>;
+/// A failed attempt: why, what was sent and what came back (secrets not yet masked), and whether
+/// the time ran out.
+pub struct Failure {
+    pub message: String,
+    pub exchange: HttpExchange,
+    pub timed_out: bool,
+}
+
+/// The HTTP client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to build http client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
 
 /// The client a probe's attempts share: no proxy, no redirects, no certificate checks, and only
 /// ever the address the target policy allowed, whatever the host name says.
-pub fn client(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Result<reqwest::Client, String> {
+pub fn client(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .no_proxy()
         .resolve(&endpoint.host, addr)
@@ -37,7 +49,7 @@ pub fn client(check: &HttpCheck, endpoint: &Endpoint, addr: SocketAddr) -> Resul
         .connect_timeout(check.timeout.min(Duration::from_secs(5)))
         .timeout(check.timeout)
         .build()
-        .map_err(|e| format!("failed to build http client: {e}"))
+        .map_err(ClientError)
 }
 
 /// One request; `limit`, when given and shorter than the probe's timeout, bounds the whole exchange.
@@ -46,13 +58,8 @@ pub async fn attempt(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     limit: Option<Duration>,
-) -> Outcome {
-    let scheme = match check.scheme {
-        HttpScheme::Http => "http",
-        HttpScheme::Https => "https",
-    };
-    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
-    let url = format!("{scheme}://{host}:{}{}", endpoint.port, check.path);
+) -> Result<(String, HttpExchange), Failure> {
+    let url = url(check, endpoint);
     let method = method_name(check.method);
     let mut exchange = HttpExchange {
         method: method.to_string(),
@@ -62,9 +69,47 @@ pub async fn attempt(
         body_excerpt: String::new(),
         body_truncated: false,
     };
+    let mut response = match request(check, client, &url, limit).send().await {
+        Ok(r) => r,
+        Err(e) => return Err(Failure { message: describe(&e), exchange, timed_out: e.is_timeout() }),
+    };
+    let status = response.status().as_u16();
+    exchange.status = Some(status);
+    exchange.headers = answer_headers(&response);
+    let body = match read_body(&mut response).await {
+        Ok((body, truncated)) => {
+            exchange.body_truncated = truncated;
+            body
+        }
+        Err(e) => {
+            let message = format!("failed to read body: {}", describe(&e));
+            return Err(Failure { message, exchange, timed_out: e.is_timeout() });
+        }
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    exchange.body_excerpt = text.chars().take(EXCERPT).collect();
+    exchange.body_truncated |= text.chars().count() > EXCERPT;
 
+    match check_expectations(&check.expect, status, &exchange.headers, &text) {
+        Ok(()) => Ok((format!("status {status}, all expectations met"), exchange)),
+        Err(why) => Err(Failure { message: why.to_string(), exchange, timed_out: false }),
+    }
+}
+
+fn url(check: &HttpCheck, endpoint: &Endpoint) -> String {
+    let scheme = match check.scheme {
+        HttpScheme::Http => "http",
+        HttpScheme::Https => "https",
+    };
+    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
+    format!("{scheme}://{host}:{}{}", endpoint.port, check.path)
+}
+
+/// The probe's request: its method, headers and body, within `limit` if that is the shorter.
+fn request(check: &HttpCheck, client: &reqwest::Client, url: &str, limit: Option<Duration>) -> reqwest::RequestBuilder {
+    let method = method_name(check.method);
     let mut request =
-        client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET), &url);
+        client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET), url);
     for (k, v) in &check.headers {
         request = request.header(k, v);
     }
@@ -74,13 +119,12 @@ pub async fn attempt(
     if let Some(limit) = limit.filter(|l| *l < check.timeout) {
         request = request.timeout(limit);
     }
-    let mut response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return Err((describe(&e), Some(exchange), e.is_timeout())),
-    };
-    let status = response.status().as_u16();
-    exchange.status = Some(status);
-    exchange.headers = response
+    request
+}
+
+/// The answer's headers as the report keeps them, credentials hidden.
+fn answer_headers(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -91,30 +135,20 @@ pub async fn attempt(
             };
             (k.as_str().to_string(), value)
         })
-        .collect();
+        .collect()
+}
+
+/// The body up to [`MAX_BODY`], and whether it was longer.
+async fn read_body(response: &mut reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() >= MAX_BODY {
-                    body.truncate(MAX_BODY);
-                    exchange.body_truncated = true;
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Err((format!("failed to read body: {}", describe(&e)), Some(exchange), e.is_timeout())),
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_BODY {
+            body.truncate(MAX_BODY);
+            return Ok((body, true));
         }
     }
-    let text = String::from_utf8_lossy(&body).into_owned();
-    exchange.body_excerpt = text.chars().take(EXCERPT).collect();
-    exchange.body_truncated |= text.chars().count() > EXCERPT;
-
-    match check_expectations(&check.expect, status, &exchange.headers, &text) {
-        Ok(()) => Ok((format!("status {status}, all expectations met"), Some(exchange))),
-        Err(why) => Err((why, Some(exchange), false)),
-    }
+    Ok((body, false))
 }
 
 /// The spec's secrets masked in what the report keeps of an exchange.
@@ -122,7 +156,7 @@ pub fn mask_exchange(exchange: &mut HttpExchange, secrets: &[String]) {
     if secrets.is_empty() {
         return;
     }
-    let mask = |text: &str| super::ssh::mask(text, secrets);
+    let mask = |text: &str| crate::text::mask(text, secrets);
     exchange.url = mask(&exchange.url);
     exchange.body_excerpt = mask(&exchange.body_excerpt);
     for (_, value) in &mut exchange.headers {
@@ -184,7 +218,7 @@ pub fn check_expectations(
     status: u16,
     headers: &[(String, String)],
     body: &str,
-) -> Result<(), String> {
+) -> Result<(), Unmet> {
     let mut failures = Vec::new();
     if !expect.status.matches(status) {
         failures.push(format!("status {status}, expected {}", expect.status));
@@ -208,12 +242,8 @@ pub fn check_expectations(
             failures.push(format!("body does not match /{}/", re.as_str()));
         }
     }
-    super::check_json(&expect.json, "body", body, &mut failures);
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("; "))
-    }
+    check_json(&expect.json, "body", body, &mut failures);
+    Unmet::check(failures)
 }
 
 #[cfg(test)]
@@ -242,7 +272,7 @@ mod tests {
         assert_eq!(check_expectations(&e, 200, &headers, r#"{"status":"up"}"#), Ok(()));
         let err = check_expectations(&e, 503, &[], r#"{"status":"down"}"#).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "status 503, expected 200-299; header `Content-Type` missing; body does not contain `up`; `$.status` is \"down\", expected \"up\""
         );
     }

@@ -19,11 +19,22 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECTION_REQUEST: [u8; 19] =
     [0x03, 0x00, 0x00, 0x13, 0x0e, 0xe0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00];
 
+/// Why an attempt failed; `silent`: nothing came back in time (see [`super::Attempt::silent`]).
 pub struct Failure {
     pub message: String,
     pub silent: bool,
 }
 
+/// An answer that is not an RDP server's Connection Confirm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotRdp {
+    #[error("not an X.224 connection confirm (code {0:#04x})")]
+    NotConfirm(u8),
+    #[error("malformed RDP negotiation in the connection confirm")]
+    Malformed,
+}
+
+/// One Connection Request and its answer, within `limit` (at most [`TIMEOUT`]).
 pub async fn attempt(addr: SocketAddr, limit: Option<Duration>) -> Result<String, Failure> {
     let limit = limit.unwrap_or(TIMEOUT).min(TIMEOUT);
     let exchange = async {
@@ -55,7 +66,7 @@ pub async fn attempt(addr: SocketAddr, limit: Option<Duration>) -> Result<String
             .read_exact(&mut body)
             .await
             .map_err(|e| Failure { message: format!("incomplete RDP answer: {e}"), silent: false })?;
-        parse_confirm(&body).map_err(|message| Failure { message, silent: false })
+        parse_confirm(&body).map_err(|e| Failure { message: e.to_string(), silent: false })
     };
     match tokio::time::timeout(limit, exchange).await {
         Ok(outcome) => outcome,
@@ -67,9 +78,9 @@ pub async fn attempt(addr: SocketAddr, limit: Option<Duration>) -> Result<String
 }
 
 /// The X.224 part after the TPKT header: a Connection Confirm and what it says.
-fn parse_confirm(body: &[u8]) -> Result<String, String> {
+fn parse_confirm(body: &[u8]) -> Result<String, NotRdp> {
     if body.len() < 2 || body[1] & 0xf0 != 0xd0 {
-        return Err(format!("not an X.224 connection confirm (code {:#04x})", body.get(1).copied().unwrap_or(0)));
+        return Err(NotRdp::NotConfirm(body.get(1).copied().unwrap_or(0)));
     }
     // Length indicator, code, dst-ref (2), src-ref (2), class: 7 bytes, then the negotiation part.
     let negotiation = body.get(7..).unwrap_or_default();
@@ -78,7 +89,7 @@ fn parse_confirm(body: &[u8]) -> Result<String, String> {
         (Some(0x02), Some(protocol)) => Ok(format!("RDP answered (protocol {})", protocol_name(protocol))),
         (Some(0x03), Some(code)) => Ok(format!("RDP answered, refusing the offered security (failure code {code})")),
         (None, _) => Ok("RDP answered (standard RDP security)".to_string()),
-        _ => Err("malformed RDP negotiation in the connection confirm".to_string()),
+        _ => Err(NotRdp::Malformed),
     }
 }
 
@@ -105,7 +116,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_not_rdp() {
-        assert!(parse_confirm(b"\x02\xf0\x80").unwrap_err().starts_with("not an X.224"));
+        assert!(parse_confirm(b"\x02\xf0\x80").unwrap_err().to_string().starts_with("not an X.224"));
     }
 
     #[tokio::test]

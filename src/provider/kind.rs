@@ -12,6 +12,7 @@ use schemars::{Schema, SchemaGenerator};
 
 use super::{Field, Provider};
 use crate::cell::Cell;
+use crate::console::PlatformRules;
 use crate::spec::{FieldPath, KeyPair, Os, Problem};
 
 /// A provider as the registry lists it.
@@ -73,6 +74,13 @@ pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
     fn warnings(&self, cells: &[Cell]) -> Vec<String> {
         let _ = cells;
         Vec::new()
+    }
+
+    /// The console rules of this platform for machines of `os` (Windows on EC2: EC2Launch's), added
+    /// to the generic ones.
+    fn console_rules(&self, os: Os) -> PlatformRules {
+        let _ = os;
+        PlatformRules::default()
     }
 
     /// Why the run's command line does not fit these settings, if it does not (exit 2 before

@@ -14,6 +14,7 @@
 
 mod api;
 mod config;
+mod console_rules;
 mod instance_types;
 mod key_pair;
 mod kind;

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use schemars::{Schema, SchemaGenerator};
 
+use super::console_rules;
 use super::instance_types::screenshot_unsupported;
 use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
+use crate::console::PlatformRules;
 use crate::provider::{
     section, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags, RunSettings,
     SweepError, SweepReport, SweepRequest,
 };
-use crate::spec::{FieldPath, Problem};
+use crate::spec::{FieldPath, Os, Problem};
 
 /// The registry's entry.
 pub static KIND: Ec2Kind = Ec2Kind;
@@ -93,6 +95,13 @@ impl ProviderSettings for Ec2Spec {
                 ))
             })
             .collect()
+    }
+
+    fn console_rules(&self, os: Os) -> PlatformRules {
+        match os {
+            Os::Windows => console_rules::rules(),
+            Os::Linux => PlatformRules::default(),
+        }
     }
 
     fn check_flags(&self, flags: &RunFlags) -> Result<(), FlagsRefused> {

@@ -1,0 +1,199 @@
+//! One attempt of one probe, whatever its kind: the address resolved and allowed, the check run,
+//! and what came back recorded as an [`Attempt`], the spec's secrets masked.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::target::resolve;
+use super::{http, rdp, ssh, tcp, windows_password};
+use super::{Attempt, Check, ConnectMeaning, Endpoint, HttpCheck, Probe, SshCheck, SshContext, TargetPolicy};
+
+/// What one probe keeps from one attempt to the next: its HTTP client (with its connection pool and
+/// TLS set-up), made again only when the address changes.
+#[derive(Default)]
+pub struct Session {
+    http: Option<(SocketAddr, reqwest::Client)>,
+}
+
+/// Where and how a cell's probes may connect, the same for all of them.
+pub struct ProbeEnv {
+    pub policy: TargetPolicy,
+    pub meaning: ConnectMeaning,
+    /// SSH probes' keys, known host keys and shared connections.
+    pub ssh: Arc<SshContext>,
+    /// Where the machine's administrator password is fetched, and the key that decrypts it.
+    pub password: Option<(Arc<dyn crate::provider::AdminPassword>, Arc<crate::provider::key::RunKey>)>,
+}
+
+/// Makes one attempt of `probe` against `endpoint`; `limit` bounds the wait for the first byte
+/// (connect included), see [`Probe::attempt_limit`].
+pub async fn attempt(
+    probe: &Probe,
+    session: &mut Session,
+    endpoint: &Endpoint,
+    env: &ProbeEnv,
+    at_s: f64,
+    limit: Option<Duration>,
+) -> Attempt {
+    let started = Instant::now();
+    let mut attempt = Attempt {
+        at_s,
+        passed: false,
+        message: String::new(),
+        latency_ms: 0,
+        exchange: None,
+        ssh: None,
+        settled: false,
+        silent: false,
+    };
+    match &probe.check {
+        // The SSH client resolves its own hops: with a jump host the machine is never contacted
+        // from here.
+        Check::Ssh(check) => attempt_ssh(&mut attempt, check, endpoint, env, limit).await,
+        Check::WindowsPassword => match windows_password::attempt(env).await {
+            Ok(message) => (attempt.passed, attempt.message) = (true, message),
+            Err(e) => (attempt.settled, attempt.message) = (e.settled(), e.to_string()),
+        },
+        Check::Tcp(check) => {
+            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
+                match tcp::attempt(check, addr, env.meaning, limit).await {
+                    Ok(message) => (attempt.passed, attempt.message) = (true, message),
+                    Err(failure) => (attempt.message, attempt.silent) = (failure.message, failure.silent),
+                }
+            }
+        }
+        Check::Rdp { .. } => {
+            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
+                match rdp::attempt(addr, limit).await {
+                    Ok(message) => (attempt.passed, attempt.message) = (true, message),
+                    Err(failure) => (attempt.message, attempt.silent) = (failure.message, failure.silent),
+                }
+            }
+        }
+        Check::Http(check) => {
+            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
+                attempt_http(&mut attempt, check, session, endpoint, addr, limit).await;
+            }
+        }
+    }
+    mask(&mut attempt, &env.ssh.secrets);
+    attempt.latency_ms = started.elapsed().as_millis() as u64;
+    attempt
+}
+
+/// The address to connect to, or `None` with the reason in the attempt's message.
+async fn allowed_address(attempt: &mut Attempt, endpoint: &Endpoint, env: &ProbeEnv) -> Option<SocketAddr> {
+    match resolve(endpoint, &env.policy).await {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            attempt.message = e.to_string();
+            None
+        }
+    }
+}
+
+async fn attempt_ssh(
+    attempt: &mut Attempt,
+    check: &SshCheck,
+    endpoint: &Endpoint,
+    env: &ProbeEnv,
+    limit: Option<Duration>,
+) {
+    match ssh::attempt(check, &env.ssh, endpoint, &env.policy, limit).await {
+        Ok((message, exchange)) => (attempt.passed, attempt.message, attempt.ssh) = (true, message, Some(exchange)),
+        Err(failure) => {
+            (attempt.message, attempt.ssh) = (failure.message, failure.exchange.map(|x| *x));
+            (attempt.silent, attempt.settled) = (failure.silent, failure.settled);
+        }
+    }
+}
+
+/// One request with the session's client, made first for a new address.
+async fn attempt_http(
+    attempt: &mut Attempt,
+    check: &HttpCheck,
+    session: &mut Session,
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    limit: Option<Duration>,
+) {
+    let client = match &session.http {
+        Some((known, client)) if *known == addr => client.clone(),
+        _ => match http::client(check, endpoint, addr) {
+            Ok(client) => client,
+            Err(e) => return attempt.message = e.to_string(),
+        },
+    };
+    session.http = Some((addr, client.clone()));
+    match http::attempt(check, &client, endpoint, limit).await {
+        Ok((message, exchange)) => {
+            (attempt.passed, attempt.message, attempt.exchange) = (true, message, Some(exchange))
+        }
+        Err(failure) => {
+            attempt.silent = failure.timed_out && failure.exchange.status.is_none();
+            (attempt.message, attempt.exchange) = (failure.message, Some(failure.exchange));
+        }
+    }
+}
+
+/// Whatever the kind, the spec's secrets are masked in what is kept: an expectation or a banner can
+/// carry one into the message as well as an exchange.
+fn mask(attempt: &mut Attempt, secrets: &[String]) {
+    if let Some(exchange) = &mut attempt.exchange {
+        http::mask_exchange(exchange, secrets);
+    }
+    attempt.message = crate::text::mask(&attempt.message, secrets);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::compile::tests::probe;
+    use crate::probe::host_key;
+
+    /// A service that is up but always answers after 1.5 s (slower than the first short limit) is
+    /// not failed for it: the limit grows until an attempt hears the answer.
+    #[tokio::test]
+    async fn a_slow_but_correct_service_passes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        let p = probe(&format!("name: h\nhttp: {{port: {port}}}\ninterval: 1s"));
+        let endpoint = Endpoint { host: "127.0.0.1".into(), port };
+        let policy = TargetPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] };
+        let (_keys, console_keys) = tokio::sync::watch::channel(host_key::ConsoleHostKeys::default());
+        let ssh = Arc::new(SshContext::new(None, console_keys, Arc::default()));
+        let env = ProbeEnv { policy, meaning: ConnectMeaning::MaybeProxy, ssh, password: None };
+        let mut session = Session::default();
+        let mut silent = Some(0);
+        let mut attempts = Vec::new();
+        for _ in 0..4 {
+            let limit = p.attempt_limit(silent);
+            let attempt = super::attempt(&p, &mut session, &endpoint, &env, 0.0, limit).await;
+            silent = match silent {
+                Some(n) if attempt.silent => Some(n + 1),
+                _ => None,
+            };
+            let passed = attempt.passed;
+            attempts.push(attempt);
+            if passed {
+                break;
+            }
+        }
+        let last = attempts.last().unwrap();
+        assert!(last.passed, "{attempts:?}");
+        assert!(attempts.len() >= 2, "the first, 1 s attempt can't hear a 1.5 s answer: {attempts:?}");
+    }
+}

@@ -1,0 +1,105 @@
+//! A cell's SSH connections: one per way of logging in (user, port, key, jump host, host key
+//! policy), shared by the probes that log in that way and made again once it has died.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::Handle;
+use russh::keys::{HashAlg, PrivateKey};
+use tokio::sync::watch;
+
+use super::verify::{KnownHostsKey, MachineKey};
+use super::{connect, Failure, SshCheck};
+use crate::probe::host_key::ConsoleHostKeys;
+use crate::probe::{Endpoint, TargetPolicy};
+
+/// A cell's SSH state: the run's key, the host keys its console announced (kept current by the
+/// engine as it reads the console), the key accepted under `accept-new`, and open connections.
+pub struct SshContext {
+    pub run_key: Option<Arc<PrivateKey>>,
+    pub console_keys: watch::Receiver<ConsoleHostKeys>,
+    pub secrets: Arc<Vec<String>>,
+    /// Under `accept-new`: the key first seen at each `host:port`.
+    pub(super) accepted: Arc<Mutex<HashMap<String, String>>>,
+    /// Per way of logging in, its connection behind a lock of its own: held while connecting, so
+    /// that the probes that share it wait for it, and no others.
+    connections: Mutex<HashMap<String, Slot>>,
+}
+
+/// One way of logging in: its open connection, if any, behind the lock connecting holds.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
+
+/// A logged-in connection to the machine.
+pub(super) struct Connection {
+    pub handle: Handle<MachineKey>,
+    /// Kept open while the connection through it is used.
+    pub _jump: Option<Handle<KnownHostsKey>>,
+    /// The machine's host key as [`super::SshExchange::host_key`] shows it.
+    pub host_key: Option<String>,
+}
+
+impl SshContext {
+    pub fn new(
+        run_key: Option<Arc<PrivateKey>>,
+        console_keys: watch::Receiver<ConsoleHostKeys>,
+        secrets: Arc<Vec<String>>,
+    ) -> SshContext {
+        SshContext { run_key, console_keys, secrets, accepted: Arc::default(), connections: Mutex::default() }
+    }
+
+    /// Drops every open connection: after a reboot they are dead, and the next attempts log in anew.
+    pub fn forget_connections(&self) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The slot of one way of logging in.
+    fn slot(&self, id: &str) -> Slot {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
+    }
+
+    /// Drops the connection of one way of logging in: it died, and the next attempt makes another.
+    pub(super) fn forget(&self, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&connection_key(check, endpoint, key));
+    }
+
+    /// `text` with the spec's secrets masked.
+    pub(super) fn mask(&self, text: &str) -> String {
+        crate::text::mask(text, &self.secrets)
+    }
+}
+
+/// What tells one way of logging in from another.
+fn connection_key(check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) -> String {
+    let jump = check
+        .jump
+        .as_ref()
+        .map(|j| format!("{}@{}:{} known in {}", j.user, j.host, j.port, j.known_hosts.display()))
+        .unwrap_or_default();
+    let key = key.public_key().fingerprint(HashAlg::Sha256);
+    // The host key policy too: a connection trusted under `accept-new` must never serve a probe
+    // that wants the console's word for the key.
+    format!("{}@{}:{} via {jump} key {key} trusting {:?}", check.user, endpoint.host, endpoint.port, check.host_key)
+}
+
+/// The cell's open connection for this way of logging in, or a new one.
+pub(super) async fn connection(
+    check: &SshCheck,
+    ctx: &SshContext,
+    key: &Arc<PrivateKey>,
+    endpoint: &Endpoint,
+    policy: &TargetPolicy,
+    limit: Option<Duration>,
+    target: &str,
+) -> Result<Arc<Connection>, Failure> {
+    let slot = ctx.slot(&connection_key(check, endpoint, key));
+    // Held while connecting: the probes that log in the same way wait for this connection rather
+    // than open their own; the others don't wait.
+    let mut open = slot.lock().await;
+    if let Some(known) = open.as_ref().filter(|c| !c.handle.is_closed()) {
+        return Ok(known.clone());
+    }
+    let connection = Arc::new(connect::open(check, ctx, key, endpoint, policy, limit, target).await?);
+    *open = Some(connection.clone());
+    Ok(connection)
+}
