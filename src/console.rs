@@ -4,7 +4,6 @@
 //! seed of this project was an image whose files failed with I/O errors while it looked fine.
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 use crate::spec::{ConsoleSpec, FieldPath, Os, Problem};
 
@@ -63,8 +62,7 @@ pub struct ConsoleRules {
     ignore: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleKind {
     MustContain,
     MustNotContain,
@@ -72,7 +70,7 @@ pub enum RuleKind {
 }
 
 /// The outcome of one rule on one console log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleFinding {
     pub kind: RuleKind,
     /// The pattern as written, or the built-in rule's name.
@@ -82,13 +80,12 @@ pub struct ConsoleFinding {
     pub hits: Vec<ConsoleHit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleHit {
     pub line: usize,
     pub text: String,
     /// Seconds since the cell's launch when the line was first seen on the console (known for lines
     /// that appeared while the machine ran; the console is polled, so it is late by up to a poll).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_s: Option<f64>,
 }
 
