@@ -1,4 +1,5 @@
-//! `results.json` and its journal: the schema, the loading, and the journal a run appends to.
+//! `results.json` and its journal: the format's [`Writer`], the schema, the loading, and the
+//! journal a run appends to.
 //!
 //! While a run goes, `reporter::ResultsJson` appends to `results.jsonl` (the journal), one JSON line
 //! per event worth keeping: a header with the run as planned (every cell not run), a line when a cell
