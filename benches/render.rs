@@ -6,8 +6,6 @@
 
 use std::time::Instant;
 
-use amiprobe::capture::Screenshot;
-use amiprobe::console::{ConsoleFinding, ConsoleHit, RuleKind};
 use amiprobe::report::{html::Renderer, junit};
 use amiprobe::results::*;
 

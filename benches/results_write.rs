@@ -11,11 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use amiprobe::capture::Screenshot;
-use amiprobe::console::{ConsoleFinding, ConsoleHit, RuleKind};
 use amiprobe::engine::{Event, Phase, Reporter};
 use amiprobe::report::reporter::ResultsJson;
-use amiprobe::report::{write_one, Format};
+use amiprobe::report::{json, write_one};
 use amiprobe::results::*;
 
 const SIZES: [usize; 2] = [500, 1000];
@@ -125,7 +123,7 @@ impl Reporter for WholeFile {
             // As the engine once did: the whole run, copied and rewritten after every cell.
             Event::RunStarted { results, .. } | Event::RunFinished(results) | Event::RunAborted(results) => {
                 self.results = Some((**results).clone());
-                write_one(Format::Json, results, &self.dir, None).expect("results.json written");
+                write_one(json::FORMAT, results, &self.dir, None).expect("results.json written");
             }
             Event::CellFinished { cell, .. } => {
                 let Some(results) = &mut self.results else { return };
@@ -134,7 +132,7 @@ impl Reporter for WholeFile {
                 }
                 results.recount();
                 let snapshot = results.clone();
-                write_one(Format::Json, &snapshot, &self.dir, None).expect("results.json written");
+                write_one(json::FORMAT, &snapshot, &self.dir, None).expect("results.json written");
             }
             _ => {}
         }

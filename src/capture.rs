@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::spec::{FieldPath, Problem, ScreenshotPhase};
 
 /// When to take screenshots, as offsets from launch: every `every` until `until`, phase after phase.
@@ -79,7 +77,7 @@ impl Schedule {
 }
 
 /// A screenshot as stored next to the results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Screenshot {
     /// Relative to the results directory.
     pub path: String,

@@ -220,7 +220,7 @@ fn report(args: ReportArgs) -> Outcome {
                     return Outcome::UsageError;
                 }
             };
-            let formats = [report::Format::Html, report::Format::Junit];
+            let formats = merge::formats();
             match report::write_and_list(&merged, &out, &formats, templates.as_deref()) {
                 Ok(()) => {
                     let options = ReportOptions { report: Vec::new(), templates: None, summary, report_url };

@@ -12,7 +12,6 @@
 mod watch;
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 use crate::spec::{ConsoleSpec, FieldPath, Problem};
 
@@ -85,8 +84,7 @@ pub struct ConsoleRules {
     ignore: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleKind {
     MustContain,
     MustNotContain,
@@ -94,7 +92,7 @@ pub enum RuleKind {
 }
 
 /// The outcome of one rule on one console log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleFinding {
     pub kind: RuleKind,
     /// The pattern as written, or the built-in rule's name.
@@ -104,13 +102,12 @@ pub struct ConsoleFinding {
     pub hits: Vec<ConsoleHit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleHit {
     pub line: usize,
     pub text: String,
     /// Seconds since the cell's launch when the line was first seen on the console (known for lines
     /// that appeared while the machine ran; the console is polled, so it is late by up to a poll).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_s: Option<f64>,
 }
 

@@ -235,7 +235,7 @@ pub async fn run(
     tokio::pin!(removals);
     results.leftover_cleanup = loop {
         tokio::select! {
-            steps = &mut removals => break steps,
+            steps = &mut removals => break steps.into_iter().map(Into::into).collect(),
             name = signals.recv() => {
                 interrupt(name, &mut interrupts, &cancel, &hurry, reporter, &mut results, started, &ledger);
             }
@@ -289,7 +289,7 @@ async fn remove_what_is_left(provider: &dyn Provider, run_id: &str, ledger: &Led
 
 /// Everything still in the ledger, with the last error met removing it.
 fn not_removed(ledger: &Ledger, results: &RunResults) -> Vec<NotRemoved> {
-    let steps: Vec<&CleanupStep> =
+    let steps: Vec<&crate::results::CleanupStep> =
         results.cells.iter().flat_map(|c| c.cleanup.iter()).chain(results.leftover_cleanup.iter()).collect();
     ledger
         .remaining()

@@ -25,7 +25,6 @@ mod windows_password;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use serde_json_path::JsonPath;
 
 use crate::spec::{HttpMethod, HttpScheme, StatusMatcher};
@@ -113,7 +112,7 @@ impl Probe {
 }
 
 /// One try of one probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     /// Seconds since launch when the attempt started.
     pub at_s: f64,
@@ -121,18 +120,12 @@ pub struct Attempt {
     /// What was seen, as a lowercase fragment: "status 503, expected 200".
     pub message: String,
     pub latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange: Option<HttpExchange>,
     /// The SSH command and what it wrote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshExchange>,
     /// Trying again can't help (a host key that doesn't match): the probe fails now.
-    #[serde(skip)]
-    #[schemars(skip)]
     pub settled: bool,
     /// Nothing at all came back before the time ran out: no data, no refusal, no close. What a
     /// port forwarded by QEMU looks like while the guest is not up yet.
-    #[serde(skip)]
-    #[schemars(skip)]
     pub silent: bool,
 }

@@ -59,6 +59,8 @@ struct Recorder {
     console_read_at: Option<Instant>,
     /// The console's length when its host keys were last read: read again only when it grew.
     host_keys_read_len: usize,
+    /// The probes (by index) whose last attempt settled their fate (results keep no such flag).
+    settled: std::collections::BTreeSet<usize>,
 }
 
 impl Recorder {
@@ -177,6 +179,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResu
         silent_console: None,
         console_read_at: None,
         host_keys_read_len: 0,
+        settled: Default::default(),
     };
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(e) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
@@ -279,7 +282,7 @@ pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResu
         let message = if step.ok { step.action.clone() } else { format!("{} failed: {}", step.action, step.message) };
         rec.event(EventKind::Cleanup, message);
     }
-    rec.result.cleanup = steps;
+    rec.result.cleanup = steps.into_iter().map(Into::into).collect();
     rec.result.timings.ended_s = Some(rec.now_s());
     finish(&mut rec, ending);
     rec.result
@@ -358,7 +361,7 @@ async fn collect_console(
     for (at_s, message) in hits {
         rec.event_at(at_s, EventKind::ConsoleMatch, message);
     }
-    rec.result.console = findings;
+    rec.result.console = findings.into_iter().map(Into::into).collect();
 }
 
 /// Decides the cell's status and the one-line reason: the most telling finding, in this order:
@@ -368,7 +371,8 @@ async fn collect_console(
 /// system status check, a failed removal) is `error`.
 fn finish(rec: &mut Recorder, ending: Ending) {
     let r = &mut rec.result;
-    let mut failed: Vec<&ConsoleFinding> = r.console.iter().filter(|f| !f.passed).collect();
+    let findings: Vec<ConsoleFinding> = r.console.iter().map(ConsoleFinding::from).collect();
+    let mut failed: Vec<&ConsoleFinding> = findings.iter().filter(|f| !f.passed).collect();
     failed.sort_by_key(|f| f.rank());
     let fatal = failed.iter().find(|f| f.is_fatal()).map(|f| f.reason());
     let missing = failed.iter().find(|f| !f.is_fatal()).map(|f| f.reason());
@@ -604,9 +608,9 @@ async fn drive(
     while let Ok((index, attempt)) = attempt_rx.try_recv() {
         record_attempt(rec, index, attempt, &mut port_open_reported);
     }
-    for p in rec.result.probes.iter_mut().filter(|p| !p.passed) {
+    for (index, p) in rec.result.probes.iter_mut().enumerate().filter(|(_, p)| !p.passed) {
         // A probe that gave up for good (a wrong host key) did not wait for its deadline.
-        let settled = p.attempts.last().is_some_and(|a| a.settled);
+        let settled = rec.settled.contains(&index);
         if matches!(ending, Ending::Finished) && p.attempts_count > 0 && !settled {
             p.message = format!("{} (deadline passed after {} attempts)", p.message, p.attempts_count);
         }
@@ -781,10 +785,10 @@ fn record_attempt(
     p.attempts_count += 1;
     p.message = attempt.message.clone();
     if attempt.exchange.is_some() {
-        p.last_exchange = attempt.exchange.take();
+        p.last_exchange = attempt.exchange.take().map(Into::into);
     }
     if attempt.ssh.is_some() {
-        p.last_ssh = attempt.ssh.take();
+        p.last_ssh = attempt.ssh.take().map(Into::into);
     }
     let first_pass = attempt.passed && !p.passed;
     let (at_s, message) = (attempt.at_s, format!("probe `{name}` passed: {}", attempt.message));
@@ -792,7 +796,12 @@ fn record_attempt(
         p.passed = true;
         p.first_passed_s = Some(at_s);
     }
-    p.attempts.push(attempt);
+    if attempt.settled {
+        rec.settled.insert(index);
+    } else {
+        rec.settled.remove(&index);
+    }
+    p.attempts.push(attempt.into());
     if first_pass {
         rec.event_at(at_s, EventKind::ProbePassed, message);
     }
@@ -814,14 +823,17 @@ fn save_screenshot(rec: &mut Recorder, bytes: &[u8], taken_at: Duration, cell_di
             if rec.result.timings.first_screenshot_s.is_none() {
                 rec.result.timings.first_screenshot_s = Some(round_ms(taken_at));
             }
-            rec.result.screenshots.push(Screenshot {
-                path: format!("cells/{}/screenshots/{name}", rec.result.id),
-                offset_s: round_ms(taken_at),
-                width,
-                height,
-                hash,
-                duplicate_of,
-            });
+            rec.result.screenshots.push(
+                Screenshot {
+                    path: format!("cells/{}/screenshots/{name}", rec.result.id),
+                    offset_s: round_ms(taken_at),
+                    width,
+                    height,
+                    hash,
+                    duplicate_of,
+                }
+                .into(),
+            );
             let _ = rec
                 .ctx
                 .events

@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::expect::{check_json, Unmet};
 use super::{Endpoint, Expectations, HttpCheck};
 use crate::spec::{HttpMethod, HttpScheme};
@@ -15,7 +13,7 @@ const MAX_BODY: usize = 1 << 20;
 const EXCERPT: usize = 2048;
 
 /// What was sent and what came back, for the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpExchange {
     pub method: String,
     pub url: String,

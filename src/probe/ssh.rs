@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use regex::Regex;
 use russh::keys::PrivateKey;
-use serde::{Deserialize, Serialize};
 use serde_json_path::JsonPath;
 
 use super::{Endpoint, TargetPolicy};
@@ -73,18 +72,15 @@ pub struct SshExpectations {
 }
 
 /// What was run and what came back, for the report; secrets masked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SshExchange {
     /// `user@host:port`, with ` via user@jump:port` when through a jump host.
     pub target: String,
     pub command: String,
     /// The host key the machine presented: `SHA256:... (ssh-ed25519)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<u32>,
     /// Set when the command was killed by a signal instead.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_signal: Option<String>,
     pub stdout: String,
     pub stderr: String,

@@ -1,25 +1,19 @@
 //! One cleanup action and how it went: what a provider reports for every removal it makes, and what
 //! the engine reads to tell what was not removed and whether the run's final sweep worked.
 
-use serde::{Deserialize, Serialize};
-
 use super::Resource;
 
 /// One cleanup action and how it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CleanupStep {
     pub action: String,
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// How many attempts it took, when more than one (EC2 may be slow to find what was just made).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// The key of the ledger resource this step removed or tried to remove, if it was one.
-    #[serde(skip)]
     pub resource: Option<String>,
     /// Whether this step is the run's final sweep by tag: the safety net behind the ledger.
-    #[serde(skip)]
     pub sweep: bool,
 }
 

@@ -1,4 +1,5 @@
-//! `results.json` and its journal: the schema, the loading, and the journal a run appends to.
+//! `results.json` and its journal: the format's [`Writer`], the schema, the loading, and the
+//! journal a run appends to.
 //!
 //! While a run goes, `reporter::ResultsJson` appends to `results.jsonl` (the journal), one JSON line
 //! per event worth keeping: a header with the run as planned (every cell not run), a line when a cell
@@ -19,13 +20,38 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::CleanupStep;
-use crate::results::{CellResult, CellStatus, NotRemoved, RunResults, RunStatus, SCHEMA_VERSION};
+use super::error::{ReportError, ResultsError};
+use super::reporter::ResultsJson;
+use super::{Format, Writer};
+use crate::engine::Reporter;
+
+use crate::results::{CellResult, CellStatus, CleanupStep, NotRemoved, RunResults, RunStatus, SCHEMA_VERSION};
 
 /// The results of a finished (or aborted) run, written whole.
 pub const RESULTS: &str = "results.json";
 /// The journal of a run that has not finished: removed once results.json is written.
 pub const JOURNAL: &str = "results.jsonl";
+
+/// `--report json`: `results.json`, kept through a run by its journal.
+pub const FORMAT: Format = Format::new(&Json);
+
+struct Json;
+
+impl Writer for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn write(&self, results: &RunResults, dir: &Path, _templates: Option<&Path>) -> Result<PathBuf, ReportError> {
+        results.write(dir).map_err(ReportError::ResultsJson)?;
+        Ok(dir.join(RESULTS))
+    }
+
+    /// The journal, then results.json written whole (see [`ResultsJson`]).
+    fn reporter(&self, _format: Format, dir: &Path, _templates: Option<&Path>, listed: bool) -> Box<dyn Reporter> {
+        Box::new(ResultsJson::new(dir, listed))
+    }
+}
 
 /// The JSON Schema of results.json, as checked into `schemas/`.
 pub fn schema() -> serde_json::Value {
@@ -39,33 +65,28 @@ pub fn schema() -> serde_json::Value {
 /// The results in `dir`: its results.json when that is complete (the run ended, or was aborted);
 /// otherwise rebuilt from its journal, as far as the run got. Refuses versions this amiprobe does
 /// not know.
-pub fn load(dir: &Path) -> Result<RunResults, String> {
+pub fn load(dir: &Path) -> Result<RunResults, ResultsError> {
     let file = dir.join(RESULTS);
     let journal = dir.join(JOURNAL);
     let whole = match std::fs::read_to_string(&file) {
         Ok(text) => Some(
-            serde_json::from_str::<RunResults>(&text).map_err(|e| format!("failed to parse {}: {e}", file.display())),
+            serde_json::from_str::<RunResults>(&text)
+                .map_err(|source| ResultsError::Parse { path: file.clone(), source }),
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => Some(Err(format!("failed to read {}: {e}", file.display()))),
+        Err(source) => Some(Err(ResultsError::Read { path: file.clone(), source })),
     };
     let has_journal = journal.exists();
     let results = match whole {
         Some(Ok(results)) if results.status != RunStatus::Running || !has_journal => results,
         Some(Err(e)) if !has_journal => return Err(e),
-        None if !has_journal => {
-            return Err(format!("no results in {}: neither {RESULTS} nor {JOURNAL} is there", dir.display()))
-        }
+        None if !has_journal => return Err(ResultsError::NoResults { dir: dir.to_path_buf() }),
         // No results.json, or one written mid-run by an older amiprobe, or an unreadable one: the
         // journal knows more.
         _ => read_journal(&journal)?,
     };
     if results.schema_version > SCHEMA_VERSION {
-        return Err(format!(
-            "{} has schema version {}, newer than this amiprobe understands ({SCHEMA_VERSION})",
-            dir.display(),
-            results.schema_version
-        ));
+        return Err(ResultsError::TooNew { dir: dir.to_path_buf(), version: results.schema_version });
     }
     Ok(results)
 }
@@ -115,14 +136,14 @@ pub struct Journal {
 
 impl Journal {
     /// Starts the journal of a run in `dir` with its header (replacing a previous run's journal).
-    pub fn create(dir: &Path, results: &RunResults) -> Result<Journal, String> {
+    pub fn create(dir: &Path, results: &RunResults) -> Result<Journal, ResultsError> {
         let path = dir.join(JOURNAL);
-        let failed = |e: std::io::Error| format!("failed to write {}: {e}", path.display());
+        let failed = |source: std::io::Error| ResultsError::Write { path: path.clone(), source };
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(failed)?;
         // The lock tells `load` the run is alive; the kernel drops it with the process, however it dies.
         match lock(&file, Lock::Exclusive) {
             Ok(true) => {}
-            Ok(false) => return Err(format!("{} is being written by another amiprobe run", path.display())),
+            Ok(false) => return Err(ResultsError::Locked { path }),
             Err(e) => return Err(failed(e)),
         }
         file.set_len(0).map_err(failed)?;
@@ -136,7 +157,7 @@ impl Journal {
     }
 
     /// Notes that a cell has begun (once per cell: later phases add nothing a reader needs).
-    pub fn began(&mut self, cell: &str) -> Result<(), String> {
+    pub fn began(&mut self, cell: &str) -> Result<(), ResultsError> {
         if !self.began.insert(cell.to_string()) {
             return Ok(());
         }
@@ -146,19 +167,19 @@ impl Journal {
     /// Appends a finished cell; `results` (the run as it stands) gives the duration and new warnings.
     /// Appends a finished cell, with the run's time and the warnings `all` has that earlier lines
     /// did not.
-    pub fn cell(&mut self, cell: &CellResult, duration_s: f64, all: &[String]) -> Result<(), String> {
+    pub fn cell(&mut self, cell: &CellResult, duration_s: f64, all: &[String]) -> Result<(), ResultsError> {
         let warnings = all.get(self.warnings..).unwrap_or_default().to_vec();
         self.append(&Line::Cell { duration_s, warnings, result: cell.clone() })?;
         self.warnings = all.len();
         Ok(())
     }
 
-    pub fn not_removed(&mut self, not_removed: &NotRemoved) -> Result<(), String> {
+    pub fn not_removed(&mut self, not_removed: &NotRemoved) -> Result<(), ResultsError> {
         self.append(&Line::NotRemoved { not_removed: not_removed.clone() })
     }
 
     /// Appends the end of the run: its status and what only the end knows.
-    pub fn end(&mut self, results: &RunResults) -> Result<(), String> {
+    pub fn end(&mut self, results: &RunResults) -> Result<(), ResultsError> {
         self.append(&Line::End {
             status: results.status,
             finished_at: results.finished_at.clone(),
@@ -170,18 +191,18 @@ impl Journal {
     }
 
     /// Removes the journal, once results.json holds everything it did.
-    pub fn remove(self) -> Result<(), String> {
-        std::fs::remove_file(&self.path).map_err(|e| format!("failed to remove {}: {e}", self.path.display()))
+    pub fn remove(self) -> Result<(), ResultsError> {
+        std::fs::remove_file(&self.path).map_err(|source| ResultsError::Remove { path: self.path.clone(), source })
     }
 
     /// Appends one line in one write. A line that fails part-way is cut off again, so that the next
     /// one starts on a line of its own; a line torn by a kill is the last one, which readers skip.
-    fn append(&mut self, line: &Line) -> Result<(), String> {
-        let mut bytes = serde_json::to_vec(line).map_err(|e| format!("failed to encode a journal line: {e}"))?;
+    fn append(&mut self, line: &Line) -> Result<(), ResultsError> {
+        let mut bytes = serde_json::to_vec(line).map_err(ResultsError::Encode)?;
         bytes.push(b'\n');
-        if let Err(e) = self.file.write_all(&bytes) {
+        if let Err(source) = self.file.write_all(&bytes) {
             let _ = self.file.set_len(self.len);
-            return Err(format!("failed to write {}: {e}", self.path.display()));
+            return Err(ResultsError::Write { path: self.path.clone(), source });
         }
         self.len += bytes.len() as u64;
         Ok(())
@@ -189,35 +210,39 @@ impl Journal {
 }
 
 /// Rebuilds the results of a run from its journal.
-pub fn read_journal(path: &Path) -> Result<RunResults, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+pub fn read_journal(path: &Path) -> Result<RunResults, ResultsError> {
+    let bytes = std::fs::read(path).map_err(|source| ResultsError::Read { path: path.to_path_buf(), source })?;
     let alive = std::fs::File::open(path).ok().is_some_and(|f| matches!(lock(&f, Lock::Shared), Ok(false)));
     replay(&bytes, path, alive)
 }
 
 /// The results a journal's lines add up to. `alive`: the run's process still holds the journal, so
 /// what has not ended is still running; otherwise it was killed.
-fn replay(bytes: &[u8], path: &Path, alive: bool) -> Result<RunResults, String> {
+fn replay(bytes: &[u8], path: &Path, alive: bool) -> Result<RunResults, ResultsError> {
     // Whole lines only: what follows the last newline is a line torn by a kill.
     let whole = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(end) => &bytes[..=end],
         None => &[],
     };
-    let text = std::str::from_utf8(whole).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let text =
+        std::str::from_utf8(whole).map_err(|source| ResultsError::NotUtf8 { path: path.to_path_buf(), source })?;
     let mut lines = text.lines().enumerate().map(|(n, line)| {
-        serde_json::from_str::<Line>(line)
-            .map_err(|e| format!("failed to parse line {} of {}: {e}", n + 1, path.display()))
+        serde_json::from_str::<Line>(line).map_err(|source| ResultsError::Line {
+            line: n + 1,
+            path: path.to_path_buf(),
+            source,
+        })
     });
     let mut results = match lines.next() {
         Some(Ok(Line::Start { results })) => results,
         Some(Err(e)) => return Err(e),
-        _ => return Err(format!("{} does not begin with the run's header", path.display())),
+        _ => return Err(ResultsError::NoHeader { path: path.to_path_buf() }),
     };
     let position: HashMap<String, usize> = results.cells.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
     let mut ended = false;
     for line in lines {
         match line? {
-            Line::Start { .. } => return Err(format!("{} has a second header", path.display())),
+            Line::Start { .. } => return Err(ResultsError::SecondHeader { path: path.to_path_buf() }),
             Line::Began { cell } => {
                 if let Some(cell) = position.get(&cell).map(|&i| &mut results.cells[i]) {
                     if cell.status == CellStatus::NotRun {
@@ -230,9 +255,7 @@ fn replay(bytes: &[u8], path: &Path, alive: bool) -> Result<RunResults, String> 
                 results.warnings.extend(warnings);
                 match position.get(&result.id) {
                     Some(&i) => results.cells[i] = result,
-                    None => {
-                        return Err(format!("{} has a result for `{}`, a cell not planned", path.display(), result.id))
-                    }
+                    None => return Err(ResultsError::NotPlanned { path: path.to_path_buf(), cell: result.id }),
                 }
             }
             Line::NotRemoved { not_removed } => results.not_removed.push(not_removed),
@@ -248,19 +271,24 @@ fn replay(bytes: &[u8], path: &Path, alive: bool) -> Result<RunResults, String> 
         }
     }
     if !ended && !alive {
-        results.status = RunStatus::Interrupted;
-        for cell in results.cells.iter_mut().filter(|c| c.status == CellStatus::Running) {
-            cell.status = CellStatus::Interrupted;
-            cell.reason = Some("interrupted: amiprobe was killed before the cell finished".into());
-        }
-        results.warnings.push(format!(
-            "amiprobe was killed before the run ended: these results are rebuilt from {JOURNAL}; \
-             `amiprobe sweep --run-id {}` removes what the run may have left",
-            results.run_id
-        ));
+        killed(&mut results);
     }
     results.recount();
     Ok(results)
+}
+
+/// The results of a run whose process died before its end: what was running was interrupted.
+fn killed(results: &mut RunResults) {
+    results.status = RunStatus::Interrupted;
+    for cell in results.cells.iter_mut().filter(|c| c.status == CellStatus::Running) {
+        cell.status = CellStatus::Interrupted;
+        cell.reason = Some("interrupted: amiprobe was killed before the cell finished".into());
+    }
+    results.warnings.push(format!(
+        "amiprobe was killed before the run ended: these results are rebuilt from {JOURNAL}; \
+         `amiprobe sweep --run-id {}` removes what the run may have left",
+        results.run_id
+    ));
 }
 
 #[derive(Clone, Copy)]
@@ -398,7 +426,7 @@ mod tests {
         broken.extend_from_slice(&last[..last.len() / 2]);
         broken.extend_from_slice(b"\n{\"line\":\"began\",\"cell\":\"ok\"}\n");
         std::fs::write(&path, &broken).unwrap();
-        let e = load(tmp.path()).unwrap_err();
+        let e = load(tmp.path()).unwrap_err().to_string();
         assert!(e.starts_with(&format!("failed to parse line 9 of {}", path.display())), "{e}");
     }
 
@@ -431,18 +459,18 @@ mod tests {
         std::fs::remove_file(tmp.path().join(JOURNAL)).unwrap();
         assert_eq!(load(tmp.path()).unwrap().status, RunStatus::Running);
         std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
-        let e = load(tmp.path()).unwrap_err();
+        let e = load(tmp.path()).unwrap_err().to_string();
         assert!(e.starts_with("no results in") && e.contains("results.jsonl"), "{e}");
     }
 
     #[test]
     fn a_second_writer_is_refused_and_a_journal_without_header_is_an_error() {
         let (tmp, journal, done) = journal(0);
-        let e = Journal::create(tmp.path(), &done).err().unwrap();
+        let e = Journal::create(tmp.path(), &done).err().unwrap().to_string();
         assert!(e.contains("another amiprobe run"), "{e}");
         drop(journal);
         std::fs::write(tmp.path().join(JOURNAL), "{\"line\":\"began\",\"cell\":\"ok\"}\n").unwrap();
-        let e = load(tmp.path()).unwrap_err();
+        let e = load(tmp.path()).unwrap_err().to_string();
         assert!(e.contains("does not begin with the run's header"), "{e}");
     }
 }

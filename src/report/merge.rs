@@ -2,28 +2,35 @@
 
 use std::path::Path;
 
+use super::error::MergeError;
+use super::{json, Format, FORMATS};
 use crate::results::{RunResults, RunStatus};
 
+/// The reports `report merge` renders from the merged results: every format but results.json,
+/// which the merge itself writes.
+pub fn formats() -> Vec<Format> {
+    FORMATS.iter().copied().filter(|format| *format != json::FORMAT).collect()
+}
+
 /// Merges shard results (already loaded from `dirs`) and copies their cell files into `out`.
-pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, String> {
+pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, MergeError> {
     let mut parts = parts.into_iter();
-    let (mut merged, first_dir) = parts.next().ok_or("nothing to merge")?;
+    let (mut merged, first_dir) = parts.next().ok_or(MergeError::Nothing)?;
     copy_cells(first_dir, out)?;
     let mut shards = vec![merged.shard.clone().unwrap_or_else(|| merged.run_id.clone())];
     for (part, dir) in parts {
         if part.spec.name != merged.spec.name || part.spec.provider != merged.spec.provider {
-            return Err(format!(
-                "{} holds results of `{}` on {}, not of `{}` on {}",
-                dir.display(),
-                part.spec.name,
-                part.spec.provider,
-                merged.spec.name,
-                merged.spec.provider
-            ));
+            return Err(MergeError::OtherSpec {
+                dir: dir.to_path_buf(),
+                name: part.spec.name,
+                provider: part.spec.provider,
+                merged_name: merged.spec.name,
+                merged_provider: merged.spec.provider,
+            });
         }
         for cell in &part.cells {
             if merged.cells.iter().any(|c| c.id == cell.id) {
-                return Err(format!("cell `{}` is in more than one of the merged results", cell.id));
+                return Err(MergeError::SameCell(cell.id.clone()));
             }
         }
         copy_cells(dir, out)?;
@@ -50,7 +57,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     merged.shard = None;
     merged.merged_from = shards;
     merged.recount();
-    merged.write(out).map_err(|e| format!("failed to write merged results.json: {e}"))?;
+    merged.write(out).map_err(MergeError::Write)?;
     Ok(merged)
 }
 
@@ -69,12 +76,12 @@ fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
     }
 }
 
-fn copy_cells(from: &Path, out: &Path) -> Result<(), String> {
+fn copy_cells(from: &Path, out: &Path) -> Result<(), MergeError> {
     let src = from.join("cells");
     if !src.exists() || from == out {
         return Ok(());
     }
-    copy_dir(&src, &out.join("cells")).map_err(|e| format!("failed to copy {}: {e}", src.display()))
+    copy_dir(&src, &out.join("cells")).map_err(|source| MergeError::Copy { path: src.clone(), source })
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {

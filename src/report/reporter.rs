@@ -2,11 +2,13 @@
 //!
 //! As in nextest, every output of `amiprobe run` hangs off the engine's events: the terminal, then
 //! each report asked for with `--report`, in that order, each handed every event. A new report format
-//! is one more subscriber here; nothing writes a report outside this stream. The files are rendered
-//! by [`super::write_one`], the same function `amiprobe report` and `report merge` use.
+//! is one more entry in [`super::FORMATS`], whose [`super::Writer`] says what subscribes for it;
+//! nothing writes a report outside this stream. The files are rendered by [`super::write_one`], the
+//! same function `amiprobe report` and `report merge` use.
 
 use std::path::{Path, PathBuf};
 
+use super::error::ResultsError;
 use super::json::{self, Journal};
 use super::terminal::Terminal;
 use super::{write_one, Format};
@@ -51,19 +53,10 @@ impl Reporter for Reporters {
 /// but not asked for, it comes first: results.json is whole before the slower reports are rendered.
 pub fn file_reporters(dir: &Path, formats: &[Format], templates: Option<&Path>) -> Vec<Box<dyn Reporter>> {
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
-    if !formats.contains(&Format::Json) {
-        reporters.push(Box::new(ResultsJson::new(dir, false)));
+    if !formats.contains(&json::FORMAT) {
+        reporters.push(json::FORMAT.reporter(dir, None, false));
     }
-    reporters.extend(formats.iter().map(|format| -> Box<dyn Reporter> {
-        match format {
-            Format::Json => Box::new(ResultsJson::new(dir, true)),
-            Format::Html | Format::Junit => Box::new(ReportFile {
-                format: *format,
-                dir: dir.to_path_buf(),
-                templates: templates.map(Path::to_path_buf),
-            }),
-        }
-    }));
+    reporters.extend(formats.iter().map(|format| format.reporter(dir, templates, true)));
     reporters
 }
 
@@ -96,7 +89,7 @@ impl ResultsJson {
     }
 
     /// Appends to the journal; a failed line loses that line only (the next one may succeed).
-    fn record(&mut self, line: impl FnOnce(&mut Journal) -> Result<(), String>) {
+    fn record(&mut self, line: impl FnOnce(&mut Journal) -> Result<(), ResultsError>) {
         if let Some(journal) = &mut self.journal {
             if let Err(e) = line(journal) {
                 eprintln!("warning: {e}");
@@ -107,7 +100,7 @@ impl ResultsJson {
     /// Writes results.json whole, then removes the journal it supersedes (kept if results.json failed).
     fn finish(&mut self, results: &RunResults) -> Option<PathBuf> {
         self.record(|journal| journal.end(results));
-        match write_one(Format::Json, results, &self.dir, None) {
+        match write_one(json::FORMAT, results, &self.dir, None) {
             Ok(file) => {
                 if let Some(journal) = self.journal.take() {
                     if let Err(e) = journal.remove() {
@@ -157,6 +150,12 @@ pub struct ReportFile {
     templates: Option<PathBuf>,
 }
 
+impl ReportFile {
+    pub fn new(format: Format, dir: &Path, templates: Option<&Path>) -> Self {
+        ReportFile { format, dir: dir.to_path_buf(), templates: templates.map(Path::to_path_buf) }
+    }
+}
+
 impl Reporter for ReportFile {
     fn event(&mut self, event: &Event) {
         if let Event::RunFinished(results) = event {
@@ -189,6 +188,7 @@ impl Reporter for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{html, junit};
     use crate::results::{CellStatus, RunStatus};
 
     /// A real run's results (the report fixture: four cells, two failed).
@@ -241,7 +241,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let done = fixture();
-        let mut reporters = Reporters::new(file_reporters(dir, &[Format::Html, Format::Junit], None));
+        let mut reporters = Reporters::new(file_reporters(dir, &[html::FORMAT, junit::FORMAT], None));
 
         // The start: the journal at once (an earlier run's results.json gone), every cell not run;
         // no report yet.

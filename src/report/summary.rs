@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::error::SummaryError;
 use super::html;
 use crate::results::RunResults;
 
@@ -82,7 +83,7 @@ pub fn render(results: &RunResults, report_url: &str) -> String {
 }
 
 /// Appends the summary of `results` (written to `dir`) to the target file.
-pub fn append(results: &RunResults, dir: &Path, target: &SummaryTarget) -> Result<(), String> {
+pub fn append(results: &RunResults, dir: &Path, target: &SummaryTarget) -> Result<(), SummaryError> {
     let local = dir.join("report.html");
     let url = target.report_url.clone().unwrap_or_else(|| local.display().to_string());
     let text = render(results, &url);
@@ -90,8 +91,8 @@ pub fn append(results: &RunResults, dir: &Path, target: &SummaryTarget) -> Resul
         .create(true)
         .append(true)
         .open(&target.file)
-        .map_err(|e| format!("failed to open {}: {e}", target.file.display()))?;
-    file.write_all(text.as_bytes()).map_err(|e| format!("failed to write {}: {e}", target.file.display()))
+        .map_err(|source| SummaryError::Open { path: target.file.clone(), source })?;
+    file.write_all(text.as_bytes()).map_err(|source| SummaryError::Write { path: target.file.clone(), source })
 }
 
 /// Text safe in a Markdown table cell: no pipes or line breaks, no HTML.
