@@ -1,11 +1,11 @@
 //! The engine: runs a plan's cells in parallel on a provider and gathers their results.
 //!
-//! Like nextest's runner, one [`dispatcher::Dispatcher`] owns the run's state (its results, its
-//! ledger, the cancellation tokens, the count of signals) and handles one [`dispatcher::RunEvent`] at
-//! a time: something a cell task said, a cell task ending, a signal. [`run`] only sets up, feeds it
-//! the events of each stage (the provider's preflight, the cells, the last removals) and finishes.
-//! Each cell runs as its own task ([`cell`]); the verdict on a cell is one pure function
-//! ([`verdict`]). Everything the engine has to say goes out as one stream of [`Event`]s to one
+//! Like nextest's runner, one dispatcher (`dispatcher::Dispatcher`) owns the run's state (its
+//! results, its ledger, the cancellation tokens, the count of signals) and handles one event at a
+//! time: something a cell task said, a cell task ending, a signal. [`run`] only sets up, feeds it the
+//! events of each stage (the provider's preflight, the cells, the last removals) and finishes. Each
+//! cell runs as its own task (`cell`, its watching of the machine in `cell::driver`); the verdict on
+//! a cell is one pure function (`verdict`). Everything the engine has to say goes out as one stream of [`Event`]s to one
 //! [`Reporter`] (in a run, `report::reporter::Reporters`, which hands each event to the terminal and
 //! to every report file in turn); the engine prints nothing and writes no report (only each cell's
 //! own files: screenshots, console logs).
