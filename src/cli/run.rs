@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::{outcome_of, runtime, ReportOptions, VarArgs};
-use crate::engine::{self, RunOptions, Signals};
+use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
 use crate::provider::RunFlags;
@@ -136,8 +136,19 @@ pub fn run(args: RunArgs) -> Outcome {
         args.reports.templates.as_deref(),
         args.reports.summary_target(),
     );
-    let results = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    outcome_of(&results)
+    let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
+    outcome_of_end(runtime, end)
+}
+
+/// The exit code of a run; after the third signal, at once, waiting for none of its tasks still running.
+fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd) -> Outcome {
+    match end {
+        RunEnd::Finished(results) => outcome_of(&results),
+        RunEnd::Abandoned(_) => {
+            runtime.shutdown_background();
+            Outcome::Interrupted
+        }
+    }
 }
 
 /// `YYYYmmdd-HHMMSS-xxxx`: sortable, and unique enough to tag a run's resources with.
