@@ -24,7 +24,7 @@ pub use locate::Position;
 pub use model::*;
 pub use path::{FieldPath, Segment};
 pub use suggest::nearest;
-pub use values::{ByteSize, DurationSchema, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
+pub use values::{ByteSize, ByteSizeError, DurationSchema, KeyPair, StatusMatcher};
 pub use vars::Vars;
 
 /// The JSON Schema of the spec, as checked into `schemas/`. The matrix axes, `include`/`exclude`
