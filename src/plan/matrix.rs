@@ -72,8 +72,7 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
     if !check_size(matrix, &lengths, problems) {
         return Vec::new();
     }
-    let mut combos = product(&axes);
-    exclude(matrix, fields, &mut combos, !axes.is_empty(), problems);
+    let mut combos = exclude(matrix, fields, product(&axes), !axes.is_empty(), problems);
     include(matrix, fields, &mut combos, problems);
     if !check_count(&combos, problems.len() == before, problems) {
         return Vec::new();
@@ -163,7 +162,13 @@ fn product(axes: &[Axis]) -> Vec<Combo> {
 }
 
 /// Drops the combinations each `exclude` entry matches; an entry that matches none is a mistake.
-fn exclude(matrix: &MatrixSpec, fields: &Fields, combos: &mut Vec<Combo>, has_axes: bool, problems: &mut Vec<Problem>) {
+fn exclude(
+    matrix: &MatrixSpec,
+    fields: &Fields,
+    mut combos: Vec<Combo>,
+    has_axes: bool,
+    problems: &mut Vec<Problem>,
+) -> Vec<Combo> {
     let path = matrix_path();
     for (i, entry) in matrix.exclude.iter().enumerate() {
         let at = path.key("exclude").index(i);
@@ -185,6 +190,7 @@ fn exclude(matrix: &MatrixSpec, fields: &Fields, combos: &mut Vec<Combo>, has_ax
     if has_axes && combos.is_empty() && !matrix.exclude.is_empty() {
         problems.push(Problem::at_key(path.key("exclude"), "exclude removes every cell of the matrix"));
     }
+    combos
 }
 
 /// Adds each `include` entry to the combinations from the axes it fits, or as a cell of its own.
