@@ -1,14 +1,18 @@
 //! The command line: a thin layer that parses arguments and hands over to the library.
+//!
+//! This file is the command line's shape (clap's types) and the dispatch to one module per command;
+//! `run`, `plan` (with `validate`), `report` and `sweep` each live in their own file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::Outcome;
-use crate::plan::{Plan, Shard};
+use crate::plan::Shard;
 
+mod plan;
+mod report;
 mod run;
 mod sweep;
 
@@ -94,16 +98,6 @@ impl ReportOptions {
     }
 }
 
-/// Appends the summary when asked for; a failure is reported, the results stand.
-fn write_summary(results: &crate::results::RunResults, dir: &std::path::Path, options: &ReportOptions) {
-    if let Some(target) = options.summary_target() {
-        match crate::report::summary::append(results, dir, &target) {
-            Ok(()) => println!("{}", target.file.display()),
-            Err(e) => eprintln!("error: {e}"),
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// Merge the results of shards (`run --shard K/N`) into one report.
@@ -148,21 +142,26 @@ impl VarArgs {
     }
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+/// A `--var` that is not `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarArgError {
+    #[error("expected KEY=VALUE, got `{0}`")]
+    NoEquals(String),
+    #[error("variable name is empty")]
+    EmptyName,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), VarArgError> {
+    let (k, v) = s.split_once('=').ok_or_else(|| VarArgError::NoEquals(s.to_string()))?;
     if k.is_empty() {
-        return Err("variable name is empty".into());
+        return Err(VarArgError::EmptyName);
     }
     Ok((k.to_string(), v.to_string()))
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> Outcome {
-    // Diagnostics for amiprobe's developers: AMIPROBE_LOG=debug.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -174,16 +173,25 @@ pub fn main() -> Outcome {
         }
     };
     match cli.command {
-        Command::Validate { specs, vars } => validate(&specs, &vars.overrides()),
-        Command::Plan { spec, shard, format, check, vars } => plan(&spec, shard, format, check, &vars.overrides()),
+        Command::Validate { specs, vars } => plan::validate(&specs, &vars.overrides()),
+        Command::Plan { spec, shard, format, check, vars } => {
+            plan::plan(&spec, shard, format, check, &vars.overrides())
+        }
         Command::Run(args) => run::run(args),
-        Command::Report(args) => report(args),
+        Command::Report(args) => report::report(args),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Schema { of } => {
             println!("{}", schema_text(of));
             Outcome::Passed
         }
     }
+}
+
+/// Diagnostics for amiprobe's developers: AMIPROBE_LOG=debug.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// The schema exactly as `schemas/` holds it.
@@ -195,73 +203,22 @@ pub fn schema_text(of: SchemaOf) -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
-fn report(args: ReportArgs) -> Outcome {
-    use crate::report::{self, json, merge};
-    match (args.merge, args.dir) {
-        (Some(ReportCommand::Merge { dirs, out, templates, summary, report_url }), _) => {
-            let mut parts = Vec::new();
-            for dir in &dirs {
-                match json::load(dir) {
-                    Ok(r) => parts.push((r, dir.as_path())),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return Outcome::UsageError;
-                    }
-                }
-            }
-            if let Err(e) = std::fs::create_dir_all(&out) {
-                eprintln!("error: failed to create {}: {e}", out.display());
-                return Outcome::UsageError;
-            }
-            let merged = match merge::merge(parts, &out) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Outcome::UsageError;
-                }
-            };
-            let formats = merge::formats();
-            match report::write_and_list(&merged, &out, &formats, templates.as_deref()) {
-                Ok(()) => {
-                    let options = ReportOptions { report: Vec::new(), templates: None, summary, report_url };
-                    write_summary(&merged, &out, &options);
-                    outcome_of(&merged)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Outcome::Failed
-                }
-            }
-        }
-        (None, Some(dir)) => {
-            let results = match json::load(&dir) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Outcome::UsageError;
-                }
-            };
-            match report::write_and_list(&results, &dir, &args.reports.report, args.reports.templates.as_deref()) {
-                Ok(()) => {
-                    write_summary(&results, &dir, &args.reports);
-                    outcome_of(&results)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Outcome::UsageError
-                }
-            }
-        }
-        (None, None) => Outcome::UsageError,
-    }
-}
-
-/// The async runtime for commands that talk to machines.
+/// The async runtime for commands that talk to machines; a failure to start it is printed.
 fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: failed to start the async runtime: {e}");
+    start_runtime().map_err(|e| {
+        eprintln!("error: {e}");
         Outcome::Failed
     })
+}
+
+/// The runtime could not be started (out of threads or file descriptors).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to start the async runtime: {0}")]
+pub struct RuntimeError(#[from] std::io::Error);
+
+/// The async runtime for commands that talk to machines.
+fn start_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// The exit code a set of results stands for.
@@ -273,103 +230,5 @@ fn outcome_of(results: &crate::results::RunResults) -> Outcome {
         RunStatus::Failed | RunStatus::Running => Outcome::Failed,
         // Nothing was launched: the spec asks for what can't be.
         RunStatus::Refused => Outcome::UsageError,
-    }
-}
-
-fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
-    let mut outcome = Outcome::Passed;
-    for file in specs {
-        match Plan::load(file, vars) {
-            Ok(plan) => println!("{}: ok ({} cells)", file.display(), plan.cells.len()),
-            Err(e) => {
-                eprint!("{e}");
-                outcome = Outcome::UsageError;
-            }
-        }
-    }
-    outcome
-}
-
-fn plan(
-    file: &std::path::Path,
-    shard: Option<Shard>,
-    format: Format,
-    check: bool,
-    vars: &BTreeMap<String, String>,
-) -> Outcome {
-    let plan = match Plan::load(file, vars) {
-        Ok(p) => p,
-        Err(e) => {
-            eprint!("{e}");
-            return Outcome::UsageError;
-        }
-    };
-    for warning in plan.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    let total = plan.cells.len();
-    let plan = match shard {
-        Some(s) => plan.shard(s),
-        None => plan,
-    };
-    let mut out = std::io::stdout().lock();
-    let written = match format {
-        Format::Json => {
-            let doc = serde_json::json!({
-                "name": plan.name,
-                "provider": plan.provider.name(),
-                "shard": shard.map(|s| s.to_string()),
-                "total_cells": total,
-                "cells": plan.cells,
-            });
-            writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
-        }
-        Format::Text => {
-            let mut text = format!("{}: {} cells on {}", plan.name, plan.cells.len(), plan.provider.name());
-            if let Some(s) = shard {
-                text.push_str(&format!(" (shard {s} of {total} cells)"));
-            }
-            text.push('\n');
-            for cell in &plan.cells {
-                text.push_str(&format!("  {}\n", cell.id));
-            }
-            write!(out, "{text}")
-        }
-    };
-    let outcome = match written {
-        Ok(()) => Outcome::Passed,
-        // A closed pipe (`| head`) is not a failure of the plan.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Passed,
-        Err(_) => Outcome::Failed,
-    };
-    if check && outcome == Outcome::Passed {
-        return check_plan(&plan);
-    }
-    outcome
-}
-
-/// `plan --check`: the provider's preflight, and nothing else.
-fn check_plan(plan: &Plan) -> Outcome {
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(outcome) => return outcome,
-    };
-    let provider = plan.provider.provider(plan.run_settings());
-    match runtime.block_on(provider.preflight(&plan.cells)) {
-        Err(e) => {
-            eprintln!("error: provider check failed: {e}");
-            Outcome::Failed
-        }
-        Ok(checked) if checked.impossible.is_empty() => {
-            eprintln!("check: every cell can run as asked");
-            Outcome::Passed
-        }
-        Ok(checked) => {
-            for (cell, why) in &checked.impossible {
-                eprintln!("error: cell {cell}: impossible: {why}");
-            }
-            eprintln!("check: {} of {} cells can't run as asked", checked.impossible.len(), plan.cells.len());
-            Outcome::UsageError
-        }
     }
 }

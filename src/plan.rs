@@ -4,6 +4,7 @@
 //! means: matrix cells expanded, probes and console rules compiled, user data read, paths resolved.
 //! Every semantic error in a spec is found here, with its place in the file.
 
+mod launch;
 mod matrix;
 mod shard;
 
@@ -23,7 +24,7 @@ pub use matrix::MAX_CELLS;
 
 /// Most cells run at once: more than any account's instance limit, and no more than cells can exist.
 pub const MAX_CONCURRENCY: usize = MAX_CELLS;
-pub use shard::Shard;
+pub use shard::{Shard, ShardError};
 
 /// A runnable spec.
 #[derive(Debug, Clone)]
@@ -66,61 +67,19 @@ impl Plan {
             problems.push(Problem::at(root.key("name"), "name is empty"));
         }
         let provider = crate::providers::resolve(&spec.provider, loaded.base_dir(), &mut problems);
-        let cells = match &provider {
-            Some(p) => {
-                let fields =
-                    matrix::Fields { provider: p.name(), list: p.fields(), check: &|n, v, at| p.check_value(n, v, at) };
-                matrix::expand(&spec.matrix, &spec.launch.fields, &fields, &mut problems)
-            }
-            None => Vec::new(),
-        };
+        let cells = expand_matrix(spec, provider.as_ref(), &mut problems);
         let schedule =
             Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
-
         let os = spec.os.unwrap_or_default();
-        let probe_ctx = crate::probe::CompileContext {
-            base: loaded.base_dir(),
-            os,
-            run_key: matches!(spec.launch.key_pair, KeyPair::Ephemeral),
-        };
-        let mut probes = Vec::new();
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, p) in spec.probes.iter().enumerate() {
-            let path = root.key("probes").index(i);
-            if let Some(first) = seen.insert(&p.name, i) {
-                problems.push(
-                    Problem::at(path.key("name"), format!("duplicate probe name `{}`", p.name))
-                        .help(format!("probes[{first}] has the same name; probe names must be unique")),
-                );
-            }
-            if let Some(probe) = Probe::compile(p, &probe_ctx, &path, &mut problems) {
-                probes.push(probe);
-            }
-        }
+        let probes = compile_probes(loaded, os, &mut problems);
         let platform = provider.as_ref().map_or_else(PlatformRules::default, |p| p.console_rules(os));
         let console = ConsoleRules::compile(&spec.console, &platform, &root.key("console"), &mut problems);
-        if spec.reboot && spec.probes.is_empty() {
-            problems.push(
-                Problem::at(root.key("reboot"), "`reboot` needs probes: they say when the first boot is done")
-                    .help("add a probe, or an ssh probe such as `ssh: { command: \"true\" }`"),
-            );
-        }
-        for (i, secret) in spec.secrets.iter().enumerate() {
-            if secret.is_empty() {
-                problems.push(Problem::at(root.key("secrets").index(i), "secret is empty"));
-            }
-        }
-        if let Some(n) = spec.concurrency.filter(|n| n.get() > MAX_CONCURRENCY) {
-            problems.push(Problem::at(root.key("concurrency"), format!("{n} is above the limit of {MAX_CONCURRENCY}")));
-        }
-        if spec.timeouts.cleanup.is_zero() {
-            problems.push(Problem::at(root.key("timeouts").key("cleanup"), "timeout must be above 0s"));
-        }
+        check_run_settings(spec, &mut problems);
         let run_timeout = spec.timeouts.run_or_default(os, spec.reboot);
         if run_timeout.is_zero() {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
-        let launch = resolve_launch(spec, loaded.base_dir(), &provider, &mut problems);
+        let launch = launch::resolve(spec, loaded.base_dir(), provider.as_ref(), &mut problems);
 
         match provider {
             Some(provider) if problems.is_empty() && !loaded.has_errors() => Ok(Plan {
@@ -175,53 +134,62 @@ impl Plan {
     }
 }
 
-fn resolve_launch(
+/// The cells of the matrix, with the provider's fields as axes (none without a provider).
+fn expand_matrix(
     spec: &spec::Spec,
-    base: &Path,
-    provider: &Option<Arc<dyn ProviderSettings>>,
+    provider: Option<&Arc<dyn ProviderSettings>>,
     problems: &mut Vec<Problem>,
-) -> LaunchPlan {
-    let path = FieldPath::root().key("launch");
-    let launch = &spec.launch;
-    let user_data = launch.user_data.as_ref().and_then(|text| {
-        let is_path = !text.contains('\n') && (text.starts_with("./") || text.starts_with("../") || text.starts_with('/'));
-        if !is_path {
-            return Some(text.clone().into_bytes());
-        }
-        let file = base.join(text);
-        match std::fs::read(&file) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                problems.push(
-                    Problem::at(path.key("user_data"), format!("failed to read user data file `{text}`: {e}"))
-                        .help("a value starting with ./, ../ or / is a path relative to the spec; anything else is inline text"),
-                );
-                None
-            }
-        }
-    });
-    if let KeyPair::Existing(name) = &launch.key_pair {
-        if name.trim().is_empty() {
-            problems.push(Problem::at(path.key("key_pair"), "key pair name is empty"));
-        }
-    }
-    for key in launch.tags.keys() {
-        if key.starts_with("amiprobe:") {
-            problems.push(Problem::at_key(
-                path.key("tags").key(key.clone()),
-                format!("tag `{key}` uses a reserved prefix"),
-            ));
-        }
-    }
-    let plan = LaunchPlan {
-        os: spec.os.unwrap_or_default(),
-        key_pair: launch.key_pair.clone(),
-        keep_private_key: launch.keep_private_key,
-        user_data,
-        tags: launch.tags.clone(),
+) -> Vec<Cell> {
+    let Some(p) = provider else {
+        return Vec::new();
     };
-    if let Some(provider) = provider {
-        provider.check_launch(&plan, &path, problems);
+    let fields = matrix::Fields { provider: p.name(), list: p.fields(), check: &|n, v, at| p.check_value(n, v, at) };
+    matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems)
+}
+
+/// Each probe compiled, with its name unique.
+fn compile_probes(loaded: &LoadedSpec, os: Os, problems: &mut Vec<Problem>) -> Vec<Probe> {
+    let spec = &loaded.spec;
+    let ctx = crate::probe::CompileContext {
+        base: loaded.base_dir(),
+        os,
+        run_key: matches!(spec.launch.key_pair, KeyPair::Ephemeral),
+    };
+    let mut probes = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, p) in spec.probes.iter().enumerate() {
+        let path = FieldPath::root().key("probes").index(i);
+        if let Some(first) = seen.insert(&p.name, i) {
+            problems.push(
+                Problem::at(path.key("name"), format!("duplicate probe name `{}`", p.name))
+                    .help(format!("probes[{first}] has the same name; probe names must be unique")),
+            );
+        }
+        if let Some(probe) = Probe::compile(p, &ctx, &path, problems) {
+            probes.push(probe);
+        }
     }
-    plan
+    probes
+}
+
+/// `reboot`, `secrets`, `concurrency` and `timeouts.cleanup`, each checked on its own.
+fn check_run_settings(spec: &spec::Spec, problems: &mut Vec<Problem>) {
+    let root = FieldPath::root();
+    if spec.reboot && spec.probes.is_empty() {
+        problems.push(
+            Problem::at(root.key("reboot"), "`reboot` needs probes: they say when the first boot is done")
+                .help("add a probe, or an ssh probe such as `ssh: { command: \"true\" }`"),
+        );
+    }
+    for (i, secret) in spec.secrets.iter().enumerate() {
+        if secret.is_empty() {
+            problems.push(Problem::at(root.key("secrets").index(i), "secret is empty"));
+        }
+    }
+    if let Some(n) = spec.concurrency.filter(|n| n.get() > MAX_CONCURRENCY) {
+        problems.push(Problem::at(root.key("concurrency"), format!("{n} is above the limit of {MAX_CONCURRENCY}")));
+    }
+    if spec.timeouts.cleanup.is_zero() {
+        problems.push(Problem::at(root.key("timeouts").key("cleanup"), "timeout must be above 0s"));
+    }
 }

@@ -27,5 +27,5 @@ pub use model::*;
 pub use path::{FieldPath, Segment};
 pub use provider_section::{ProviderSection, PROVIDER_SECTION_DEF};
 pub use suggest::{nearest, valid_keys_in};
-pub use values::{ByteSize, DurationSchema, KeyPair, OneOrMany, SecurityGroups, StatusMatcher};
+pub use values::{ByteSize, ByteSizeError, DurationSchema, KeyPair, StatusMatcher};
 pub use vars::Vars;

@@ -1,15 +1,17 @@
-//! `amiprobe run`: spec -> plan -> provider -> engine -> reporters, and the exit code. Everything the
-//! run prints or writes comes from the reporters (`report::reporter`), fed by the engine's events.
+//! `amiprobe run`: args -> signals -> plan -> provider -> engine -> reporters, and the exit code.
+//! Everything the run prints or writes comes from the reporters (`report::reporter`), fed by the
+//! engine's events.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::{outcome_of, runtime, ReportOptions, VarArgs};
+use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
 use crate::provider::RunFlags;
 use crate::report::reporter::Reporters;
+use crate::spec::SpecError;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -55,89 +57,77 @@ pub struct RunArgs {
     pub vars: VarArgs,
 }
 
+/// Why a run stopped before the engine started; nothing was launched.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("failed to install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// Printed as it is: the spec's errors, each with its place in the file.
+    #[error("{0}")]
+    Spec(SpecError),
+    /// The earlier results `--rerun-failed` names could not be read.
+    #[error("{0}")]
+    Rerun(Box<dyn std::error::Error>),
+    /// The command line's flags don't go with the spec's provider settings.
+    #[error("{0}")]
+    Flags(crate::provider::FlagsRefused),
+    #[error("failed to create {}: {source}", dir.display())]
+    OutDir { dir: PathBuf, source: std::io::Error },
+}
+
+impl RunError {
+    /// Prints the error and says how the command ends.
+    fn report(&self) -> Outcome {
+        match self {
+            RunError::Spec(e) => eprint!("{e}"),
+            other => eprintln!("error: {other}"),
+        }
+        match self {
+            RunError::Runtime(_) | RunError::Signals(_) => Outcome::Failed,
+            RunError::Spec(_) | RunError::Rerun(_) | RunError::Flags(_) | RunError::OutDir { .. } => {
+                Outcome::UsageError
+            }
+        }
+    }
+}
+
+/// The plan, or nothing left to run (every cell `--rerun-failed` names passed).
+enum Cells {
+    Run(Box<Plan>),
+    NothingToRerun(PathBuf),
+}
+
 pub fn run(args: RunArgs) -> Outcome {
+    match execute(&args) {
+        Ok(outcome) => outcome,
+        Err(e) => e.report(),
+    }
+}
+
+/// args -> signals -> plan -> engine -> exit outcome.
+fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     // Signals first: from here on, no signal can end the process with machines running.
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(outcome) => return outcome,
-    };
-    let mut signals = match runtime.block_on(async { Signals::install() }) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: failed to install signal handlers: {e}");
-            return Outcome::Failed;
+    let runtime = start_runtime()?;
+    let mut signals = runtime.block_on(async { Signals::install() }).map_err(RunError::Signals)?;
+    let plan = match plan(args)? {
+        Cells::Run(plan) => *plan,
+        Cells::NothingToRerun(dir) => {
+            println!("nothing to rerun: every cell in {} passed", dir.display());
+            return Ok(Outcome::Passed);
         }
     };
-    let plan = match Plan::load(&args.spec, &args.vars.overrides()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprint!("{e}");
-            return Outcome::UsageError;
-        }
-    };
-    let plan = match args.shard {
-        Some(s) => plan.shard(s),
-        None => plan,
-    };
-    let plan = match &args.rerun_failed {
-        None => plan,
-        Some(dir) => match crate::report::json::load(dir) {
-            Ok(previous) => {
-                let failed: Vec<&str> =
-                    previous.cells.iter().filter(|c| !c.status.is_pass()).map(|c| c.id.as_str()).collect();
-                let mut plan = plan;
-                plan.cells.retain(|c| failed.contains(&c.id.0.as_str()));
-                if plan.cells.is_empty() {
-                    println!("nothing to rerun: every cell in {} passed", dir.display());
-                    return Outcome::Passed;
-                }
-                plan
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Outcome::UsageError;
-            }
-        },
-    };
-    let mut plan = plan;
-    if let Some(retries) = args.retries {
-        plan.retries = retries;
-    }
-    if args.keep_failed.is_some() {
-        // The machines kept are only reachable with it.
-        plan.launch.keep_private_key = true;
-    }
-    let flags = RunFlags { probe_from: args.probe_from.clone(), keep_failed: args.keep_failed.is_some() };
-    if let Err(problem) = plan.provider.check_flags(&flags) {
-        eprintln!("error: {problem}");
-        return Outcome::UsageError;
-    }
     let run_id = new_run_id();
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
-    if let Err(e) = std::fs::create_dir_all(&out_dir) {
-        eprintln!("error: failed to create {}: {e}", out_dir.display());
-        return Outcome::UsageError;
-    }
+    std::fs::create_dir_all(&out_dir).map_err(|source| RunError::OutDir { dir: out_dir.clone(), source })?;
     let provider = plan.provider.provider(plan.run_settings());
-    let options = RunOptions {
-        run_id,
-        out_dir: out_dir.clone(),
-        concurrency: args.concurrency.map_or(plan.concurrency, usize::from),
-        shard: args.shard.map(|s| s.to_string()),
-        allow_targets: args.allow_targets.clone(),
-        probe_host: args.probe_host.clone(),
-        probe_from: args.probe_from.clone().unwrap_or_default(),
-        skip_impossible: args.skip_impossible,
-        keep_failed: args.keep_failed,
-    };
-    let mut reporters = Reporters::for_run(
-        &out_dir,
-        &args.reports.report,
-        args.reports.templates.as_deref(),
-        args.reports.summary_target(),
-    );
+    let options = options(args, &plan, run_id, out_dir.clone());
+    let reports = &args.reports;
+    let mut reporters =
+        Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target());
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    outcome_of_end(runtime, end)
+    Ok(outcome_of_end(runtime, end))
 }
 
 /// The exit code of a run; after the third signal, at once, waiting for none of its tasks still running.
@@ -148,6 +138,50 @@ fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd) -> Outcome {
             runtime.shutdown_background();
             Outcome::Interrupted
         }
+    }
+}
+
+/// The spec's plan as the flags narrow and adjust it: `--shard`, `--rerun-failed`, `--retries`,
+/// `--keep-failed`, checked against the provider's settings.
+fn plan(args: &RunArgs) -> Result<Cells, RunError> {
+    let mut plan = Plan::load(&args.spec, &args.vars.overrides()).map_err(RunError::Spec)?;
+    if let Some(shard) = args.shard {
+        plan = plan.shard(shard);
+    }
+    if let Some(dir) = &args.rerun_failed {
+        let previous = crate::report::json::load(dir).map_err(|e| RunError::Rerun(e.into()))?;
+        let failed: Vec<&str> = previous.cells.iter().filter(|c| !c.status.is_pass()).map(|c| c.id.as_str()).collect();
+        plan.cells.retain(|c| failed.contains(&c.id.0.as_str()));
+        if plan.cells.is_empty() {
+            return Ok(Cells::NothingToRerun(dir.clone()));
+        }
+    }
+    if let Some(retries) = args.retries {
+        plan.retries = retries;
+    }
+    if args.keep_failed.is_some() {
+        // The machines kept are only reachable with it.
+        plan.launch.keep_private_key = true;
+    }
+    let flags = RunFlags { probe_from: args.probe_from.clone(), keep_failed: args.keep_failed.is_some() };
+    if let Err(problem) = plan.provider.check_flags(&flags) {
+        return Err(RunError::Flags(problem));
+    }
+    Ok(Cells::Run(Box::new(plan)))
+}
+
+/// What the engine needs besides the plan.
+fn options(args: &RunArgs, plan: &Plan, run_id: String, out_dir: PathBuf) -> RunOptions {
+    RunOptions {
+        run_id,
+        out_dir,
+        concurrency: args.concurrency.map_or(plan.concurrency, usize::from),
+        shard: args.shard.map(|s| s.to_string()),
+        allow_targets: args.allow_targets.clone(),
+        probe_host: args.probe_host.clone(),
+        probe_from: args.probe_from.clone().unwrap_or_default(),
+        skip_impossible: args.skip_impossible,
+        keep_failed: args.keep_failed,
     }
 }
 

@@ -7,13 +7,14 @@
 //! join without overwriting a value that came from the axes; an entry that joins none becomes a cell
 //! of its own. A field fixed in `launch:` applies to every cell and can't also be an axis.
 
+mod cells;
+mod fields;
+
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use crate::cell::{Cell, CellId};
-
-use crate::provider::field::label;
+use crate::cell::Cell;
 use crate::provider::Field;
 use crate::spec::{self, FieldPath, MatrixSpec, Problem};
 
@@ -49,160 +50,73 @@ impl Combo {
     }
 }
 
-/// One value of an axis, as the provider's field reads it; `None` if the field or the provider's
-/// settings refused it.
-fn one_value(
-    fields: &Fields,
-    field: &Field,
-    value: &serde_yaml::Value,
-    at: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Option<Value> {
-    let found = (field.check)(value, at);
-    if !found.is_empty() {
-        problems.extend(found);
-        return None;
-    }
-    // A lone id for a list-valued field is a list of one.
-    let value = match (field.list_valued, value) {
-        (true, serde_yaml::Value::String(_)) => serde_yaml::Value::Sequence(vec![value.clone()]),
-        _ => value.clone(),
-    };
-    match serde_json::to_value(&value) {
-        Ok(v) => {
-            let found = (fields.check)(field.name, &v, at);
-            if !found.is_empty() {
-                problems.extend(found);
-                return None;
-            }
-            Some(v)
-        }
-        Err(e) => {
-            problems.push(Problem::at(at.clone(), format!("value can't be used: {e}")));
-            None
-        }
-    }
+/// The fields `launch:` fixes: checked once, given to every cell, and never also an axis.
+struct Fixed<'s> {
+    names: HashSet<&'s str>,
+    values: Map<String, Value>,
 }
 
-/// The values of one axis: a list is several values, anything else one. For a list-valued field a
-/// list of lists is several values, a plain list one.
-fn axis_values(
-    fields: &Fields,
-    field: &Field,
-    raw: &serde_yaml::Value,
-    at: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Vec<Value> {
-    let many = match raw {
-        serde_yaml::Value::Sequence(items) if field.list_valued => {
-            let lists = items.iter().filter(|i| matches!(i, serde_yaml::Value::Sequence(_))).count();
-            if lists > 0 && lists < items.len() {
-                problems.push(
-                    Problem::at(at.clone(), "mixes single values and lists: write every value as a list")
-                        .help("`[a, b]` is one value, `[[a], [b, c]]` two"),
-                );
-                return Vec::new();
-            }
-            lists > 0
-        }
-        serde_yaml::Value::Sequence(_) => true,
-        _ => false,
-    };
-    if !many {
-        return one_value(fields, field, raw, at, problems).into_iter().collect();
-    }
-    let items = raw.as_sequence().map(Vec::as_slice).unwrap_or_default();
-    if items.is_empty() {
-        let name = at.last_key().unwrap_or_default();
-        problems.push(Problem::at(at.clone(), format!("axis `{name}` has no values")));
-    }
-    let values: Vec<Value> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| one_value(fields, field, item, &at.index(i), problems))
-        .collect();
-    let mut seen = HashSet::new();
-    for (i, v) in values.iter().enumerate() {
-        if !seen.insert(v.to_string()) {
-            problems.push(Problem::at(at.index(i), format!("`{}` is listed twice", label(v))));
-        }
-    }
-    values
+/// An axis by name, with its values.
+type Axis<'s> = (&'s str, Vec<Value>);
+
+fn matrix_path() -> FieldPath {
+    FieldPath::root().key("matrix")
 }
 
-/// `head` and then `names`, comma-separated, over as many lines as keep each short: the lines after
-/// the first are indented to sit under the diagnostic's `= help: `.
-fn wrap_list(head: &str, names: &[String]) -> String {
-    const WIDTH: usize = 100;
-    let mut out = head.to_string();
-    let mut line = out.len();
-    for (i, name) in names.iter().enumerate() {
-        let piece = if i + 1 < names.len() { format!("{name},") } else { name.clone() };
-        if line + 1 + piece.len() > WIDTH {
-            out.push_str("\n         ");
-            line = 9;
-        }
-        out.push(' ');
-        out.push_str(&piece);
-        line += 1 + piece.len();
-    }
-    out
-}
-
-/// A provider field by name, or a placed problem naming the ones that exist.
-fn field<'a>(fields: &Fields<'a>, name: &str, at: &FieldPath, problems: &mut Vec<Problem>) -> Option<&'a Field> {
-    let provider = fields.provider;
-    let found = fields.list.iter().find(|f| f.name == name);
-    if found.is_none() {
-        let names: Vec<String> = fields.list.iter().map(|f| f.name.to_string()).collect();
-        let help = match crate::spec::nearest(name, &names) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => wrap_list(&format!("the {provider} provider's launch fields:"), &names),
-        };
-        // Another provider's field is no typo: say whose it is.
-        let message = if crate::providers::all_fields().any(|f| f.name == name) {
-            format!("the {provider} provider has no `{name}` field")
-        } else {
-            format!("unknown key `{name}` in {}", at.parent().unwrap_or_default())
-        };
-        problems.push(Problem::at_key(at.clone(), message).help(help));
-    }
-    found
-}
-
-/// The values of an `include` or `exclude` entry, each checked by its field.
-fn entry_values(
-    entry: &spec::Fields,
-    fields: &Fields,
-    at: &FieldPath,
-    problems: &mut Vec<Problem>,
-) -> Option<Map<String, Value>> {
+/// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:` fixes.
+pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Vec<Cell> {
     let before = problems.len();
+    let fixed = read_fixed(fixed, fields, problems);
+    let axes = read_axes(matrix, fields, &fixed, problems);
+    let lengths: Vec<(&str, usize)> = axes.iter().map(|(name, values)| (*name, values.len())).collect();
+    if !check_size(matrix, &lengths, problems) {
+        return Vec::new();
+    }
+    let mut combos = exclude(matrix, fields, product(&axes), !axes.is_empty(), problems);
+    include(matrix, fields, &mut combos, problems);
+    if !check_count(&combos, problems.len() == before, problems) {
+        return Vec::new();
+    }
+    cells::build(&combos, fields, &fixed, problems)
+}
+
+fn read_fixed<'s>(fixed: &'s spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Fixed<'s> {
+    let launch = FieldPath::root().key("launch");
+    let mut names = HashSet::new();
     let mut values = Map::new();
-    for (name, raw) in &entry.0 {
-        let at = at.key(name.clone());
-        if let Some(f) = field(fields, name, &at, problems) {
-            if let Some(v) = one_value(fields, f, raw, &at, problems) {
-                values.insert(name.clone(), v);
-            }
+    for (name, raw) in &fixed.0 {
+        let at = launch.key(name.clone());
+        if let Some(f) = fields::field(fields, name, &at, problems) {
+            values.extend(fields::one_value(fields, f, raw, &at, problems).map(|v| (name.clone(), v)));
+            names.insert(name.as_str());
         }
     }
-    (problems.len() == before).then_some(values)
+    Fixed { names, values }
 }
 
-/// Whether `combo` has every value `entry` gives: `exclude` drops such cells.
-fn has_all(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
-    entry.iter().all(|(k, v)| combo.get(k) == Some(v))
-}
-
-/// Whether `entry` can join `combo` without overwriting one of its values: `include` joins those.
-fn fits(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
-    entry.iter().all(|(k, v)| combo.get(k).is_none_or(|o| o == v))
+/// The axes with their values, in the spec's order; an unknown or fixed field is a problem, not an axis.
+fn read_axes<'s>(matrix: &'s MatrixSpec, fields: &Fields, fixed: &Fixed, problems: &mut Vec<Problem>) -> Vec<Axis<'s>> {
+    let mut axes = Vec::new();
+    for (name, raw) in &matrix.axes.0 {
+        let at = matrix_path().key(name.clone());
+        let Some(f) = fields::field(fields, name, &at, problems) else {
+            continue;
+        };
+        if fixed.names.contains(name.as_str()) {
+            problems.push(
+                Problem::at_key(at, format!("`{name}` is both a matrix axis and fixed in `launch`"))
+                    .help("keep one: an axis varies it, `launch` fixes it for every cell"),
+            );
+            continue;
+        }
+        axes.push((name.as_str(), fields::axis_values(fields, f, raw, &at, problems)));
+    }
+    axes
 }
 
 /// The number of cells the axes multiply to, checked before any is built.
 fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec<Problem>) -> bool {
-    let path = FieldPath::root().key("matrix");
+    let path = matrix_path();
     let mut ok = true;
     let product = lengths.iter().try_fold(1usize, |acc, (_, n)| acc.checked_mul(*n));
     if product.is_none_or(|n| n > MAX_CELLS) {
@@ -226,47 +140,12 @@ fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec
     ok
 }
 
-/// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:` fixes.
-pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Vec<Cell> {
-    let path = FieldPath::root().key("matrix");
-    let before = problems.len();
-
-    // The fields `launch:` fixes: checked once, and never also an axis.
-    let launch = FieldPath::root().key("launch");
-    let mut fixed_names = HashSet::new();
-    let mut fixed_values = Map::new();
-    for (name, raw) in &fixed.0 {
-        let at = launch.key(name.clone());
-        if let Some(f) = field(fields, name, &at, problems) {
-            fixed_values.extend(one_value(fields, f, raw, &at, problems).map(|v| (name.clone(), v)));
-            fixed_names.insert(name.as_str());
-        }
-    }
-
-    let mut axes: Vec<(&str, Vec<Value>)> = Vec::new();
-    for (name, raw) in &matrix.axes.0 {
-        let at = path.key(name.clone());
-        let Some(f) = field(fields, name, &at, problems) else {
-            continue;
-        };
-        if fixed_names.contains(name.as_str()) {
-            problems.push(
-                Problem::at_key(at, format!("`{name}` is both a matrix axis and fixed in `launch`"))
-                    .help("keep one: an axis varies it, `launch` fixes it for every cell"),
-            );
-            continue;
-        }
-        axes.push((name.as_str(), axis_values(fields, f, raw, &at, problems)));
-    }
-    let lengths: Vec<(&str, usize)> = axes.iter().map(|(name, values)| (*name, values.len())).collect();
-    if !check_size(matrix, &lengths, problems) {
-        return Vec::new();
-    }
-
+/// Every combination of the axes' values; none if there are no axes or one has no values.
+fn product(axes: &[Axis]) -> Vec<Combo> {
     let mut combos: Vec<Combo> = Vec::new();
     if !axes.is_empty() && axes.iter().all(|(_, values)| !values.is_empty()) {
         combos.push(Combo::default());
-        for (name, values) in &axes {
+        for (name, values) in axes {
             combos = combos
                 .iter()
                 .flat_map(|c| {
@@ -279,14 +158,25 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
                 .collect();
         }
     }
+    combos
+}
 
+/// Drops the combinations each `exclude` entry matches; an entry that matches none is a mistake.
+fn exclude(
+    matrix: &MatrixSpec,
+    fields: &Fields,
+    mut combos: Vec<Combo>,
+    has_axes: bool,
+    problems: &mut Vec<Problem>,
+) -> Vec<Combo> {
+    let path = matrix_path();
     for (i, entry) in matrix.exclude.iter().enumerate() {
         let at = path.key("exclude").index(i);
         if entry.0.is_empty() {
             problems.push(Problem::at(at, "exclude entry has no keys: it would remove every cell"));
             continue;
         }
-        let Some(wanted) = entry_values(entry, fields, &at, problems) else {
+        let Some(wanted) = fields::entry_values(entry, fields, &at, problems) else {
             continue;
         };
         let count = combos.len();
@@ -297,17 +187,21 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
             );
         }
     }
-    if !axes.is_empty() && combos.is_empty() && !matrix.exclude.is_empty() {
+    if has_axes && combos.is_empty() && !matrix.exclude.is_empty() {
         problems.push(Problem::at_key(path.key("exclude"), "exclude removes every cell of the matrix"));
     }
+    combos
+}
 
+/// Adds each `include` entry to the combinations from the axes it fits, or as a cell of its own.
+fn include(matrix: &MatrixSpec, fields: &Fields, combos: &mut Vec<Combo>, problems: &mut Vec<Problem>) {
     for (i, entry) in matrix.include.iter().enumerate() {
-        let at = path.key("include").index(i);
+        let at = matrix_path().key("include").index(i);
         if entry.0.is_empty() {
             problems.push(Problem::at(at, "include entry has no keys"));
             continue;
         }
-        let Some(wanted) = entry_values(entry, fields, &at, problems) else {
+        let Some(wanted) = fields::entry_values(entry, fields, &at, problems) else {
             continue;
         };
         let mut joined = false;
@@ -323,8 +217,23 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
             combos.push(Combo { original: wanted, added: Map::new(), from_include: Some(i) });
         }
     }
+}
 
-    if combos.is_empty() && problems.len() == before {
+/// Whether `combo` has every value `entry` gives: `exclude` drops such cells.
+fn has_all(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
+    entry.iter().all(|(k, v)| combo.get(k) == Some(v))
+}
+
+/// Whether `entry` can join `combo` without overwriting one of its values: `include` joins those.
+fn fits(combo: &Map<String, Value>, entry: &Map<String, Value>) -> bool {
+    entry.iter().all(|(k, v)| combo.get(k).is_none_or(|o| o == v))
+}
+
+/// The number of combinations once `include` is applied: none (said only when nothing else is wrong,
+/// which would explain it) or too many. False if there are too many to build.
+fn check_count(combos: &[Combo], nothing_else_wrong: bool, problems: &mut Vec<Problem>) -> bool {
+    let path = matrix_path();
+    if combos.is_empty() && nothing_else_wrong {
         problems.push(
             Problem::at_key(path.clone(), "matrix is empty")
                 .help("give at least an `image` axis or an `include` entry"),
@@ -335,65 +244,14 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
             path.key("include"),
             format!("expands to {} cells with `include`; at most {MAX_CELLS} are allowed", combos.len()),
         ));
-        return Vec::new();
+        return false;
     }
-
-    let mut cells: Vec<Cell> = Vec::new();
-    let mut ids = HashSet::new();
-    for combo in &combos {
-        let at = match combo.from_include {
-            Some(i) => path.key("include").index(i),
-            None => path.clone(),
-        };
-        let values = combo.value();
-        let id = CellId(cell_id(&values));
-        let missing: Vec<&str> = fields
-            .list
-            .iter()
-            .filter(|f| f.required && !values.contains_key(f.name) && !fixed_names.contains(f.name))
-            .map(|f| f.name)
-            .collect();
-        if let Some(name) = missing.first() {
-            problems.push(Problem::at(at, format!("cell `{id}` has no `{name}`")).help(format!(
-                "the {} provider needs `{name}` for every cell: an axis, an `include` key or `launch.{name}`",
-                fields.provider
-            )));
-            continue;
-        }
-        if !ids.insert(id.clone()) {
-            problems.push(Problem::at(at, format!("cell `{id}` is listed twice")));
-            continue;
-        }
-        let mut launch = values.clone();
-        launch.extend(fixed_values.iter().map(|(k, v)| (k.clone(), v.clone())));
-        cells.push(Cell { index: cells.len(), id, values, launch });
-    }
-    cells
-}
-
-/// Joins a cell's values into an id that is safe as a file name.
-fn cell_id(values: &Map<String, Value>) -> String {
-    values.values().map(|v| sanitize(&label(v))).collect::<Vec<_>>().join("_")
-}
-
-fn sanitize(value: &str) -> String {
-    let value = value.trim_start_matches("./");
-    value.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+') { c } else { '-' }).collect()
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_field_list_is_wrapped_under_the_help() {
-        let names: Vec<String> = (0..40).map(|i| format!("field_number_{i}")).collect();
-        let help = wrap_list("the ec2 provider's launch fields:", &names);
-        assert!(help.lines().count() > 1 && help.lines().all(|l| l.len() <= 100), "{help}");
-        assert!(help.lines().skip(1).all(|l| l.starts_with("          ")), "{help}");
-        let flat: Vec<&str> = help.split_whitespace().skip(5).map(|n| n.trim_end_matches(',')).collect();
-        assert_eq!(flat, names);
-    }
 
     fn expand_yaml(matrix: &str, launch: &str) -> (Vec<Cell>, Vec<Problem>) {
         let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();

@@ -19,16 +19,6 @@ use super::model::LaunchSpec;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields(pub Vec<(String, serde_yaml::Value)>);
 
-impl Fields {
-    pub fn get(&self, name: &str) -> Option<&serde_yaml::Value> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(n, _)| n.as_str())
-    }
-}
-
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;

@@ -2,11 +2,14 @@
 //!
 //! Used as `#[serde(with = "super::duration")]` in place of `humantime_serde`, so that no field can
 //! carry a duration a deadline computation (`Instant + Duration`) would overflow on: every duration
-//! is bounded where it is read, with the place of the value in the file.
+//! is bounded where it is read, with the place of the value in the file. [`DurationSchema`] is how
+//! such a field appears in the JSON Schema.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserializer, Serializer};
 
 use super::limits::{MAX_DURATION, MAX_DURATION_TEXT};
@@ -33,6 +36,23 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
 
 pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     humantime_serde::serialize(duration, serializer)
+}
+
+/// Schema stand-in for a duration field (`#[schemars(with = "DurationSchema")]`).
+pub struct DurationSchema;
+
+impl JsonSchema for DurationSchema {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration like 500ms, 15s, 5m or 1h30m, at most 24h.",
+            "type": "string",
+            // A `${VAR}` is only known when the spec is loaded: an editor lets it through.
+            "pattern": "^\\s*([0-9]+\\s*[a-zµ]+\\s*)+$|\\$\\{"
+        })
+    }
 }
 
 /// `Option<Duration>` fields: absent or null is `None`, anything else as above.

@@ -71,59 +71,28 @@ fn limit_error(file: &Path, e: LimitError, source: String) -> SpecError {
 }
 
 pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, SpecError> {
-    let error =
-        |diagnostics: Vec<Diagnostic>, source: &str| SpecError { diagnostics, source: Some(source.to_string()) };
     if let Err(e) = limits::check_bytes(source.as_bytes()) {
         return Err(limit_error(file, e, source));
     }
     let substituted = match vars::substitute(&source, vars) {
         Ok(s) => s,
-        Err(errors) => {
-            let diagnostics = errors
-                .into_iter()
-                .map(|e| Diagnostic {
-                    file: file.to_path_buf(),
-                    position: Some(Position { line: e.line, column: e.column }),
-                    path: None,
-                    message: e.message,
-                    help: None,
-                })
-                .collect();
-            return Err(error(diagnostics, &source));
-        }
+        Err(errors) => return Err(var_errors(file, errors, source)),
     };
     if substituted.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        return Err(error(
-            vec![Diagnostic {
-                file: file.to_path_buf(),
-                position: Some(Position { line: 1, column: 1 }),
-                path: None,
-                message: "spec is empty".into(),
-                help: Some("a spec needs at least `name`, `provider` and `matrix`".into()),
-            }],
-            &source,
-        ));
+        let empty = Diagnostic {
+            file: file.to_path_buf(),
+            position: Some(Position { line: 1, column: 1 }),
+            path: None,
+            message: "spec is empty".into(),
+            help: Some("a spec needs at least `name`, `provider` and `matrix`".into()),
+        };
+        return Err(SpecError { diagnostics: vec![empty], source: Some(source) });
     }
-
-    // Both limits are checked on the text the parsers will read, and reported where the file has it.
-    let back = |mut e: LimitError| {
-        let (line, column) = substituted.original_position(e.position.line, e.position.column);
-        e.position = Position { line, column };
-        e
-    };
-    let located = limits::check_depth(&substituted.text).and_then(|()| Locations::index(&substituted.text));
-    let locations = match located {
+    let locations = match locate(&substituted) {
         Ok(locations) => locations,
-        Err(e) => return Err(limit_error(file, back(e), source)),
+        Err(e) => return Err(limit_error(file, e, source)),
     };
-    let mut unknown = Vec::new();
-    let result: Result<Spec, _> = {
-        let de = serde_yaml::Deserializer::from_str(&substituted.text);
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
-        let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
-        serde_path_to_error::deserialize(de)
-    };
-
+    let (result, unknown) = deserialize(&substituted.text);
     let places = Places { file: file.to_path_buf(), locations, substituted };
     let mut diagnostics: Vec<Diagnostic> = unknown.iter().map(|path| places.unknown_key(path)).collect();
     match result {
@@ -131,9 +100,45 @@ pub fn load_str(file: &Path, source: String, vars: &Vars) -> Result<LoadedSpec, 
         Err(e) => {
             diagnostics.push(places.type_error(&e));
             diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
-            Err(error(diagnostics, &source))
+            Err(SpecError { diagnostics, source: Some(source) })
         }
     }
+}
+
+/// Every `${...}` that could not be substituted, as the file has it.
+fn var_errors(file: &Path, errors: Vec<vars::VarError>, source: String) -> SpecError {
+    let diagnostics = errors
+        .into_iter()
+        .map(|e| Diagnostic {
+            file: file.to_path_buf(),
+            position: Some(Position { line: e.line, column: e.column }),
+            path: None,
+            message: e.message,
+            help: None,
+        })
+        .collect();
+    SpecError { diagnostics, source: Some(source) }
+}
+
+/// The nesting estimate, then the position index (exact nesting and alias checks). Both read the text
+/// the parsers will read; an error is placed where the file has it.
+fn locate(substituted: &Substituted) -> Result<Locations, LimitError> {
+    let located = limits::check_depth(&substituted.text).and_then(|()| Locations::index(&substituted.text));
+    located.map_err(|mut e| {
+        let (line, column) = substituted.original_position(e.position.line, e.position.column);
+        e.position = Position { line, column };
+        e
+    })
+}
+
+/// The spec deserialized, with the path of every unknown key met on the way.
+fn deserialize(text: &str) -> (Result<Spec, serde_path_to_error::Error<serde_yaml::Error>>, Vec<FieldPath>) {
+    let mut unknown = Vec::new();
+    let de = serde_yaml::Deserializer::from_str(text);
+    let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
+    let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
+    let result = serde_path_to_error::deserialize(de);
+    (result, unknown)
 }
 
 impl LoadedSpec {

@@ -68,117 +68,145 @@ impl Vars<'_> {
 }
 
 pub fn substitute(text: &str, vars: &Vars) -> Result<Substituted, Vec<VarError>> {
-    let mut out = String::with_capacity(text.len());
-    let mut edits = Vec::new();
-    let mut errors = Vec::new();
+    let mut writer = Writer { out: String::with_capacity(text.len()), edits: Vec::new(), errors: Vec::new(), vars };
     for (index, line) in text.split_inclusive('\n').enumerate() {
-        let line_no = index + 1;
-        let mut rest = line;
-        let mut out_col = 1usize; // 1-based column of the next char in `out` on this line
-        let mut src_col = 1usize;
-        let mut quote: Option<char> = None;
-        let mut prev: Option<char> = None;
-        while let Some(c) = rest.chars().next() {
-            // A `#` at the start of a line or after a blank, outside quotes, starts a comment.
-            if quote.is_none() && c == '#' && prev.is_none_or(|p| p == ' ' || p == '\t') {
-                out.push_str(rest);
-                break;
-            }
-            if let Some(after) = rest.strip_prefix("$${") {
-                out.push_str("${");
-                edits.push(Edit { line: line_no, at: out_col, replaced_len: 2, original_len: 3 });
-                rest = after;
-                out_col += 2;
-                src_col += 3;
-                prev = Some('{');
-                continue;
-            }
-            if let Some(after) = rest.strip_prefix("${") {
-                let Some(end) = after.find('}') else {
-                    errors.push(VarError {
-                        line: line_no,
-                        column: src_col,
-                        message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
-                    });
-                    out.push_str(rest);
-                    break;
-                };
-                let body = &after[..end];
-                let (name, default) = match body.split_once(":-") {
-                    Some((n, d)) => (n, Some(d)),
-                    None => (body, None),
-                };
-                let original_len = end + 3;
-                let valid_name = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !name.starts_with(|c: char| c.is_ascii_digit());
-                let value = if !valid_name {
-                    errors.push(VarError {
-                        line: line_no,
-                        column: src_col,
-                        message: format!("invalid variable name `{name}`: use letters, digits and `_`"),
-                    });
-                    String::new()
-                } else {
-                    match vars.get(name).or_else(|| default.map(str::to_string)) {
-                        Some(v) if v.contains('\n') || v.contains('\r') => {
-                            errors.push(VarError {
-                                line: line_no,
-                                column: src_col,
-                                message: format!("variable `{name}` contains a line break, which a spec value can't"),
-                            });
-                            String::new()
-                        }
-                        Some(v) => v,
-                        None => {
-                            errors.push(VarError {
-                                line: line_no,
-                                column: src_col,
-                                message: format!(
-                                    "undefined variable `{name}`: set it in the environment, pass `--var {name}=VALUE`, or write `${{{name}:-default}}`"
-                                ),
-                            });
-                            String::new()
-                        }
-                    }
-                };
-                if out.len() + value.len() > MAX_SPEC_BYTES {
-                    // Variables are not a way around the size limit; nothing after this is worth reading.
-                    errors.push(VarError {
-                        line: line_no,
-                        column: src_col,
-                        message: format!(
-                            "substituting variables makes the spec larger than {} MiB",
-                            MAX_SPEC_BYTES / (1024 * 1024)
-                        ),
-                    });
-                    return Err(errors);
-                }
-                let replaced_len = value.chars().count();
-                out.push_str(&value);
-                edits.push(Edit { line: line_no, at: out_col, replaced_len, original_len });
-                out_col += replaced_len;
-                src_col += original_len;
-                rest = &after[end + 1..];
-                prev = Some('}');
-                continue;
-            }
-            match (quote, c) {
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                _ => {}
-            }
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-            out_col += 1;
-            src_col += 1;
-            prev = Some(c);
+        if writer.line(index + 1, line).is_err() {
+            // Variables are not a way around the size limit; nothing after this is worth reading.
+            return Err(writer.errors);
         }
     }
-    if errors.is_empty() {
-        Ok(Substituted { text: out, edits })
+    if writer.errors.is_empty() {
+        Ok(Substituted { text: writer.out, edits: writer.edits })
     } else {
-        Err(errors)
+        Err(writer.errors)
+    }
+}
+
+/// The substituted text as it is written, line by line, with its edits and the errors found so far.
+struct Writer<'v, 'a> {
+    out: String,
+    edits: Vec<Edit>,
+    errors: Vec<VarError>,
+    vars: &'v Vars<'a>,
+}
+
+/// Substituting made the text larger than a spec may be (already recorded as an error).
+struct TooLarge;
+
+/// Where the writer is on the current line.
+struct Cursor<'t> {
+    line_no: usize,
+    rest: &'t str,
+    /// 1-based column of the next char in the output on this line.
+    out_col: usize,
+    /// 1-based column of the next char in the source on this line.
+    src_col: usize,
+    quote: Option<char>,
+    prev: Option<char>,
+}
+
+impl Cursor<'_> {
+    /// Records that `src_len` source characters became `out_len` output characters.
+    fn advance(&mut self, out_len: usize, src_len: usize, last: char) {
+        self.out_col += out_len;
+        self.src_col += src_len;
+        self.prev = Some(last);
+    }
+}
+
+impl Writer<'_, '_> {
+    fn line(&mut self, line_no: usize, line: &str) -> Result<(), TooLarge> {
+        let mut cur = Cursor { line_no, rest: line, out_col: 1, src_col: 1, quote: None, prev: None };
+        while let Some(c) = cur.rest.chars().next() {
+            // A `#` at the start of a line or after a blank, outside quotes, starts a comment.
+            if cur.quote.is_none() && c == '#' && cur.prev.is_none_or(|p| p == ' ' || p == '\t') {
+                self.out.push_str(cur.rest);
+                return Ok(());
+            }
+            if let Some(after) = cur.rest.strip_prefix("$${") {
+                self.out.push_str("${");
+                self.edits.push(Edit { line: line_no, at: cur.out_col, replaced_len: 2, original_len: 3 });
+                cur.rest = after;
+                cur.advance(2, 3, '{');
+            } else if let Some(after) = cur.rest.strip_prefix("${") {
+                if !self.variable(&mut cur, after)? {
+                    return Ok(());
+                }
+            } else {
+                self.plain(&mut cur, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies one character, following quotes (a `#` inside them is text).
+    fn plain(&mut self, cur: &mut Cursor, c: char) {
+        match (cur.quote, c) {
+            (None, '"' | '\'') => cur.quote = Some(c),
+            (Some(q), c) if c == q => cur.quote = None,
+            _ => {}
+        }
+        self.out.push(c);
+        cur.rest = &cur.rest[c.len_utf8()..];
+        cur.advance(1, 1, c);
+    }
+
+    /// Replaces the `${...}` whose text after `${` is `after`; false if it is unterminated (the rest
+    /// of the line is copied as it is).
+    fn variable<'t>(&mut self, cur: &mut Cursor<'t>, after: &'t str) -> Result<bool, TooLarge> {
+        let Some(end) = after.find('}') else {
+            self.error(cur, "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into());
+            self.out.push_str(cur.rest);
+            return Ok(false);
+        };
+        let value = self.value(cur, &after[..end]);
+        if self.out.len() + value.len() > MAX_SPEC_BYTES {
+            let limit = MAX_SPEC_BYTES / (1024 * 1024);
+            self.error(cur, format!("substituting variables makes the spec larger than {limit} MiB"));
+            return Err(TooLarge);
+        }
+        let original_len = end + 3;
+        let replaced_len = value.chars().count();
+        self.out.push_str(&value);
+        self.edits.push(Edit { line: cur.line_no, at: cur.out_col, replaced_len, original_len });
+        cur.rest = &after[end + 1..];
+        cur.advance(replaced_len, original_len, '}');
+        Ok(true)
+    }
+
+    /// The value of `${body}`: the variable, else its default; empty (and an error recorded) if neither.
+    fn value(&mut self, cur: &Cursor, body: &str) -> String {
+        let (name, default) = match body.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (body, None),
+        };
+        let valid_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            self.error(cur, format!("invalid variable name `{name}`: use letters, digits and `_`"));
+            return String::new();
+        }
+        match self.vars.get(name).or_else(|| default.map(str::to_string)) {
+            Some(v) if v.contains('\n') || v.contains('\r') => {
+                self.error(cur, format!("variable `{name}` contains a line break, which a spec value can't"));
+                String::new()
+            }
+            Some(v) => v,
+            None => {
+                self.error(
+                    cur,
+                    format!(
+                        "undefined variable `{name}`: set it in the environment, pass `--var {name}=VALUE`, or write `${{{name}:-default}}`"
+                    ),
+                );
+                String::new()
+            }
+        }
+    }
+
+    fn error(&mut self, cur: &Cursor, message: String) {
+        self.errors.push(VarError { line: cur.line_no, column: cur.src_col, message });
     }
 }
 

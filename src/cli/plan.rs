@@ -1,0 +1,112 @@
+//! `amiprobe validate` and `amiprobe plan`: a spec checked and expanded, without running anything
+//! (`plan --check` asks the provider too, and creates nothing).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{runtime, Format};
+use crate::exit::Outcome;
+use crate::plan::{Plan, Shard};
+
+pub fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
+    let mut outcome = Outcome::Passed;
+    for file in specs {
+        match Plan::load(file, vars) {
+            Ok(plan) => println!("{}: ok ({} cells)", file.display(), plan.cells.len()),
+            Err(e) => {
+                eprint!("{e}");
+                outcome = Outcome::UsageError;
+            }
+        }
+    }
+    outcome
+}
+
+pub fn plan(
+    file: &Path,
+    shard: Option<Shard>,
+    format: Format,
+    check: bool,
+    vars: &BTreeMap<String, String>,
+) -> Outcome {
+    let plan = match Plan::load(file, vars) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("{e}");
+            return Outcome::UsageError;
+        }
+    };
+    for warning in plan.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let total = plan.cells.len();
+    let plan = match shard {
+        Some(s) => plan.shard(s),
+        None => plan,
+    };
+    let outcome = match print(&plan, shard, total, format) {
+        Ok(()) => Outcome::Passed,
+        // A closed pipe (`| head`) is not a failure of the plan.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Passed,
+        Err(_) => Outcome::Failed,
+    };
+    if check && outcome == Outcome::Passed {
+        return check_plan(&plan);
+    }
+    outcome
+}
+
+/// Prints the plan's cells (of `shard`, out of `total`) to stdout.
+fn print(plan: &Plan, shard: Option<Shard>, total: usize, format: Format) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "name": plan.name,
+                "provider": plan.provider.name(),
+                "shard": shard.map(|s| s.to_string()),
+                "total_cells": total,
+                "cells": plan.cells,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+        }
+        Format::Text => {
+            let mut text = format!("{}: {} cells on {}", plan.name, plan.cells.len(), plan.provider.name());
+            if let Some(s) = shard {
+                text.push_str(&format!(" (shard {s} of {total} cells)"));
+            }
+            text.push('\n');
+            for cell in &plan.cells {
+                text.push_str(&format!("  {}\n", cell.id));
+            }
+            write!(out, "{text}")
+        }
+    }
+}
+
+/// `plan --check`: the provider's preflight, and nothing else.
+fn check_plan(plan: &Plan) -> Outcome {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(outcome) => return outcome,
+    };
+    let provider = plan.provider.provider(plan.run_settings());
+    match runtime.block_on(provider.preflight(&plan.cells)) {
+        Err(e) => {
+            eprintln!("error: provider check failed: {e}");
+            Outcome::Failed
+        }
+        Ok(checked) if checked.impossible.is_empty() => {
+            eprintln!("check: every cell can run as asked");
+            Outcome::Passed
+        }
+        Ok(checked) => {
+            for (cell, why) in &checked.impossible {
+                eprintln!("error: cell {cell}: impossible: {why}");
+            }
+            eprintln!("check: {} of {} cells can't run as asked", checked.impossible.len(), plan.cells.len());
+            Outcome::UsageError
+        }
+    }
+}
