@@ -623,7 +623,7 @@ async fn windows_password(env: &ProbeEnv) -> Result<String, (String, bool)> {
         None => Err(("no administrator password yet".into(), false)),
         Some(data) => {
             // The same data decrypts the same way next time.
-            let password = key.decrypt_password(&data).map_err(|e| (e, true))?;
+            let password = key.decrypt_password(&data).map_err(|e| (e.to_string(), true))?;
             Ok(format!(
                 "administrator password generated ({} characters), decrypted with the run's key",
                 password.chars().count()
