@@ -1,7 +1,7 @@
 //! Steps every provider takes the same way around a machine's life, written once: the login key a
 //! machine is given, the bookkeeping of launch attempts, the removal of what cells left in the
-//! ledger, and the ledger entry a machine takes off once it is confirmed stopped. What each provider does inside
-//! a step (RunInstances or a QEMU process, a terminate or a kill) stays its own.
+//! ledger, and the ledger entry a machine takes off once it is confirmed stopped. What each provider
+//! does inside a step (RunInstances or a QEMU process, a terminate or a kill) stays its own.
 
 use std::sync::Arc;
 

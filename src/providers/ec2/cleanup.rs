@@ -98,9 +98,7 @@ impl Ec2Provider {
         for name in &report.key_pairs {
             let result = api.delete_key_pair(name, until).await;
             if result.is_ok() {
-                ledger.retain(
-                    |r| !matches!(resource::of(r), Some(Ec2Resource::KeyPair { name: n, region, .. }) if n == name && *region == api.region),
-                );
+                forget_key_pair(ledger, name, &api.region);
             }
             steps.push(removal_step(format!("delete key pair {name} (found by the run's tag)"), result).of_key(name));
         }
@@ -108,6 +106,14 @@ impl Ec2Provider {
         steps.extend(remove_groups(api, &report.security_groups, ledger, until).await);
         steps
     }
+}
+
+/// Takes the run's key pair in `region` off the ledger.
+fn forget_key_pair(ledger: &Ledger, name: &str, region: &str) {
+    ledger.retain(|r| match resource::of(r) {
+        Some(Ec2Resource::KeyPair { name: n, region: at, .. }) => n != name || at != region,
+        _ => true,
+    });
 }
 
 /// Takes an instance off the ledger, by id or by the client token it was launched with.
@@ -157,9 +163,10 @@ fn pending_tokens(ledger: &Ledger, region: &str) -> Vec<String> {
 
 /// A pending launch never seen in [`PENDING_GRACE`]: nothing was launched, and the ledger forgets it.
 fn never_launched(ledger: &Ledger, token: String) -> CleanupStep {
-    ledger.retain(
-        |r| !matches!(resource::of(r), Some(Ec2Resource::PendingInstance { client_token, .. }) if *client_token == token),
-    );
+    ledger.retain(|r| match resource::of(r) {
+        Some(Ec2Resource::PendingInstance { client_token, .. }) => *client_token != token,
+        _ => true,
+    });
     let waited = PENDING_GRACE.as_secs();
     CleanupStep::ok(format!("no instance launched with client token {token} (none seen in {waited}s)"))
 }

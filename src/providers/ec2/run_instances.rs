@@ -48,6 +48,13 @@ pub(super) struct Launched {
     pub instance: Resource,
 }
 
+/// How one attempt ended, short of an error that ends the launch.
+enum Outcome {
+    Launched(Launched),
+    /// No capacity for the type there: why, worth the next candidate.
+    NoCapacity(String),
+}
+
 /// What every attempt of one cell's launch sends alike.
 struct Request<'a> {
     regional: &'a Regional,
@@ -80,9 +87,9 @@ impl Ec2Provider {
                 let place = subnet.as_deref().unwrap_or("the default subnet");
                 log.notes.push(format!("capacity fallback: trying {instance_type} in {place}"));
             }
-            if let Some(launched) = self.attempt(&request, (attempt, &mut attempts), instance_type, subnet, log).await?
-            {
-                return Ok(launched);
+            match self.attempt(&request, attempt, instance_type, subnet, log).await? {
+                Outcome::Launched(launched) => return Ok(launched),
+                Outcome::NoCapacity(why) => attempts.failed(why),
             }
         }
         let message = attempts.last_error().unwrap_or("RunInstances failed").to_string();
@@ -129,16 +136,15 @@ impl Ec2Provider {
     }
 
     /// One RunInstances: `instance_type` in `subnet`, under the attempt's own client token. No
-    /// capacity there is worth the next candidate (`None`, the why in `attempts`); anything else
-    /// ends the launch.
+    /// capacity there is worth the next candidate; anything else ends the launch.
     async fn attempt(
         &self,
         request: &Request<'_>,
-        (attempt, attempts): (usize, &mut Attempts),
+        attempt: usize,
         instance_type: String,
         subnet: Option<String>,
         log: &mut LaunchLog,
-    ) -> Result<Option<Launched>, ProviderError> {
+    ) -> Result<Outcome, ProviderError> {
         let (api, cell, ctx) = (&request.regional.api, request.cell, request.ctx);
         let mut groups = request.own_groups.clone();
         if self.spec.security_group == SecurityGroupMode::Ephemeral {
@@ -173,7 +179,7 @@ impl Ec2Provider {
                     Ec2Resource::Instance { id: id.to_string(), cell: cell.id.0.clone(), region: api.region.clone() }
                         .recorded();
                 ctx.ledger.replace(&pending, instance.clone());
-                Ok(Some(Launched { id: id.to_string(), instance_type, instance }))
+                Ok(Outcome::Launched(Launched { id: id.to_string(), instance_type, instance }))
             }
             // A server error may have launched it after all: the pending entry stays for the sweep.
             Err(e) if e.transient => Err(ProviderError::new(e.to_string())),
@@ -184,8 +190,7 @@ impl Ec2Provider {
                 }
                 let place = subnet.as_deref().unwrap_or("the default subnet");
                 log.notes.push(format!("no capacity for {instance_type} in {place}: {}", e.message));
-                attempts.failed(e.to_string());
-                Ok(None)
+                Ok(Outcome::NoCapacity(e.to_string()))
             }
         }
     }

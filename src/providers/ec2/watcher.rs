@@ -74,8 +74,13 @@ pub enum WaitError {
     #[error("instance watcher stopped")]
     WatcherStopped,
     /// `last_error`: what the last DescribeInstances said, if it failed.
-    #[error("instance {id} still {state} after {secs}s{}", last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default())]
+    #[error("instance {id} still {state} after {secs}s{}", describe_error(last_error))]
     TimedOut { id: String, state: String, secs: u64, last_error: Option<String> },
+}
+
+/// "; last describe error: ..." when there was one.
+fn describe_error(last_error: &Option<String>) -> String {
+    last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default()
 }
 
 /// The pace while instances are pending: "running" is seen half a second late on average, for about

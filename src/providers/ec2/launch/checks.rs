@@ -117,10 +117,6 @@ impl Ec2Launch {
     }
 }
 
-/// Puts `launch`, the subnet and the security groups on a RunInstances request.
-///
-/// It sets SubnetId, SecurityGroupIds, NetworkInterfaces, BlockDeviceMappings, MetadataOptions,
-
 #[cfg(test)]
 mod tests {
     use super::*;

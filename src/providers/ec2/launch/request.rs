@@ -19,6 +19,10 @@ pub enum ApplyError {
     VolumeOnRoot { index: usize, device: String },
 }
 
+/// Puts `launch`, the subnet and the security groups on a RunInstances request.
+///
+/// It sets SubnetId, SecurityGroupIds, NetworkInterfaces, BlockDeviceMappings, MetadataOptions,
+/// IamInstanceProfile and Placement, each of them, replacing what `req` had: the caller sets none of
 /// them. With `public_ip` set, EC2 takes the address choice only on a network interface, and refuses a
 /// request with both a network interface and a top-level subnet or groups: the subnet and the groups
 /// then go on `NetworkInterfaces[0]` and nowhere else.
