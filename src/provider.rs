@@ -12,6 +12,7 @@ pub mod field;
 pub mod key;
 pub mod kind;
 pub mod ledger;
+pub mod lifecycle;
 pub mod machine;
 pub mod section;
 

@@ -248,9 +248,9 @@ fn a_volume_on_the_root_device_or_a_root_volume_without_one_is_never_sent() {
     let moto = Moto::start();
     let on_root = fields("volumes: [{device: xvda, size: 8}]");
     let req = moto.api().client.run_instances().image_id(AMI).min_count(1).max_count(1);
-    let err = launch::apply(req.clone(), &on_root, None, &[], Some("/dev/xvda")).unwrap_err();
+    let err = launch::apply(req.clone(), &on_root, None, &[], Some("/dev/xvda")).unwrap_err().to_string();
     assert!(err.contains("/dev/xvda, the image's root device"), "{err}");
-    let err = launch::apply(req, &fields("root_volume: {size: 30}"), None, &[], None).unwrap_err();
+    let err = launch::apply(req, &fields("root_volume: {size: 30}"), None, &[], None).unwrap_err().to_string();
     assert!(err.contains("root device name"), "{err}");
     assert!(moto.requests("RunInstances").is_empty());
 }

@@ -39,7 +39,7 @@ pub async fn attempt(env: &ProbeEnv) -> Result<String, PasswordError> {
 async fn fetch(env: &ProbeEnv) -> Result<String, PasswordError> {
     let (source, key) = env.password.as_ref().ok_or(PasswordError::NotKept)?;
     let data = source.encrypted().await.map_err(PasswordError::Fetch)?.ok_or(PasswordError::NotYet)?;
-    let password = key.decrypt_password(&data).map_err(PasswordError::Decrypt)?;
+    let password = key.decrypt_password(&data).map_err(|e| PasswordError::Decrypt(e.to_string()))?;
     Ok(format!(
         "administrator password generated ({} characters), decrypted with the run's key",
         password.chars().count()

@@ -272,7 +272,7 @@ fn probe_env(rec: &mut Recorder, machine: &dyn Machine, keys_seen: watch::Receiv
     let login_key = run_key.clone().and_then(|key| match key.ssh_client_key() {
         Ok(key) => Some(Arc::new(key)),
         Err(e) => {
-            rec.error(CellError::LoginKey(e));
+            rec.error(CellError::LoginKey(e.to_string()));
             None
         }
     });

@@ -68,6 +68,13 @@ impl ApiError {
     }
 }
 
+/// Why no client could be made, as a lowercase fragment.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no AWS region: set provider.ec2.region, AWS_REGION or a profile's region")]
+    NoRegion,
+}
+
 /// A token bucket: `burst` calls at once, refilled at `per_second`.
 pub struct TokenBucket {
     rate: RateSpec,
@@ -122,7 +129,7 @@ pub struct Api {
 impl Api {
     /// Configuration the AWS way: credential chain and profiles, region from the spec or the
     /// environment, `AWS_ENDPOINT_URL(_EC2)`. Retries are amiprobe's, not the SDK's.
-    pub async fn connect(spec: &Ec2Spec, region_override: Option<&str>) -> Result<Api, String> {
+    pub async fn connect(spec: &Ec2Spec, region_override: Option<&str>) -> Result<Api, ConnectError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = region_override.map(str::to_string).or_else(|| spec.region.clone()) {
             loader = loader.region(aws_config::Region::new(region));
@@ -140,10 +147,7 @@ impl Api {
         // buckets: the SDK's hidden retries would spend the account's budget behind their back.
         let config =
             loader.timeout_config(timeouts).retry_config(aws_config::retry::RetryConfig::disabled()).load().await;
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or("no AWS region: set provider.ec2.region, AWS_REGION or a profile's region")?;
+        let region = config.region().map(|r| r.to_string()).ok_or(ConnectError::NoRegion)?;
         Ok(Api::with_client(aws_sdk_ec2::Client::new(&config), &region, &spec.rate_limits))
     }
 

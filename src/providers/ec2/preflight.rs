@@ -539,6 +539,6 @@ mod tests {
             assert_eq!(mode.as_str().parse::<BootMode>(), Ok(mode));
             assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
         }
-        assert!("bios".parse::<BootMode>().unwrap_err().contains("legacy-bios, uefi or uefi-preferred"));
+        assert!("bios".parse::<BootMode>().unwrap_err().to_string().contains("legacy-bios, uefi or uefi-preferred"));
     }
 }

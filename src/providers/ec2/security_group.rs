@@ -16,12 +16,25 @@ use tokio::time::Instant;
 
 use super::api::{Api, ApiError, Retry};
 use super::resource::Ec2Resource;
-use crate::provider::Ledger;
+use crate::provider::{lock, Ledger};
 
 /// What EC2 answers while an instance (or its network interface) still uses the group.
 pub const DEPENDENCY_VIOLATION: &[&str] = &["DependencyViolation"];
 /// A group EC2 does not know (yet, right after its creation; or any more).
 const GROUP_NOT_FOUND: &[&str] = &["InvalidGroup.NotFound"];
+
+/// Why the run's security group could not be had, as a lowercase fragment.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("subnet {0} has no VPC")]
+    NoVpc(String),
+    #[error("no default VPC for the run's security group: give the cells a subnet")]
+    NoDefaultVpc,
+    #[error("CreateSecurityGroup returned no group id for {0}")]
+    NoGroupId(String),
+}
 
 /// The group's name: known before it is created, so the ledger can hold it by name first.
 pub fn name(run_id: &str, vpc: &str) -> String {
@@ -52,7 +65,7 @@ pub struct Wanted<'a> {
 impl Groups {
     /// The VPCs of subnets already described (by the preflight): no call of their own later.
     pub fn know_subnets(&self, subnet_vpcs: &BTreeMap<String, Option<String>>) {
-        let mut vpcs = self.vpcs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut vpcs = lock(&self.vpcs);
         for (subnet, vpc) in subnet_vpcs {
             if let Some(vpc) = vpc {
                 vpcs.entry(Some(subnet.clone())).or_insert_with(|| Arc::new(OnceCell::new_with(Some(vpc.clone()))));
@@ -61,15 +74,15 @@ impl Groups {
     }
 
     /// The run's group for a launch into `subnet`, created on first need.
-    pub async fn for_subnet(&self, api: &Api, subnet: Option<&str>, wanted: Wanted<'_>) -> Result<String, String> {
+    pub async fn for_subnet(&self, api: &Api, subnet: Option<&str>, wanted: Wanted<'_>) -> Result<String, GroupError> {
         let vpc = self.vpc_of(api, subnet).await?;
-        let cell = self.groups.lock().unwrap_or_else(|e| e.into_inner()).entry(vpc.clone()).or_default().clone();
+        let cell = lock(&self.groups).entry(vpc.clone()).or_default().clone();
         cell.get_or_try_init(|| create(api, &vpc, &wanted)).await.cloned()
     }
 
-    async fn vpc_of(&self, api: &Api, subnet: Option<&str>) -> Result<String, String> {
+    async fn vpc_of(&self, api: &Api, subnet: Option<&str>) -> Result<String, GroupError> {
         let key = subnet.map(str::to_string);
-        let cell = self.vpcs.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let cell = lock(&self.vpcs).entry(key).or_default().clone();
         cell.get_or_try_init(|| async {
             match subnet {
                 Some(subnet) => {
@@ -77,13 +90,12 @@ impl Groups {
                         .call(&api.buckets.describe, "DescribeSubnets", || {
                             api.client.describe_subnets().subnet_ids(subnet).send()
                         })
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     out.subnets()
                         .first()
                         .and_then(|s| s.vpc_id())
                         .map(str::to_string)
-                        .ok_or_else(|| format!("subnet {subnet} has no VPC"))
+                        .ok_or_else(|| GroupError::NoVpc(subnet.to_string()))
                 }
                 None => {
                     let default = Filter::builder().name("is-default").values("true").build();
@@ -91,11 +103,8 @@ impl Groups {
                         .call(&api.buckets.describe, "DescribeVpcs", || {
                             api.client.describe_vpcs().filters(default.clone()).send()
                         })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string).ok_or_else(|| {
-                        "no default VPC for the run's security group: give the cells a subnet".to_string()
-                    })
+                        .await?;
+                    out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string).ok_or(GroupError::NoDefaultVpc)
                 }
             }
         })
@@ -132,7 +141,7 @@ fn permissions(ports: &[u16], from: &[ipnet::IpNet]) -> Vec<IpPermission> {
 
 /// Creates the group in `vpc`, in the ledger by name before the call and by id after, and opens
 /// the probed ports. A group whose rules could not be set is deleted again at once.
-async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, String> {
+async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, GroupError> {
     let name = name(wanted.run_id, vpc);
     let pending =
         Ec2Resource::SecurityGroup { name: name.clone(), id: None, vpc: vpc.to_string(), region: api.region.clone() }
@@ -156,14 +165,14 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
         // its rules refused and its removal too). It is taken, and its rules set below.
         Err(e) if e.is("InvalidGroup.Duplicate") => find_by_name(api, &name, vpc).await?,
         // It may exist after all: the ledger keeps its name, the run's end looks for it.
-        Err(e) if e.transient => return Err(e.to_string()),
+        Err(e) if e.transient => return Err(e.into()),
         Err(e) => {
             wanted.ledger.removed(&pending);
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     let Some(id) = id else {
-        return Err(format!("CreateSecurityGroup returned no group id for {name}"));
+        return Err(GroupError::NoGroupId(name));
     };
     let group =
         Ec2Resource::SecurityGroup { name, id: Some(id.clone()), vpc: vpc.to_string(), region: api.region.clone() }
@@ -188,13 +197,13 @@ async fn create(api: &Api, vpc: &str, wanted: &Wanted<'_>) -> Result<String, Str
             if delete(api, &id, wanted.cleanup_until).await.is_ok() {
                 wanted.ledger.removed(&group);
             }
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }
 
 /// The id of the group named `name` in `vpc`, if EC2 lists it.
-pub async fn find_by_name(api: &Api, name: &str, vpc: &str) -> Result<Option<String>, String> {
+pub async fn find_by_name(api: &Api, name: &str, vpc: &str) -> Result<Option<String>, ApiError> {
     let filters = vec![
         Filter::builder().name("group-name").values(name).build(),
         Filter::builder().name("vpc-id").values(vpc).build(),
@@ -203,8 +212,7 @@ pub async fn find_by_name(api: &Api, name: &str, vpc: &str) -> Result<Option<Str
         .call(&api.buckets.describe, "DescribeSecurityGroups", || {
             api.client.describe_security_groups().set_filters(Some(filters.clone())).send()
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(out.security_groups().first().and_then(|g| g.group_id()).map(str::to_string))
 }
 

@@ -198,7 +198,7 @@ pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, S
     };
     let mut reports = Vec::new();
     for region in regions {
-        let api = Api::connect(&spec, region).await.map_err(SweepError)?;
+        let api = Api::connect(&spec, region).await.map_err(|e| SweepError(e.to_string()))?;
         let swept = sweep(&api, &request.selection, request.dry_run).await;
         reports.push(swept.report(api.region.clone()));
     }

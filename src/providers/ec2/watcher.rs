@@ -11,8 +11,8 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{Filter, InstanceStatusSummary};
 use tokio::sync::watch;
 
-use super::api::Api;
-use crate::provider::Health;
+use super::api::{Api, ApiError};
+use crate::provider::{lock, Health};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceInfo {
@@ -66,6 +66,23 @@ pub struct Snapshot {
     pub last_checks_error: Option<String>,
 }
 
+/// Why an instance did not reach the state waited for, as a lowercase fragment.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WaitError {
+    #[error("instance {id} is {state}")]
+    Fatal { id: String, state: String },
+    #[error("instance watcher stopped")]
+    WatcherStopped,
+    /// `last_error`: what the last DescribeInstances said, if it failed.
+    #[error("instance {id} still {state} after {secs}s{}", describe_error(last_error))]
+    TimedOut { id: String, state: String, secs: u64, last_error: Option<String> },
+}
+
+/// "; last describe error: ..." when there was one.
+fn describe_error(last_error: &Option<String>) -> String {
+    last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default()
+}
+
 /// The pace while instances are pending: "running" is seen half a second late on average, for about
 /// one call a second for the whole run (at 0.5s the shared poll was most of a small run's calls).
 const FAST_POLL: Duration = Duration::from_secs(1);
@@ -105,7 +122,7 @@ impl Watcher {
                         snap.instances.extend(found);
                         snap.last_error = None;
                     }
-                    Err(e) => snap.last_error = Some(e),
+                    Err(e) => snap.last_error = Some(e.to_string()),
                 });
                 pause = if watcher.waiting(&ids) { fast } else { interval };
                 // Status checks change slowly: at their own pace, counted from the last read.
@@ -131,7 +148,7 @@ impl Watcher {
                         snap.checks.extend(found);
                         snap.last_checks_error = None;
                     }
-                    Err(e) => snap.last_checks_error = Some(e),
+                    Err(e) => snap.last_checks_error = Some(e.to_string()),
                 });
             }
         });
@@ -145,15 +162,15 @@ impl Watcher {
     }
 
     fn ids(&self) -> BTreeSet<String> {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.ids).clone()
     }
 
     pub fn watch(&self, id: &str) {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+        lock(&self.ids).insert(id.to_string());
     }
 
     pub fn unwatch(&self, id: &str) {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        lock(&self.ids).remove(id);
     }
 
     /// The instance's state as last described, if it has been seen.
@@ -173,7 +190,7 @@ impl Watcher {
         states: &[&str],
         fatal: &[&str],
         timeout: Duration,
-    ) -> Result<InstanceInfo, String> {
+    ) -> Result<InstanceInfo, WaitError> {
         let mut rx = self.tx.subscribe();
         let waited = tokio::time::timeout(timeout, async {
             loop {
@@ -183,11 +200,11 @@ impl Watcher {
                         return Ok(info);
                     }
                     if fatal.contains(&info.state.as_str()) {
-                        return Err(format!("instance {id} is {}", info.state));
+                        return Err(WaitError::Fatal { id: id.to_string(), state: info.state });
                     }
                 }
                 if rx.changed().await.is_err() {
-                    return Err("instance watcher stopped".to_string());
+                    return Err(WaitError::WatcherStopped);
                 }
             }
         })
@@ -197,14 +214,14 @@ impl Watcher {
             Err(_) => {
                 let snap = self.tx.borrow();
                 let state = snap.instances.get(id).map_or("unknown".to_string(), |i| i.state.clone());
-                let error = snap.last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default();
-                Err(format!("instance {id} still {state} after {}s{error}", timeout.as_secs()))
+                let last_error = snap.last_error.clone();
+                Err(WaitError::TimedOut { id: id.to_string(), state, secs: timeout.as_secs(), last_error })
             }
         }
     }
 }
 
-async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, String> {
+async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, ApiError> {
     let mut found = HashMap::new();
     // A filter (unlike InstanceIds) does not fail the whole call for an id EC2 does not know yet.
     for chunk in ids.chunks(200) {
@@ -216,8 +233,7 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
                 .call(&api.buckets.describe, "DescribeInstances", || {
                     api.client.describe_instances().filters(filter.clone()).set_next_token(next.clone()).send()
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             for instance in out.reservations().iter().flat_map(|r| r.instances()) {
                 let Some(id) = instance.instance_id() else {
                     continue;
@@ -250,7 +266,7 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
 
 /// The status checks of running instances, by id: one call per 100 ids (EC2 takes no page size with
 /// ids), every state included so that none is silently left out.
-async fn describe_status(api: &Api, ids: &[String]) -> Result<HashMap<String, StatusChecks>, String> {
+async fn describe_status(api: &Api, ids: &[String]) -> Result<HashMap<String, StatusChecks>, ApiError> {
     let mut found = HashMap::new();
     for chunk in ids.chunks(100) {
         let mut token: Option<String> = None;
@@ -265,8 +281,7 @@ async fn describe_status(api: &Api, ids: &[String]) -> Result<HashMap<String, St
                         .set_next_token(next.clone())
                         .send()
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             for status in out.instance_statuses() {
                 let Some(id) = status.instance_id() else {
                     continue;

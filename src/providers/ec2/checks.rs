@@ -1,0 +1,59 @@
+//! The run's preflight, region by region: each cell's request read from its launch fields, one
+//! batched lookup per kind in each region (`preflight.rs`), and what the launches need of the answer
+//! kept on the region's connection (the images' root devices, the subnets' VPCs).
+
+use std::collections::BTreeMap;
+
+use super::preflight::{self, LaunchRequest};
+use super::Ec2Provider;
+use crate::cell::Cell;
+use crate::provider::{lock, ProviderError};
+
+/// The cells' requests, by the region each runs in (`None`: the SDK's configured one).
+type ByRegion = BTreeMap<Option<String>, Vec<LaunchRequest>>;
+
+impl Ec2Provider {
+    /// Each cell's preflight request, grouped by region.
+    pub(super) fn requests_by_region(&self, cells: &[Cell]) -> Result<ByRegion, ProviderError> {
+        let mut by_region = ByRegion::new();
+        for cell in cells {
+            let boot_mode = match cell.launch.get("boot_mode").cloned().map(serde_json::from_value) {
+                Some(Ok(mode)) => Some(mode),
+                Some(Err(e)) => return Err(ProviderError::new(format!("cell {}: boot_mode: {e}", cell.id))),
+                None => None,
+            };
+            by_region.entry(self.region_of(cell)).or_default().push(LaunchRequest {
+                cell: cell.id.0.clone(),
+                image: cell.image().to_string(),
+                instance_type: cell.text("instance_type").map(str::to_string),
+                subnet: cell.text("subnet").map(str::to_string),
+                security_groups: cell.texts("security_groups"),
+                boot_mode,
+                os: self.launch.os,
+            });
+        }
+        Ok(by_region)
+    }
+
+    /// The preflight in one region, through its own buckets: the cells that can't run there as
+    /// asked, (cell id, why).
+    pub(super) async fn check_region(
+        &self,
+        region: Option<&str>,
+        requests: &[LaunchRequest],
+    ) -> Result<Vec<(String, String)>, ProviderError> {
+        let regional = self.regional(region).await?;
+        let found = preflight::check(&regional.api, requests).await.map_err(|e| {
+            ProviderError::new(match region {
+                Some(region) => format!("{region}: {e}"),
+                None => e.to_string(),
+            })
+        })?;
+        regional.groups.know_subnets(&found.subnet_vpcs);
+        let mut roots = lock(&regional.root_devices);
+        for (image, facts) in &found.images {
+            roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
+        }
+        Ok(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect())
+    }
+}

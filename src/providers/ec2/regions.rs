@@ -1,0 +1,81 @@
+//! The run's connection to each EC2 region it uses, made on first need. EC2's rate limits, instance
+//! ids, AMIs, VPCs, key pairs and security groups are all per region: each region has its own client
+//! and token buckets (a multi-region matrix launches that much faster), its own watcher, its own
+//! preflight findings and its own run groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use super::api::Api;
+use super::security_group;
+use super::watcher::Watcher;
+use super::Ec2Provider;
+use crate::cell::Cell;
+use crate::provider::{lock, ProviderError};
+
+/// A region as asked (`None`: the SDK's configured one) -> its connection, once made.
+pub(super) type Regions = BTreeMap<Option<String>, Arc<OnceCell<Arc<Regional>>>>;
+
+/// What the run has in one region.
+pub(super) struct Regional {
+    pub api: Arc<Api>,
+    pub watcher: Arc<Watcher>,
+    /// Each image's root device name, from the preflight: where a `root_volume` goes.
+    pub root_devices: std::sync::Mutex<BTreeMap<String, String>>,
+    /// The run's ephemeral security groups here, one per VPC (`security_group: ephemeral`).
+    pub groups: security_group::Groups,
+    /// The run's key pair here, once imported: its name.
+    pub key: OnceCell<String>,
+}
+
+impl Regional {
+    /// The root device name of `image` here, as the preflight found it.
+    pub fn root_device(&self, image: &str) -> Option<String> {
+        lock(&self.root_devices).get(image).cloned()
+    }
+}
+
+impl Ec2Provider {
+    /// The region a cell runs in, as asked: its own `region`, else `provider.ec2.region`, else
+    /// `None` (the SDK's configured region).
+    pub(super) fn region_of(&self, cell: &Cell) -> Option<String> {
+        cell.text("region").map(str::to_string).or_else(|| self.spec.region.clone())
+    }
+
+    /// The connection to `region` (`None`: the SDK's configured one), made on first need.
+    pub(super) async fn regional(&self, region: Option<&str>) -> Result<Arc<Regional>, ProviderError> {
+        let key = region.map(str::to_string).or_else(|| self.spec.region.clone());
+        let once = lock(&self.regions).entry(key.clone()).or_default().clone();
+        let regional = once
+            .get_or_try_init(|| async {
+                let api =
+                    Api::connect(&self.spec, key.as_deref()).await.map_err(|e| ProviderError::new(e.to_string()))?;
+                let api = Arc::new(api);
+                let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
+                Ok::<_, ProviderError>(Arc::new(Regional {
+                    api,
+                    watcher,
+                    root_devices: Default::default(),
+                    groups: Default::default(),
+                    key: OnceCell::new(),
+                }))
+            })
+            .await?
+            .clone();
+        // The SDK's region by its name too: a resource recorded there finds this connection.
+        lock(&self.regions).entry(Some(regional.api.region.clone())).or_insert(once);
+        Ok(regional)
+    }
+
+    /// Every region connected so far, once each.
+    pub(super) fn connected(&self) -> Vec<Arc<Regional>> {
+        let mut seen = BTreeSet::new();
+        lock(&self.regions)
+            .values()
+            .filter_map(|once| once.get().cloned())
+            .filter(|r| seen.insert(r.api.region.clone()))
+            .collect()
+    }
+}
