@@ -16,6 +16,9 @@ use crate::spec::{nearest, FieldPath, Problem, ProviderSection};
 
 pub use schema::spec_schema;
 
+#[cfg(test)]
+mod third;
+
 /// Every provider, in the order the schema and `amiprobe sweep` take them.
 pub static ALL: &[&dyn ProviderKind] = &[&ec2::KIND, &qemu::KIND];
 
@@ -35,26 +38,36 @@ pub fn resolve(
     base: &Path,
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<dyn ProviderSettings>> {
+    resolve_among(ALL, section, base, problems)
+}
+
+/// [`resolve`] among `kinds`.
+fn resolve_among(
+    kinds: &[&'static dyn ProviderKind],
+    section: &ProviderSection,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<Arc<dyn ProviderSettings>> {
     let path = FieldPath::root().key("provider");
     let mut entries = section.entries();
     let Some((name, raw)) = entries.next() else {
-        let names: Vec<String> = ALL.iter().map(|kind| format!("`{}: {{...}}`", kind.name())).collect();
+        let names: Vec<String> = kinds.iter().map(|kind| format!("`{}: {{...}}`", kind.name())).collect();
         problems.push(Problem::at_key(path, "no provider given").help(format!("add {}", names.join(" or "))));
         return None;
     };
     if let Some((second, _)) = entries.next() {
         problems.push(
             Problem::at_key(path.key(second), "more than one provider given")
-                .help(format!("a spec runs on one provider: keep either {}", either(ALL))),
+                .help(format!("a spec runs on one provider: keep either {}", either(kinds))),
         );
         return None;
     }
-    let Some(kind) = find(name) else {
-        let known: Vec<String> = ALL.iter().map(|kind| kind.name().to_string()).collect();
+    let Some(kind) = kinds.iter().find(|kind| kind.name() == name) else {
+        let known: Vec<String> = kinds.iter().map(|kind| kind.name().to_string()).collect();
         let problem = Problem::at_key(path.key(name), format!("unknown provider `{name}`"));
         problems.push(match nearest(name, &known) {
             Some(near) => problem.help(format!("did you mean `{near}`?")),
-            None => problem.help(format!("the providers are {}", either(ALL))),
+            None => problem.help(format!("the providers are {}", either(kinds))),
         });
         return None;
     };

@@ -1,9 +1,9 @@
 //! The `ec2` provider: real EC2 through the official SDK.
 //!
-//! Per cell: an ephemeral key pair, RunInstances (tagged with the run id, the cell and an expiry, with
-//! a client token so a retried launch never starts a second instance), a shared DescribeInstances
-//! poller, GetConsoleScreenshot and GetConsoleOutput on the schedule, and TerminateInstances plus
-//! DeleteKeyPair in every outcome. Per run and VPC, with `security_group: ephemeral`, one security
+//! Per run and region: the run's one key pair (imported on first need). Per cell: RunInstances (tagged
+//! with the run id, the cell and an expiry, with a client token so a retried launch never starts a
+//! second instance), a shared DescribeInstances poller, GetConsoleScreenshot and GetConsoleOutput on
+//! the schedule, and TerminateInstances in every outcome; the key pair goes at the run's end. Per run and VPC, with `security_group: ephemeral`, one security
 //! group for the probes (`security_group.rs`), deleted in the run's final sweep once its instances are
 //! terminated. `amiprobe sweep` removes what a killed run left, by its tags.
 //!

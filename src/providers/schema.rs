@@ -5,17 +5,22 @@
 use serde_json::{json, Map, Value};
 
 use super::ALL;
+use crate::provider::ProviderKind;
 use crate::spec::{Spec, PROVIDER_SECTION_DEF};
 
 /// The JSON Schema of a spec.
 pub fn spec_schema() -> Value {
+    schema_among(ALL)
+}
+
+/// [`spec_schema`] with the providers `kinds`.
+pub(super) fn schema_among(kinds: &[&'static dyn ProviderKind]) -> Value {
     let mut generator = schemars::generate::SchemaSettings::default().into_generator();
-    let fields = field_schemas(&mut generator);
-    add_provider_section(&mut generator);
+    let fields = field_schemas(kinds, &mut generator);
+    add_provider_section(kinds, &mut generator);
     let mut schema = serde_json::to_value(generator.into_root_schema_for::<Spec>()).unwrap_or_default();
     if let Some(provider) = schema.pointer_mut("/properties/provider") {
-        let names: Vec<String> = ALL.iter().map(|kind| format!("`{}`", kind.name())).collect();
-        let description = format!("Where the cells run: exactly one of {}.", names.join(" or "));
+        let description = format!("Where the cells run: exactly one of {}.", super::either(kinds));
         *provider = json!({ "description": description, "$ref": format!("#/$defs/{PROVIDER_SECTION_DEF}") });
     }
     if let Some(defs) = schema.get_mut("$defs").and_then(Value::as_object_mut) {
@@ -28,9 +33,9 @@ pub fn spec_schema() -> Value {
 }
 
 /// Every provider's launch fields by name, their definitions added to the generator.
-fn field_schemas(generator: &mut schemars::SchemaGenerator) -> Map<String, Value> {
+fn field_schemas(kinds: &[&dyn ProviderKind], generator: &mut schemars::SchemaGenerator) -> Map<String, Value> {
     let mut fields = Map::new();
-    for field in super::all_fields() {
+    for field in kinds.iter().flat_map(|kind| kind.fields()) {
         if !fields.contains_key(field.name) {
             let schema = serde_json::to_value((field.schema)(generator)).unwrap_or_default();
             fields.insert(field.name.to_string(), schema);
@@ -40,11 +45,11 @@ fn field_schemas(generator: &mut schemars::SchemaGenerator) -> Map<String, Value
 }
 
 /// The `provider:` section: one optional key per provider, each its provider's section schema.
-fn add_provider_section(generator: &mut schemars::SchemaGenerator) {
+fn add_provider_section(kinds: &[&dyn ProviderKind], generator: &mut schemars::SchemaGenerator) {
     // Defined first, so it comes before the sections it lists (as schemars orders a type's own).
     generator.definitions_mut().insert(PROVIDER_SECTION_DEF.into(), Value::Null);
     let mut properties = Map::new();
-    for kind in ALL {
+    for kind in kinds {
         let section = serde_json::to_value(kind.section_schema(generator)).unwrap_or_default();
         properties.insert(kind.name().into(), json!({ "anyOf": [section, { "type": "null" }], "default": null }));
     }

@@ -1,10 +1,12 @@
 //! The spec as written: the types a YAML spec file deserializes into.
 //!
-//! Every struct rejects nothing by itself: unknown keys are collected by the loader (so that all of them
-//! are reported at once) and cross-field rules live in `validate`. The JSON Schema still says
-//! `additionalProperties: false` (`schemars(deny_unknown_fields)`), so that an editor flags the same
-//! keys `validate` does; `serde(deny_unknown_fields)` would stop deserializing at the first one. No `untagged` or `flatten` here, they
-//! ruin error messages: "one of several shapes" fields have hand-written visitors in `values`.
+//! Every struct rejects nothing by itself: unknown keys are collected by the loader (so that all of
+//! them are reported at once) and cross-field rules live in `plan`'s resolve. The JSON Schema still
+//! says `additionalProperties: false` (`schemars(deny_unknown_fields)`), so that an editor flags the
+//! same keys `amiprobe validate` does; `serde(deny_unknown_fields)` would stop deserializing at the
+//! first one. No `untagged` or `flatten` here, they ruin error messages: "one of several shapes"
+//! fields have hand-written visitors in `values`. `provider:` stays raw ([`ProviderSection`](super::ProviderSection)): the
+//! spec knows no provider.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
