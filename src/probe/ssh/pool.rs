@@ -13,6 +13,7 @@ use super::verify::{KnownHostsKey, MachineKey};
 use super::{connect, Failure, SshCheck};
 use crate::probe::host_key::ConsoleHostKeys;
 use crate::probe::{Endpoint, TargetPolicy};
+use crate::provider::lock;
 
 /// A cell's SSH state: the run's key, the host keys its console announced (kept current by the
 /// engine as it reads the console), the key accepted under `accept-new`, and open connections.
@@ -50,17 +51,17 @@ impl SshContext {
 
     /// Drops every open connection: after a reboot they are dead, and the next attempts log in anew.
     pub fn forget_connections(&self) {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        lock(&self.connections).clear();
     }
 
     /// The slot of one way of logging in.
     fn slot(&self, id: &str) -> Slot {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
+        lock(&self.connections).entry(id.to_string()).or_default().clone()
     }
 
     /// Drops the connection of one way of logging in: it died, and the next attempt makes another.
     pub(super) fn forget(&self, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&connection_key(check, endpoint, key));
+        lock(&self.connections).remove(&connection_key(check, endpoint, key));
     }
 
     /// `text` with the spec's secrets masked.

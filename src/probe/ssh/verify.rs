@@ -12,6 +12,7 @@ use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use tokio::sync::watch;
 
 use crate::probe::host_key::ConsoleHostKeys;
+use crate::provider::lock;
 use crate::spec::HostKeyPolicy;
 
 /// The machine's host key as seen in the handshake, and why it was refused if it was.
@@ -63,7 +64,7 @@ impl MachineKey {
                 }
             }
             HostKeyPolicy::AcceptNew => {
-                let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+                let mut accepted = lock(&self.accepted);
                 match accepted.get(&self.target) {
                     None => {
                         accepted.insert(self.target.clone(), fingerprint.to_string());
@@ -89,7 +90,7 @@ impl client::Handler for MachineKey {
         let rejection = self.rejection(&fingerprint);
         let ok = rejection.is_none();
         let seen = KeySeen { fingerprint, algorithm: data.algorithm().to_string(), rejection };
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        *lock(&self.seen) = Some(seen);
         Ok(ok)
     }
 }
@@ -116,8 +117,7 @@ impl client::Handler for KnownHostsKey {
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some("host certificates are not supported for jump hosts".into());
+            *lock(&self.verdict) = Some("host certificates are not supported for jump hosts".into());
             return Ok(false);
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256);
@@ -130,7 +130,7 @@ impl client::Handler for KnownHostsKey {
             }
             Err(e) => format!("failed to read {}: {e}", self.file.display()),
         };
-        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *lock(&self.verdict) = Some(why);
         Ok(false)
     }
 }
