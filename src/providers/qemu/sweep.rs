@@ -49,7 +49,7 @@ pub fn sweep(run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
         } else {
             CleanupStep::failed(action, std::io::Error::last_os_error().to_string())
         });
-        ledger.retain(|r| !resource::of(r).is_some_and(|process| process.pid == pid));
+        ledger.retain(|r| resource::of(r).is_none_or(|process| process.pid != pid));
     }
     steps
 }
