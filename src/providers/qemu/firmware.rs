@@ -15,7 +15,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::opt_value;
+use super::argv::opt_value;
 
 /// The file in the cell's directory.
 pub const LOG: &str = "firmware.log";

@@ -13,8 +13,8 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::argv::opt_value;
 use super::config::{sizes_help, QemuPlan};
-use super::opt_value;
 use crate::cell::Cell;
 use crate::spec::{ByteSize, FieldPath, Problem};
 
@@ -179,6 +179,17 @@ pub struct Size {
     pub cpus: u32,
 }
 
+/// Why a cell's launch fields name no hardware this `provider.qemu` section knows.
+#[derive(Debug, thiserror::Error)]
+pub enum HardwareError {
+    #[error("launch fields: {0}")]
+    Fields(serde_json::Error),
+    #[error("no size `{0}` in provider.qemu.sizes")]
+    NoSize(String),
+    #[error("instance type `{0}` is not mapped to a size")]
+    Unmapped(String),
+}
+
 /// The hardware of one cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hardware {
@@ -192,19 +203,17 @@ pub struct Hardware {
 impl Hardware {
     /// The hardware a cell asks for. `size` wins over `instance_type` when a cell has both (a spec
     /// shared with ec2 can still pin a qemu size).
-    pub fn of(cell: &Cell, plan: &QemuPlan) -> Result<Hardware, String> {
-        let launch: QemuLaunch = serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
-            .map_err(|e| format!("launch fields: {e}"))?;
+    pub fn of(cell: &Cell, plan: &QemuPlan) -> Result<Hardware, HardwareError> {
+        let launch: QemuLaunch =
+            serde_json::from_value(serde_json::Value::Object(cell.launch.clone())).map_err(HardwareError::Fields)?;
         let named = |name: &str, instance_type: Option<String>| {
-            let (memory_mib, cpus) =
-                *plan.sizes.get(name).ok_or_else(|| format!("no size `{name}` in provider.qemu.sizes"))?;
-            Ok::<_, String>(Size { name: Some(name.to_string()), instance_type, memory_mib, cpus })
+            let (memory_mib, cpus) = *plan.sizes.get(name).ok_or_else(|| HardwareError::NoSize(name.to_string()))?;
+            Ok::<_, HardwareError>(Size { name: Some(name.to_string()), instance_type, memory_mib, cpus })
         };
         let size = match (&launch.size, &launch.instance_type) {
             (Some(name), _) => named(name, None)?,
             (None, Some(t)) => {
-                let name =
-                    plan.instance_types.get(t).ok_or_else(|| format!("instance type `{t}` is not mapped to a size"))?;
+                let name = plan.instance_types.get(t).ok_or_else(|| HardwareError::Unmapped(t.clone()))?;
                 named(name, Some(t.clone()))?
             }
             (None, None) => Size { name: None, instance_type: None, memory_mib: plan.memory_mib, cpus: plan.cpus },
@@ -250,6 +259,11 @@ impl Hardware {
 /// Ports of the q35 machine's AHCI controller a disk may take: port 2 holds QEMU's default CD-ROM.
 const IDE_PORTS: [u32; 5] = [0, 1, 3, 4, 5];
 
+/// The q35 machine has no port left for another IDE disk.
+#[derive(Debug, thiserror::Error)]
+#[error("too many ide disks: the q35 machine has {} ports for them", IDE_PORTS.len())]
+pub struct TooManyIdeDisks;
+
 /// Disks as QEMU options, each a `-drive` (the file, `if=none`) and a `-device` on its bus, with the
 /// controllers they need added once.
 #[derive(Debug, Default)]
@@ -262,7 +276,14 @@ pub struct Drives {
 
 impl Drives {
     /// Adds a disk. `options` go on the `-drive` (`,snapshot=on`); the boot disk comes first.
-    pub fn add(&mut self, bus: DiskBus, file: &Path, format: &str, options: &str, boot: bool) -> Result<(), String> {
+    pub fn add(
+        &mut self,
+        bus: DiskBus,
+        file: &Path,
+        format: &str,
+        options: &str,
+        boot: bool,
+    ) -> Result<(), TooManyIdeDisks> {
         let id = format!("disk{}", self.count);
         let mut drive = OsString::from("file=");
         drive.push(opt_value(file.as_os_str()));
@@ -279,9 +300,7 @@ impl Drives {
                 format!("scsi-hd,drive={id},bus=scsi0.0")
             }
             DiskBus::Ide => {
-                let port = IDE_PORTS.get(self.ide).ok_or_else(|| {
-                    format!("too many ide disks: the q35 machine has {} ports for them", IDE_PORTS.len())
-                })?;
+                let port = IDE_PORTS.get(self.ide).ok_or(TooManyIdeDisks)?;
                 self.ide += 1;
                 format!("ide-hd,drive={id},bus=ide.{port}")
             }
@@ -346,7 +365,7 @@ mod tests {
         for _ in 0..IDE_PORTS.len() {
             d.add(DiskBus::Ide, Path::new("/x"), "raw", "", false).unwrap();
         }
-        let err = d.add(DiskBus::Ide, Path::new("/x"), "raw", "", false).unwrap_err();
+        let err = d.add(DiskBus::Ide, Path::new("/x"), "raw", "", false).unwrap_err().to_string();
         assert!(err.contains("too many ide disks"), "{err}");
     }
 

@@ -38,10 +38,32 @@ struct MemoryRegion {
 }
 
 /// How the proof went: whether KVM ran guest code, why not, and how long it took to tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Proof {
-    pub works: Result<(), String>,
+    pub works: Result<(), KvmError>,
     pub took: Duration,
+}
+
+/// Why KVM did not run the `hlt`.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    #[error("failed to start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("a kvm vcpu did not stop within {}s", .0.as_secs_f64())]
+    Hung(Duration),
+    #[error("failed to open /dev/kvm: {0}")]
+    Open(std::io::Error),
+    /// An ioctl, named as in <linux/kvm.h>, failed.
+    #[error("{call} failed: {source}")]
+    Ioctl { call: &'static str, source: std::io::Error },
+    #[error("unexpected kvm api version {0}")]
+    ApiVersion(i32),
+    #[error("failed to map {what}: {source}")]
+    Map { what: &'static str, source: std::io::Error },
+    #[error("kvm_run is only {0} bytes")]
+    RunTooSmall(usize),
+    #[error("a kvm vcpu stopped with exit reason {0}, not hlt")]
+    NotHlt(u32),
 }
 
 /// Runs one `hlt` on a KVM vCPU. A hang is not expected (the instruction stops the vCPU), but the
@@ -53,21 +75,22 @@ pub fn prove(limit: Duration) -> Proof {
         let _ = tx.send(run_hlt());
     });
     let works = match spawned {
-        Err(e) => Err(format!("failed to start a thread: {e}")),
+        Err(e) => Err(KvmError::Thread(e)),
         Ok(_) => match rx.recv_timeout(limit) {
             Ok(result) => result,
-            Err(_) => Err(format!("a kvm vcpu did not stop within {}s", limit.as_secs_f64())),
+            Err(_) => Err(KvmError::Hung(limit)),
         },
     };
     Proof { works, took: started.elapsed() }
 }
 
-fn ioctl(fd: &OwnedFd, request: libc::c_ulong, arg: libc::c_ulong) -> std::io::Result<i32> {
+/// `call` names the request in errors.
+fn ioctl(fd: &OwnedFd, call: &'static str, request: libc::c_ulong, arg: libc::c_ulong) -> Result<i32, KvmError> {
     // SAFETY: a KVM ioctl on a descriptor we own; every request passed here takes an integer or a
     // pointer to a live value of the type the request names.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
     if rc < 0 {
-        Err(std::io::Error::last_os_error())
+        Err(KvmError::Ioctl { call, source: std::io::Error::last_os_error() })
     } else {
         Ok(rc)
     }
@@ -106,20 +129,16 @@ fn owned(rc: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(rc) }
 }
 
-fn run_hlt() -> Result<(), String> {
-    let kvm = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .map_err(|e| format!("failed to open /dev/kvm: {e}"))?;
+fn run_hlt() -> Result<(), KvmError> {
+    let kvm = OpenOptions::new().read(true).write(true).open("/dev/kvm").map_err(KvmError::Open)?;
     let kvm = OwnedFd::from(kvm);
-    let version = ioctl(&kvm, KVM_GET_API_VERSION, 0).map_err(|e| format!("KVM_GET_API_VERSION failed: {e}"))?;
+    let version = ioctl(&kvm, "KVM_GET_API_VERSION", KVM_GET_API_VERSION, 0)?;
     if version != KVM_API_VERSION {
-        return Err(format!("unexpected kvm api version {version}"));
+        return Err(KvmError::ApiVersion(version));
     }
-    let vm = owned(ioctl(&kvm, KVM_CREATE_VM, 0).map_err(|e| format!("KVM_CREATE_VM failed: {e}"))?);
+    let vm = owned(ioctl(&kvm, "KVM_CREATE_VM", KVM_CREATE_VM, 0)?);
 
-    let memory = Mapping::new(PAGE, None).map_err(|e| format!("failed to map guest memory: {e}"))?;
+    let memory = Mapping::new(PAGE, None).map_err(|source| KvmError::Map { what: "guest memory", source })?;
     // SAFETY: the page is ours and PAGE bytes long; 0xFF0 is inside it.
     unsafe { *(memory.addr as *mut u8).add(0xFF0) = HLT };
     let region = MemoryRegion {
@@ -129,22 +148,21 @@ fn run_hlt() -> Result<(), String> {
         memory_size: PAGE as u64,
         userspace_addr: memory.addr as u64,
     };
-    ioctl(&vm, KVM_SET_USER_MEMORY_REGION, &region as *const MemoryRegion as libc::c_ulong)
-        .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION failed: {e}"))?;
-    let vcpu = owned(ioctl(&vm, KVM_CREATE_VCPU, 0).map_err(|e| format!("KVM_CREATE_VCPU failed: {e}"))?);
-    let run_size =
-        ioctl(&kvm, KVM_GET_VCPU_MMAP_SIZE, 0).map_err(|e| format!("KVM_GET_VCPU_MMAP_SIZE failed: {e}"))? as usize;
+    let region_ptr = &region as *const MemoryRegion as libc::c_ulong;
+    ioctl(&vm, "KVM_SET_USER_MEMORY_REGION", KVM_SET_USER_MEMORY_REGION, region_ptr)?;
+    let vcpu = owned(ioctl(&vm, "KVM_CREATE_VCPU", KVM_CREATE_VCPU, 0)?);
+    let run_size = ioctl(&kvm, "KVM_GET_VCPU_MMAP_SIZE", KVM_GET_VCPU_MMAP_SIZE, 0)? as usize;
     if run_size < EXIT_REASON_OFFSET + 4 {
-        return Err(format!("kvm_run is only {run_size} bytes"));
+        return Err(KvmError::RunTooSmall(run_size));
     }
-    let run = Mapping::new(run_size, Some(&vcpu)).map_err(|e| format!("failed to map kvm_run: {e}"))?;
-    ioctl(&vcpu, KVM_RUN, 0).map_err(|e| format!("KVM_RUN failed: {e}"))?;
+    let run = Mapping::new(run_size, Some(&vcpu)).map_err(|source| KvmError::Map { what: "kvm_run", source })?;
+    ioctl(&vcpu, "KVM_RUN", KVM_RUN, 0)?;
     // SAFETY: `run` maps at least EXIT_REASON_OFFSET + 4 bytes (checked above), u32-aligned there.
     let exit = unsafe { std::ptr::read_volatile((run.addr as *const u8).add(EXIT_REASON_OFFSET) as *const u32) };
     if exit == KVM_EXIT_HLT {
         Ok(())
     } else {
-        Err(format!("a kvm vcpu stopped with exit reason {exit}, not hlt"))
+        Err(KvmError::NotHlt(exit))
     }
 }
 
@@ -160,7 +178,7 @@ mod tests {
         println!("kvm proof: {:?} in {:.3} ms", proof.works, proof.took.as_secs_f64() * 1000.0);
         let usable = OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
         if !usable {
-            assert!(proof.works.unwrap_err().contains("/dev/kvm"));
+            assert!(proof.works.unwrap_err().to_string().contains("/dev/kvm"));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! whatever bus it is on, and an image without cloud-init just sees a small extra disk.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -16,6 +16,15 @@ use serde::Serialize;
 pub const LABEL: &str = "cidata";
 /// User data for a spec without any: valid, and asks cloud-init for nothing.
 pub const DEFAULT_USER_DATA: &[u8] = b"#cloud-config\n{}\n";
+
+/// Why a seed could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("failed to write meta-data: {0}")]
+    MetaData(serde_yaml::Error),
+    #[error("failed to write the nocloud seed {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
 
 /// What a cell's seed says.
 #[derive(Debug, Clone)]
@@ -41,13 +50,13 @@ struct MetaData<'a> {
 
 impl Seed<'_> {
     /// `meta-data` as YAML (serialized, so any id or key is quoted as it must be).
-    pub fn meta_data(&self) -> Result<String, String> {
+    pub fn meta_data(&self) -> Result<String, SeedError> {
         let meta = MetaData {
             instance_id: &self.instance_id,
             local_hostname: &self.hostname,
             public_keys: self.public_key.into_iter().collect(),
         };
-        serde_yaml::to_string(&meta).map_err(|e| format!("failed to write meta-data: {e}"))
+        serde_yaml::to_string(&meta).map_err(SeedError::MetaData)
     }
 
     pub fn user_data(&self) -> &[u8] {
@@ -55,10 +64,10 @@ impl Seed<'_> {
     }
 
     /// Writes the seed volume to `path` (a raw disk image).
-    pub fn write(&self, path: &Path) -> Result<(), String> {
+    pub fn write(&self, path: &Path) -> Result<(), SeedError> {
         let meta = self.meta_data()?;
         let user = self.user_data();
-        let fail = |e: std::io::Error| format!("failed to write the nocloud seed {}: {e}", path.display());
+        let fail = |source: std::io::Error| SeedError::Write { path: path.to_path_buf(), source };
         // Room for both files and FAT's own tables; the file is sparse, so the slack costs nothing.
         let size = (1u64 << 20) + 2 * (meta.len() + user.len()) as u64;
         let size = size.div_ceil(64 * 1024) * 64 * 1024;
