@@ -36,13 +36,6 @@ pub enum KeyError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// Callers that still carry errors as text take the message.
-impl From<KeyError> for String {
-    fn from(e: KeyError) -> String {
-        e.to_string()
-    }
-}
-
 /// Why a Windows password could not be decrypted, as a lowercase fragment.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {

@@ -59,6 +59,7 @@ use tokio::sync::OnceCell;
 use crate::cell::Cell;
 use crate::provider::field::schema_of;
 use crate::provider::key::OnceKey;
+use crate::provider::lifecycle;
 use crate::provider::{
     Checked, CleanupStep, Field, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError, Resource, RunKey,
     RunSettings,
@@ -311,18 +312,9 @@ impl Provider for QemuProvider {
     }
 
     async fn remove_leftovers(&self, leftovers: Vec<Resource>, ledger: &Ledger) -> Vec<CleanupStep> {
-        let mut steps = Vec::new();
-        for resource in leftovers {
-            let Some(QemuProcess { pid, cell }) = resource::of(&resource) else {
-                continue;
-            };
-            let step = kill_leftover(*pid, cell);
-            if step.ok {
-                ledger.removed(&resource);
-            }
-            steps.push(step.of(&resource));
-        }
-        steps
+        lifecycle::own::<QemuProcess>(&leftovers)
+            .map(|(resource, process)| lifecycle::removed(ledger, resource, kill_leftover(process.pid, &process.cell)))
+            .collect()
     }
 
     async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {

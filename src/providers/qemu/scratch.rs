@@ -16,8 +16,7 @@ use super::hardware::{Drives, Firmware, Hardware, TooManyIdeDisks};
 use super::seed::{self, SeedError};
 use super::QemuProvider;
 use crate::cell::Cell;
-use crate::provider::{LaunchContext, RunKey};
-use crate::spec::KeyPair;
+use crate::provider::{lifecycle, LaunchContext, RunKey};
 
 /// The firmware files Debian's `ovmf` package installs: the 4M pair first (what current Debian and
 /// Ubuntu ship), then the older 2M pair. Code and variables must come from the same pair.
@@ -135,15 +134,11 @@ impl QemuProvider {
         let mut drives = Drives::default();
         image_args(&mut args, &mut drives, image, hardware.disk_bus)?;
         self.extra_disks(&ctx.cell_dir, hardware, &mut drives, scratch).await?;
-        let key = match self.launch.key_pair {
-            KeyPair::Ephemeral => Some(
-                self.run_key
-                    .get(&ctx.run_id, self.launch.keep_private_key, &ctx.cell_dir)
-                    .await
-                    .map_err(ScratchError::Key)?,
-            ),
-            KeyPair::Existing(_) => None,
-        };
+        // A named key pair is EC2's and has no meaning here: the seed then has no key.
+        let key = lifecycle::login_key(&self.run_key, &self.launch, ctx)
+            .await
+            .map_err(|e| ScratchError::Key(e.to_string()))?
+            .run_key();
         let seed_file = scratch.add(ctx.cell_dir.join("nocloud-seed.img"));
         seed::Seed {
             instance_id: format!("amiprobe-{}-{}", ctx.run_id, cell.id),
