@@ -17,10 +17,6 @@ use crate::spec::{ConsoleSpec, FieldPath, Problem};
 
 pub use watch::{ConsoleWatch, FatalSign};
 
-// Kept here while callers in `engine` and `report` still name them `console::clean` and
-// `console::printable`: they now live in `text`, which every layer may use.
-pub use crate::text::{clean, printable};
-
 /// A built-in sign of a broken boot: the name reports give it, and the regex of the lines showing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsoleRule {
@@ -52,7 +48,7 @@ const BUILTIN: &[ConsoleRule] = &[
     ConsoleRule { name: "kernel panic", pattern: r"Kernel panic - not syncing" },
     // OVMF's own words on the serial console when no disk holds a boot loader it can start: it falls
     // back to its shell. (SeaBIOS says "No bootable device" on the screen only: see
-    // provider/qemu/firmware.rs.)
+    // providers/qemu/firmware.rs.)
     ConsoleRule {
         name: "nothing to boot",
         pattern: r"No bootable device|BdsDxe: No bootable option|UEFI Interactive Shell",
@@ -249,6 +245,7 @@ impl ConsoleRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::{clean, printable};
 
     /// The generic rules and the spec's, with no platform's.
     pub(crate) fn rules(yaml: &str) -> ConsoleRules {

@@ -22,11 +22,6 @@ mod third;
 /// Every provider, in the order the schema and `amiprobe sweep` take them.
 pub static ALL: &[&dyn ProviderKind] = &[&ec2::KIND, &qemu::KIND];
 
-/// The provider named `name`.
-pub fn find(name: &str) -> Option<&'static dyn ProviderKind> {
-    ALL.iter().copied().find(|kind| kind.name() == name)
-}
-
 /// Every provider's launch fields (a name two providers share has one meaning).
 pub fn all_fields() -> impl Iterator<Item = &'static Field> {
     ALL.iter().flat_map(|kind| kind.fields().iter())
@@ -41,7 +36,7 @@ pub fn resolve(
     resolve_among(ALL, section, base, problems)
 }
 
-/// [`resolve`] among `kinds`.
+/// [`resolve`] among `kinds`: every unknown name is reported, then exactly one known one is read.
 fn resolve_among(
     kinds: &[&'static dyn ProviderKind],
     section: &ProviderSection,
@@ -49,29 +44,40 @@ fn resolve_among(
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<dyn ProviderSettings>> {
     let path = FieldPath::root().key("provider");
-    let mut entries = section.entries();
-    let Some((name, raw)) = entries.next() else {
-        let names: Vec<String> = kinds.iter().map(|kind| format!("`{}: {{...}}`", kind.name())).collect();
-        problems.push(Problem::at_key(path, "no provider given").help(format!("add {}", names.join(" or "))));
-        return None;
-    };
-    if let Some((second, _)) = entries.next() {
-        problems.push(
-            Problem::at_key(path.key(second), "more than one provider given")
-                .help(format!("a spec runs on one provider: keep either {}", either(kinds))),
-        );
-        return None;
+    let mut known = Vec::new();
+    for (name, raw) in section.entries() {
+        match kinds.iter().find(|kind| kind.name() == name) {
+            Some(kind) => known.push((name, *kind, raw)),
+            None => problems.push(unknown_provider(kinds, &path, name)),
+        }
     }
-    let Some(kind) = kinds.iter().find(|kind| kind.name() == name) else {
-        let known: Vec<String> = kinds.iter().map(|kind| kind.name().to_string()).collect();
-        let problem = Problem::at_key(path.key(name), format!("unknown provider `{name}`"));
-        problems.push(match nearest(name, &known) {
-            Some(near) => problem.help(format!("did you mean `{near}`?")),
-            None => problem.help(format!("the providers are {}", either(kinds))),
-        });
-        return None;
-    };
-    kind.resolve(raw, base, &path.key(name), problems)
+    match known.as_slice() {
+        [(name, kind, raw)] => kind.resolve(raw, base, &path.key(*name), problems),
+        [_, (second, ..), ..] => {
+            problems.push(
+                Problem::at_key(path.key(*second), "more than one provider given")
+                    .help(format!("a spec runs on one provider: keep either {}", either(kinds))),
+            );
+            None
+        }
+        [] => {
+            if section.entries().next().is_none() {
+                let names: Vec<String> = kinds.iter().map(|kind| format!("`{}: {{...}}`", kind.name())).collect();
+                problems.push(Problem::at_key(path, "no provider given").help(format!("add {}", names.join(" or "))));
+            }
+            None
+        }
+    }
+}
+
+/// A key under `provider:` that names no provider.
+fn unknown_provider(kinds: &[&dyn ProviderKind], path: &FieldPath, name: &str) -> Problem {
+    let known: Vec<String> = kinds.iter().map(|kind| kind.name().to_string()).collect();
+    let problem = Problem::at_key(path.key(name), format!("unknown provider `{name}`"));
+    match nearest(name, &known) {
+        Some(near) => problem.help(format!("did you mean `{near}`?")),
+        None => problem.help(format!("the providers are {}", either(kinds))),
+    }
 }
 
 /// "`ec2` or `qemu`", "`a`, `b` or `c`".

@@ -26,6 +26,6 @@ pub use locate::Position;
 pub use model::*;
 pub use path::{FieldPath, Segment};
 pub use provider_section::{ProviderSection, PROVIDER_SECTION_DEF};
-pub use suggest::{nearest, valid_keys_in};
+pub use suggest::{nearest, unknown_key_help, valid_keys_in};
 pub use values::{ByteSize, ByteSizeError, DurationSchema, KeyPair, StatusMatcher};
 pub use vars::Vars;

@@ -2,7 +2,7 @@
 //! function, used for the cell's result and for which machines `--keep-failed` keeps alike.
 
 use super::cell::CellError;
-use crate::console::{self, ConsoleFinding, FatalSign};
+use crate::console::{ConsoleFinding, FatalSign};
 use crate::provider::CleanupStep;
 use crate::results::{CellStatus, ProbeResult};
 
@@ -51,7 +51,7 @@ pub struct Verdict {
 /// status check, a failed removal) is `error`.
 pub fn verdict(found: &Found) -> Verdict {
     let (status, reason) = status_and_reason(found, &Evidence::of(found));
-    Verdict { status, reason: reason.map(|text| console::printable(&text)) }
+    Verdict { status, reason: reason.map(|text| crate::text::printable(&text)) }
 }
 
 /// Whether what ran shows the image failing (the cells `--keep-failed` keeps): a fatal console sign,

@@ -1,5 +1,5 @@
 //! Launch fields: what a provider lets a spec set for a cell, either fixed in `launch:` or varied as
-//! a matrix axis of the same name. Each provider lists its own ([`super::Settings::fields`]); the plan checks
+//! a matrix axis of the same name. Each provider lists its own ([`super::ProviderKind::fields`]); the plan checks
 //! every value against them, with its place in the file, before anything runs.
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -39,31 +39,51 @@ pub fn typed<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> 
 /// A value read as `T` where unknown keys are reported but don't stop it: the value (unless a type
 /// error stopped it) and every problem, placed under `at`.
 pub fn read_as<T: DeserializeOwned>(value: &serde_yaml::Value, at: &FieldPath) -> (Option<T>, Vec<Problem>) {
-    let mut unknown = Vec::new();
-    let result: Result<T, _> = {
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
-        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
-        serde_path_to_error::deserialize(de)
-    };
-    let mut problems: Vec<Problem> = unknown
-        .iter()
-        .map(|path| {
-            let key = path.last_key().unwrap_or_default().to_string();
-            Problem::at_key(
-                at.join(path),
-                format!("unknown key `{key}` in {}", at.join(&path.parent().unwrap_or_default())),
-            )
-        })
-        .collect();
-    match result {
-        Ok(v) => (Some(v), problems),
-        Err(e) => {
-            problems.push(Problem::at(
-                at.join(&FieldPath::from_tracked(e.path())),
-                crate::spec::clean_yaml_message(&e.inner().to_string()),
-            ));
-            (None, problems)
+    let read = Read::<T>::of(value, at);
+    let mut problems: Vec<Problem> = read.unknown.iter().map(|path| unknown_key(path, at, None)).collect();
+    problems.extend(read.type_error);
+    (read.value, problems)
+}
+
+/// What reading a value as `T` found: the value (unless a type error stopped it), the unknown keys
+/// (relative to the value) and the type error, placed under `at`.
+pub struct Read<T> {
+    pub value: Option<T>,
+    pub unknown: Vec<FieldPath>,
+    pub type_error: Option<Problem>,
+}
+
+impl<T: DeserializeOwned> Read<T> {
+    pub fn of(value: &serde_yaml::Value, at: &FieldPath) -> Read<T> {
+        let mut unknown = Vec::new();
+        let result: Result<T, _> = {
+            let mut on_unknown = |path: serde_ignored::Path| unknown.push(FieldPath::from_ignored(&path));
+            let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+            serde_path_to_error::deserialize(de)
+        };
+        match result {
+            Ok(v) => Read { value: Some(v), unknown, type_error: None },
+            Err(e) => {
+                let problem = Problem::at(
+                    at.join(&FieldPath::from_tracked(e.path())),
+                    crate::spec::clean_yaml_message(&e.inner().to_string()),
+                );
+                Read { value: None, unknown, type_error: Some(problem) }
+            }
         }
+    }
+}
+
+/// The problem of an unknown key at `path` (relative to `at`), with `help` when there is one.
+pub fn unknown_key(path: &FieldPath, at: &FieldPath, help: Option<String>) -> Problem {
+    let key = path.last_key().unwrap_or_default().to_string();
+    let problem = Problem::at_key(
+        at.join(path),
+        format!("unknown key `{key}` in {}", at.join(&path.parent().unwrap_or_default())),
+    );
+    match help {
+        Some(help) => problem.help(help),
+        None => problem,
     }
 }
 

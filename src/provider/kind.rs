@@ -1,6 +1,6 @@
 //! What the registry (`crate::providers`) knows of each provider: its name, its `provider:` section
 //! and launch fields ([`ProviderKind`]); and what a resolved section answers for the plan and the run
-//! ([`ProviderSettings`]). Nothing above the contract names a provider: it asks these.
+//! ([`ProviderSettings`]). No code above the contract decides on a provider's name: it asks these.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -48,7 +48,7 @@ pub async fn login_key(run_key: &OnceKey, launch: &LaunchPlan, ctx: &LaunchConte
 /// provider's own (what it tries next differs), the bookkeeping is this.
 #[derive(Debug)]
 pub struct Attempts {
-    /// What each attempt starts ("RunInstances", "starting qemu"), for the interrupted error.
+    /// What each attempt starts ("RunInstances"), for the interrupted error.
     what: &'static str,
     made: usize,
     last: Option<String>,
@@ -112,12 +112,6 @@ impl Tracked {
     /// `resource`, already in `ledger`.
     pub fn new(resource: Resource, ledger: &Ledger) -> Tracked {
         Tracked { resource, ledger: ledger.clone() }
-    }
-
-    /// Records `resource` in `ledger`, before the call that creates it.
-    pub fn record(resource: Resource, ledger: &Ledger) -> Tracked {
-        ledger.record(resource.clone());
-        Tracked::new(resource, ledger)
     }
 
     pub fn resource(&self) -> &Resource {

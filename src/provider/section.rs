@@ -5,8 +5,8 @@
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use super::field::read_as;
-use crate::spec::{nearest, valid_keys_in, FieldPath, Problem, Segment};
+use super::field::{unknown_key, Read};
+use crate::spec::{unknown_key_help, valid_keys_in, FieldPath, Problem};
 
 /// The section at `at` read as a `T`, every problem found in it added to `problems`. Unknown keys
 /// don't stop it (the rest of the spec is still checked against it, as the loader does); a type
@@ -16,33 +16,15 @@ pub fn read<T: DeserializeOwned + JsonSchema>(
     at: &FieldPath,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
-    let (value, found) = read_as::<T>(raw, at);
-    problems.extend(found.into_iter().map(|p| with_suggestion::<T>(p, at)));
-    value
-}
-
-/// An unknown key's problem with the nearest valid key as its help, like the loader's.
-fn with_suggestion<T: JsonSchema>(problem: Problem, at: &FieldPath) -> Problem {
-    if !problem.at_key || !problem.message.starts_with("unknown key") {
-        return problem;
+    let read = Read::<T>::of(raw, at);
+    if !read.unknown.is_empty() {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+        for path in &read.unknown {
+            let key = path.last_key().unwrap_or_default();
+            let valid = valid_keys_in(&schema, &path.parent().unwrap_or_default());
+            problems.push(unknown_key(path, at, unknown_key_help(key, &valid)));
+        }
     }
-    let Some(relative) = below(&problem.path, at) else { return problem };
-    let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
-    let key = relative.last_key().unwrap_or_default().to_string();
-    let valid = valid_keys_in(&schema, &relative.parent().unwrap_or_default());
-    let help = match nearest(&key, &valid) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None if !valid.is_empty() => format!("valid keys here: {}", valid.join(", ")),
-        None => return problem,
-    };
-    problem.help(help)
-}
-
-/// `path` relative to `at`, when it lies below it.
-fn below(path: &FieldPath, at: &FieldPath) -> Option<FieldPath> {
-    let rest = path.segments().strip_prefix(at.segments())?;
-    Some(rest.iter().fold(FieldPath::root(), |p, segment| match segment {
-        Segment::Key(key) => p.key(key.clone()),
-        Segment::Index(index) => p.index(*index),
-    }))
+    problems.extend(read.type_error);
+    read.value
 }

@@ -116,6 +116,12 @@ fn a_third_provider_is_resolved_from_its_own_section() {
     assert!(messages.iter().any(|m| m.contains("did you mean `path`?")), "{messages:?}");
 
     let mut problems = Vec::new();
+    let settings =
+        resolve_among(KINDS, &section("{ regoin: x, local: { path: /srv } }"), Path::new("."), &mut problems);
+    assert_eq!(settings.map(|s| s.name()), Some("local"), "a typo beside the provider does not hide it");
+    assert_eq!(problems[0].message, "unknown provider `regoin`");
+
+    let mut problems = Vec::new();
     resolve_among(KINDS, &section("{}"), Path::new("."), &mut problems);
     assert_eq!(problems[0].help.as_deref(), Some("add `ec2: {...}` or `qemu: {...}` or `local: {...}`"));
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::console::printable;
 use crate::engine::{Event, Reporter};
 use crate::results::{CellResult, CellStatus, NotRemoved, RunResults};
+use crate::text::printable;
 
 pub struct Terminal {
     started: Instant,

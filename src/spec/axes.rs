@@ -137,7 +137,7 @@ impl schemars::JsonSchema for MatrixSpec {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "MatrixSpec".into()
     }
-    // The axes are the providers' launch fields: `spec::json_schema` adds them.
+    // The axes are the providers' launch fields: `providers::spec_schema` adds them.
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "description": "The image matrix: each axis (a launch field of the provider) one value or a list; every combination of the axes, minus `exclude`, plus `include`.",

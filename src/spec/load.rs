@@ -188,11 +188,7 @@ impl Places {
         let key = path.last_key().unwrap_or_default().to_string();
         let parent = path.parent().unwrap_or_default();
         let valid = suggest::valid_keys(&parent);
-        let help = match suggest::nearest(&key, &valid) {
-            Some(near) => Some(format!("did you mean `{near}`?")),
-            None if !valid.is_empty() => Some(format!("valid keys here: {}", valid.join(", "))),
-            None => None,
-        };
+        let help = suggest::unknown_key_help(&key, &valid);
         let where_ = if parent.segments().is_empty() { "at the top level".to_string() } else { format!("in {parent}") };
         Diagnostic {
             file: self.file.clone(),

@@ -72,6 +72,16 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     }
 }
 
+/// The help for an unknown key among `valid` keys: the nearest one if it is a likely typo, else the
+/// list of them (none when there are none).
+pub fn unknown_key_help(unknown: &str, valid: &[String]) -> Option<String> {
+    match nearest(unknown, valid) {
+        Some(near) => Some(format!("did you mean `{near}`?")),
+        None if !valid.is_empty() => Some(format!("valid keys here: {}", valid.join(", "))),
+        None => None,
+    }
+}
+
 /// The valid key nearest to `unknown`, if one is close enough to be a likely typo.
 pub fn nearest(unknown: &str, valid: &[String]) -> Option<String> {
     valid

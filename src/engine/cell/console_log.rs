@@ -27,7 +27,7 @@ pub async fn look(
         tracing::debug!("console poll failed: {e}");
     }
     if let Ok(raw) = machine.console_log().await {
-        let text = console::clean(raw.as_bytes());
+        let text = crate::text::clean(raw.as_bytes());
         // SSH probes trust the host keys the machine announces here.
         if text.len() != rec.host_keys_read_len && text.contains("-----END SSH HOST KEY") {
             rec.host_keys_read_len = text.len();
@@ -76,7 +76,7 @@ pub async fn collect(
         Ok(raw) => raw,
         Err(e) => return rec.error(CellError::ReadConsole(e)),
     };
-    let text = console::clean(raw.as_bytes());
+    let text = crate::text::clean(raw.as_bytes());
     if text.trim().is_empty() {
         rec.silent_console = machine.before_console().await;
     }

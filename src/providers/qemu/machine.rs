@@ -19,8 +19,9 @@ use super::process::{reason_from_events, reason_from_status, Started, StderrTail
 use super::qmp::{Qmp, QmpError};
 use super::scratch::Scratch;
 use super::Prepared;
+use crate::provider::lifecycle::Tracked;
 use crate::provider::{
-    CleanupStep, ConnectMeaning, Endpoint, Health, Ledger, Machine, ProviderError, Resource, RunKey, Unreachable,
+    CleanupStep, ConnectMeaning, Endpoint, Health, Ledger, Machine, ProviderError, RunKey, Unreachable,
 };
 
 /// `stopped()` runs about once a second: a QEMU that does not answer a status query this fast is busy,
@@ -39,8 +40,8 @@ pub struct QemuMachine {
     waited_for_exit: bool,
     /// Why the VM stopped by itself, once seen: a stop is for good.
     stopped: Option<String>,
-    resource: Resource,
-    ledger: Ledger,
+    /// Its QEMU process in the run's ledger, until it is confirmed gone.
+    process: Tracked,
     /// Guest port -> host port on 127.0.0.1.
     forwards: BTreeMap<u16, u16>,
     console_path: PathBuf,
@@ -80,8 +81,7 @@ impl QemuMachine {
             exit: None,
             waited_for_exit: false,
             stopped: None,
-            resource,
-            ledger,
+            process: Tracked::new(resource, &ledger),
             forwards,
             console_path: prepared.console_path,
             firmware_log: prepared.firmware_log,
@@ -324,7 +324,7 @@ impl Machine for QemuMachine {
     async fn terminate(&mut self, hurry: bool) -> Vec<CleanupStep> {
         let mut steps = self.stop_process(hurry).await;
         // Only once QEMU is gone (a kill that failed leaves the files to the machine's drop).
-        if !self.ledger.remaining().contains(&self.resource) && !self.scratch.is_empty() {
+        if !self.process.held() && !self.scratch.is_empty() {
             let count = self.scratch.len();
             let failed = self.scratch.remove();
             steps.push(if failed.is_empty() {
@@ -343,7 +343,7 @@ impl QemuMachine {
         let mut steps = Vec::new();
         if let Some(status) = self.exit_status() {
             steps.push(CleanupStep::ok(format!("qemu had already exited ({status})")));
-            self.ledger.removed(&self.resource);
+            self.process.forget();
             return steps;
         }
         if !hurry {
@@ -351,7 +351,7 @@ impl QemuMachine {
                 // QMP closed by QEMU itself: it is exiting, not ours to tell.
                 if let Some(status) = self.exit_status_soon().await {
                     steps.push(CleanupStep::ok(format!("qemu had already exited ({status})")));
-                    self.ledger.removed(&self.resource);
+                    self.process.forget();
                     return steps;
                 }
             } else {
@@ -363,7 +363,7 @@ impl QemuMachine {
                 if let Ok(Ok(status)) = timeout(Duration::from_secs(5), self.child.wait()).await {
                     self.exit = Some(status);
                     steps.push(CleanupStep::ok(format!("qemu exited ({status})")));
-                    self.ledger.removed(&self.resource);
+                    self.process.forget();
                     return steps;
                 }
             }
@@ -377,11 +377,11 @@ impl QemuMachine {
             }
             // Left in the ledger: the run's last removals try again.
             Err(e) => {
-                steps.push(CleanupStep::failed("kill qemu", e.to_string()));
+                steps.push(CleanupStep::failed("kill qemu", e.to_string()).of(self.process.resource()));
                 return steps;
             }
         }
-        self.ledger.removed(&self.resource);
+        self.process.forget();
         steps
     }
 }
