@@ -7,16 +7,16 @@
 //!
 //! Here: what a probe is and what one attempt of it records. `compile` makes probes from the spec,
 //! `attempt` runs one attempt of any kind (one module a kind: `tcp`, `http`, `rdp`, `ssh`,
-//! `windows_password`), `limit` bounds an attempt while the guest has given no sign, and `target`
-//! holds the policy on addresses.
+//! `windows_password`), `schedule` runs a probe's attempts on its cadence (overlapping while the
+//! target has given no sign), and `target` holds the policy on addresses.
 
 mod attempt;
 mod compile;
 mod expect;
 pub mod host_key;
 mod http;
-mod limit;
 mod rdp;
+pub mod schedule;
 pub mod ssh;
 mod target;
 mod tcp;
@@ -33,7 +33,6 @@ pub use crate::provider::{ConnectMeaning, Endpoint};
 pub use attempt::{attempt, ProbeEnv, Session};
 pub use compile::CompileContext;
 pub use http::HttpExchange;
-pub use limit::FIRST_SIGN;
 pub use ssh::{SshCheck, SshContext, SshExchange};
 pub use target::TargetPolicy;
 

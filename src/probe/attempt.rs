@@ -2,18 +2,18 @@
 //! and what came back recorded as an [`Attempt`], the spec's secrets masked.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::target::resolve;
 use super::{http, rdp, ssh, tcp, windows_password};
 use super::{Attempt, Check, ConnectMeaning, Endpoint, HttpCheck, Probe, SshCheck, SshContext, TargetPolicy};
 
-/// What one probe keeps from one attempt to the next: its HTTP client (with its connection pool and
-/// TLS set-up), made again only when the address changes.
+/// What one probe's attempts share, those in flight at once too: its HTTP client (with its
+/// connection pool and TLS set-up), made again only when the address changes.
 #[derive(Default)]
 pub struct Session {
-    http: Option<(SocketAddr, reqwest::Client)>,
+    http: Mutex<Option<(SocketAddr, reqwest::Client)>>,
 }
 
 /// Where and how a cell's probes may connect, the same for all of them.
@@ -26,11 +26,11 @@ pub struct ProbeEnv {
     pub password: Option<(Arc<dyn crate::provider::AdminPassword>, Arc<crate::provider::key::RunKey>)>,
 }
 
-/// Makes one attempt of `probe` against `endpoint`; `limit` bounds the wait for the first byte
-/// (connect included), see [`Probe::attempt_limit`].
+/// Makes one attempt of `probe` against `endpoint`; `limit`, when given, bounds the wait for the
+/// first byte (connect included), see [`Probe::short_limit`].
 pub async fn attempt(
     probe: &Probe,
-    session: &mut Session,
+    session: &Session,
     endpoint: &Endpoint,
     env: &ProbeEnv,
     at_s: f64,
@@ -113,19 +113,21 @@ async fn attempt_ssh(
 async fn attempt_http(
     attempt: &mut Attempt,
     check: &HttpCheck,
-    session: &mut Session,
+    session: &Session,
     endpoint: &Endpoint,
     addr: SocketAddr,
     limit: Option<Duration>,
 ) {
-    let client = match &session.http {
-        Some((known, client)) if *known == addr => client.clone(),
-        _ => match http::client(check, endpoint, addr) {
-            Ok(client) => client,
-            Err(e) => return attempt.message = e.to_string(),
-        },
+    let client = {
+        let mut known = crate::provider::lock(&session.http);
+        match known.as_ref() {
+            Some((at, client)) if *at == addr => client.clone(),
+            _ => match http::client(check, endpoint, addr) {
+                Ok(client) => known.insert((addr, client)).1.clone(),
+                Err(e) => return attempt.message = e.to_string(),
+            },
+        }
     };
-    session.http = Some((addr, client.clone()));
     match http::attempt(check, &client, endpoint, limit).await {
         Ok((message, exchange)) => {
             (attempt.passed, attempt.message, attempt.exchange) = (true, message, Some(exchange))
@@ -147,17 +149,25 @@ fn mask(attempt: &mut Attempt, secrets: &[String]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::probe::compile::tests::probe;
     use crate::probe::host_key;
+    use crate::probe::schedule::collect;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
-    /// A service that is up but always answers after 1.5 s (slower than the first short limit) is
-    /// not failed for it: the limit grows until an attempt hears the answer.
-    #[tokio::test]
-    async fn a_slow_but_correct_service_passes() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// Probes' surroundings for tests: loopback allowed, no SSH key, no password.
+    pub(crate) fn loopback_env() -> Arc<ProbeEnv> {
+        let policy = TargetPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] };
+        let (_keys, console_keys) = tokio::sync::watch::channel(host_key::ConsoleHostKeys::default());
+        let ssh = Arc::new(SshContext::new(None, console_keys, Arc::default()));
+        Arc::new(ProbeEnv { policy, meaning: ConnectMeaning::MaybeProxy, ssh, password: None })
+    }
+
+    /// A listener whose every connection is answered `200 ok` after `delay`.
+    async fn slow_service(delay: Duration) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             loop {
@@ -165,35 +175,26 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
                     let _ = socket.read(&mut buf).await;
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    tokio::time::sleep(delay).await;
                     let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
                 });
             }
         });
-        let p = probe(&format!("name: h\nhttp: {{port: {port}}}\ninterval: 1s"));
+        port
+    }
+
+    /// A service that is up but always answers after 1.5 s, longer than the attempts that overlap
+    /// at a 200 ms cadence may wait, is not failed for it: one attempt at a time has the probe's own
+    /// timeout, and hears it.
+    #[tokio::test]
+    async fn a_slow_but_correct_service_passes() {
+        let port = slow_service(Duration::from_millis(1500)).await;
+        let p = probe(&format!("name: h\nhttp: {{port: {port}, timeout: 5s}}\ninterval: 200ms"));
+        assert_eq!(p.short_limit(), Some(Duration::from_millis(600)));
         let endpoint = Endpoint { host: "127.0.0.1".into(), port };
-        let policy = TargetPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] };
-        let (_keys, console_keys) = tokio::sync::watch::channel(host_key::ConsoleHostKeys::default());
-        let ssh = Arc::new(SshContext::new(None, console_keys, Arc::default()));
-        let env = ProbeEnv { policy, meaning: ConnectMeaning::MaybeProxy, ssh, password: None };
-        let mut session = Session::default();
-        let mut silent = Some(0);
-        let mut attempts = Vec::new();
-        for _ in 0..4 {
-            let limit = p.attempt_limit(silent);
-            let attempt = super::attempt(&p, &mut session, &endpoint, &env, 0.0, limit).await;
-            silent = match silent {
-                Some(n) if attempt.silent => Some(n + 1),
-                _ => None,
-            };
-            let passed = attempt.passed;
-            attempts.push(attempt);
-            if passed {
-                break;
-            }
-        }
+        let attempts = collect(&p, &endpoint, &loopback_env(), Duration::from_secs(10)).await;
         let last = attempts.last().unwrap();
         assert!(last.passed, "{attempts:?}");
-        assert!(attempts.len() >= 2, "the first, 1 s attempt can't hear a 1.5 s answer: {attempts:?}");
+        assert!(attempts.iter().any(|a| a.silent), "the short attempts can't hear a 1.5 s answer: {attempts:?}");
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::recorder::{round_ms, Recorder};
+use super::recorder::Recorder;
+use crate::probe::schedule::{self, Flow};
 use crate::probe::{self, Attempt, Endpoint, Probe, ProbeEnv};
 use crate::provider::Machine;
 use crate::results::{EventKind, ProbeResult};
@@ -185,7 +186,8 @@ fn not_attempted(probe: &Probe, round: ProbeRound, endpoint: Option<&Endpoint>) 
     }
 }
 
-/// One probe's task: attempts on a fixed cadence until one passes or settles, or the deadline.
+/// One probe's task: its attempts on the probe's cadence (see [`schedule`]) until one passes or
+/// settles, or the deadline.
 struct ProbeTask {
     probe: Probe,
     endpoint: Endpoint,
@@ -202,45 +204,32 @@ struct ProbeTask {
 impl ProbeTask {
     async fn run(self) {
         let deadline = self.round.started + self.probe.within;
-        let mut session = probe::Session::default();
-        // Until the target first answers at all, attempts wait briefly (QEMU answers for a guest
-        // that is not up yet), longer after each silent one; attempts start on a fixed cadence,
-        // `interval` apart. `None` once it answered.
-        let mut silent: Option<u32> = Some(0);
         // After a reboot, an answer counts once the machine was seen down: EC2's
         // RebootInstances returns at once, and the first boot may answer for a while longer.
         // The platform's own answers (the Windows password) never go down.
         let mut seen_down = self.round.number == 0 || matches!(self.probe.check, probe::Check::WindowsPassword);
-        loop {
-            let started = Instant::now();
-            let at_s = round_ms(self.t0.elapsed());
-            let limit = self.probe.attempt_limit(silent);
-            let mut attempt = tokio::select! {
-                a = probe::attempt(&self.probe, &mut session, &self.endpoint, &self.env, at_s, limit) => a,
-                _ = self.stop.cancelled() => return,
-            };
+        let down_within = self.round.started + DOWN_WITHIN;
+        let judge = |mut attempt: Attempt| {
             if !seen_down {
-                if attempt.passed && started < self.round.started + DOWN_WITHIN {
+                let started = self.t0 + Duration::from_secs_f64(attempt.at_s);
+                if attempt.passed && started < down_within {
                     attempt.passed = false;
                     attempt.message = format!("still answering from before the reboot: {}", attempt.message);
                 } else {
                     seen_down = true;
                 }
             }
-            silent = match silent {
-                Some(n) if attempt.silent => Some(n + 1),
-                _ => None,
-            };
             let done = attempt.passed || attempt.settled;
             let _ = self.attempts.send((self.slot, attempt));
-            let next = started + self.probe.interval;
-            if done || next >= deadline {
-                return;
+            if done {
+                Flow::Stop
+            } else {
+                Flow::Continue
             }
-            tokio::select! {
-                _ = sleep_until(next) => {}
-                _ = self.stop.cancelled() => return,
-            }
+        };
+        tokio::select! {
+            _ = schedule::run(&self.probe, &self.endpoint, &self.env, self.t0, deadline, judge) => {}
+            _ = self.stop.cancelled() => {}
         }
     }
 }

@@ -23,13 +23,9 @@ pub struct SshContext {
     pub secrets: Arc<Vec<String>>,
     /// Under `accept-new`: the key first seen at each `host:port`.
     pub(super) accepted: Arc<Mutex<HashMap<String, String>>>,
-    /// Per way of logging in, its connection behind a lock of its own: held while connecting, so
-    /// that the probes that share it wait for it, and no others.
-    connections: Mutex<HashMap<String, Slot>>,
+    /// Per way of logging in, its open connection, if any.
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
 }
-
-/// One way of logging in: its open connection, if any, behind the lock connecting holds.
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
 /// A logged-in connection to the machine.
 pub(super) struct Connection {
@@ -52,11 +48,6 @@ impl SshContext {
     /// Drops every open connection: after a reboot they are dead, and the next attempts log in anew.
     pub fn forget_connections(&self) {
         lock(&self.connections).clear();
-    }
-
-    /// The slot of one way of logging in.
-    fn slot(&self, id: &str) -> Slot {
-        lock(&self.connections).entry(id.to_string()).or_default().clone()
     }
 
     /// Drops the connection of one way of logging in: it died, and the next attempt makes another.
@@ -84,6 +75,11 @@ fn connection_key(check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) -> St
 }
 
 /// The cell's open connection for this way of logging in, or a new one.
+///
+/// Nothing waits for another attempt's connecting: while the machine is silent, a probe's attempts
+/// overlap (see `probe::schedule`), and a newer one must not queue behind an older one stuck on a
+/// dropped SYN. Several may log in at once then; the first to finish is kept and shared, the others
+/// use it and close their own.
 pub(super) async fn connection(
     check: &SshCheck,
     ctx: &SshContext,
@@ -93,14 +89,16 @@ pub(super) async fn connection(
     limit: Option<Duration>,
     target: &str,
 ) -> Result<Arc<Connection>, Failure> {
-    let slot = ctx.slot(&connection_key(check, endpoint, key));
-    // Held while connecting: the probes that log in the same way wait for this connection rather
-    // than open their own; the others don't wait.
-    let mut open = slot.lock().await;
-    if let Some(known) = open.as_ref().filter(|c| !c.handle.is_closed()) {
+    let id = connection_key(check, endpoint, key);
+    let live = |c: &&Arc<Connection>| !c.handle.is_closed();
+    if let Some(known) = lock(&ctx.connections).get(&id).filter(live) {
         return Ok(known.clone());
     }
     let connection = Arc::new(connect::open(check, ctx, key, endpoint, policy, limit, target).await?);
-    *open = Some(connection.clone());
+    let mut open = lock(&ctx.connections);
+    if let Some(known) = open.get(&id).filter(live) {
+        return Ok(known.clone());
+    }
+    open.insert(id, connection.clone());
     Ok(connection)
 }
