@@ -190,7 +190,7 @@ pub(crate) mod tests {
     async fn a_slow_but_correct_service_passes() {
         let port = slow_service(Duration::from_millis(1500)).await;
         let p = probe(&format!("name: h\nhttp: {{port: {port}, timeout: 5s}}\ninterval: 200ms"));
-        assert_eq!(p.short_limit(), Some(Duration::from_millis(600)));
+        assert_eq!(p.short_limit(), Some(Duration::from_millis(500)));
         let endpoint = Endpoint { host: "127.0.0.1".into(), port };
         let attempts = collect(&p, &endpoint, &loopback_env(), Duration::from_secs(10)).await;
         let last = attempts.last().unwrap();

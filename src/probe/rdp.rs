@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long one attempt may take in all, unless a shorter first-sign limit applies.
+/// How long one attempt may take in all, unless it overlaps others with a shorter limit.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// TPKT (version 3, length 19) + X.224 CR (length indicator 14, code 0xE0, dst-ref 0, src-ref 0,

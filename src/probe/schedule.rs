@@ -53,11 +53,12 @@ impl Probe {
         }
     }
 
-    /// The limit of an attempt that overlaps the long one: it ends before [`IN_FLIGHT`] - 1 more
-    /// attempts have started, so that the bound holds at the probe's cadence. `None` when that is
-    /// no shorter than the probe's own timeout.
+    /// The limit of an attempt that overlaps the long one: it ends half an interval before
+    /// [`IN_FLIGHT`] - 1 more attempts have started, so that the bound holds at the probe's cadence
+    /// with room to spare (a connection takes a moment to close). `None` when that is no shorter
+    /// than the probe's own timeout.
     pub fn short_limit(&self) -> Option<Duration> {
-        let limit = self.interval.saturating_mul(IN_FLIGHT as u32 - 1);
+        let limit = self.interval.saturating_mul(IN_FLIGHT as u32 - 2) + self.interval / 2;
         (limit < self.own_timeout()).then_some(limit)
     }
 
@@ -241,8 +242,8 @@ mod tests {
     #[test]
     fn overlapping_attempts_end_before_the_bound_is_reached() {
         let p = probe("name: h\nhttp: {port: 80, timeout: 5s}\ninterval: 200ms");
-        assert_eq!(p.short_limit(), Some(Duration::from_millis(600)));
+        assert_eq!(p.short_limit(), Some(Duration::from_millis(500)));
         let p = probe("name: h\nhttp: {port: 80, timeout: 5s}\ninterval: 2s");
-        assert_eq!(p.short_limit(), None, "three intervals are longer than the probe's own timeout");
+        assert_eq!(p.short_limit(), None, "two and a half intervals are longer than the probe's own timeout");
     }
 }

@@ -109,7 +109,8 @@ impl Failure {
     }
 }
 
-/// One run of the probe's command; `limit` bounds the wait for the machine's first sign.
+/// One run of the probe's command; `limit`, when given, bounds the wait for the machine's
+/// first sign (an attempt that overlaps others while the machine is silent).
 pub async fn attempt(
     check: &SshCheck,
     ctx: &SshContext,

@@ -167,7 +167,9 @@ pub struct ProbeSpec {
     #[serde(default, with = "super::duration::option")]
     #[schemars(with = "Option<DurationSchema>")]
     pub within: Option<Duration>,
-    /// Time from one attempt's start to the next one's (default 2s); attempts never overlap.
+    /// Time from one attempt's start to the next one's (default 2s). While the target has given no
+    /// sign, a new attempt starts every interval even if older ones wait on (at most 4 at once);
+    /// once it answers, one at a time.
     #[serde(default = "default_interval", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub interval: Duration,

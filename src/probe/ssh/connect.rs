@@ -1,6 +1,6 @@
 //! Opening a logged-in SSH connection to the machine: straight to its address, or through a tunnel
-//! from a jump host. The handshake waits only for the first-sign limit until the machine has
-//! answered once, and the machine's host key is checked before the key logs in.
+//! from a jump host. An attempt that overlaps others while the machine is silent waits only
+//! its shorter limit for the handshake; the machine's host key is checked before the key logs in.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -88,8 +88,8 @@ pub(super) async fn open(
         keepalive_interval: Some(Duration::from_secs(15)),
         ..Default::default()
     });
-    // Until the machine has answered once, wait only briefly for its banner (QEMU accepts forwarded
-    // connections itself before the guest is up).
+    // An overlapping attempt waits only briefly for the banner (QEMU accepts forwarded connections
+    // itself before the guest is up); others take the probe's own timeout.
     let first_sign = limit.unwrap_or(check.timeout);
     let (handle, jump) = match &check.jump {
         None => {
