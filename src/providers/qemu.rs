@@ -102,7 +102,7 @@ const LAUNCH_ATTEMPTS: usize = 5;
 pub struct QemuProvider {
     plan: QemuPlan,
     launch: LaunchPlan,
-    /// `auto` resolved once per run (`accel.rs`): the accelerator, and why not KVM.
+    /// `auto` resolved once per run (`accel.rs`): the accelerator, and how `auto` chose it.
     accel: OnceCell<AccelChoice>,
     /// QEMU's (major, minor) version, learnt by `preflight`.
     version: std::sync::OnceLock<(u32, u32)>,
