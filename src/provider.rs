@@ -5,6 +5,7 @@
 //! Whatever a provider creates is written into the run's [`Ledger`] before the call that creates it,
 //! so that the engine can remove it even when the task that created it panicked or was abandoned.
 
+pub mod cache;
 pub mod cleanup;
 pub mod endpoint;
 pub mod error;

@@ -24,7 +24,9 @@
 //! This file holds [`QemuProvider`]: preflight, a launch read as its steps, and the removal of what a
 //! run left. The steps live beside it, one concern a file:
 //! - `accel.rs`: `accel: auto` resolved once per run, with the KVM proof (`kvm.rs`: a `hlt` on a
-//!   vCPU, then the first image booted under KVM);
+//!   vCPU, then the first image booted under KVM), skipped without a usable `/dev/kvm`;
+//!   `kvm_cache.rs`: its answer remembered for the host's boot in amiprobe's cache directory, and
+//!   where each run's answer came from (preflight's warning);
 //! - `scratch.rs`: the files a cell makes in its directory (UEFI variables, extra disks, the seed of
 //!   `seed.rs`) and the options attaching them; `argv.rs`: the rest of QEMU's command line;
 //! - `process.rs`: one start of QEMU (isolated, its stderr's tail kept, QMP connected over `qmp.rs`)
@@ -40,6 +42,7 @@ mod firmware;
 mod hardware;
 mod kind;
 mod kvm;
+mod kvm_cache;
 mod machine;
 mod process;
 mod qmp;
@@ -99,10 +102,13 @@ const LAUNCH_ATTEMPTS: usize = 5;
 pub struct QemuProvider {
     plan: QemuPlan,
     launch: LaunchPlan,
-    /// `auto` resolved once per run (`accel.rs`): the accelerator, and why not KVM.
+    /// `auto` resolved once per run (`accel.rs`): the accelerator, and how `auto` chose it.
     accel: OnceCell<AccelChoice>,
     /// QEMU's (major, minor) version, learnt by `preflight`.
     version: std::sync::OnceLock<(u32, u32)>,
+    /// The first line of `qemu --version`, learnt by `preflight`: part of the key under which
+    /// `accel: auto`'s answer is remembered (`kvm_cache.rs`).
+    banner: std::sync::OnceLock<String>,
     /// The run's key (`key_pair: ephemeral`): its public half goes into every cell's seed.
     run_key: OnceKey,
 }
@@ -187,6 +193,7 @@ impl QemuProvider {
             launch: run.launch,
             accel: OnceCell::new(),
             version: std::sync::OnceLock::new(),
+            banner: std::sync::OnceLock::new(),
             run_key: OnceKey::new(os),
         }
     }
@@ -202,8 +209,12 @@ impl QemuProvider {
         if !version.status.success() {
             return Err(PreflightError::Version(binary.clone()));
         }
-        if let Some(v) = parse_version(&String::from_utf8_lossy(&version.stdout)) {
+        let stdout = String::from_utf8_lossy(&version.stdout);
+        if let Some(v) = parse_version(&stdout) {
             let _ = self.version.set(v);
+        }
+        if let Some(banner) = stdout.lines().next().map(str::trim).filter(|line| !line.is_empty()) {
+            let _ = self.banner.set(banner.to_string());
         }
         Ok(())
     }
@@ -298,9 +309,7 @@ impl Provider for QemuProvider {
         }
         let mut warnings = Vec::new();
         if let Some(first) = cells.first() {
-            if let Some(why) = &self.accel_choice(&self.plan.image(first.image())).await.why_not_kvm {
-                warnings.push(format!("qemu: KVM unavailable or not working here ({why}); using TCG (slower)"));
-            }
+            warnings.extend(self.accel_choice(&self.plan.image(first.image())).await.warning());
         }
         Ok(Checked { warnings, impossible: Vec::new() })
     }

@@ -1,9 +1,10 @@
 //! The accelerator a run's QEMUs use: `tcg` or `kvm` as the spec says, or for `accel: auto` KVM
-//! when it is proved to work here, else TCG with the reason (preflight shows it as a warning).
-//! Decided once per run, by the first cell that asks.
+//! when it works here, else TCG with the reason. Decided once per run, by the first cell that asks
+//! (preflight's), which shows `auto`'s answer and where it came from as a warning. Whether KVM works
+//! is proved here (`kvm_works`) and remembered for the host's boot by `kvm_cache.rs`.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use super::argv::{image_args, ArgsError};
 use super::config::{Accel, QemuImagePlan, QemuPlan};
 use super::hardware::{DiskBus, Drives};
 use super::kvm::{self, KvmError};
+use super::kvm_cache::{self, Decision, HostKey, Memo, NotRemembered};
 use super::process::isolate;
 use super::QemuProvider;
+use crate::provider::cache::cache_dir;
 
 /// How long a guest under KVM may take to say anything on its console: a working KVM boots a
 /// kernel to its first lines in well under a second; TCG would take about this long.
@@ -23,11 +26,19 @@ const KVM_FIRST_WORDS: Duration = Duration::from_secs(3);
 /// How long a guest that spoke must then stay alive: KVM that fails does so at once.
 const KVM_ALIVE: Duration = Duration::from_millis(300);
 
-/// The run's accelerator, as QEMU's `-accel` names it, and why not KVM when `auto` chose TCG.
+/// The run's accelerator, as QEMU's `-accel` names it, and how `auto` chose it.
 #[derive(Debug)]
 pub struct AccelChoice {
     pub name: &'static str,
-    pub why_not_kvm: Option<KvmUnusable>,
+    /// `None` when the spec named the accelerator.
+    pub auto: Option<Decision>,
+}
+
+impl AccelChoice {
+    /// For `accel: auto`, always a line: what it chose, why not KVM, and where the answer came from.
+    pub fn warning(&self) -> Option<String> {
+        self.auto.as_ref().map(|decision| format!("qemu: accel auto: {decision}"))
+    }
 }
 
 /// Why `accel: auto` did not choose KVM.
@@ -49,6 +60,29 @@ pub enum KvmUnusable {
     DiedAfterStart,
     #[error("a guest under kvm said nothing in {}s", KVM_FIRST_WORDS.as_secs())]
     Silent,
+    #[error("{} is absent", .0.display())]
+    Absent(PathBuf),
+    #[error("{} is not readable and writable here ({source})", .device.display())]
+    NoAccess { device: PathBuf, source: std::io::Error },
+    /// A reason a past run found, as it put it (`kvm_cache.rs`).
+    #[error("{0}")]
+    Remembered(String),
+}
+
+impl KvmUnusable {
+    /// Whether the proof tells about this host's KVM, and so may be remembered for its boot: not
+    /// when the proof itself could not run (no thread, no temporary directory, QEMU not started).
+    pub fn conclusive(&self) -> bool {
+        match self {
+            KvmUnusable::Hlt(KvmError::Thread(_)) => false,
+            KvmUnusable::Hlt(_) | KvmUnusable::ExitedAtOnce(_) | KvmUnusable::DiedAfterStart => true,
+            KvmUnusable::Silent => true,
+            KvmUnusable::ProofLost(_) | KvmUnusable::TempDir(_) | KvmUnusable::Image(_) => false,
+            KvmUnusable::Start { .. } => false,
+            // Told without a proof, or already remembered.
+            KvmUnusable::Absent(_) | KvmUnusable::NoAccess { .. } | KvmUnusable::Remembered(_) => false,
+        }
+    }
 }
 
 impl QemuProvider {
@@ -60,28 +94,35 @@ impl QemuProvider {
     pub(super) async fn accel_choice(&self, first: &QemuImagePlan) -> &AccelChoice {
         self.accel
             .get_or_init(|| async {
-                let (name, why_not_kvm) = match self.plan.accel {
-                    Accel::Tcg => ("tcg", None),
-                    Accel::Kvm => ("kvm", None),
+                match self.plan.accel {
+                    Accel::Tcg => AccelChoice { name: "tcg", auto: None },
+                    Accel::Kvm => AccelChoice { name: "kvm", auto: None },
                     Accel::Auto => {
                         let started = Instant::now();
-                        let works = kvm_works(&self.plan, first).await;
-                        tracing::debug!("kvm proof: {works:?} in {:?}", started.elapsed());
-                        match works {
-                            Ok(()) => ("kvm", None),
-                            Err(why) => ("tcg", Some(why)),
-                        }
+                        let device = Path::new(kvm::DEVICE);
+                        let decision =
+                            kvm_cache::decide(device, self.kvm_memo(), || kvm_works(&self.plan, first)).await;
+                        tracing::debug!("accel auto: {decision} (decided in {:?})", started.elapsed());
+                        let name = if decision.kvm.is_ok() { "kvm" } else { "tcg" };
+                        AccelChoice { name, auto: Some(decision) }
                     }
-                };
-                AccelChoice { name, why_not_kvm }
+                }
             })
             .await
     }
+
+    /// Where `accel: auto`'s answer is remembered: amiprobe's cache directory, under this host's
+    /// boot, kernel and QEMU (whose banner preflight learnt).
+    fn kvm_memo(&self) -> Result<Memo, NotRemembered> {
+        let banner = self.banner.get().ok_or(NotRemembered::NoBanner)?;
+        Ok(Memo { dir: cache_dir()?, key: HostKey::here(&self.plan.binary, banner)? })
+    }
 }
 
-/// Whether KVM runs guests here, proved cheapest first: a `hlt` on a vCPU (no /dev/kvm, or no
-/// usable one, is known in microseconds), then the run's first image booted under KVM until its
-/// console speaks. The second step is needed: some hosts run a `hlt` and even the firmware, yet hang
+/// Whether KVM runs guests here, on a host with a usable /dev/kvm (`kvm_cache::decide` checks that
+/// first), proved cheapest first: a `hlt` on a vCPU (a KVM that cannot run guest code at all is known
+/// in well under a millisecond), then the run's first image booted under KVM until its console
+/// speaks. The second step is needed: some hosts run a `hlt` and even the firmware, yet hang
 /// the kernel (nested virtualization without the CPU features QEMU asks for), and only a real boot
 /// tells. It ends as soon as the guest speaks, so a working host pays a fraction of a second.
 async fn kvm_works(plan: &QemuPlan, image: &QemuImagePlan) -> Result<(), KvmUnusable> {

@@ -23,8 +23,8 @@ pub struct QemuSpec {
     /// Virtual CPUs (default 1).
     #[serde(default = "default_cpus")]
     pub cpus: u32,
-    /// Accelerator: `auto` proves KVM by running a guest instruction on it (once per run) and falls
-    /// back to TCG.
+    /// Accelerator: `auto` proves KVM by running a guest instruction on it and booting the first
+    /// image (once per host boot, remembered in amiprobe's cache directory) and falls back to TCG.
     #[serde(default)]
     pub accel: Accel,
     /// The QEMU binary (default `qemu-system-x86_64` on PATH).

@@ -4,7 +4,8 @@
 //! created but its vCPU dies at once with "KVM internal error". So `accel: auto` makes a VM with one
 //! page of memory at the top of the address space, where a vCPU starts (the reset vector,
 //! 0xFFFFFFF0), puts a `hlt` there, and runs it: only a vCPU that really executed the instruction
-//! exits with `KVM_EXIT_HLT`. The answer is kept for the run by the provider.
+//! exits with `KVM_EXIT_HLT`. `accel.rs` follows it with a real boot; `kvm_cache.rs` remembers the
+//! answer for the host's boot.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -27,6 +28,9 @@ const PAGE: usize = 4096;
 /// The last page below 4 GiB: a vCPU's first instruction is at 0xFFFFFFF0.
 const RESET_PAGE: u64 = 0xFFFF_F000;
 const HLT: u8 = 0xF4;
+
+/// The device QEMU's `-accel kvm` opens.
+pub const DEVICE: &str = "/dev/kvm";
 
 #[repr(C)]
 struct MemoryRegion {
@@ -130,7 +134,7 @@ fn owned(rc: i32) -> OwnedFd {
 }
 
 fn run_hlt() -> Result<(), KvmError> {
-    let kvm = OpenOptions::new().read(true).write(true).open("/dev/kvm").map_err(KvmError::Open)?;
+    let kvm = OpenOptions::new().read(true).write(true).open(DEVICE).map_err(KvmError::Open)?;
     let kvm = OwnedFd::from(kvm);
     let version = ioctl(&kvm, "KVM_GET_API_VERSION", KVM_GET_API_VERSION, 0)?;
     if version != KVM_API_VERSION {
