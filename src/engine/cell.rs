@@ -117,7 +117,8 @@ fn set_try_aside(out_dir: &Path, cell: &Cell, try_number: usize) -> String {
 pub async fn run_cell(ctx: CellContext, cell: Cell, try_number: u32) -> CellResult {
     let mut result = not_run(&cell);
     result.status = CellStatus::Running;
-    result.started_at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    // To the millisecond: with `timings`, when each step of the cell happened, to compare with other clocks.
+    result.started_at = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
     let mut rec = Recorder::new(ctx.clone(), result);
     let cell_dir = ctx.out_dir.join("cells").join(&cell.id.0);
     if let Err(source) = std::fs::create_dir_all(cell_dir.join("screenshots")) {
