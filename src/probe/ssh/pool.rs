@@ -95,10 +95,17 @@ pub(super) async fn connection(
         return Ok(known.clone());
     }
     let connection = Arc::new(connect::open(check, ctx, key, endpoint, policy, limit, target).await?);
-    let mut open = lock(&ctx.connections);
-    if let Some(known) = open.get(&id).filter(live) {
-        return Ok(known.clone());
-    }
-    open.insert(id, connection.clone());
-    Ok(connection)
+    let known = {
+        let mut open = lock(&ctx.connections);
+        match open.get(&id).filter(live) {
+            Some(known) => known.clone(),
+            None => {
+                open.insert(id, connection.clone());
+                return Ok(connection);
+            }
+        }
+    };
+    // Another attempt logged in first: ours is closed at once rather than left to linger.
+    let _ = connection.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    Ok(known)
 }
