@@ -44,7 +44,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        their security groups: DeleteSecurityGroup answers
                                        DependencyViolation until they are `terminated`, as EC2 does)
   POST /timing   {"boot_s": [20, 40], "service_s": [1, 3], "shutting_down_s": [10, 30], "seed": 1,
-                  "port": 80, "rdp_port": 3389, "rdp_mute": false, "reboot_s": 5}
+                  "port": 80, "rdp_port": 3389, "rdp_mute": false, "reboot_s": 5,
+                  "drop_until_service": false}
                                        EC2's own pace, per instance launched from now on: a pair is a
                                        uniform range (drawn from an RNG seeded with `seed`), a number is
                                        fixed. Each instance is `pending` for its boot time (wall clock from
@@ -67,13 +68,31 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        `seed`, so the other draws stay those of the same seed; default 5):
                                        connections are refused meanwhile, then they come back (not before
                                        its first service time). The instance stays `running` throughout, as
-                                       on EC2. {} turns it off for later launches
+                                       on EC2. With `drop_until_service` true, every packet to the address
+                                       of an instance launched from now on is dropped, unanswered, from
+                                       its RunInstances until its service time (as EC2 drops packets to
+                                       an instance whose OS and network are not up yet): a connect there
+                                       hangs, its SYN retransmitted by the client's kernel (Linux since
+                                       6.5: 1 s apart 4 times, then doubling, tcp_syn_linear_timeouts;
+                                       before: after 1 s, 3 s, 7 s...), and reaches the service only with
+                                       the first retransmission after its service time, while a new
+                                       connect then goes straight through; from then on, as without the
+                                       option (a
+                                       terminated instance's address stops dropping at once; a reboot
+                                       refuses, it does not drop). Done with nftables in the launcher's
+                                       own network namespace (table `inet amiprobe_launcher`, a set of the
+                                       dropped addresses, an input-hook rule), so it is refused (400)
+                                       unless that namespace has only `lo` (and is not init's) and `nft`
+                                       works: it never touches a host's own firewall. {} turns it off for
+                                       later launches
   GET  /timeline                       per instance launched under /timing: {"launched", "running_at",
-                                        "service_at", "terminate_requested_at", "terminated_at"} in
-                                       seconds since the last reset (monotonic; null until it happened,
-                                       or when it never will), the drawn "boot_s", "service_s",
-                                       "shutting_down_s" and "reboot_s", its "address", "port" and
-                                       "rdp_port" (null without one), and "reboots": [t, ...], when each
+                                        "service_at", "first_answered_at", "terminate_requested_at",
+                                        "terminated_at"} in seconds since the last reset (monotonic; null
+                                       until it happened, or when it never will; "first_answered_at":
+                                       when its HTTP service first sent its `200`), the drawn "boot_s",
+                                       "service_s", "shutting_down_s" and "reboot_s", its "address",
+                                       "port" and "rdp_port" (null without one), "drop_until_service" (the
+                                       option it was launched under), and "reboots": [t, ...], when each
                                        RebootInstances that took effect on it was called
   POST /windows  {"password_s": 0, "password": null, "wrong_key": false}
                                        the Administrator password of Windows instances (launched from an
@@ -107,7 +126,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
                                        and "_region": the region the call was signed for
-  POST /reset                          clears all of the above and moto's state
+  POST /reset                          clears all of the above and moto's state (no address stays
+                                       dropped)
 
 RDP (rdp_port): the client sends an X.224 Connection Request in a TPKT: 03 00 LL LL (LL LL: the
 whole PDU's length, big-endian, at least 11), LI (= length - 5), E0 (CR; the low nibble is ignored),
@@ -156,6 +176,7 @@ import secrets
 import selectors
 import socket
 import string
+import subprocess
 import sys
 import threading
 import time
@@ -317,6 +338,7 @@ def reset_state():
         STATE["booting"].clear()
         STATE["epoch"] = time.monotonic()
     SERVICES.close_all()
+    DROPS.flush()
 
 
 def error_body(code, message):
@@ -553,6 +575,10 @@ def hold_shutting_down(self, params):
                     record["terminated_at"] = now + max(0.0, seconds)
                     STATE["booting"].discard(instance.id)
                     SERVICES.stop(instance.id)
+                    if record["drop_until_service"]:
+                        # Nothing will listen there again: connections are refused from now on, as
+                        # without the option, rather than hanging on an instance that is going away.
+                        SERVICES.undrop(now, record["address"])
             if seconds <= 0:
                 continue
             _, until = STATE["shutting"].setdefault(instance.id, (instance, now + seconds))
@@ -611,6 +637,9 @@ def timing_config(data):
     rdp_port = None if data.get("rdp_port") is None else int(data["rdp_port"])
     if rdp_port == port:
         raise ValueError(f"rdp_port {rdp_port} is the HTTP port too")
+    drop = bool(data.get("drop_until_service", False))
+    if drop:
+        DROPS.setup()  # ValueError (the answer's 400) where it must not, or cannot, drop
     return {
         "boot_s": timing_range(data.get("boot_s", 0.0)),
         "service_s": timing_range(data.get("service_s", 0.0)),
@@ -620,6 +649,7 @@ def timing_config(data):
         "port": port,
         "rdp_port": rdp_port,
         "rdp_mute": bool(data.get("rdp_mute", False)),
+        "drop_until_service": drop,
         "rng": random.Random(data.get("seed", 0)),
         "reboot_rng": random.Random(data.get("seed", 0)),
     }
@@ -644,7 +674,8 @@ def next_address():
 
 def launch_timed(instance, timing):
     """Starts a just-launched instance's clock (LOCK held): `pending` for its boot time, then
-    `running`, its service answering on its own address once its service time has passed too."""
+    `running`, its service answering on its own address once its service time has passed too (see
+    start_services). Returns its record."""
     now = time.monotonic()
     rng = timing["rng"]
     boot, service = draw(timing["boot_s"], rng), draw(timing["service_s"], rng)
@@ -664,6 +695,7 @@ def launch_timed(instance, timing):
         "rdp_port": timing["rdp_port"],
         "reboot_s": draw(timing["reboot_s"], timing["reboot_rng"]),
         "reboots": [],  # monotonic times of the RebootInstances calls that took effect
+        "drop_until_service": timing["drop_until_service"],
         # What listens on its address once its service time is over: (port, kind).
         "listeners": [(timing["port"], "http")]
         + ([(timing["rdp_port"], "rdp_mute" if timing["rdp_mute"] else "rdp")] if timing["rdp_port"] else []),
@@ -671,7 +703,19 @@ def launch_timed(instance, timing):
     STATE["timeline"][instance.id] = record
     STATE["booting"].add(instance.id)
     instance._state.name, instance._state.code = "pending", 0
-    SERVICES.schedule(record["service_at"], instance.id, record["address"], record["listeners"])
+    return record
+
+
+def start_services(records):
+    """Schedules the services of just-launched timed instances (LOCK held), their addresses dropped
+    first where asked: all of one RunInstances call in one nft call, and before their service time can
+    come (else the Services thread could let an address go before it was dropped, and it would stay
+    dropped)."""
+    DROPS.add([r["address"] for r in records if r["drop_until_service"]])
+    for r in records:
+        SERVICES.schedule(r["service_at"], r["instance"].id, r["address"], r["listeners"])
+        if r["drop_until_service"]:
+            SERVICES.undrop(r["service_at"], r["address"])
 
 
 def settle_timing():
@@ -711,6 +755,7 @@ def timeline():
                 "launched": since(r["launched"]),
                 "running_at": since(reached(r["running_at"])),
                 "service_at": since(reached(r["service_at"])),
+                "first_answered_at": since(SERVICES.first_answered.get(instance_id)),
                 "terminate_requested_at": since(stopped),
                 "terminated_at": since(terminated if terminated is not None and terminated <= now else None),
                 "boot_s": round(r["boot_s"], 3),
@@ -720,6 +765,7 @@ def timeline():
                 "address": r["address"],
                 "port": r["port"],
                 "rdp_port": r["rdp_port"],
+                "drop_until_service": r["drop_until_service"],
                 "reboots": [since(t) for t in r["reboots"]],
             }
         return out
@@ -743,14 +789,16 @@ original_backend_run_instances = InstanceBackend.run_instances
 
 def backend_run_instances(self, *args, **kwargs):
     """moto's launch, then each new instance's clock under /timing (before the answer is written, so
-    RunInstances already reports the pending state and the addresses), and a Windows instance's
-    Administrator password."""
+    RunInstances already reports the pending state and the addresses, and a client cannot reach an
+    address before it is dropped), and a Windows instance's Administrator password."""
     reservation = original_backend_run_instances(self, *args, **kwargs)
     with LOCK:
+        timed = []
         for instance in reservation.instances:
             if STATE["timing"] is not None:
-                launch_timed(instance, STATE["timing"])
+                timed.append(launch_timed(instance, STATE["timing"]))
             set_password(self, instance)
+        start_services(timed)
     return reservation
 
 
@@ -899,7 +947,8 @@ class Services:
     port and, with an rdp_port, an RDP host's Connection Confirm there (or silence, muted), from its
     service time until its termination, and away during a reboot. One thread and one selector for all
     of them (1,000 instances are 1,000 listening sockets, not 1,000 threads); before its time nothing
-    listens there, so a connection is refused, as on a machine still booting. Other threads only queue
+    listens there, so a connection is refused, or, under `drop_until_service`, goes unanswered until
+    this thread lets the address go (`undrop`) once its listeners are up. Other threads only queue
     work and wake the loop: the selector is touched by its own thread alone."""
 
     ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -911,20 +960,38 @@ class Services:
         self.generation = {}  # instance id -> generation of its due start; None once terminated
         self.stopping = []  # instance ids whose listeners (and connections) close now
         self.stop_all = False
+        self.undrops = []  # heap of (time, seq, address): when DROPS lets each address go
+        # instance id -> monotonic time its HTTP service first sent its answer. Written by the loop
+        # alone; read by /timeline (one dict lookup: no lock needed).
+        self.first_answered = {}
         self.thread = None
 
     def schedule(self, at, instance_id, address, listeners):
         with self.lock:
             generation = self.generation.setdefault(instance_id, 0)
             heapq.heappush(self.due, (at, next(self.seq), instance_id, generation, address, listeners))
-            if self.thread is None:
-                self.selector = selectors.DefaultSelector()
-                self.wake_r, self.wake_w = socket.socketpair()
-                self.wake_r.setblocking(False)
-                self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
-                self.thread = threading.Thread(target=self.loop, name="instance-services", daemon=True)
-                self.thread.start()
+            self.start_thread()
         self.wake()
+
+    def undrop(self, at, address):
+        """Lets DROPS go of `address` at `at`, after any listener due by then is up: a SYN let through
+        before the listener exists would be refused, which a booting EC2 instance never does.
+        Independent of the instance's services: a reboot before its service time moves their start,
+        not the end of the drop."""
+        with self.lock:
+            heapq.heappush(self.undrops, (at, next(self.seq), address))
+            self.start_thread()
+        self.wake()
+
+    def start_thread(self):
+        """The loop's thread, started on first use (self.lock held)."""
+        if self.thread is None:
+            self.selector = selectors.DefaultSelector()
+            self.wake_r, self.wake_w = socket.socketpair()
+            self.wake_r.setblocking(False)
+            self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+            self.thread = threading.Thread(target=self.loop, name="instance-services", daemon=True)
+            self.thread.start()
 
     def restart(self, instance_id, at, address, listeners):
         """A reboot: everything of the instance closes now and listens again at `at` (a start still due
@@ -947,7 +1014,9 @@ class Services:
     def close_all(self):
         with self.lock:
             self.due.clear()
+            self.undrops.clear()  # the caller flushes DROPS itself
             self.generation.clear()
+            self.first_answered.clear()
             self.stop_all = True
         self.wake()
 
@@ -970,7 +1039,11 @@ class Services:
                     _, _, instance_id, generation, address, listeners = heapq.heappop(self.due)
                     if self.generation.get(instance_id) == generation:
                         starting.append((instance_id, address, listeners))
-                timeout = max(0.0, self.due[0][0] - now) if self.due else None
+                opening = []
+                while self.undrops and self.undrops[0][0] <= now:
+                    opening.append(heapq.heappop(self.undrops)[2])
+                nexts = [heap[0][0] for heap in (self.due, self.undrops) if heap]
+                timeout = max(0.0, min(nexts) - now) if nexts else None
             if stop_all:
                 stopping = list(listening)
                 for key in list(self.selector.get_map().values()):
@@ -995,6 +1068,8 @@ class Services:
                     sock.setblocking(False)
                     self.selector.register(sock, selectors.EVENT_READ, ("listen", (kind, instance_id)))
                     listening.setdefault(instance_id, []).append(sock)
+            if opening:
+                DROPS.remove(opening)  # all that are due at once in one nft call; listeners already up
             for key, _ in self.selector.select(timeout):
                 what, data = key.data
                 if what == "wake":
@@ -1046,6 +1121,9 @@ class Services:
                 conn.send(answer)  # small enough for any socket buffer: one send
             except OSError:
                 pass
+            else:
+                if kind == "http":
+                    self.first_answered.setdefault(instance_id, time.monotonic())
         self.close(conn)
 
     def close(self, sock):
@@ -1057,6 +1135,113 @@ class Services:
 
 
 SERVICES = Services()
+
+
+# --- /timing "drop_until_service": booting instances drop every packet (nftables) ---------------------
+
+NFT_TABLE = "inet amiprobe_launcher"
+# Dropped on the input hook: on loopback a packet passes output, then input, and a drop on output can
+# surface as EPERM to the sender, not as the silence of a machine that is not up. The empty table
+# first, then its deletion, makes the script work whether or not the table already exists (nft 1.0.6
+# has no `destroy`), and leaves exactly one rule.
+NFT_SETUP = f"""table {NFT_TABLE} {{}}
+delete table {NFT_TABLE}
+table {NFT_TABLE} {{
+    set dropped {{ type ipv4_addr; }}
+    chain input {{ type filter hook input priority filter; policy accept; ip daddr @dropped drop; }}
+}}
+"""
+
+
+def drop_refusal(interfaces=None, namespaces=None):
+    """Why `drop_until_service` must not be done here, or None. It changes the firewall of the network
+    namespace the launcher runs in, so that must be a loopback-only one of its own (the tests'), never
+    a host's: only `lo` there, and not init's namespace where that can be read. The interfaces are
+    asked of the kernel (if_nameindex: this process's namespace); /sys/class/net would show those of
+    the namespace sysfs was mounted in, the host's. `interfaces` ([names]) and `namespaces` ((ours,
+    init's)) stand in for the real ones in the self-test."""
+    if interfaces is None:
+        interfaces = [name for _, name in socket.if_nameindex()]
+    if sorted(interfaces) != ["lo"]:
+        return (
+            "drop_until_service changes the firewall of the launcher's network namespace, so it runs only "
+            f"in a loopback-only one (only lo); this one has {', '.join(sorted(interfaces))}"
+        )
+    if namespaces is None:
+        try:
+            namespaces = (os.readlink("/proc/self/ns/net"), os.readlink("/proc/1/ns/net"))
+        except OSError:
+            namespaces = None  # init's is not ours to read here: the interfaces have to do
+    if namespaces is not None and namespaces[0] == namespaces[1]:
+        return "drop_until_service: the launcher runs in init's network namespace, the host's own firewall"
+    return None
+
+
+class Drops:
+    """The set of dropped addresses, in the table NFT_SETUP makes in the launcher's own namespace. Kept
+    here too, so that a removal names only members (nft refuses a whole batch for one that is not) and
+    an address no longer dropped costs no nft call. One lock serializes the nft calls with that copy."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ready = False
+        self.members = set()
+
+    def setup(self):
+        """The table, made once (the namespace is checked every time); ValueError saying why not."""
+        reason = drop_refusal()
+        if reason:
+            raise ValueError(reason)
+        with self.lock:
+            if self.ready:
+                return
+            try:
+                self.nft(NFT_SETUP)
+            except OSError as e:
+                raise ValueError(f"drop_until_service needs nftables (`nft`, as root): {e}") from e
+            self.ready = True
+
+    def add(self, addresses):
+        with self.lock:
+            new = [a for a in addresses if a not in self.members]
+            if new and self.change("add", new):
+                self.members.update(new)
+
+    def remove(self, addresses):
+        with self.lock:
+            gone = [a for a in dict.fromkeys(addresses) if a in self.members]
+            if gone and self.change("delete", gone):
+                self.members.difference_update(gone)
+
+    def flush(self):
+        with self.lock:
+            if self.ready and self.nft_logged(f"flush set {NFT_TABLE} dropped\n"):
+                self.members.clear()
+
+    def change(self, verb, addresses):
+        return self.nft_logged(f"{verb} element {NFT_TABLE} dropped {{ {', '.join(addresses)} }}\n")
+
+    def nft_logged(self, script):
+        """nft, a failure reported on stderr (as a service that cannot listen is): the run goes on, its
+        timing no longer the one asked for, and says so. True when it worked."""
+        try:
+            self.nft(script)
+            return True
+        except OSError as e:
+            print(f"moto_launcher: drop_until_service: {e}", file=sys.stderr)
+            return False
+
+    @staticmethod
+    def nft(script):
+        try:
+            done = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired as e:
+            raise OSError(f"nft did not answer in {e.timeout} s") from e
+        if done.returncode != 0:
+            raise OSError(f"nft -f failed ({done.returncode}): {done.stderr.strip()}")
+
+
+DROPS = Drops()
 
 
 def hidden(self, kind, key):

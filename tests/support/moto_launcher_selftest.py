@@ -304,6 +304,99 @@ def check_timing(m, ec2):
     assert plain["InstanceId"] not in m.get("/timeline") and not plain["PrivateIpAddress"].startswith("127.")
 
 
+def connect_outcome(address, port, timeout):
+    """"refused", "timeout" or "connected": what a TCP connect there meets within `timeout`."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+
+
+def post_error(m, path, body):
+    """(HTTP status, JSON answer) of a control call that must fail."""
+    try:
+        m.post(path, body)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    raise AssertionError(f"POST {path} {body} succeeded")
+
+
+def loopback_only():
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def check_drop_until_service(m, ec2):
+    """drop_until_service: a booting instance's address answers nothing (a connect times out, its SYN
+    retransmitted by this kernel), then a connect stuck meanwhile gets through at its first
+    retransmission after the service time, a fresh one at once; first_answered_at; terminate and /reset stop the drop; and
+    the option is refused in a namespace that is not loopback-only."""
+    port = free_port()
+    body = {"boot_s": 0.5, "service_s": 1.0, "port": port, "drop_until_service": True}
+    if not loopback_only():
+        # Not in the tests' namespace: the option must be refused, and nothing more can be checked.
+        status, answer = post_error(m, "/timing", body)
+        assert status == 400 and "loopback-only" in answer["error"], (status, answer)
+        print("      (drop_until_service: only its refusal checked, outside a loopback-only namespace)")
+        return
+    m.post("/timing", body)
+    out = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=2, MaxCount=2)["Instances"]
+    started = time.monotonic()
+    (first, ip), (second, other_ip) = ((i["InstanceId"], i["PublicIpAddress"]) for i in out)
+    # A connect begun now sends its SYN at once (dropped), again 1 s later (still dropped: the service
+    # time is 1.5 s after the launch), and again 2 s after the start (Linux since 6.5: the first 4 SYN
+    # retransmissions 1 s apart, net.ipv4.tcp_syn_linear_timeouts) or 3 s (before: 1 s, then doubling),
+    # which the service answers.
+    stuck = {}
+
+    def connect_early():
+        with socket.create_connection((ip, port), timeout=8) as s:
+            stuck["connected"] = time.monotonic() - started
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            stuck["answer"] = s.recv(4096)
+
+    early = threading.Thread(target=connect_early)
+    early.start()
+    assert connect_outcome(ip, port, 0.3) == "timeout", "booting: no answer at all, not refused"
+    assert connect_outcome(other_ip, port, 0.3) == "timeout", "the other one's address too"
+    ec2.terminate_instances(InstanceIds=[second])
+    wait_until(lambda: connect_outcome(other_ip, port, 0.3) == "refused", 1.0, "terminated: refused, no longer dropped")
+    # Fresh connects, each its own first SYN: dropped until the service time, then straight through.
+    wait_until(lambda: connect_outcome(ip, port, 0.2) == "connected", 2.5, "through once its service time is over")
+    assert time.monotonic() - started >= 1.4, "through before its service time"
+    assert http_get(ip, port) == (200, "ok")
+    early.join()
+    assert stuck["answer"].startswith(b"HTTP/1.0 200"), stuck
+    # Not at the service time (1.5 s), nor at the dropped retransmission (1 s): at the next one (2 or 3 s).
+    assert 1.9 <= stuck["connected"] < 3.6, f"the early connect went through after {stuck['connected']:.2f}s"
+    line = m.get("/timeline")
+    one, two = line[first], line[second]
+    assert one["drop_until_service"] is True and one["first_answered_at"] is not None, one
+    assert 0 <= one["first_answered_at"] - one["service_at"] < 0.5, "the later GET answered first, at once"
+    assert two["first_answered_at"] is None and two["service_at"] is None, two
+    # /reset lets every address go: a booting instance's address refuses again.
+    m.post("/timing", dict(body, boot_s=30.0))
+    booting = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1)["Instances"][0]
+    assert connect_outcome(booting["PublicIpAddress"], port, 0.3) == "timeout", "dropped while booting"
+    m.post("/reset")
+    assert connect_outcome(booting["PublicIpAddress"], port, 0.3) == "refused", "the reset flushes the drops"
+    # Without the option: refused while booting, as ever, and the timeline says which it was.
+    m.post("/timing", {"boot_s": 30.0, "port": port})
+    plain = run_one(ec2)
+    assert m.get("/timeline")[plain]["drop_until_service"] is False
+    # Another interface in this namespace (a veth pair, both ends here, gone with the namespace): no
+    # longer loopback-only, so refused.
+    subprocess.run(["ip", "link", "add", "amiprobe-v0", "type", "veth", "peer", "name", "amiprobe-v1"], check=True)
+    try:
+        status, answer = post_error(m, "/timing", body)
+    finally:
+        subprocess.run(["ip", "link", "del", "amiprobe-v0"], check=True)
+    assert status == 400 and "loopback-only" in answer["error"] and "amiprobe-v0" in answer["error"], (status, answer)
+    m.post("/timing", body)  # loopback-only again: accepted again
+
+
 # --- Windows passwords, RDP, reboots -----------------------------------------------------------------
 
 
@@ -774,6 +867,7 @@ CHECKS = [
     ("chaos", check_chaos),
     ("shutting_down", check_shutting_down),
     ("timing", check_timing),
+    ("timing drop_until_service", check_drop_until_service),
     ("throttle classes", check_throttle_classes),
     ("status checks", check_status),
     ("security group in use", check_group_dependency),
