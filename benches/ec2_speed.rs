@@ -4,7 +4,8 @@
 //!     AMIPROBE_BENCH_SHARE=1.0 cargo bench ...  # `rate_limits.share` (default: amiprobe's, 0.8)
 //!
 //! moto's EC2 (tests/support/moto_launcher.py) in a loopback-only network namespace, paced like EC2:
-//! each instance is `pending` for 20-40 s, its service answers 1-3 s after it is `running`, and it is
+//! each instance is `pending` for 20-40 s, its service answers 5-25 s after it is `running` (its OS
+//! boots after EC2 says running, and its network comes up with it), and it is
 //! `shutting-down` for 10-30 s after TerminateInstances (`/timing`, seeded); EC2's request limits are
 //! enforced server-side (`/throttle`: RunInstances 5 at once, then 2 a second) and calls take EC2's
 //! time (`/latency`: RunInstances about a second, others about 50 ms). Every instance has its own
@@ -116,7 +117,7 @@ fn main() {
     moto.control(
         "/timing",
         json!({
-            "boot_s": [20, 40], "service_s": [1, 3], "shutting_down_s": [10, 30], "seed": 1, "port": SERVICE_PORT,
+            "boot_s": [20, 40], "service_s": [5, 25], "shutting_down_s": [10, 30], "seed": 1, "port": SERVICE_PORT,
             "drop_until_service": true,
         }),
     );
@@ -189,7 +190,7 @@ fn main() {
     println!("ec2_speed: {cells} cells, {passed} passed (exit {:?})", status.code());
     println!("  SYN retries: {syn_retries}");
     println!(
-        "  wall {:.1}s, bound {bound:.1}s (RunInstances 5 + 2/s, boot 20-40 s, service 1-3 s, probe interval {PROBE_INTERVAL_S}s): ratio {:.2}",
+        "  wall {:.1}s, bound {bound:.1}s (RunInstances 5 + 2/s, boot 20-40 s, service 5-25 s, probe interval {PROBE_INTERVAL_S}s): ratio {:.2}",
         wall.as_secs_f64(),
         wall.as_secs_f64() / bound
     );
