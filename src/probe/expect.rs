@@ -192,3 +192,46 @@ mod tests {
         }
     }
 }
+
+/// README's table of patterns, answers and whether they match, run; and every regex in README's
+/// examples is in the table, so that neither can drift from what amiprobe does.
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    const README: &str = include_str!("../../README.md");
+
+    /// `(pattern, answer, matches)` for each row, the answer's `\n` and `\r` made line breaks.
+    fn table() -> Vec<(String, String, bool)> {
+        let mut lines = README.lines().map(str::trim).skip_while(|l| *l != "| pattern | answer | matches |").skip(2);
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next().filter(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`')).collect();
+            let [pattern, answer, matches] = cells[..] else { panic!("README's row {row:?} has not 3 cells") };
+            let answer = answer.replace(r"\n", "\n").replace(r"\r", "\r");
+            rows.push((pattern.to_string(), answer, matches == "yes"));
+        }
+        rows
+    }
+
+    #[test]
+    fn readme_says_what_matches() {
+        let rows = table();
+        assert!(rows.len() >= 5, "README's table of patterns is gone: {rows:?}");
+        for (pattern, answer, expected) in rows {
+            assert_eq!(text_matches(&text_regex(&pattern).unwrap(), &answer), expected, "/{pattern}/ on {answer:?}");
+        }
+    }
+
+    #[test]
+    fn every_regex_in_readme_is_in_its_table() {
+        let patterns: Vec<String> = table().into_iter().map(|(pattern, _, _)| pattern).collect();
+        // A YAML single-quoted scalar, where `''` is a quote.
+        let example = Regex::new(r"_regex: '((?:[^']|'')*)'").unwrap();
+        let examples: Vec<String> = example.captures_iter(README).map(|c| c[1].replace("''", "'")).collect();
+        assert!(examples.len() >= 2, "README's examples have no regex: {examples:?}");
+        for pattern in examples {
+            assert!(patterns.contains(&pattern), "README's example /{pattern}/ is not in its table of patterns");
+        }
+    }
+}
