@@ -112,9 +112,12 @@ impl Plan {
         Plan::resolve(&spec::load_file(file, vars)?)
     }
 
-    /// What will not work as asked, known before launching (shown by `plan` and `run`).
+    /// What will not work as asked, known before launching (shown by `plan`): the provider's
+    /// warnings, then the probes' hints.
     pub fn warnings(&self) -> Vec<String> {
-        self.provider.warnings(&self.cells)
+        let mut warnings = self.provider.warnings(&self.cells);
+        warnings.extend(self.probes.iter().flat_map(Probe::hints));
+        warnings
     }
 
     /// What the provider needs of the plan besides the cells.

@@ -98,6 +98,17 @@ fn plan_warns_about_cells_ec2_takes_no_screenshots_of() {
     assert!(!stderr.contains("t3.micro"), "{stderr}");
 }
 
+#[test]
+fn plan_warns_of_a_regex_that_cannot_match_an_answer_s_last_line() {
+    let spec = "name: t\nprovider:\n  qemu: {images: {a: {kernel: ./k}}}\nmatrix: {image: a}\nprobes:\n  - name: nginx\n    ssh: {command: systemctl is-active nginx}\n    expect: {stdout_regex: 'active\\n$'}\n";
+    let run = Test::new().file("spec.yaml", spec).args(["plan", "spec.yaml"]).run().code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("warning: probe `nginx`: stdout_regex /active\\n$/ can't match an answer's last line"),
+        "{stderr}"
+    );
+}
+
 /// A run whose provider check fails still goes through every reporter: the summary on stdout, then
 /// the reports asked for, in that order, all saying the same of every cell.
 #[test]

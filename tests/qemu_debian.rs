@@ -125,6 +125,8 @@ fn user_data_reaches_cloud_init_and_too_small_a_size_runs_out_of_memory() {
     let fingerprint = host_key.split_whitespace().next().unwrap();
     assert!(log.contains(fingerprint), "{host_key} is not among cloud-init's fingerprints:\n{log}");
     assert!(inside["last_ssh"]["target"].as_str().unwrap().starts_with("debian@"), "{inside:#}");
+    // `systemctl is-active ssh` answers `active\n`, which `^active$` matches.
+    assert!(probe_passed(nvme, "service"), "{nvme:#}");
 
     let tiny = cell_with(&r, "size", "tiny");
     assert_eq!(tiny["status"], "failed", "{tiny:#}");
@@ -134,5 +136,19 @@ fn user_data_reaches_cloud_init_and_too_small_a_size_runs_out_of_memory() {
     let oom =
         tiny["console"].as_array().unwrap().iter().find(|f| f["rule"] == "out of memory").expect("an oom finding");
     assert_eq!(oom["passed"], false, "{oom:#}");
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn a_service_s_one_line_state_matches_only_the_pattern_of_that_state() {
+    // The probe fails only at its deadline: long enough for SSH to be up under TCG.
+    let (code, r, _out) = run_debian("[image: debian]", &["STATE=inactive", "WITHIN=150s"]);
+    let cell = cell_with(&r, "image", "debian");
+    assert_eq!(cell["status"], "failed", "{cell:#}");
+    assert!(probe_passed(cell, "inside"), "{cell:#}");
+    let service = cell["probes"].as_array().unwrap().iter().find(|p| p["name"] == "service").unwrap();
+    assert_eq!(service["passed"], false, "{service:#}");
+    assert_eq!(service["last_ssh"]["stdout"], "active\n", "{service:#}");
+    assert!(reason(cell).contains("stdout does not match /^inactive$/"), "{}", reason(cell));
     assert_eq!(code, Some(1));
 }

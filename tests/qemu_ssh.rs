@@ -91,8 +91,8 @@ fn commands_pass_fail_on_status_and_output_and_a_wrong_host_key_is_refused() {
         let stdout = p["last_ssh"]["stdout"].as_str().unwrap().to_string();
         stdout.lines().find(|l| l.starts_with("connection=")).map(str::to_string).unwrap_or_default()
     };
-    assert!(line(&connections).len() > "connection=".len(), "{connections:#}");
-    assert_eq!(line(&connections), line(&script), "two connections for one way of logging in");
+    assert!(line(connections).len() > "connection=".len(), "{connections:#}");
+    assert_eq!(line(connections), line(script), "two connections for one way of logging in");
 
     let jump = probe(ok, "via-jump");
     assert_eq!(jump["passed"], false);

@@ -1,7 +1,8 @@
 //! Reports: HTML (snapshot and a real browser), JUnit, re-rendering, templates, the results schema.
 //!
 //! The fixture in `tests/fixtures/report/run` is the results directory of a real qemu demo run,
-//! trimmed to a few screenshots, with one console line that tries to inject a script.
+//! trimmed to a few screenshots, with one console line that tries to inject a script, and machine
+//! facts as qemu records them now (size, disks; a forwarded SSH port and a disk on one cell).
 
 mod support;
 
@@ -48,6 +49,26 @@ fn machine_text_is_escaped() {
     assert!(!html.contains("<script>alert(1)"));
     // The only script is the report's own.
     assert_eq!(html.matches("<script").count(), 1);
+}
+
+#[test]
+fn machine_details_are_in_words() {
+    let (_tmp, dir) = rendered();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let fail = &html[html.find("id=\"cell-fail\"").unwrap()..];
+    let fail = &fail[..fail.find("</dl>").unwrap()];
+    for row in [
+        "<dt>forwards</dt><dd>22 → 127.0.0.1:43755, 80 → 127.0.0.1:38963</dd>",
+        "<dt>size</dt><dd>256 MiB, 1 vCPU</dd>",
+        "<dt>disk bus</dt><dd>virtio-blk</dd>",
+        "<dt>disks</dt><dd>1 GiB on nvme</dd>",
+    ] {
+        assert!(fail.contains(row), "no {row} in {fail}");
+    }
+    // A cell without extra disks says nothing of them; no fact is JSON (HTTP bodies may be).
+    let ok = &html[html.find("id=\"cell-ok\"").unwrap()..];
+    assert!(!ok[..ok.find("</dl>").unwrap()].contains("<dt>disks</dt>"));
+    assert!(!html.contains("<dd>{") && !html.contains("<dd>["), "a fact as JSON");
 }
 
 #[test]

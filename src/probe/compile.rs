@@ -1,5 +1,5 @@
 //! A probe compiled from the spec: one kind of check, its expectations and its timing, every
-//! problem in it reported with its place in the spec.
+//! problem in it reported with its place in the spec, and hints of what will likely not work as meant.
 
 mod expect;
 mod ssh;
@@ -7,6 +7,7 @@ mod ssh;
 use std::path::Path;
 use std::time::Duration;
 
+use super::expect::ends_in_line_break;
 use super::{Check, HttpCheck, Probe, TcpCheck};
 use crate::spec::{self, FieldPath, Os, ProbeSpec, Problem};
 use expect::{check_header_names, compile_expect, refuse_keys, ssh_only_keys};
@@ -56,6 +57,33 @@ impl Probe {
             interval: spec.interval,
             host: spec.host.clone(),
         })
+    }
+
+    /// What in the probe's expectations will likely not work as meant, for `plan` to warn of: a
+    /// regex every match of which ends in a line break, which can't match the answer's last line.
+    pub fn hints(&self) -> Vec<String> {
+        let patterns = match &self.check {
+            Check::Http(http) => vec![("body_regex", &http.expect.body_regex)],
+            Check::Ssh(ssh) => {
+                vec![("stdout_regex", &ssh.expect.stdout_regex), ("stderr_regex", &ssh.expect.stderr_regex)]
+            }
+            Check::Tcp(_) | Check::Rdp { .. } | Check::WindowsPassword => Vec::new(),
+        };
+        patterns
+            .into_iter()
+            .filter_map(|(key, re)| Some((key, re.as_ref()?.as_str())))
+            .filter(|(_, pattern)| ends_in_line_break(pattern))
+            .map(|(key, pattern)| {
+                // A line break typed into the YAML (`"active\n"`) is shown as it was typed.
+                let shown = pattern.replace('\n', "\\n").replace('\r', "\\r");
+                format!(
+                    "probe `{}`: {key} /{shown}/ can't match an answer's last line: every match ends in a line \
+                     break, and the answer's final line break is dropped before matching; end the pattern \
+                     with `$`, which matches at the end of every line",
+                    self.name
+                )
+            })
+            .collect()
     }
 }
 
@@ -206,5 +234,20 @@ pub(crate) mod tests {
         let p = Probe::compile(&spec, &ctx, &FieldPath::root(), &mut Vec::new()).unwrap();
         assert_eq!((p.within, p.port(), p.kind()), (Duration::from_secs(1200), 3389, "rdp"));
         assert_eq!(probe("name: r\nrdp: {port: 3390}\nwithin: 1m").within, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_regex_that_ends_in_a_line_break_is_hinted_at() {
+        let hints =
+            probe("name: s\nssh: {command: 'true'}\nexpect: {stdout_regex: '^active$', stderr_regex: \"oops\\n\"}")
+                .hints();
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(
+            hints[0].starts_with("probe `s`: stderr_regex /oops\\n/ can't match an answer's last line"),
+            "{hints:?}"
+        );
+        let hints = probe("name: h\nhttp: {port: 80}\nexpect: {body_regex: 'up\\r\\n$'}").hints();
+        assert!(hints[0].starts_with("probe `h`: body_regex /up\\r\\n$/"), "{hints:?}");
+        assert_eq!(probe("name: h\nhttp: {port: 80}\nexpect: {body_regex: '^up$'}").hints(), Vec::<String>::new());
     }
 }

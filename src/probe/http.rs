@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::expect::{check_json, Unmet};
+use super::expect::{check_json, text_matches, Unmet};
 use super::{Endpoint, Expectations, HttpCheck};
 use crate::spec::{HttpMethod, HttpScheme};
 
@@ -236,7 +236,7 @@ pub fn check_expectations(
         }
     }
     if let Some(re) = &expect.body_regex {
-        if !re.is_match(body) {
+        if !text_matches(re, body) {
             failures.push(format!("body does not match /{}/", re.as_str()));
         }
     }
@@ -273,5 +273,15 @@ mod tests {
             err.to_string(),
             "status 503, expected 200-299; header `Content-Type` missing; body does not contain `up`; `$.status` is \"down\", expected \"up\""
         );
+    }
+
+    #[test]
+    fn a_body_regex_matches_lines_ending_in_crlf() {
+        let e = expectations(
+            "name: h\nhttp: {port: 80}\nexpect: {body_regex: '^<h1>ok</h1>$', body_contains: \"</html>\\r\\n\"}",
+        );
+        assert_eq!(check_expectations(&e, 200, &[], "<html>\r\n<h1>ok</h1>\r\n</html>\r\n"), Ok(()));
+        let err = check_expectations(&e, 200, &[], "<html>\r\n<h1>ok</h1> \r\n</html>").unwrap_err();
+        assert_eq!(err.to_string(), "body does not contain `</html>\r\n`; body does not match /^<h1>ok</h1>$/");
     }
 }

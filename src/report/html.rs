@@ -1,7 +1,8 @@
 //! The HTML report: `report.html` plus `assets/`, rendered with handlebars from `templates/`.
 //!
 //! The templates stay dumb: everything is computed into typed view models ([`page`] for the page,
-//! [`cell`] for each cell's section, [`console`] for its console window). Every text from the
+//! [`cell`] for each cell's section, [`console`] for its console window, [`machine`] for its machine
+//! facts in words). Every text from the
 //! machine goes through handlebars' `{{ }}`, which escapes it. The default templates are compiled
 //! into the binary; `--templates DIR` overrides any of them by file name ([`templates`]).
 //!
@@ -17,6 +18,7 @@
 mod cell;
 mod console;
 mod labels;
+mod machine;
 mod page;
 mod templates;
 

@@ -339,8 +339,11 @@ pub struct ExpectSpec {
     /// Header name -> text its value must contain.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Text the body must contain, as it is (line breaks and all).
     #[serde(default)]
     pub body_contains: Option<String>,
+    /// A regex the body must match: `^` and `$` match at every line (`(?-m)` turns that off), and
+    /// the body's final line break is left out, so `^up$` matches `up\n`.
     #[serde(default)]
     pub body_regex: Option<String>,
     /// JSON path (RFC 9535) -> the value found there (in the body, or an SSH command's stdout).
@@ -349,12 +352,17 @@ pub struct ExpectSpec {
     /// The SSH command's exit status (default 0).
     #[serde(default)]
     pub exit_status: Option<u32>,
+    /// Text the SSH command's stdout must contain, as it is (line breaks and all).
     #[serde(default)]
     pub stdout_contains: Option<String>,
+    /// A regex the SSH command's stdout must match, line by line like `body_regex`: `^active$`
+    /// matches `active\n`.
     #[serde(default)]
     pub stdout_regex: Option<String>,
+    /// Text the SSH command's stderr must contain, as it is.
     #[serde(default)]
     pub stderr_contains: Option<String>,
+    /// A regex the SSH command's stderr must match, line by line like `body_regex`.
     #[serde(default)]
     pub stderr_regex: Option<String>,
 }

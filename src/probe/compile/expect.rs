@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde_json_path::JsonPath;
 
+use crate::probe::expect::text_regex;
 use crate::probe::Expectations;
 use crate::spec::{self, FieldPath, Problem, StatusMatcher};
 
@@ -56,8 +57,9 @@ pub(super) fn check_header_names<'a>(
     }
 }
 
+/// A `*_regex` expectation, compiled to be matched line by line (see [`crate::probe::expect`]).
 pub(super) fn compile_regex(text: Option<&String>, path: FieldPath, problems: &mut Vec<Problem>) -> Option<Regex> {
-    text.and_then(|re| match Regex::new(re) {
+    text.and_then(|re| match text_regex(re) {
         Ok(re) => Some(re),
         Err(e) => {
             // The regex crate's message ends with the one line that says what is wrong.

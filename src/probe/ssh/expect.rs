@@ -3,7 +3,7 @@
 
 use super::exec::Output;
 use super::SshExpectations;
-use crate::probe::expect::{check_json, Unmet};
+use crate::probe::expect::{check_json, text_matches, Unmet};
 
 /// Checks every expectation; reports all that failed, not just the first.
 pub(super) fn check_expectations(
@@ -28,7 +28,7 @@ pub(super) fn check_expectations(
         if let Some(wanted) = contains.as_ref().filter(|w| !text.contains(w.as_str())) {
             failures.push(format!("{stream} does not contain `{wanted}`"));
         }
-        if let Some(re) = regex.as_ref().filter(|re| !re.is_match(text)) {
+        if let Some(re) = regex.as_ref().filter(|re| !text_matches(re, text)) {
             failures.push(format!("{stream} does not match /{}/", re.as_str()));
         }
     }
@@ -38,10 +38,10 @@ pub(super) fn check_expectations(
 
 #[cfg(test)]
 mod tests {
-    use regex::Regex;
     use serde_json_path::JsonPath;
 
     use super::*;
+    use crate::probe::expect::text_regex;
 
     fn output(status: Option<u32>) -> Output {
         Output { stdout: Vec::new(), stderr: Vec::new(), exit_status: status, exit_signal: None, truncated: false }
@@ -52,7 +52,7 @@ mod tests {
         let expect = SshExpectations {
             exit_status: 0,
             stdout_contains: Some("active".into()),
-            stderr_regex: Some(Regex::new("^$").unwrap()),
+            stderr_regex: Some(text_regex("^$").unwrap()),
             json: vec![("$.ok".into(), JsonPath::parse("$.ok").unwrap(), serde_json::json!(true))],
             ..Default::default()
         };
@@ -63,5 +63,18 @@ mod tests {
         );
         let ok = check_expectations(&expect, &output(Some(0)), "{\"ok\": true, \"state\": \"active\"}", "");
         assert_eq!(ok.as_deref(), Ok("exit status 0, all expectations met"));
+    }
+
+    #[test]
+    fn a_line_of_output_matches_without_its_line_break() {
+        let expect = |pattern: &str| SshExpectations {
+            stdout_contains: Some("active\n".into()),
+            stdout_regex: Some(text_regex(pattern).unwrap()),
+            ..Default::default()
+        };
+        let ok = check_expectations(&expect("^active$"), &output(Some(0)), "active\n", "");
+        assert_eq!(ok.as_deref(), Ok("exit status 0, all expectations met"));
+        let why = check_expectations(&expect("^inactive$"), &output(Some(0)), "active\n", "").unwrap_err();
+        assert_eq!(why.to_string(), "stdout does not match /^inactive$/");
     }
 }

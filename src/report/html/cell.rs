@@ -191,16 +191,9 @@ fn earlier_tries<'a>(c: &'a CellResult, root: &str) -> Vec<EarlierTry<'a>> {
     c.earlier_tries.iter().enumerate().map(try_of).collect()
 }
 
-/// The provider's facts, those with a value, as text.
+/// The provider's facts, those with something to say, in words (see [`super::machine`]).
 fn machine(facts: &Value) -> Vec<KeyValue> {
-    let Value::Object(map) = facts else {
-        return Vec::new();
-    };
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| KeyValue { key: k.clone(), value: text(v) }).collect()
+    super::machine::facts(facts).into_iter().map(|(key, value)| KeyValue { key, value }).collect()
 }
 
 fn timings(c: &CellResult) -> Vec<KeyValue> {
