@@ -189,8 +189,12 @@ pub fn main() -> Outcome {
 
 /// Diagnostics for amiprobe's developers: AMIPROBE_LOG=debug.
 fn init_tracing() {
+    // The SDK's credential sources warn of each failure with its `Debug` form: amiprobe's own one
+    // line about the credentials says it better (AMIPROBE_LOG shows them again).
+    let quiet = "warn,aws_config::meta::credentials=error,aws_config::meta::token=error,\
+                 aws_config::profile::credentials=error,aws_config::web_identity_token=error";
     let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -219,6 +223,15 @@ pub struct RuntimeError(#[from] std::io::Error);
 /// The async runtime for commands that talk to machines.
 fn start_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// How a command ends when its provider can't be used: a setup to fix is a usage error, a provider
+/// that did not answer a failure.
+fn access_outcome(e: &crate::provider::AccessError) -> Outcome {
+    match e {
+        crate::provider::AccessError::Unusable(_) => Outcome::UsageError,
+        crate::provider::AccessError::Unanswered(_) => Outcome::Failed,
+    }
 }
 
 /// The exit code a set of results stands for.

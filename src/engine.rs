@@ -35,7 +35,7 @@ pub use event::{Event, Phase};
 pub use signals::Signals;
 
 use crate::plan::Plan;
-use crate::provider::Provider;
+use crate::provider::{Identity, Provider};
 use crate::results::RunResults;
 use dispatcher::{Dispatcher, Flow, RunEvent};
 use tasks::CellTasks;
@@ -47,6 +47,8 @@ pub trait Reporter: Send {
 
 pub struct RunOptions {
     pub run_id: String,
+    /// Who the provider's credentials belong to, checked before the run (`Provider::identity`).
+    pub identity: Option<Identity>,
     pub out_dir: PathBuf,
     pub concurrency: usize,
     pub shard: Option<String>,

@@ -7,9 +7,9 @@ pub enum Outcome {
     Passed = 0,
     /// Some check failed (or a cell could not be run).
     Failed = 1,
-    /// The spec or the command line is wrong; nothing was run.
+    /// The spec, the command line or the provider's setup (its credentials) is wrong; nothing was run.
     UsageError = 2,
-    /// Interrupted by a signal; partial results were written.
+    /// Interrupted by a signal; partial results were written (none when it came before the run began).
     Interrupted = 130,
 }
 

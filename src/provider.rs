@@ -5,6 +5,7 @@
 //! Whatever a provider creates is written into the run's [`Ledger`] before the call that creates it,
 //! so that the engine can remove it even when the task that created it panicked or was abandoned.
 
+pub mod access;
 pub mod cache;
 pub mod cleanup;
 pub mod endpoint;
@@ -17,14 +18,15 @@ pub mod lifecycle;
 pub mod machine;
 pub mod section;
 
+pub use access::{AccessError, Identity};
 pub use cleanup::CleanupStep;
 pub use endpoint::{ConnectMeaning, Endpoint, Unreachable};
 pub use error::{ErrorKind, Health, ProviderError};
 pub use field::Field;
 pub use key::RunKey;
 pub use kind::{
-    FlagsRefused, LaunchPlan, ProviderKind, ProviderSettings, RunFlags, RunSettings, Selection, SweepError,
-    SweepReport, SweepRequest,
+    FlagsRefused, LaunchPlan, ProviderKind, ProviderSettings, RunFlags, RunSettings, Selection, SweepReport,
+    SweepRequest,
 };
 pub use ledger::{Created, Ledger, Resource};
 pub use machine::{AdminPassword, Checked, LaunchContext, Machine, Provider};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{runtime, Format};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
+use crate::provider::Identity;
 
 pub fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
     let mut outcome = Outcome::Passed;
@@ -85,13 +86,21 @@ fn print(plan: &Plan, shard: Option<Shard>, total: usize, format: Format) -> std
     }
 }
 
-/// `plan --check`: the provider's preflight, and nothing else.
+/// `plan --check`: the provider's credentials, then its preflight, and nothing else.
 fn check_plan(plan: &Plan) -> Outcome {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(outcome) => return outcome,
     };
     let provider = plan.provider.provider(plan.run_settings());
+    match runtime.block_on(provider.identity(&plan.cells)) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::access_outcome(&e);
+        }
+        Ok(Some(identity)) => eprintln!("check: {}", as_who(&identity)),
+        Ok(None) => {}
+    }
     match runtime.block_on(provider.preflight(&plan.cells)) {
         Err(e) => {
             eprintln!("error: provider check failed: {e}");
@@ -108,5 +117,13 @@ fn check_plan(plan: &Plan) -> Outcome {
             eprintln!("check: {} of {} cells can't run as asked", checked.impossible.len(), plan.cells.len());
             Outcome::UsageError
         }
+    }
+}
+
+/// Who the check ran as: "account 123456789012 (arn:aws:iam::123456789012:user/ci)".
+fn as_who(identity: &Identity) -> String {
+    match &identity.principal {
+        Some(principal) => format!("account {} ({principal})", identity.account),
+        None => format!("account {}", identity.account),
     }
 }

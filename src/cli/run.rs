@@ -1,6 +1,7 @@
-//! `amiprobe run`: args -> signals -> plan -> provider -> engine -> reporters, and the exit code.
-//! Everything the run prints or writes comes from the reporters (`report::reporter`), fed by the
-//! engine's events.
+//! `amiprobe run`: args -> signals -> plan -> provider (its credentials first) -> engine -> reporters,
+//! and the exit code. Everything the run prints or writes comes from the reporters
+//! (`report::reporter`), fed by the engine's events; a run stopped before the engine starts (a wrong
+//! spec, no credentials) writes nothing.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -9,7 +10,7 @@ use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
-use crate::provider::RunFlags;
+use crate::provider::{AccessError, Identity, Provider, RunFlags};
 use crate::report::reporter::Reporters;
 use crate::spec::SpecError;
 
@@ -75,6 +76,12 @@ enum RunError {
     Flags(crate::provider::FlagsRefused),
     #[error("failed to create {}: {source}", dir.display())]
     OutDir { dir: PathBuf, source: std::io::Error },
+    /// The provider's credentials can't be used, or could not be checked.
+    #[error(transparent)]
+    Access(AccessError),
+    /// A signal came while the credentials were checked.
+    #[error("interrupted by {0} before the run started; nothing was launched")]
+    Interrupted(&'static str),
 }
 
 impl RunError {
@@ -86,6 +93,8 @@ impl RunError {
         }
         match self {
             RunError::Runtime(_) | RunError::Signals(_) => Outcome::Failed,
+            RunError::Access(e) => super::access_outcome(e),
+            RunError::Interrupted(_) => Outcome::Interrupted,
             RunError::Spec(_) | RunError::Rerun(_) | RunError::Flags(_) | RunError::OutDir { .. } => {
                 Outcome::UsageError
             }
@@ -106,7 +115,7 @@ pub fn run(args: RunArgs) -> Outcome {
     }
 }
 
-/// args -> signals -> plan -> engine -> exit outcome.
+/// args -> signals -> plan -> credentials -> engine -> exit outcome.
 fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     // Signals first: from here on, no signal can end the process with machines running.
     let runtime = start_runtime()?;
@@ -118,16 +127,34 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
             return Ok(Outcome::Passed);
         }
     };
+    let provider = plan.provider.provider(plan.run_settings());
+    // Before the results' directory: a run that can't start leaves nothing to mistake for one.
+    let identity = identity(&runtime, &mut signals, provider.as_ref(), &plan)?;
     let run_id = new_run_id();
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("amiprobe-results").join(&run_id));
     std::fs::create_dir_all(&out_dir).map_err(|source| RunError::OutDir { dir: out_dir.clone(), source })?;
-    let provider = plan.provider.provider(plan.run_settings());
-    let options = options(args, &plan, run_id, out_dir.clone());
+    let options = options(args, &plan, run_id, identity, out_dir.clone());
     let reports = &args.reports;
     let mut reporters =
         Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target());
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
     Ok(outcome_of_end(runtime, end))
+}
+
+/// Who the provider's credentials belong to, checked before anything is created or written; a signal
+/// meanwhile ends the command at once (nothing to clean up yet).
+fn identity(
+    runtime: &tokio::runtime::Runtime,
+    signals: &mut Signals,
+    provider: &dyn Provider,
+    plan: &Plan,
+) -> Result<Option<Identity>, RunError> {
+    runtime.block_on(async {
+        tokio::select! {
+            checked = provider.identity(&plan.cells) => checked.map_err(RunError::Access),
+            name = signals.recv() => Err(RunError::Interrupted(name)),
+        }
+    })
 }
 
 /// The exit code of a run; after the third signal, at once, waiting for none of its tasks still running.
@@ -171,9 +198,10 @@ fn plan(args: &RunArgs) -> Result<Cells, RunError> {
 }
 
 /// What the engine needs besides the plan.
-fn options(args: &RunArgs, plan: &Plan, run_id: String, out_dir: PathBuf) -> RunOptions {
+fn options(args: &RunArgs, plan: &Plan, run_id: String, identity: Option<Identity>, out_dir: PathBuf) -> RunOptions {
     RunOptions {
         run_id,
+        identity,
         out_dir,
         concurrency: args.concurrency.map_or(plan.concurrency, usize::from),
         shard: args.shard.map(|s| s.to_string()),

@@ -40,9 +40,10 @@ pub fn sweep(args: SweepArgs) -> Outcome {
     for kind in crate::providers::ALL.iter().filter(|kind| !kind.swept_kinds().is_empty()) {
         match runtime.block_on(kind.sweep(&request)) {
             Ok(reports) => errors += print_reports(*kind, &reports, request.dry_run),
+            // Nothing was looked at, nothing removed.
             Err(e) => {
                 eprintln!("error: {e}");
-                return Outcome::UsageError;
+                return super::access_outcome(&e);
             }
         }
     }

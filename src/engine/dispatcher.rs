@@ -67,6 +67,7 @@ impl<'a> Dispatcher<'a> {
                 file: plan.spec_file.display().to_string(),
                 provider: plan.provider.name().to_string(),
             },
+            account: options.identity.clone().map(Into::into),
             shard: options.shard.clone(),
             status: RunStatus::Running,
             started_at: now_rfc3339(),

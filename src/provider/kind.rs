@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use schemars::{Schema, SchemaGenerator};
 
-use super::{Field, Provider};
+use super::{AccessError, Field, Provider};
 use crate::cell::Cell;
 use crate::console::PlatformRules;
 use crate::spec::{FieldPath, KeyPair, Os, Problem};
@@ -37,8 +37,9 @@ pub trait ProviderKind: Sync {
     ) -> Option<Arc<dyn ProviderSettings>>;
 
     /// What `amiprobe sweep` removes: whatever runs left behind, found by amiprobe's tags. A
-    /// provider none of whose machines outlives its run has nothing to sweep.
-    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
+    /// provider none of whose machines outlives its run has nothing to sweep. Its credentials are
+    /// checked in every place first: an error there means nothing was looked at or removed.
+    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, AccessError> {
         let _ = request;
         Ok(Vec::new())
     }
@@ -158,8 +159,3 @@ pub struct SweepReport {
     pub removed: Vec<(&'static str, String)>,
     pub errors: Vec<String>,
 }
-
-/// Why a sweep could not start (no credentials, an unknown region), as a lowercase fragment.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SweepError(pub String);

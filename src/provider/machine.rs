@@ -1,6 +1,6 @@
-//! The two traits every provider implements: [`Provider`] (one per run: preflight, launch, the
-//! run's own cleanup) and [`Machine`] (one per cell: the engine drives it through launch -> running
-//! -> screenshots and probes -> console log -> terminate).
+//! The two traits every provider implements: [`Provider`] (one per run: credentials, preflight,
+//! launch, the run's own cleanup) and [`Machine`] (one per cell: the engine drives it through launch
+//! -> running -> screenshots and probes -> console log -> terminate).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CleanupStep, ConnectMeaning, Endpoint, Health, Ledger, ProviderError, Resource, RunKey, Unreachable};
+use super::{
+    AccessError, CleanupStep, ConnectMeaning, Endpoint, Health, Identity, Ledger, ProviderError, Resource, RunKey,
+    Unreachable,
+};
 use crate::cell::Cell;
 
 /// What a provider's preflight found.
@@ -41,6 +44,14 @@ pub struct LaunchContext {
 
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// Checks the credentials in every place the cells run (EC2: one GetCallerIdentity per
+    /// region), before anything else: who they belong to, `None` where the provider has no
+    /// accounts (QEMU). On error nothing may have been created.
+    async fn identity(&self, cells: &[Cell]) -> Result<Option<Identity>, AccessError> {
+        let _ = cells;
+        Ok(None)
+    }
+
     /// Checks what can be checked before anything is created: warnings to show, and the cells that
     /// can't run as asked (an image that doesn't exist, an arm64 image on an x86 type...).
     async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError>;

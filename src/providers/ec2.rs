@@ -1,11 +1,14 @@
 //! The `ec2` provider: real EC2 through the official SDK.
 //!
-//! Per run and region: the run's one key pair (imported on first need). Per cell: RunInstances (tagged
-//! with the run id, the cell and an expiry, with a client token so a retried launch never starts a
-//! second instance), a shared DescribeInstances poller, GetConsoleScreenshot and GetConsoleOutput on
-//! the schedule, and TerminateInstances in every outcome; the key pair goes at the run's end. Per run and VPC, with `security_group: ephemeral`, one security
-//! group for the probes (`security_group.rs`), deleted in the run's final sweep once its instances are
-//! terminated. `amiprobe sweep` removes what a killed run left, by its tags.
+//! Before anything else, per region: one STS GetCallerIdentity (`credentials.rs`), which says who the
+//! run acts as or, without usable credentials, what was tried and what to do. Per run and region: the
+//! run's one key pair (imported on first need). Per cell: RunInstances (tagged with the run id, the
+//! cell and an expiry, with a client token so a retried launch never starts a second instance), a
+//! shared DescribeInstances poller, GetConsoleScreenshot and GetConsoleOutput on the schedule, and
+//! TerminateInstances in every outcome; the key pair goes at the run's end. Per run and VPC, with
+//! `security_group: ephemeral`, one security group for the probes (`security_group.rs`), deleted in
+//! the run's final sweep once its instances are terminated. `amiprobe sweep` removes what a killed
+//! run left, by its tags, once the credentials of every region it looks in are checked.
 //!
 //! `region` is a launch field like any other (an axis, or fixed; else `provider.ec2.region`, else the
 //! SDK's configured region). Each region the run uses has its own client and token buckets, watcher,
@@ -21,6 +24,7 @@ mod checks;
 mod cleanup;
 mod config;
 mod console_rules;
+mod credentials;
 mod fields;
 mod instance_types;
 mod key_pair;
@@ -47,8 +51,8 @@ use crate::provider::key::OnceKey;
 pub use crate::provider::key::PRIVATE_KEY_FILE;
 use crate::provider::lifecycle::LoginKey;
 use crate::provider::{
-    lifecycle, Checked, CleanupStep, LaunchContext, LaunchPlan, Ledger, Machine, Provider, ProviderError,
-    ProviderSettings, Resource, RunSettings,
+    lifecycle, AccessError, Checked, CleanupStep, Identity, LaunchContext, LaunchPlan, Ledger, Machine, Provider,
+    ProviderError, ProviderSettings, Resource, RunSettings,
 };
 pub use api::Api;
 pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
@@ -90,6 +94,11 @@ impl Ec2Provider {
 
 #[async_trait]
 impl Provider for Ec2Provider {
+    /// One GetCallerIdentity per region the cells use, side by side.
+    async fn identity(&self, cells: &[Cell]) -> Result<Option<Identity>, AccessError> {
+        self.identities(cells).await
+    }
+
     /// One batched lookup per kind (images, types, offerings, subnets, groups) for the whole plan:
     /// impossible cells are refused before anything is created, and the images' root device names
     /// are kept for the launches' block device mappings.

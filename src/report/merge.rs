@@ -34,7 +34,16 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
             }
         }
         copy_cells(dir, out)?;
-        shards.push(part.shard.clone().unwrap_or_else(|| part.run_id.clone()));
+        let shard = part.shard.clone().unwrap_or_else(|| part.run_id.clone());
+        match (&merged.account, &part.account) {
+            (None, _) => merged.account.clone_from(&part.account),
+            // The merged results name one account: a shard that ran in another says so.
+            (Some(one), Some(other)) if one.id != other.id => merged
+                .warnings
+                .push(format!("shard {shard} ran in account {}; these results name account {}", other.id, one.id)),
+            _ => {}
+        }
+        shards.push(shard);
         merged.started_at = merged.started_at.clone().min(part.started_at.clone());
         merged.finished_at = match (merged.finished_at.take(), part.finished_at) {
             (Some(a), Some(b)) => Some(a.max(b)),

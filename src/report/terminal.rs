@@ -130,7 +130,8 @@ impl Reporter for Terminal {
         match event {
             Event::RunStarted { out_dir, results } => {
                 let cells = results.cells.len();
-                self.line(&format!("run {}: {cells} cells, results in {out_dir}", results.run_id));
+                let account = results.account.as_ref().map(|a| format!(" in account {}", a.id)).unwrap_or_default();
+                self.line(&format!("run {}: {cells} cells{account}, results in {out_dir}", results.run_id));
                 if let Some(b) = &self.bars {
                     b.overall.set_length(cells as u64);
                 }

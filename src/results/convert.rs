@@ -3,8 +3,17 @@
 //! every field, so a field added at run time is a compile error here rather than a silent change to
 //! results.json.
 
-use super::model::{Attempt, CleanupStep, ConsoleFinding, ConsoleHit, HttpExchange, RuleKind, Screenshot, SshExchange};
+use super::model::{
+    Account, Attempt, CleanupStep, ConsoleFinding, ConsoleHit, HttpExchange, RuleKind, Screenshot, SshExchange,
+};
 use crate::{capture, console, probe, provider};
+
+impl From<provider::Identity> for Account {
+    fn from(i: provider::Identity) -> Self {
+        let provider::Identity { account, principal } = i;
+        Account { id: account, principal }
+    }
+}
 
 impl From<capture::Screenshot> for Screenshot {
     fn from(s: capture::Screenshot) -> Self {

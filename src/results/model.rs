@@ -18,6 +18,11 @@ pub struct RunResults {
     pub amiprobe_version: String,
     pub run_id: String,
     pub spec: SpecInfo,
+    /// Who the run acted as, as the provider's credentials said before anything ran (EC2: STS
+    /// GetCallerIdentity); absent where the provider has no accounts (QEMU), and in results written
+    /// before amiprobe told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
     pub status: RunStatus,
@@ -40,6 +45,16 @@ pub struct RunResults {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
     pub cells: Vec<CellResult>,
+}
+
+/// The provider's account a run acted in, and who acted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Account {
+    /// The account (EC2: the 12-digit AWS account id).
+    pub id: String,
+    /// Who acted in it (EC2: the caller's ARN, a user or a role's session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// A resource the run may have left behind.

@@ -1,10 +1,14 @@
 //! The EC2 client as amiprobe uses it: the standard AWS configuration chain, client-side token
 //! buckets at EC2's published rates, and backoff with jitter on throttling, on server errors and, for
-//! what amiprobe has just created, on EC2's eventually consistent "not found".
+//! what amiprobe has just created, on EC2's eventually consistent "not found". Every SDK error a
+//! person reads is written here ([`error_text`]): the service's code and message, else the causes.
 
+use std::error::Error;
 use std::future::Future;
 use std::time::Duration;
 
+use aws_config::meta::ProviderChainError;
+use aws_credential_types::provider::error::{CredentialsError, TokenError};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 use tokio::time::{sleep, Instant};
@@ -53,6 +57,18 @@ pub struct ApiError {
     pub attempts: u32,
     /// Some attempt met a server error or lost connection: the call may or may not have taken effect.
     pub transient: bool,
+    /// The call was never sent: the SDK found no credentials to sign it with.
+    pub no_credentials: Option<NoCredentials>,
+}
+
+/// What the SDK's credential chain said when it had no credentials to sign a call with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoCredentials {
+    /// Every source of the chain had none: the sources tried, by the SDK's names (`Environment`,
+    /// `Profile`, `Ec2InstanceMetadata`...).
+    NoneFound { tried: Vec<String> },
+    /// A source failed (an expired SSO session, a failing `credential_process`): why, as a fragment.
+    SourceFailed(String),
 }
 
 impl ApiError {
@@ -120,6 +136,34 @@ pub struct Buckets {
     pub mutating: TokenBucket,
 }
 
+/// The SDK's configuration for one region, and the region's name: the credential chain and profiles,
+/// the region from `region_override`, the spec or the environment, `AWS_ENDPOINT_URL(_EC2/_STS)`.
+/// Every client made from it shares its credentials once resolved. Retries are amiprobe's, not the
+/// SDK's.
+pub async fn sdk_config(
+    spec: &Ec2Spec,
+    region_override: Option<&str>,
+) -> Result<(aws_config::SdkConfig, String), ConnectError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region_override.map(str::to_string).or_else(|| spec.region.clone()) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(profile) = &spec.profile {
+        loader = loader.profile_name(profile);
+    }
+    // No call may hang a cell or its cleanup: each attempt has a deadline of its own (retried
+    // like any other failure to get an answer).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build();
+    // Every attempt is amiprobe's own (`call_retrying`), so that each one takes a token from the
+    // buckets: the SDK's hidden retries would spend the account's budget behind their back.
+    let config = loader.timeout_config(timeouts).retry_config(aws_config::retry::RetryConfig::disabled()).load().await;
+    let region = config.region().map(|r| r.to_string()).ok_or(ConnectError::NoRegion)?;
+    Ok((config, region))
+}
+
 pub struct Api {
     pub client: aws_sdk_ec2::Client,
     pub buckets: Buckets,
@@ -127,27 +171,9 @@ pub struct Api {
 }
 
 impl Api {
-    /// Configuration the AWS way: credential chain and profiles, region from the spec or the
-    /// environment, `AWS_ENDPOINT_URL(_EC2)`. Retries are amiprobe's, not the SDK's.
+    /// Configuration the AWS way ([`sdk_config`]) and a client of EC2 made from it.
     pub async fn connect(spec: &Ec2Spec, region_override: Option<&str>) -> Result<Api, ConnectError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region_override.map(str::to_string).or_else(|| spec.region.clone()) {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        if let Some(profile) = &spec.profile {
-            loader = loader.profile_name(profile);
-        }
-        // No call may hang a cell or its cleanup: each attempt has a deadline of its own (retried
-        // like any other failure to get an answer).
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .build();
-        // Every attempt is amiprobe's own (`call_retrying`), so that each one takes a token from the
-        // buckets: the SDK's hidden retries would spend the account's budget behind their back.
-        let config =
-            loader.timeout_config(timeouts).retry_config(aws_config::retry::RetryConfig::disabled()).load().await;
-        let region = config.region().map(|r| r.to_string()).ok_or(ConnectError::NoRegion)?;
+        let (config, region) = sdk_config(spec, region_override).await?;
         Ok(Api::with_client(aws_sdk_ec2::Client::new(&config), &region, &spec.rate_limits))
     }
 
@@ -226,12 +252,13 @@ impl Api {
                 Ok(v) => return Ok((v, attempts, queued)),
                 Err(e) => e,
             };
-            let code = e.code().map(str::to_string);
-            let transient = is_transient(&e);
+            let no_credentials = no_credentials(&e);
+            // Credentials the SDK can't find will not turn up a moment later.
+            let transient = no_credentials.is_none() && is_transient(&e);
             maybe_took_effect |= transient;
             let before_deadline = retry.until.is_some_and(|t| Instant::now() < t);
-            let throttled = code.as_deref().is_some_and(|c| THROTTLED.contains(&c));
-            let not_found = code.as_deref().is_some_and(|c| retry.not_found.contains(&c));
+            let throttled = e.code().is_some_and(is_throttling);
+            let not_found = e.code().is_some_and(|c| retry.not_found.contains(&c));
             let again = if throttled {
                 throttles += 1;
                 throttles <= MAX_THROTTLE_RETRIES || before_deadline
@@ -254,12 +281,82 @@ impl Api {
                 sleep(pause).await;
                 continue;
             }
-            let message = match e.message() {
-                Some(m) => m.to_string(),
-                None => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-            };
-            return Err(ApiError { action, code, message, attempts, transient: maybe_took_effect });
+            let (code, message) = error_text(&e);
+            return Err(ApiError { action, code, message, attempts, transient: maybe_took_effect, no_credentials });
         }
+    }
+}
+
+/// Whether an error code means "slow down".
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLED.contains(&code)
+}
+
+/// An SDK error as a person reads it: the service's code and message when it answered, else no code
+/// and the error's causes on one line. Never the SDK's `Debug` form, which repeats the whole
+/// response.
+fn error_text<E>(e: &SdkError<E>) -> (Option<String>, String)
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => (Some(code.to_string()), one_line(message)),
+        (code, _) => (code.map(str::to_string), causes(e)),
+    }
+}
+
+/// `error` and its causes, joined with ": " on one line.
+fn causes(error: &(dyn Error + 'static)) -> String {
+    joined(error, |_| true)
+}
+
+/// The texts of `error` and its causes that `keep` keeps, joined with ": " on one line.
+fn joined(error: &(dyn Error + 'static), keep: fn(&(dyn Error + 'static)) -> bool) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = one_line(&e.to_string());
+        // Some errors end their own text with their cause's: once is enough.
+        if keep(e) && !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Text on one line: the SDK's credential chain lists what it tried a line each.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// What the credential chain said, when `error` is the SDK finding no credentials to sign with.
+fn no_credentials(error: &(dyn Error + 'static)) -> Option<NoCredentials> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(failed) = e.downcast_ref::<CredentialsError>() {
+            let chain = failed.source().and_then(|s| s.downcast_ref::<ProviderChainError<CredentialsError>>());
+            return Some(match (failed, chain) {
+                (_, Some(chain)) => {
+                    NoCredentials::NoneFound { tried: chain.attempts().iter().map(|a| a.name().to_string()).collect() }
+                }
+                (CredentialsError::CredentialsNotLoaded(_), None) => NoCredentials::NoneFound { tried: Vec::new() },
+                (_, None) => NoCredentials::SourceFailed(source_failure(failed)),
+            });
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Why a source of credentials failed, without the SDK's wrappers around the cause ("an error
+/// occurred while loading credentials: an error occurred while loading an access token: ...").
+fn source_failure(failed: &CredentialsError) -> String {
+    let why = joined(failed, |e| !(e.is::<CredentialsError>() || e.is::<TokenError>()));
+    if why.is_empty() {
+        failed.to_string()
+    } else {
+        why
     }
 }
 
@@ -334,7 +431,46 @@ impl Api {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_ec2::error::ConnectorError;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesError;
+
     use super::*;
+
+    /// A call that was never sent because signing it needed credentials: as the SDK reports it.
+    fn unsigned(why: CredentialsError) -> SdkError<DescribeInstancesError> {
+        SdkError::dispatch_failure(ConnectorError::other(Box::new(why), None))
+    }
+
+    #[test]
+    fn a_failing_credentials_source_is_told_by_its_cause_without_the_sdks_wrappers() {
+        let expired = std::io::Error::other("the SSO token has expired and cannot be refreshed");
+        let e = unsigned(CredentialsError::provider_error(TokenError::provider_error(expired)));
+        assert_eq!(
+            no_credentials(&e),
+            Some(NoCredentials::SourceFailed("the SSO token has expired and cannot be refreshed".into()))
+        );
+        let (code, message) = error_text(&e);
+        assert_eq!(code, None);
+        // The whole chain, one cause after the other, and nothing of the SDK's `Debug` form.
+        assert_eq!(
+            message,
+            "dispatch failure: other: an error occurred while loading credentials: an error occurred while loading \
+             an access token: the SSO token has expired and cannot be refreshed"
+        );
+    }
+
+    #[test]
+    fn credentials_not_found_are_told_apart_from_a_lost_connection() {
+        let e = unsigned(CredentialsError::not_loaded("no credentials\n  in the environment"));
+        assert_eq!(no_credentials(&e), Some(NoCredentials::NoneFound { tried: Vec::new() }));
+        assert!(error_text(&e)
+            .1
+            .ends_with("the credential provider was not enabled: no credentials in the environment"));
+        let lost: SdkError<DescribeInstancesError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(std::io::Error::other("connection reset"))));
+        assert_eq!(no_credentials(&lost), None);
+        assert_eq!(error_text(&lost), (None, "dispatch failure: io error: connection reset".to_string()));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_a_burst_then_the_rate() {

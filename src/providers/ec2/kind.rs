@@ -13,8 +13,8 @@ use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
 use crate::console::PlatformRules;
 use crate::provider::{
-    section, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags, RunSettings,
-    SweepError, SweepReport, SweepRequest,
+    section, AccessError, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags,
+    RunSettings, SweepReport, SweepRequest,
 };
 use crate::spec::{FieldPath, Os, Problem};
 
@@ -49,7 +49,7 @@ impl ProviderKind for Ec2Kind {
         Some(Arc::new(spec))
     }
 
-    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
+    async fn sweep(&self, request: &SweepRequest) -> Result<Vec<SweepReport>, AccessError> {
         sweep::sweep_regions(request).await
     }
 

@@ -1,14 +1,14 @@
-//! The run's connection to each EC2 region it uses, made on first need. EC2's rate limits, instance
-//! ids, AMIs, VPCs, key pairs and security groups are all per region: each region has its own client
-//! and token buckets (a multi-region matrix launches that much faster), its own watcher, its own
-//! preflight findings and its own run groups.
+//! The run's connection to each EC2 region it uses, made on first need (the credentials check, first
+//! of all). EC2's rate limits, instance ids, AMIs, VPCs, key pairs and security groups are all per
+//! region: each region has its own client and token buckets (a multi-region matrix launches that
+//! much faster), its own watcher, its own preflight findings and its own run groups.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use super::api::Api;
+use super::api::{self, Api, ConnectError};
 use super::security_group;
 use super::watcher::Watcher;
 use super::Ec2Provider;
@@ -21,6 +21,9 @@ pub(super) type Regions = BTreeMap<Option<String>, Arc<OnceCell<Arc<Regional>>>>
 /// What the run has in one region.
 pub(super) struct Regional {
     pub api: Arc<Api>,
+    /// STS, with the same configuration (and so the same credentials) as `api`'s client: who the
+    /// credentials belong to.
+    pub sts: aws_sdk_sts::Client,
     pub watcher: Arc<Watcher>,
     /// Each image's root device name, from the preflight: where a `root_volume` goes.
     pub root_devices: std::sync::Mutex<BTreeMap<String, String>>,
@@ -46,16 +49,21 @@ impl Ec2Provider {
 
     /// The connection to `region` (`None`: the SDK's configured one), made on first need.
     pub(super) async fn regional(&self, region: Option<&str>) -> Result<Arc<Regional>, ProviderError> {
+        self.connect(region).await.map_err(|e| ProviderError::new(e.to_string()))
+    }
+
+    /// [`Ec2Provider::regional`], saying why no connection could be made.
+    pub(super) async fn connect(&self, region: Option<&str>) -> Result<Arc<Regional>, ConnectError> {
         let key = region.map(str::to_string).or_else(|| self.spec.region.clone());
         let once = lock(&self.regions).entry(key.clone()).or_default().clone();
         let regional = once
             .get_or_try_init(|| async {
-                let api =
-                    Api::connect(&self.spec, key.as_deref()).await.map_err(|e| ProviderError::new(e.to_string()))?;
-                let api = Arc::new(api);
+                let (config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                let api = Arc::new(Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &self.spec.rate_limits));
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
-                Ok::<_, ProviderError>(Arc::new(Regional {
+                Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
+                    sts: aws_sdk_sts::Client::new(&config),
                     watcher,
                     root_devices: Default::default(),
                     groups: Default::default(),

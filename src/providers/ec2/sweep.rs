@@ -1,12 +1,14 @@
-//! `amiprobe sweep`: finds and removes what amiprobe tagged, for runs whose process was killed.
+//! `amiprobe sweep`: finds and removes what amiprobe tagged, for runs whose process was killed, once
+//! the credentials of every region it looks in are checked.
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 
-use super::api::Api;
+use super::api::{self, Api};
+use super::credentials::identity;
 use super::{tag, EXPIRES_TAG, KEPT_TAG, RUN_ID_TAG};
-use crate::provider::{Selection, SweepError, SweepReport, SweepRequest};
+use crate::provider::{AccessError, Selection, SweepReport, SweepRequest};
 
 /// What a sweep found (and removed, unless a dry run) in one region.
 #[derive(Debug, Default)]
@@ -186,9 +188,9 @@ pub async fn sweep(api: &Api, selection: &Selection, dry_run: bool) -> Swept {
     report
 }
 
-/// `amiprobe sweep`: each region in turn (none given: the environment's or profile's), with the
-/// region's name as EC2 knows it.
-pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, SweepError> {
+/// `amiprobe sweep`: the credentials of every region checked first (none given: the environment's or
+/// profile's region), then each region swept in turn, with the region's name as EC2 knows it.
+pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, AccessError> {
     let mut spec: super::Ec2Spec =
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
     spec.profile.clone_from(&request.profile);
@@ -196,9 +198,15 @@ pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, S
         [] => vec![None],
         many => many.iter().map(|r| Some(r.as_str())).collect(),
     };
-    let mut reports = Vec::new();
+    let mut apis = Vec::new();
     for region in regions {
-        let api = Api::connect(&spec, region).await.map_err(|e| SweepError(e.to_string()))?;
+        let (config, name) = api::sdk_config(&spec, region).await.map_err(super::credentials::Ec2AccessError::from)?;
+        let api = Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &spec.rate_limits);
+        identity(&api, &aws_sdk_sts::Client::new(&config), spec.profile.as_deref()).await?;
+        apis.push(api);
+    }
+    let mut reports = Vec::new();
+    for api in apis {
         let swept = sweep(&api, &request.selection, request.dry_run).await;
         reports.push(swept.report(api.region.clone()));
     }
