@@ -239,6 +239,7 @@ fn cells(count: usize) -> RunResults {
         amiprobe_version: "bench".into(),
         run_id: "bench".into(),
         spec: SpecInfo { name: "bench".into(), description: None, file: "bench.yaml".into(), provider: "ec2".into() },
+        account: None,
         shard: None,
         status: RunStatus::Failed,
         started_at: "2026-11-25T00:00:00Z".into(),

@@ -107,6 +107,10 @@ fn plan_warns_of_a_regex_that_cannot_match_an_answer_s_last_line() {
         stderr.contains("warning: probe `nginx`: stdout_regex /active\\n$/ can't match an answer's last line"),
         "{stderr}"
     );
+    // `validate` gives the same hint, and still calls the spec ok: it is a hint, not an error.
+    let run = Test::new().file("spec.yaml", spec).args(["validate", "spec.yaml"]).run().code(0);
+    assert!(run.stdout().contains("spec.yaml: ok (1 cells)"), "{}", run.stdout());
+    assert!(run.stderr().contains("warning: spec.yaml: probe `nginx`: stdout_regex /active\\n$/"), "{}", run.stderr());
 }
 
 /// A run whose provider check fails still goes through every reporter: the summary on stdout, then

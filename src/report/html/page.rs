@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::labels::{anchor, cell_class, cell_label, order, reason, secs};
-use crate::results::{CellResult, CleanupStep, Counts, NotRemoved, RunResults, SpecInfo};
+use crate::results::{Account, CellResult, CleanupStep, Counts, NotRemoved, RunResults, SpecInfo};
 
 /// What `report.hbs` is rendered with.
 #[derive(Serialize)]
@@ -17,6 +17,8 @@ pub struct Page<'a> {
     /// The cells that failed, errored or were flaky: first on the page, the grid comes after.
     failures: Vec<&'a CellLine<'a>>,
     spec: &'a SpecInfo,
+    /// The cloud account the run used, where it had one.
+    account: Option<&'a Account>,
     run_id: &'a str,
     shard: Option<&'a str>,
     status: String,
@@ -67,6 +69,7 @@ impl<'a> Page<'a> {
             failure_count: failures.len(),
             failures,
             spec: &results.spec,
+            account: results.account.as_ref(),
             run_id: &results.run_id,
             shard: results.shard.as_deref(),
             status: format!("{:?}", results.status).to_lowercase(),
