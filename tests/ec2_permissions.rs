@@ -6,7 +6,7 @@
 
 mod support;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::ec2::*;
 use support::moto::{out_dir, runtime, Moto, TestService, AMI, AMIS};
 
@@ -122,4 +122,81 @@ fn plan_check_names_the_ephemeral_groups_missing_permission_and_creates_nothing(
             || k.starts_with("sts:")),
         "{calls:?}"
     );
+}
+
+/// Every action a policy allows.
+fn actions(policy: &Value) -> Vec<String> {
+    let mut out: Vec<String> = policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn policy_of_each_ec2_example_spec_allows_what_its_features_use() {
+    let has = |policy: &Value, action: &str| actions(policy).iter().any(|a| a == action);
+    for name in ["web-appliance", "windows-server", "boot-and-volumes"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+            .args(["policy", &format!("specs/{name}.yaml")])
+            .current_dir(support::repo_root())
+            .env_remove("AMI")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let policy: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(policy["Version"], "2012-10-17");
+        for always in ["ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeImages", "ec2:GetConsoleOutput"] {
+            assert!(has(&policy, always), "{name}: {always}");
+        }
+        // Every spec here has the run's own key, and no security group of the run's.
+        assert!(has(&policy, "ec2:ImportKeyPair") && has(&policy, "ec2:DeleteKeyPair"), "{name}");
+        assert!(!has(&policy, "ec2:CreateSecurityGroup") && !has(&policy, "iam:PassRole"), "{name}");
+        let windows = name == "windows-server";
+        assert_eq!(has(&policy, "ec2:GetPasswordData"), windows, "{name}");
+        assert_eq!(has(&policy, "ec2:RebootInstances"), windows, "{name}");
+        insta::assert_json_snapshot!(format!("policy_{name}"), policy);
+    }
+}
+
+#[test]
+fn policy_of_a_spec_with_its_own_group_and_an_instance_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "name: p\nprovider:\n  ec2: { security_group: ephemeral }\nmatrix:\n  image: ami-1\n  region: [eu-west-1, us-east-1]\n\
+         launch:\n  instance_type: t3.micro\n  key_pair: ci-key\n  iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe\n\
+         probes:\n  - { name: ssh, tcp: { port: 22 } }\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .args(["policy", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let policy: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let all = actions(&policy);
+    for wanted in ["ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:DescribeVpcs", "iam:PassRole"] {
+        assert!(all.iter().any(|a| a == wanted), "{wanted}: {all:?}");
+    }
+    assert!(!all.iter().any(|a| a == "ec2:ImportKeyPair"), "a named key is not imported: {all:?}");
+    let statements = policy["Statement"].as_array().unwrap();
+    let pass = statements.iter().find(|s| s["Action"] == json!(["iam:PassRole"])).unwrap();
+    assert_eq!(pass["Resource"], json!(["arn:aws:iam::123456789012:role/probe"]));
+    let arns: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| s["Resource"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        arns.iter().any(|a| a.starts_with("arn:aws:ec2:us-east-1:"))
+            && arns.iter().any(|a| a.starts_with("arn:aws:ec2:eu-west-1:"))
+    );
+    assert!(arns.iter().all(|a| !a.starts_with("arn:aws:ec2:*")), "{arns:?}");
 }

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 
 use super::launch::Ec2Launch;
 use super::tags::RUN_ID_TAG;
+use super::{Ec2Spec, SecurityGroupMode};
 use crate::cell::Cell;
+use crate::provider::PolicyNeeds;
+use crate::spec::KeyPair;
 
 /// What a spec uses that decides which rows apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -268,6 +271,16 @@ impl Uses {
     }
 }
 
+/// The policy a run of `needs` with the section `spec` needs.
+pub fn policy_for(spec: &Ec2Spec, needs: &PolicyNeeds<'_>) -> Value {
+    let ephemeral_key = matches!(needs.launch.key_pair, KeyPair::Ephemeral);
+    let ephemeral_group = spec.security_group == SecurityGroupMode::Ephemeral;
+    let mut uses = Uses::of(needs.cells, ephemeral_key, ephemeral_group, spec.region.as_deref());
+    uses.reboot = needs.reboot;
+    uses.windows_password = needs.windows_password;
+    policy(&uses)
+}
+
 /// The least-privilege IAM policy document for `uses`: one statement per scope, in the table's order.
 pub fn policy(uses: &Uses) -> Value {
     let mut statements: Vec<(Scope, Vec<&'static str>)> = Vec::new();
@@ -291,7 +304,7 @@ pub fn policy(uses: &Uses) -> Value {
         .iter()
         .map(|(scope, actions)| {
             let mut statement = statement(*scope, uses, &creates);
-            let sid = unique_sid(sid_of(*scope), &mut sids);
+            let sid = unique_sid(&sid_of(*scope), &mut sids);
             statement.insert("Sid".into(), json!(sid));
             statement.insert("Effect".into(), json!("Allow"));
             statement.insert("Action".into(), json!(actions));
@@ -301,16 +314,26 @@ pub fn policy(uses: &Uses) -> Value {
     json!({ "Version": "2012-10-17", "Statement": body })
 }
 
-fn sid_of(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Describe => "Describe",
-        Scope::Create(_) => "CreateOnlyTagged",
-        Scope::TagOnCreate(_) => "TagOnlyOnCreate",
-        Scope::Owned(_) => "OnlyWhatTheRunTagged",
-        Scope::Uses(_) => "UseExisting",
-        Scope::PassRole => "PassInstanceProfileRole",
-        Scope::Global => "DecodeRefusals",
-    }
+/// A statement's Sid: what it allows, and on what (`CreateTaggedKeyPair`, `OwnInstance`).
+fn sid_of(scope: Scope) -> String {
+    let (base, types): (&str, &[&str]) = match scope {
+        Scope::Describe => ("Describe", &[]),
+        Scope::Create(types) => ("CreateTagged", types),
+        Scope::TagOnCreate(_) => ("TagOnlyOnCreate", &[]),
+        Scope::Owned(types) => ("Own", types),
+        Scope::Uses(_) => ("UseExisting", &[]),
+        Scope::PassRole => ("PassInstanceProfileRole", &[]),
+        Scope::Global => ("DecodeRefusals", &[]),
+    };
+    let kind: String = types
+        .first()
+        .map(|t| {
+            t.split('-')
+                .map(|w| w.get(..1).unwrap_or_default().to_uppercase() + w.get(1..).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{base}{kind}")
 }
 
 /// `base`, or `base2`, `base3`... when taken: IAM wants a policy's Sids unique.
@@ -436,7 +459,7 @@ mod tests {
         let uses = Uses { ephemeral_key: true, regions: ["eu-west-1".to_string()].into(), ..Uses::default() };
         let p = policy(&uses);
         let statements = p["Statement"].as_array().unwrap();
-        let owned = statements.iter().find(|s| s["Sid"] == "OnlyWhatTheRunTagged").unwrap();
+        let owned = statements.iter().find(|s| s["Sid"] == "OwnInstance").unwrap();
         assert!(owned["Action"].as_array().unwrap().contains(&json!("ec2:TerminateInstances")));
         assert_eq!(owned["Condition"], json!({ "Null": { "ec2:ResourceTag/amiprobe:run-id": "false" } }));
         for s in statements {
