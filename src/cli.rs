@@ -1,7 +1,7 @@
 //! The command line: a thin layer that parses arguments and hands over to the library.
 //!
 //! This file is the command line's shape (clap's types) and the dispatch to one module per command;
-//! `run`, `plan` (with `validate`), `report` and `sweep` each live in their own file.
+//! `run`, `plan` (with `validate`), `policy`, `report` and `sweep` each live in their own file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use crate::exit::Outcome;
 use crate::plan::Shard;
 
 mod plan;
+mod policy;
 mod report;
 mod run;
 mod sweep;
@@ -44,6 +45,12 @@ pub enum Command {
         /// groups, one lookup per kind); exit 2 if any can't. Creates nothing.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Print the least-privilege IAM policy a run of the spec needs (ec2).
+    Policy {
+        spec: PathBuf,
         #[command(flatten)]
         vars: VarArgs,
     },
@@ -177,6 +184,7 @@ pub fn main() -> Outcome {
         Command::Plan { spec, shard, format, check, vars } => {
             plan::plan(&spec, shard, format, check, &vars.overrides())
         }
+        Command::Policy { spec, vars } => policy::policy(&spec, &vars.overrides()),
         Command::Run(args) => run::run(args),
         Command::Report(args) => report::report(args),
         Command::Sweep(args) => sweep::sweep(args),

@@ -25,8 +25,8 @@ pub use error::{ErrorKind, Health, ProviderError};
 pub use field::Field;
 pub use key::RunKey;
 pub use kind::{
-    FlagsRefused, LaunchPlan, ProviderKind, ProviderSettings, RunFlags, RunSettings, Selection, SweepReport,
-    SweepRequest,
+    FlagsRefused, LaunchPlan, PolicyNeeds, ProviderKind, ProviderSettings, RunFlags, RunSettings, Selection,
+    SweepReport, SweepRequest,
 };
 pub use ledger::{Created, Ledger, Resource};
 pub use machine::{AdminPassword, Checked, LaunchContext, Machine, Provider};

@@ -112,11 +112,14 @@ fn check_plan(plan: &Plan) -> Outcome {
             eprintln!("error: provider check failed: {e}");
             Outcome::Failed
         }
-        Ok(checked) if checked.impossible.is_empty() => {
+        Ok(checked) if checked.impossible.is_empty() && checked.refused.is_empty() => {
             eprintln!("check: every cell can run as asked");
             Outcome::Passed
         }
         Ok(checked) => {
+            for line in &checked.refused {
+                eprintln!("error: {line}");
+            }
             for (cell, why) in &checked.impossible {
                 eprintln!("error: cell {cell}: impossible: {why}");
             }

@@ -155,6 +155,16 @@ impl<'a> Dispatcher<'a> {
         for w in checked.warnings {
             self.warning(w);
         }
+        if !checked.refused.is_empty() {
+            for line in &checked.refused {
+                self.reporter.event(&Event::Warning(format!("refused: {line}")));
+            }
+            for cell in self.results.cells.iter_mut() {
+                cell.reason = Some(format!("not run: {}", checked.refused.join("; ")));
+            }
+            self.end(RunStatus::Refused);
+            return None;
+        }
         for (id, why) in &checked.impossible {
             let message = format!("impossible: {why}");
             self.reporter.event(&Event::Warning(format!("cell {id}: {message}")));

@@ -90,6 +90,24 @@ pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
 
     /// The provider a run uses.
     fn provider(&self, run: RunSettings) -> Arc<dyn Provider>;
+
+    /// The least-privilege access policy (IAM's JSON) a run needs, for a provider whose cloud has
+    /// one (`amiprobe policy`); `None` for a provider that needs no permissions.
+    fn policy(&self, needs: &PolicyNeeds<'_>) -> Option<serde_json::Value> {
+        let _ = needs;
+        None
+    }
+}
+
+/// What a run does that decides the permissions it needs, beyond the provider's own section.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyNeeds<'a> {
+    pub cells: &'a [Cell],
+    pub launch: &'a LaunchPlan,
+    /// `reboot: true`.
+    pub reboot: bool,
+    /// Some probe reads the Windows password.
+    pub windows_password: bool,
 }
 
 /// The command-line choices of `amiprobe run` a provider may refuse.

@@ -20,6 +20,9 @@ pub struct Checked {
     pub warnings: Vec<String>,
     /// Cells that can't run as asked: (cell id, why), the why a lowercase fragment.
     pub impossible: Vec<(String, String)>,
+    /// What no cell can do, one line each (a permission the credentials lack): any refuses the
+    /// whole run, `--skip-impossible` or not.
+    pub refused: Vec<String>,
 }
 
 /// What a cell needs to launch its machine.

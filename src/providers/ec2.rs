@@ -25,12 +25,14 @@ mod cleanup;
 mod config;
 mod console_rules;
 mod credentials;
+mod dry_run;
 mod fields;
 mod instance_types;
 mod key_pair;
 mod kind;
 pub mod launch;
 mod machine;
+pub mod permissions;
 pub mod preflight;
 mod regions;
 mod resource;
@@ -109,7 +111,8 @@ impl Provider for Ec2Provider {
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        Ok(Checked { warnings: ProviderSettings::warnings(&self.spec, cells), impossible })
+        let refused = self.refusals(cells).await?;
+        Ok(Checked { warnings: ProviderSettings::warnings(&self.spec, cells), impossible, refused })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {

@@ -311,7 +311,7 @@ impl Provider for QemuProvider {
         if let Some(first) = cells.first() {
             warnings.extend(self.accel_choice(&self.plan.image(first.image())).await.warning());
         }
-        Ok(Checked { warnings, impossible: Vec::new() })
+        Ok(Checked { warnings, ..Checked::default() })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {

@@ -126,8 +126,24 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
                                        and "_region": the region the call was signed for
+  POST /deny     {"actions": ["ec2:CreateTags", "sts:DecodeAuthorizationMessage", ...]}
+                                       IAM as a role lacking these actions: an EC2 call needing one answers
+                                       UnauthorizedOperation (403) with an encoded authorization failure
+                                       message, DryRun or not, and does nothing. A call needs `ec2:` +
+                                       its action, and `ec2:CreateTags` too when it tags what it creates
+                                       (TagSpecification.N, as EC2's tag-on-create does); the encoded
+                                       message names the first denied one. {"actions": []} allows all
   POST /reset                          clears all of the above and moto's state (no address stays
                                        dropped)
+
+DryRun (any EC2 call with DryRun=true): answered DryRunOperation (412, EC2's error shape) when it is
+allowed, UnauthorizedOperation when /deny refuses it, and nothing is done either way (moto itself
+ignores DryRun for some calls). A DryRun call is counted in /calls and kept in /requests as
+"dryrun:Action", never as "Action": what was really called stays apart from what was asked about.
+STS DecodeAuthorizationMessage (moto has none) decodes the messages above into EC2's JSON document
+({"allowed": false, "context": {"action": "ec2:CreateTags", "resource": "...", ...}, ...}), unless
+/deny refuses `sts:DecodeAuthorizationMessage` (AccessDenied, 403); any other message is
+InvalidAuthorizationMessageException (400).
 
 RDP (rdp_port): the client sends an X.224 Connection Request in a TPKT: 03 00 LL LL (LL LL: the
 whole PDU's length, big-endian, at least 11), LI (= length - 5), E0 (CR; the low nibble is ignored),
@@ -196,6 +212,7 @@ from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import public_key_parse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
 
 LOCK = threading.Lock()
@@ -227,6 +244,7 @@ STATE = {
     "timeline": {},  # instance id -> its record (see launch_timed), for the instances launched under /timing
     "booting": set(),  # ids of timed instances not yet past their boot time
     "epoch": time.monotonic(),  # the last reset: /timeline's seconds count from here
+    "deny": set(),  # IAM actions refused (/deny)
 }
 
 # Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
@@ -337,6 +355,7 @@ def reset_state():
         STATE["timeline"].clear()
         STATE["booting"].clear()
         STATE["epoch"] = time.monotonic()
+        STATE["deny"] = set()
     SERVICES.close_all()
     DROPS.flush()
 
@@ -480,6 +499,43 @@ def requests_of(action):
         return [params for a, params in STATE["requests"] if action is None or a == action]
 
 
+# What an encoded authorization failure message starts with: DecodeAuthorizationMessage knows its own.
+ENCODED_PREFIX = "amiprobe-test:"
+
+
+def is_dry_run(params):
+    return params.get("DryRun", ["false"])[0].lower() == "true"
+
+
+def denied_action(action, params):
+    """The IAM action /deny refuses that the call needs, or None: its own, then ec2:CreateTags for a
+    call that tags what it creates (EC2 authorizes tag-on-create as CreateTags on the new resource)."""
+    needed = [f"ec2:{action}"]
+    if any(k.startswith("TagSpecification") for k in params):
+        needed.append("ec2:CreateTags")
+    with LOCK:
+        return next((a for a in needed if a in STATE["deny"]), None)
+
+
+def unauthorized(iam_action, region):
+    """EC2's UnauthorizedOperation: the reason is only in the encoded message, as on EC2."""
+    document = {
+        "allowed": False,
+        "explicitDeny": False,
+        "matchedStatements": {"items": []},
+        "failures": {"items": []},
+        "context": {
+            "principal": {"id": "AIDATEST", "arn": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:user/amiprobe-test"},
+            "action": iam_action,
+            "resource": f"arn:aws:ec2:{region}:{DEFAULT_ACCOUNT_ID}:*",
+            "conditions": {"items": []},
+        },
+    }
+    encoded = ENCODED_PREFIX + base64.b64encode(json.dumps(document).encode()).decode()
+    message = f"You are not authorized to perform this operation. Encoded authorization failure message: {encoded}"
+    return error_answer("UnauthorizedOperation", message, 403)
+
+
 original_call_action = EC2Response.call_action
 
 
@@ -488,8 +544,10 @@ def call_action(self):
     action = self._get_action()
     params = self.querystring
     oracle = is_oracle(self)
-    count(action)
-    record(action, params, self.region)
+    dry_run = is_dry_run(params)
+    counted = f"dryrun:{action}" if dry_run else action
+    count(counted)
+    record(counted, params, self.region)
     settle_timing()
     settle_shutting_down()
     # EC2 takes the token as a request arrives (and refuses at once); the time it then takes is the
@@ -499,6 +557,12 @@ def call_action(self):
         return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
     if not oracle:
         delay(action)
+        denied = denied_action(action, params)
+        if denied:
+            count(f"denied:{action}")
+            return unauthorized(denied, self.region)
+    if dry_run:
+        return error_answer("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
     fault = take_fault(action, params)
     if fault:
         count(f"fault:{action}")
@@ -532,6 +596,53 @@ def call_action(self):
             count(f"chaos:{action}")
             return error_answer(chaos[0], f"injected {chaos[0]} after the action took effect (chaos)", chaos[1])
     return answer
+
+
+def decode_answer(self):
+    """STS DecodeAuthorizationMessage of a message /deny made (query protocol, as STS answers)."""
+    with LOCK:
+        refused = "sts:DecodeAuthorizationMessage" in STATE["deny"]
+    if refused:
+        body = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            "<Code>AccessDenied</Code><Message>not authorized to perform: sts:DecodeAuthorizationMessage</Message>"
+            f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        )
+        return 403, {"status": 403, "Content-Type": "text/xml"}, body
+    encoded = self.querystring.get("EncodedMessage", [""])[0]
+    try:
+        assert encoded.startswith(ENCODED_PREFIX)
+        decoded = base64.b64decode(encoded[len(ENCODED_PREFIX) :], validate=True).decode()
+    except (AssertionError, ValueError):
+        body = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            "<Code>InvalidAuthorizationMessageException</Code><Message>invalid message</Message>"
+            f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        )
+        return 400, {"status": 400, "Content-Type": "text/xml"}, body
+    escaped = decoded.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    body = (
+        '<DecodeAuthorizationMessageResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<DecodeAuthorizationMessageResult><DecodedMessage>{escaped}</DecodedMessage>"
+        f"</DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+        "</ResponseMetadata></DecodeAuthorizationMessageResponse>"
+    )
+    return 200, {"status": 200, "Content-Type": "text/xml"}, body
+
+
+original_sts_call_action = TokenResponse.call_action
+
+
+def sts_call_action(self):
+    """STS as moto has it, plus DecodeAuthorizationMessage (moto has none)."""
+    action = self._get_action()
+    count(f"sts:{action}")
+    if action == "DecodeAuthorizationMessage":
+        return decode_answer(self)
+    return original_sts_call_action(self)
+
+
+TokenResponse.call_action = sts_call_action
 
 
 def group_users(self, params):
@@ -1514,6 +1625,8 @@ def control_handler(moto_port):
                     data.setdefault("count", 1)
                     data.setdefault("status", 400)
                     STATE["faults"].append(data)
+                elif self.path == "/deny":
+                    STATE["deny"] = set(data.get("actions", []))
                 elif self.path == "/pending":
                     STATE["pending_describes"] = int(data.get("describes", 0))
                 elif self.path == "/throttle":

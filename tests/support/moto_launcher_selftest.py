@@ -860,7 +860,61 @@ def check_reset(m, ec2):
     assert m.get("/timeline") == {}, "no timed instance since the reset"
 
 
+def decoded(m, message):
+    """The document inside an UnauthorizedOperation message, through STS as a client decodes it."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=f"http://127.0.0.1:{m.port}",
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    encoded = message.split("Encoded authorization failure message: ", 1)[1]
+    return json.loads(sts.decode_authorization_message(EncodedMessage=encoded)["DecodedMessage"]), sts
+
+
+def check_dry_run_and_deny(m, ec2):
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "amiprobe:run-id", "Value": "r"}]}]
+    # Allowed: DryRunOperation, and nothing happens (moto alone would launch, or delete the key).
+    ec2.create_key_pair(KeyName="kept")
+    for call, kwargs in [
+        (ec2.run_instances, dict(ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags)),
+        (ec2.delete_key_pair, dict(KeyName="kept")),
+        (ec2.terminate_instances, dict(InstanceIds=["i-00000000000000000"])),
+    ]:
+        code, status, _ = error_of(call, DryRun=True, **kwargs)
+        assert (code, status) == ("DryRunOperation", 412), (call, code, status)
+    assert ec2.describe_instances()["Reservations"] == [], "a DryRun launched"
+    assert key_names(ec2) == {"kept"}, "a DryRun deleted"
+    calls = m.get("/calls")
+    assert calls.get("dryrun:RunInstances") == 1 and "RunInstances" not in calls, calls
+    assert len(m.get("/requests?action=dryrun:RunInstances")) == 1
+    # Denied: DryRun or not, with the action in the encoded message; tagging needs CreateTags.
+    m.post("/deny", {"actions": ["ec2:CreateTags"]})
+    code, status, message = error_of(ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags)
+    assert (code, status) == ("UnauthorizedOperation", 403), (code, status)
+    document, sts = decoded(m, message)
+    assert document["allowed"] is False and document["context"]["action"] == "ec2:CreateTags", document
+    run_one(ec2)  # untagged: allowed
+    code, _, _ = error_of(ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags, DryRun=True)
+    assert code == "UnauthorizedOperation", code
+    m.post("/deny", {"actions": ["ec2:TerminateInstances", "sts:DecodeAuthorizationMessage"]})
+    code, _, message = error_of(ec2.terminate_instances, InstanceIds=["i-00000000000000000"], DryRun=True)
+    assert code == "UnauthorizedOperation", code
+    encoded = message.split("Encoded authorization failure message: ", 1)[1]
+    code, status, _ = error_of(sts.decode_authorization_message, EncodedMessage=encoded)
+    assert (code, status) == ("AccessDenied", 403), (code, status)
+    m.post("/deny", {"actions": []})
+    code, _, _ = error_of(sts.decode_authorization_message, EncodedMessage="not ours")
+    assert code == "InvalidAuthorizationMessageException", code
+    m.post("/deny", {"actions": ["ec2:RunInstances"]})
+    m.post("/reset")
+    run_one(ec2)  # /reset allows everything again
+
+
 CHECKS = [
+    ("dry run and deny", check_dry_run_and_deny),
     ("latency", check_latency),
     ("consistency", check_consistency),
     ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),

@@ -63,6 +63,10 @@ impl ProviderSettings for Ec2Spec {
         "ec2"
     }
 
+    fn policy(&self, needs: &crate::provider::PolicyNeeds<'_>) -> Option<serde_json::Value> {
+        Some(super::permissions::policy_for(self, needs))
+    }
+
     fn fields(&self) -> &'static [Field] {
         FIELDS
     }

@@ -1,0 +1,337 @@
+//! The preflight's permission check: before anything is launched, each mutating call the run will
+//! make is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
+//! spec needs), once per region, with the parameters a real cell sends: RunInstances once per distinct
+//! launch shape (a cell's launch fields, subnet and groups, its tags; the image and instance type of
+//! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, and the
+//! ephemeral security group's calls. EC2 answers `DryRunOperation` when the call would be allowed and
+//! `UnauthorizedOperation` when not; the latter's encoded message is decoded with STS
+//! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
+//! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
+//!
+//! Calls on things that exist only once the run made them (TerminateInstances, CreateTags,
+//! DeleteKeyPair, the group's calls) name made-up, well-formed ids. EC2 may answer such a DryRun with
+//! `Invalid*.NotFound` or `*.Malformed` instead of checking the permission: any answer but
+//! `UnauthorizedOperation` is taken as allowed, as it proves no refusal. Tags carry a placeholder run id
+//! (the preflight runs before the run has one): a policy conditions on the tag's presence, not its value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_sdk_ec2::types::{InstanceType, IpPermission, IpRange, ResourceType, Tag};
+
+use super::api::{Api, ApiError};
+use super::launch::{self, Ec2Launch};
+use super::permissions::{self, Need, Uses};
+use super::{Ec2Provider, SecurityGroupMode};
+use crate::cell::Cell;
+use crate::provider::ProviderError;
+use crate::spec::KeyPair;
+
+/// The run id on the tags of DryRun requests.
+const PLACEHOLDER_RUN_ID: &str = "preflight";
+/// Well-formed ids of things that do not exist: what the removals' DryRuns name.
+const FAKE_INSTANCE: &str = "i-00000000000000000";
+const FAKE_GROUP: &str = "sg-00000000000000000";
+const FAKE_VPC: &str = "vpc-00000000000000000";
+const FAKE_KEY: &str = "amiprobe-preflight";
+/// A well-formed public key for ImportKeyPair's DryRun (the run's own is made on first launch).
+const FAKE_PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBTPVtOQMwjfCGvGFRF3ohTidy0AXpDsqW4eGFgeRBan amiprobe-preflight";
+const ENCODED_MARKER: &str = "Encoded authorization failure message: ";
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+
+/// A permission the credentials lack: one per IAM action and region, whatever the calls that met it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `ec2:CreateTags`: as EC2's decoded message names it, else the refused call's own.
+    pub action: String,
+    pub region: String,
+    /// What the action is needed for.
+    pub why: String,
+    /// The DryRun calls refused for it.
+    pub calls: Vec<&'static str>,
+    /// The decoded message's resource, or why the message could not be decoded.
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} refused in {} (needed to {}): UnauthorizedOperation on {} (DryRun)",
+            self.action,
+            self.region,
+            self.why,
+            self.calls.join(", ")
+        )?;
+        match &self.detail {
+            Some(detail) => write!(f, ", {detail}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Ec2Provider {
+    /// The permissions the run needs and lacks, in every region its cells run in, one line each.
+    pub(super) async fn refusals(&self, cells: &[Cell]) -> Result<Vec<String>, ProviderError> {
+        let mut by_region: BTreeMap<Option<String>, Vec<&Cell>> = BTreeMap::new();
+        for cell in cells {
+            by_region.entry(self.region_of(cell)).or_default().push(cell);
+        }
+        let mut lines = Vec::new();
+        for (region, cells) in by_region {
+            let regional = self.regional(region.as_deref()).await?;
+            for refusal in self.refusals_in(&regional.api, &cells, |cell| regional.root_device(cell.image())).await {
+                lines.push(refusal.to_string());
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The DryRun pass in one region.
+    async fn refusals_in(
+        &self,
+        api: &Api,
+        cells: &[&Cell],
+        root_device: impl Fn(&Cell) -> Option<String>,
+    ) -> Vec<Refusal> {
+        let ephemeral_key = matches!(self.launch.key_pair, KeyPair::Ephemeral);
+        let uses = Uses {
+            ephemeral_key,
+            ephemeral_group: self.spec.security_group == SecurityGroupMode::Ephemeral,
+            ..Uses::default()
+        };
+        let mut asked: Vec<(&'static Need, Answer<'_>)> = Vec::new();
+        for need in permissions::needed(&uses).filter(|n| n.dry_run) {
+            if need.call == "RunInstances" {
+                for cell in shapes(cells) {
+                    asked.push((need, self.run_instances(api, cell, root_device(cell))));
+                }
+            } else {
+                asked.push((need, self.other_call(api, need.call)));
+            }
+        }
+        let (needs, answers): (Vec<&Need>, Vec<Answer<'_>>) = asked.into_iter().unzip();
+        let answers = futures::future::join_all(answers).await;
+        let mut refusals: Vec<Refusal> = Vec::new();
+        for (need, answer) in needs.into_iter().zip(answers) {
+            let Err(e) = answer else { continue };
+            if !e.is("UnauthorizedOperation") {
+                tracing::debug!("DryRun {} in {}: {e} (not a refusal)", need.call, api.region);
+                continue;
+            }
+            let refusal = self.refusal(api, need, &e).await;
+            match refusals.iter_mut().find(|r| r.action == refusal.action) {
+                Some(seen) if seen.calls.contains(&need.call) => {}
+                Some(seen) => seen.calls.push(need.call),
+                None => refusals.push(refusal),
+            }
+        }
+        refusals
+    }
+
+    /// RunInstances as `cell` sends it, with DryRun.
+    fn run_instances<'a>(&self, api: &'a Api, cell: &Cell, root_device: Option<String>) -> Answer<'a> {
+        let key_name = match &self.launch.key_pair {
+            // The run's key does not exist yet: a launch without a key asks for the same permission.
+            KeyPair::Ephemeral => None,
+            KeyPair::Existing(name) => Some(name.clone()),
+        };
+        let user_data = self.launch.user_data.as_ref().map(|d| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(d)
+        });
+        let base = api
+            .client
+            .run_instances()
+            .dry_run(true)
+            .image_id(cell.image())
+            .min_count(1)
+            .max_count(1)
+            .set_key_name(key_name)
+            .set_user_data(user_data)
+            .set_instance_type(cell.text("instance_type").map(InstanceType::from))
+            .tag_specifications(self.tags(PLACEHOLDER_RUN_ID, cell, ResourceType::Instance))
+            .tag_specifications(self.tags(PLACEHOLDER_RUN_ID, cell, ResourceType::Volume));
+        let fields: Option<Ec2Launch> = serde_json::from_value(serde_json::Value::Object(cell.launch.clone())).ok();
+        // A shape the request can't be written for fails at its launch with its own error: the
+        // permission is still worth asking about without its launch fields.
+        let request = fields
+            .and_then(|f| {
+                let groups = cell.texts("security_groups");
+                launch::apply(base.clone(), &f, cell.text("subnet"), &groups, root_device.as_deref()).ok()
+            })
+            .unwrap_or(base);
+        Box::pin(async move {
+            api.call(&api.buckets.run_instances, "RunInstances", || request.clone().send()).await.map(drop)
+        })
+    }
+
+    /// Any other mutating call of the table, with DryRun, on made-up ids where it needs one.
+    fn other_call<'a>(&self, api: &'a Api, call: &'static str) -> Answer<'a> {
+        let client = &api.client;
+        let tags = |resource| self.run_tags(PLACEHOLDER_RUN_ID, "preflight", resource);
+        let b = &api.buckets;
+        match call {
+            "CreateTags" => {
+                let tag = Tag::builder().key(super::KEPT_TAG).value("preflight").build();
+                let req = client.create_tags().dry_run(true).resources(FAKE_INSTANCE).tags(tag);
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            "TerminateInstances" => {
+                let req = client.terminate_instances().dry_run(true).instance_ids(FAKE_INSTANCE);
+                Box::pin(async move { api.call(&b.terminate, call, || req.clone().send()).await.map(drop) })
+            }
+            "ImportKeyPair" => {
+                let req = client
+                    .import_key_pair()
+                    .dry_run(true)
+                    .key_name(FAKE_KEY)
+                    .public_key_material(aws_sdk_ec2::primitives::Blob::new(FAKE_PUBLIC_KEY))
+                    .tag_specifications(tags(ResourceType::KeyPair));
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            "DeleteKeyPair" => {
+                let req = client.delete_key_pair().dry_run(true).key_name(FAKE_KEY);
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            "CreateSecurityGroup" => {
+                let req = client
+                    .create_security_group()
+                    .dry_run(true)
+                    .group_name(FAKE_KEY)
+                    .description("amiprobe preflight")
+                    .vpc_id(FAKE_VPC)
+                    .tag_specifications(tags(ResourceType::SecurityGroup));
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            "AuthorizeSecurityGroupIngress" => {
+                let rule = IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(IpRange::builder().cidr_ip("192.0.2.1/32").build())
+                    .build();
+                let req =
+                    client.authorize_security_group_ingress().dry_run(true).group_id(FAKE_GROUP).ip_permissions(rule);
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            "DeleteSecurityGroup" => {
+                let req = client.delete_security_group().dry_run(true).group_id(FAKE_GROUP);
+                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+            }
+            // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
+            _ => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    /// What EC2's refusal of `need`'s call says, its encoded message decoded when STS allows.
+    async fn refusal(&self, api: &Api, need: &'static Need, e: &ApiError) -> Refusal {
+        let mut refusal = Refusal {
+            action: need.action.to_string(),
+            region: api.region.clone(),
+            why: need.why.to_string(),
+            calls: vec![need.call],
+            detail: None,
+        };
+        let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
+        match self.decode(&api.region, encoded.trim()).await {
+            Ok(decoded) => {
+                let context = &decoded["context"];
+                if let Some(action) = context["action"].as_str() {
+                    refusal.action = action.to_string();
+                    if let Some(row) = permissions::row_of(action) {
+                        refusal.why = row.why.to_string();
+                    }
+                }
+                refusal.detail = context["resource"].as_str().map(|r| format!("resource {r}"));
+            }
+            Err(e) => refusal.detail = Some(format!("its message not decoded: {e}")),
+        }
+        refusal
+    }
+
+    /// An encoded authorization failure message, decoded by STS (which needs
+    /// `sts:DecodeAuthorizationMessage`).
+    async fn decode(&self, region: &str, encoded: &str) -> Result<serde_json::Value, DecodeError> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()));
+        if let Some(profile) = &self.spec.profile {
+            loader = loader.profile_name(profile);
+        }
+        let timeouts =
+            aws_config::timeout::TimeoutConfig::builder().operation_timeout(std::time::Duration::from_secs(30)).build();
+        let sts = aws_sdk_sts::Client::new(&loader.timeout_config(timeouts).load().await);
+        let out = sts.decode_authorization_message().encoded_message(encoded).send().await.map_err(|e| {
+            use aws_sdk_sts::error::ProvideErrorMetadata as _;
+            DecodeError::Refused(e.code().unwrap_or("no answer").to_string())
+        })?;
+        serde_json::from_str(out.decoded_message().unwrap_or_default()).map_err(|_| DecodeError::NotJson)
+    }
+}
+
+/// Why an encoded authorization message could not be read, as a lowercase fragment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("sts:DecodeAuthorizationMessage failed: {0}")]
+    Refused(String),
+    #[error("sts:DecodeAuthorizationMessage answered something other than JSON")]
+    NotJson,
+}
+
+/// The first cell of each distinct launch shape: what a RunInstances asks for but the image and the
+/// instance type, which a policy of amiprobe's does not restrict (a hundred cells over three images
+/// cost one DryRun, not a hundred, against RunInstances' low rate limit).
+fn shapes<'a>(cells: &[&'a Cell]) -> Vec<&'a Cell> {
+    let mut seen = BTreeMap::new();
+    for cell in cells {
+        let mut shape = cell.launch.clone();
+        shape.remove("image");
+        shape.remove("instance_type");
+        seen.entry(serde_json::Value::Object(shape).to_string()).or_insert(*cell);
+    }
+    let mut firsts: Vec<&Cell> = seen.into_values().collect();
+    firsts.sort_by_key(|c| c.index);
+    firsts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_one_line_naming_action_region_purpose_and_calls() {
+        let refusal = Refusal {
+            action: "ec2:CreateTags".into(),
+            region: "eu-west-1".into(),
+            why: "tag what the run creates".into(),
+            calls: vec!["RunInstances", "CreateTags"],
+            detail: Some("resource arn:aws:ec2:eu-west-1:1:instance/*".into()),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "ec2:CreateTags refused in eu-west-1 (needed to tag what the run creates): UnauthorizedOperation on \
+             RunInstances, CreateTags (DryRun), resource arn:aws:ec2:eu-west-1:1:instance/*"
+        );
+    }
+
+    #[test]
+    fn shapes_ignore_image_and_type_only() {
+        let cell = |index: usize, image: &str, t: &str, subnet: &str| {
+            let launch = serde_json::json!({ "image": image, "instance_type": t, "subnet": subnet });
+            Cell {
+                id: crate::cell::CellId(format!("c{index}")),
+                index,
+                values: Default::default(),
+                launch: launch.as_object().cloned().unwrap_or_default(),
+            }
+        };
+        let cells = [cell(0, "a", "t3", "s1"), cell(1, "b", "m5", "s1"), cell(2, "a", "t3", "s2")];
+        let refs: Vec<&Cell> = cells.iter().collect();
+        let firsts: Vec<usize> = shapes(&refs).iter().map(|c| c.index).collect();
+        assert_eq!(firsts, [0, 2]);
+    }
+}
