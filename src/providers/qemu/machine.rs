@@ -251,17 +251,12 @@ impl Machine for QemuMachine {
             return Err(ProviderError::new(format!("no screen to capture: qemu has exited ({status})")));
         }
         self.screenshot_seq += 1;
-        let file = self._sockets.path().join(format!("shot-{}.png", self.screenshot_seq));
-        let args = serde_json::json!({ "filename": file.to_string_lossy(), "format": "png" });
-        let result = match self.qmp.execute("screendump", args).await {
-            Ok(_) => Ok(()),
-            // QEMU before 7.1 has no PNG: take PPM, which `capture` converts.
-            Err(QmpError::Command { desc, .. }) if desc.contains("format") => {
-                let args = serde_json::json!({ "filename": file.to_string_lossy() });
-                self.qmp.execute("screendump", args).await.map(|_| ())
-            }
-            Err(e) => Err(e),
-        };
+        // PPM, not PNG: QEMU writes a screendump on its main loop, where encoding a PNG takes tens of
+        // milliseconds (a raw PPM about 2 ms) that the guest's emulated I/O waits on; `capture`
+        // decodes either, and does its encoding here, on amiprobe's own threads.
+        let file = self._sockets.path().join(format!("shot-{}.ppm", self.screenshot_seq));
+        let args = serde_json::json!({ "filename": file.to_string_lossy() });
+        let result = self.qmp.execute("screendump", args).await.map(|_| ());
         let result = match result {
             Ok(()) => std::fs::read(&file).map_err(|e| ProviderError::new(format!("failed to read screendump: {e}"))),
             Err(e) => Err(self.qmp_failure("take a screendump", e).await),
