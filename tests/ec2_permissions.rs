@@ -2,7 +2,16 @@
 //! with DryRun first, and a permission the credentials lack (moto launcher's `/deny`) refusing the
 //! whole run, named by its IAM action, before anything is launched.
 //!
-//! Every test runs in its own loopback-only network namespace (`Moto::start`).
+//! Every test that talks to moto runs in its own loopback-only network namespace (`Moto::start`);
+//! the policy lint tests run parliament (tests/support/policy_lint.py), which needs no network.
+//!
+//! Why the printed policy is linted but not enforced here: moto 5.2.5's own IAM check
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`) authorizes every EC2 call against the resource `*` (EC2's
+//! responses name no resource), so a statement scoped to ARNs such as `arn:aws:ec2:eu-west-1:*:instance/*`
+//! never matches and the least-privilege policy is refused RunInstances; it evaluates only
+//! `StringEquals` conditions, with no request values (so `Null` on `aws:RequestTag/...` and
+//! `ec2:ResourceTag/...` are never checked); and the launcher answers DryRun calls before moto's check
+//! runs, so the preflight could not see moto's refusals anyway. `/deny` stands in for IAM instead.
 
 mod support;
 
