@@ -2,7 +2,16 @@
 //! with DryRun first, and a permission the credentials lack (moto launcher's `/deny`) refusing the
 //! whole run, named by its IAM action, before anything is launched.
 //!
-//! Every test runs in its own loopback-only network namespace (`Moto::start`).
+//! Every test that talks to moto runs in its own loopback-only network namespace (`Moto::start`);
+//! the policy lint tests run parliament (tests/support/policy_lint.py), which needs no network.
+//!
+//! Why the printed policy is linted but not enforced here: moto 5.2.5's own IAM check
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`) authorizes every EC2 call against the resource `*` (EC2's
+//! responses name no resource), so a statement scoped to ARNs such as `arn:aws:ec2:eu-west-1:*:instance/*`
+//! never matches and the least-privilege policy is refused RunInstances; it evaluates only
+//! `StringEquals` conditions, with no request values (so `Null` on `aws:RequestTag/...` and
+//! `ec2:ResourceTag/...` are never checked); and the launcher answers DryRun calls before moto's check
+//! runs, so the preflight could not see moto's refusals anyway. `/deny` stands in for IAM instead.
 
 mod support;
 
@@ -164,17 +173,17 @@ fn policy_of_each_ec2_example_spec_allows_what_its_features_use() {
     }
 }
 
+/// A spec using what the example specs do not: the run's own security group, a named key, two
+/// regions and an instance profile.
+const RICH_SPEC: &str = "name: p\nprovider:\n  ec2: { security_group: ephemeral }\nmatrix:\n  image: ami-1\n  region: [eu-west-1, us-east-1]\n\
+     launch:\n  instance_type: t3.micro\n  key_pair: ci-key\n  iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe\n\
+     probes:\n  - { name: ssh, tcp: { port: 22 } }\n";
+
 #[test]
 fn policy_of_a_spec_with_its_own_group_and_an_instance_profile() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.yaml");
-    std::fs::write(
-        &spec,
-        "name: p\nprovider:\n  ec2: { security_group: ephemeral }\nmatrix:\n  image: ami-1\n  region: [eu-west-1, us-east-1]\n\
-         launch:\n  instance_type: t3.micro\n  key_pair: ci-key\n  iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe\n\
-         probes:\n  - { name: ssh, tcp: { port: 22 } }\n",
-    )
-    .unwrap();
+    std::fs::write(&spec, RICH_SPEC).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_amiprobe"))
         .args(["policy", spec.to_str().unwrap()])
         .output()
@@ -199,4 +208,113 @@ fn policy_of_a_spec_with_its_own_group_and_an_instance_profile() {
             && arns.iter().any(|a| a.starts_with("arn:aws:ec2:eu-west-1:"))
     );
     assert!(arns.iter().all(|a| !a.starts_with("arn:aws:ec2:*")), "{arns:?}");
+}
+
+/// parliament's finding groups that mean IAM would reject the policy or not grant what it says:
+/// ERROR (unparsable JSON, parliament's own exception), MALFORMED (a missing element, duplicate
+/// Sids, an action with no statement allowing one of the resource types it needs) and INVALID
+/// (unknown prefixes and actions, unknown condition operators and keys, condition keys an action
+/// does not support, malformed ARNs, mismatched condition types). Not counted: NOT_IDEAL
+/// (RESOURCE_STAR: EC2's describe calls and sts:DecodeAuthorizationMessage only take `*`) and the
+/// groups of judgement calls (privilege escalation hints, credentials exposure), which a
+/// least-privilege policy for what amiprobe does may meet by design.
+const BROKEN: &[&str] = &["ERROR", "MALFORMED", "INVALID"];
+
+/// parliament's findings on `policy`, one JSON object each (see tests/support/policy_lint.py, which
+/// also explains the one finding it re-judges: RESOURCE_MISMATCH across statements).
+fn lint(policy: &str) -> Vec<Value> {
+    let root = support::repo_root();
+    let python = root.join("build/moto-venv/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/install-deps moto (scripts/test does)", python.display());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, policy).unwrap();
+    let output =
+        std::process::Command::new(python).arg(root.join("tests/support/policy_lint.py")).arg(&file).output().unwrap();
+    assert!(output.status.success(), "policy_lint.py: {}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn broken(findings: &[Value]) -> Vec<&Value> {
+    findings.iter().filter(|f| BROKEN.contains(&f["group"].as_str().unwrap_or_default())).collect()
+}
+
+#[test]
+fn the_linter_finds_each_kind_of_broken_policy() {
+    // The canary: without it, a linter that ran nothing (or a filter that dropped everything)
+    // would pass the real policies too.
+    let bad = json!({ "Version": "2012-10-17", "Statement": [
+        { "Sid": "A", "Effect": "Allow", "Action": ["ec2:RunInstance", "ec3:DescribeImages"], "Resource": "*" },
+        { "Sid": "B", "Effect": "Allow", "Action": ["ec2:TerminateInstances"], "Resource": ["arn:aws:ec2:eu-west-1:*:volume/*"] },
+        { "Sid": "C", "Effect": "Allow", "Action": ["ec2:DeleteKeyPair"], "Resource": ["arn:aws:ec2:eu-west-1:12:key-pair/*"] },
+        { "Sid": "D", "Effect": "Allow", "Action": ["ec2:GetConsoleOutput"], "Resource": ["arn:aws:ec2:eu-west-1:*:instance/*"],
+          "Condition": { "StringEquals": { "ec2:CreateAction": "RunInstances" } } },
+        // RunInstances on instances only, with no other statement for its image, subnet...: a real
+        // mismatch, which the cross-statement check must keep.
+        { "Sid": "E", "Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": ["arn:aws:ec2:eu-west-1:*:instance/*"] }
+    ]});
+    let findings = lint(&bad.to_string());
+    let kinds: std::collections::BTreeSet<&str> =
+        broken(&findings).iter().filter_map(|f| f["issue"].as_str()).collect();
+    let want = ["INVALID_ARN", "RESOURCE_MISMATCH", "UNKNOWN_ACTION", "UNKNOWN_CONDITION_FOR_ACTION", "UNKNOWN_PREFIX"];
+    assert_eq!(kinds, want.into_iter().collect(), "{findings:#?}");
+    let mismatched: Vec<Value> = findings
+        .iter()
+        .filter(|f| f["issue"] == "RESOURCE_MISMATCH")
+        .flat_map(|f| f["detail"].as_array().cloned().unwrap_or_default())
+        .map(|d| d["required_format"].clone())
+        .collect();
+    assert!(mismatched.contains(&json!("arn:*:ec2:*::image/*")), "{mismatched:?}");
+    assert!(mismatched.contains(&json!("arn:*:ec2:*:*:instance/*")), "TerminateInstances on volumes: {mismatched:?}");
+
+    // The same RunInstances split the way amiprobe's policy splits it is no mismatch.
+    let split = json!({ "Version": "2012-10-17", "Statement": [
+        { "Sid": "New", "Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": ["arn:aws:ec2:eu-west-1:*:instance/*"],
+          "Condition": { "Null": { "aws:RequestTag/amiprobe:run-id": "false" } } },
+        { "Sid": "Used", "Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": [
+            "arn:aws:ec2:eu-west-1::image/*", "arn:aws:ec2:eu-west-1:*:subnet/*",
+            "arn:aws:ec2:eu-west-1:*:network-interface/*", "arn:aws:ec2:eu-west-1:*:security-group/*"] }
+    ]});
+    let findings = lint(&split.to_string());
+    assert!(broken(&findings).is_empty(), "{findings:#?}");
+}
+
+#[test]
+fn the_policy_of_every_ec2_example_and_of_a_rich_spec_passes_the_linter() {
+    let root = support::repo_root();
+    let mut specs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    specs.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let rich = dir.path().join("rich.yaml");
+    std::fs::write(&rich, RICH_SPEC).unwrap();
+    specs.push(rich);
+    let mut linted = Vec::new();
+    for spec in &specs {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+            .arg("policy")
+            .arg(spec)
+            .current_dir(&root)
+            .env_remove("AMI")
+            .output()
+            .unwrap();
+        let name = spec.file_stem().unwrap().to_string_lossy().into_owned();
+        // Every spec whose provider has a policy is linted: a new ec2 example is, without a list.
+        if output.status.code() == Some(2) && stderr(&output).contains("provider needs no IAM policy") {
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let findings = lint(&String::from_utf8_lossy(&output.stdout));
+        assert!(broken(&findings).is_empty(), "{name}: {findings:#?}");
+        linted.push(name);
+    }
+    for name in ["boot-and-volumes", "web-appliance", "windows-server", "rich"] {
+        assert!(linted.iter().any(|l| l == name), "{name} not linted: {linted:?}");
+    }
 }
