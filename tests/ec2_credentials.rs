@@ -194,6 +194,10 @@ fn the_account_the_credentials_belong_to_reaches_the_results() {
     assert_eq!(results["account"]["id"], account.as_str());
     assert_eq!(results["account"]["principal"], arn.as_str());
     assert!(said.contains(&format!("cells in account {account}, results in")), "{said}");
+    // The report's header names it too, the principal on hover.
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    let row = format!("<dt>account</dt><dd title=\"{arn}\">{account}</dd>");
+    assert!(html.contains(&row), "no {row} in the report's header");
     assert_nothing_left(&moto, &results);
 
     let check = support::ec2::amiprobe(&moto, &["plan", "--check", spec.to_str().unwrap()]).output().unwrap();
