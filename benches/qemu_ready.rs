@@ -29,6 +29,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// The raw loop's limit on one request (`curl --max-time 0.5`).
 const MAX_TIME: Duration = Duration::from_millis(500);
 const GIVE_UP: Duration = Duration::from_secs(300);
+/// The bare machine's login key, a public key of no use to anyone (amiprobe's seed carries its run's).
+const BENCH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHSjv98ugl2QBF/AHOBwBq5OJVhCELOmug11t/f5gl6p qemu-ready-bench";
 
 /// What is booted: a disk image, or the test image's kernel and initrd.
 enum Image {
@@ -155,6 +158,7 @@ fn amiprobe_ready(image: &Image, dir: &Path, round: usize) -> (f64, Hardware) {
         humantime::parse_rfc3339(cell["started_at"].as_str().expect("started_at")).expect("an RFC 3339 time");
     let ready = cell["timings"]["ready_s"].as_f64().expect("ready_s");
     let before_cell = started.duration_since(spawned).unwrap_or_default().as_secs_f64();
+    println!("  amiprobe: {before_cell:.2}s from spawning it to its cell's start, ready {ready:.2}s after that");
     (before_cell + ready, hardware(&cell["machine"]))
 }
 
@@ -235,14 +239,15 @@ fn answers_200(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head.ends_with(b" 200")
 }
 
-/// A NoCloud seed like the one amiprobe attaches: a FAT volume labelled `cidata` with an empty
-/// cloud-config and an instance id.
+/// A NoCloud seed like the one amiprobe attaches: a FAT volume labelled `cidata` with the same
+/// cloud-config and meta-data (an instance id, a host name and a login key: cloud-init's `ssh`
+/// module installs it, which a boot without one would skip).
 fn make_seed(path: &Path, round: usize) {
     let files = path.with_extension("d");
     std::fs::create_dir_all(&files).expect("seed dir");
-    std::fs::write(files.join("user-data"), "#cloud-config\n").expect("user-data");
-    std::fs::write(files.join("meta-data"), format!("instance-id: bare-{round}\nlocal-hostname: bare\n"))
-        .expect("meta-data");
+    std::fs::write(files.join("user-data"), "#cloud-config\n{}\n").expect("user-data");
+    let meta = format!("instance-id: bare-{round}\nlocal-hostname: bare\npublic-keys:\n- {BENCH_KEY}\n");
+    std::fs::write(files.join("meta-data"), meta).expect("meta-data");
     let _ = std::fs::remove_file(path);
     run(Command::new("mkfs.vfat").args(["-n", "cidata", "-C"]).arg(path).arg("1024"));
     for name in ["user-data", "meta-data"] {
