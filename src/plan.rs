@@ -112,12 +112,18 @@ impl Plan {
         Plan::resolve(&spec::load_file(file, vars)?)
     }
 
-    /// What will not work as asked, known before launching (shown by `plan`): the provider's
-    /// warnings, then the probes' hints.
+    /// What will not work as asked, known before launching (shown by `validate` and `plan`; `run`
+    /// shows the hints and its provider check's own warnings): the provider's warnings, then the
+    /// probes' hints.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = self.provider.warnings(&self.cells);
-        warnings.extend(self.probes.iter().flat_map(Probe::hints));
+        warnings.extend(self.hints());
         warnings
+    }
+
+    /// The hints about the spec's probes alone (a `run` has the provider's warnings from its check).
+    pub fn hints(&self) -> Vec<String> {
+        self.probes.iter().flat_map(Probe::hints).collect()
     }
 
     /// What the provider needs of the plan besides the cells.

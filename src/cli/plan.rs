@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{runtime, Format};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
-use crate::provider::Identity;
+use crate::provider::{Checked, Identity};
 
 pub fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
     let mut outcome = Outcome::Passed;
@@ -112,21 +112,31 @@ fn check_plan(plan: &Plan) -> Outcome {
             eprintln!("error: provider check failed: {e}");
             Outcome::Failed
         }
-        Ok(checked) if checked.impossible.is_empty() && checked.refused.is_empty() => {
-            eprintln!("check: every cell can run as asked");
-            Outcome::Passed
-        }
-        Ok(checked) => {
-            for line in &checked.refused {
-                eprintln!("error: {line}");
-            }
-            for (cell, why) in &checked.impossible {
-                eprintln!("error: cell {cell}: impossible: {why}");
-            }
-            eprintln!("check: {} of {} cells can't run as asked", checked.impossible.len(), plan.cells.len());
-            Outcome::UsageError
-        }
+        Ok(checked) => told(&checked, plan.cells.len()),
     }
+}
+
+/// What the provider's check said, a line each; the outcome it makes.
+fn told(checked: &Checked, cells: usize) -> Outcome {
+    for warning in &checked.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for line in &checked.refused {
+        eprintln!("error: {line}");
+    }
+    for (cell, why) in &checked.impossible {
+        eprintln!("error: cell {cell}: impossible: {why}");
+    }
+    match (checked.refused.len(), checked.impossible.len()) {
+        (0, 0) => {
+            eprintln!("check: every cell can run as asked");
+            return Outcome::Passed;
+        }
+        // A refused permission stops every cell, whatever else holds.
+        (refused, _) if refused > 0 => eprintln!("check: {refused} permissions refused: no cell can run"),
+        (_, impossible) => eprintln!("check: {impossible} of {cells} cells can't run as asked"),
+    }
+    Outcome::UsageError
 }
 
 /// Who the check ran as: "account 123456789012 (arn:aws:iam::123456789012:user/ci)".

@@ -134,6 +134,10 @@ impl<'a> Dispatcher<'a> {
         skip_impossible: bool,
     ) -> Option<Vec<(usize, Cell)>> {
         let mut cells = plan.cells.clone();
+        // The spec's own hints (a pattern that can't match an answer's last line), as `plan` gives them.
+        for hint in plan.hints() {
+            self.warning(hint);
+        }
         match checked {
             // Interrupted: every cell task starts, sees the cancellation and ends "not run".
             None => {}

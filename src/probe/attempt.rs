@@ -2,6 +2,7 @@
 //! and what came back recorded as an [`Attempt`], the spec's secrets masked.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,20 @@ use super::{Attempt, Check, ConnectMeaning, Endpoint, HttpCheck, Probe, SshCheck
 #[derive(Default)]
 pub struct Session {
     http: Mutex<Option<(SocketAddr, reqwest::Client)>>,
+    /// An SSH attempt has logged in and runs its command: see [`Session::logged_in`].
+    logged_in: AtomicBool,
+}
+
+impl Session {
+    /// Whether one of the probe's SSH attempts has logged in since [`Session::forget_login`]: its
+    /// command is running, and no other attempt should start it again.
+    pub fn logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::SeqCst)
+    }
+
+    pub fn forget_login(&self) {
+        self.logged_in.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Where and how a cell's probes may connect, the same for all of them.
@@ -46,11 +61,12 @@ pub async fn attempt(
         ssh: None,
         settled: false,
         silent: false,
+        limited: limit.is_some(),
     };
     match &probe.check {
         // The SSH client resolves its own hops: with a jump host the machine is never contacted
         // from here.
-        Check::Ssh(check) => attempt_ssh(&mut attempt, check, endpoint, env, limit).await,
+        Check::Ssh(check) => attempt_ssh(&mut attempt, check, endpoint, env, limit, &session.logged_in).await,
         Check::WindowsPassword => match windows_password::attempt(env).await {
             Ok(message) => (attempt.passed, attempt.message) = (true, message),
             Err(e) => (attempt.settled, attempt.message) = (e.settled(), e.to_string()),
@@ -99,8 +115,9 @@ async fn attempt_ssh(
     endpoint: &Endpoint,
     env: &ProbeEnv,
     limit: Option<Duration>,
+    logged_in: &AtomicBool,
 ) {
-    match ssh::attempt(check, &env.ssh, endpoint, &env.policy, limit).await {
+    match ssh::attempt(check, &env.ssh, endpoint, &env.policy, limit, logged_in).await {
         Ok((message, exchange)) => (attempt.passed, attempt.message, attempt.ssh) = (true, message, Some(exchange)),
         Err(failure) => {
             (attempt.message, attempt.ssh) = (failure.message, failure.exchange.map(|x| *x));

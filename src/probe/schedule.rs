@@ -9,6 +9,8 @@
 //! probe's own timeout (a slow but correct service is still heard), the others with a shorter limit
 //! that keeps the bound without skipping a beat.
 //!
+//! An SSH attempt that has logged in runs its command: no other attempt starts beside it.
+//!
 //! The first attempt that hears an answer ends that: the others are cancelled (not recorded), and
 //! attempts go one at a time again, `interval` apart, each with the probe's own timeout (a command
 //! that takes a minute is never started twice at once). An attempt that hears nothing again goes
@@ -53,10 +55,12 @@ impl Probe {
         }
     }
 
-    /// The limit of an attempt that overlaps the long one: it ends half an interval before
-    /// [`IN_FLIGHT`] - 1 more attempts have started, so that the bound holds at the probe's cadence
-    /// with room to spare (a connection takes a moment to close). `None` when that is no shorter
-    /// than the probe's own timeout.
+    /// The limit of an attempt that overlaps the long one, on connecting and again on its first
+    /// answer: a silent one ends half an interval before [`IN_FLIGHT`] - 1 more attempts have
+    /// started, so that the bound holds at the probe's cadence with room to spare (a connection
+    /// takes a moment to close); one that connected and waits may take longer, and then a beat is
+    /// skipped (the bound is kept by count). `None` when that is no shorter than the probe's own
+    /// timeout.
     pub fn short_limit(&self) -> Option<Duration> {
         let limit = self.interval.saturating_mul(IN_FLIGHT as u32 - 2) + self.interval / 2;
         (limit < self.own_timeout()).then_some(limit)
@@ -88,7 +92,8 @@ pub async fn run(
     let mut next_start = Instant::now();
     loop {
         let room = match phase {
-            Phase::Unheard => in_flight.len() < IN_FLIGHT,
+            // Once an SSH attempt has logged in, its command runs: none starts beside it.
+            Phase::Unheard => in_flight.len() < IN_FLIGHT && !session.logged_in(),
             Phase::Answering => in_flight.is_empty(),
         };
         tokio::select! {
@@ -114,7 +119,10 @@ pub async fn run(
                         in_flight = FuturesUnordered::new();
                         (phase, long_in_flight) = (Phase::Answering, false);
                     }
-                    (Phase::Answering, true) if probe.overlaps() => phase = Phase::Unheard,
+                    (Phase::Answering, true) if probe.overlaps() => {
+                        session.forget_login();
+                        phase = Phase::Unheard;
+                    }
                     _ => {}
                 }
             }
@@ -226,17 +234,33 @@ mod tests {
         passes_soon_after_the_target_answers("name: t\ntcp: {port: PORT}\ninterval: 200ms").await;
     }
 
-    /// Once the target answers (here: refuses), attempts go one at a time again, an interval apart.
+    /// Once the target answers (here: `503` after 300 ms, longer than the 100 ms interval), attempts
+    /// go one at a time: each starts after the one before it ended.
     #[tokio::test]
     async fn an_answering_target_gets_one_attempt_at_a_time() {
-        let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-        let p = probe(&format!("name: t\ntcp: {{port: {port}}}\ninterval: 100ms"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = socket.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n").await;
+                });
+            }
+        });
+        let p = probe(&format!("name: h\nhttp: {{port: {port}, timeout: 5s}}\ninterval: 100ms"));
         let endpoint = Endpoint { host: "127.0.0.1".into(), port };
-        let attempts = collect(&p, &endpoint, &loopback_env(), Duration::from_secs(1)).await;
-        assert!(attempts.iter().all(|a| !a.passed && !a.silent), "{attempts:#?}");
-        assert!((5..=11).contains(&attempts.len()), "{} attempts in 1 s at 100 ms", attempts.len());
-        let starts: Vec<f64> = attempts.iter().map(|a| a.at_s).collect();
-        assert!(starts.windows(2).all(|w| w[1] - w[0] >= 0.099), "{starts:?}");
+        let attempts = collect(&p, &endpoint, &loopback_env(), Duration::from_secs(2)).await;
+        let heard = attempts.iter().position(|a| !a.silent).expect("an answer");
+        let answered = &attempts[heard..];
+        assert!(answered.len() >= 4, "{answered:#?}");
+        assert!(answered.iter().all(|a| a.message.starts_with("status 503")), "{answered:#?}");
+        for pair in answered.windows(2) {
+            let ended = pair[0].at_s + pair[0].latency_ms as f64 / 1000.0;
+            assert!(pair[1].at_s >= ended - 0.002, "overlapping after an answer: {pair:#?}");
+        }
     }
 
     #[test]

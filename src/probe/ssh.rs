@@ -21,6 +21,7 @@ mod jump;
 mod pool;
 mod verify;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,18 +111,26 @@ impl Failure {
 }
 
 /// One run of the probe's command; `limit`, when given, bounds the wait for the machine's
-/// first sign (an attempt that overlaps others while the machine is silent).
+/// first sign (an attempt that overlaps others while the machine is silent). `logged_in` is set once
+/// the attempt has a logged-in connection, before its command runs: the probe's other attempts
+/// then hold back, so that a command is not started twice at once.
 pub async fn attempt(
     check: &SshCheck,
     ctx: &SshContext,
     endpoint: &Endpoint,
     policy: &TargetPolicy,
     limit: Option<Duration>,
+    logged_in: &AtomicBool,
 ) -> Result<(String, SshExchange), Failure> {
-    let outcome = tokio::time::timeout(check.timeout, run(check, ctx, endpoint, policy, limit)).await;
+    let mine = AtomicBool::new(false);
+    let outcome =
+        tokio::time::timeout(check.timeout, run(check, ctx, endpoint, policy, limit, [&mine, logged_in])).await;
     let mut outcome = outcome.unwrap_or_else(|_| {
         let target = format!("{}@{}:{}", check.user, endpoint.host, endpoint.port);
-        Err(Failure::new(format!("{target}: no answer within {}", humantime::format_duration(check.timeout))))
+        let message = format!("{target}: no answer within {}", humantime::format_duration(check.timeout));
+        // Silent unless this attempt got as far as logging in (a jump host's hops are not bounded
+        // by the first-sign limit, so a silent machine can end here).
+        Err(Failure { silent: !mine.load(Ordering::SeqCst), ..Failure::new(message) })
     });
     if let Err(failure) = &mut outcome {
         failure.message = ctx.mask(&failure.message);
@@ -135,6 +144,7 @@ async fn run(
     endpoint: &Endpoint,
     policy: &TargetPolicy,
     limit: Option<Duration>,
+    logged_in: [&AtomicBool; 2],
 ) -> Result<(String, SshExchange), Failure> {
     let key = check.key.clone().or_else(|| ctx.run_key.clone()).ok_or_else(|| {
         Failure::new(
@@ -143,6 +153,7 @@ async fn run(
     })?;
     let target = target(check, endpoint);
     let connection = pool::connection(check, ctx, &key, endpoint, policy, limit, &target).await?;
+    logged_in.iter().for_each(|flag| flag.store(true, Ordering::SeqCst));
     let mut exchange = SshExchange {
         target: target.clone(),
         command: ctx.mask(&command_shown(&check.run)),
@@ -157,7 +168,7 @@ async fn run(
         Ok(output) => output,
         Err(e) => {
             // A dead connection (the machine rebooted, sshd restarted) is made again next time.
-            ctx.forget(check, endpoint, &key);
+            ctx.forget(check, endpoint, &key, &connection);
             return Err(Failure::with(exchange, format!("{target}: {e}")));
         }
     };

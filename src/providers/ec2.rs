@@ -111,8 +111,10 @@ impl Provider for Ec2Provider {
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        let refused = self.refusals(cells).await?;
-        Ok(Checked { warnings: ProviderSettings::warnings(&self.spec, cells), impossible, refused })
+        let (refused, doubts) = self.refusals(cells).await?;
+        let mut warnings = ProviderSettings::warnings(&self.spec, cells);
+        warnings.extend(doubts);
+        Ok(Checked { warnings, impossible, refused })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {

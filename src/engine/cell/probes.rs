@@ -204,20 +204,24 @@ struct ProbeTask {
 impl ProbeTask {
     async fn run(self) {
         let deadline = self.round.started + self.probe.within;
-        // After a reboot, an answer counts once the machine was seen down: EC2's
-        // RebootInstances returns at once, and the first boot may answer for a while longer.
-        // The platform's own answers (the Windows password) never go down.
-        let mut seen_down = self.round.number == 0 || matches!(self.probe.check, probe::Check::WindowsPassword);
+        // After a reboot, a pass counts if its attempt started once the machine was seen down (the
+        // start of the first attempt that did not pass, except one that merely ran out of its
+        // shorter, overlapping limit), or DOWN_WITHIN after the reboot: EC2's RebootInstances
+        // returns at once, and the first boot may answer for a while longer. Attempts end out of
+        // order, so it is their starts that are compared. The platform's own answers (the Windows
+        // password) never go down.
+        let always = self.round.number == 0 || matches!(self.probe.check, probe::Check::WindowsPassword);
+        let mut down_since: Option<f64> = always.then_some(f64::NEG_INFINITY);
         let down_within = self.round.started + DOWN_WITHIN;
         let judge = |mut attempt: Attempt| {
-            if !seen_down {
-                let started = self.t0 + Duration::from_secs_f64(attempt.at_s);
-                if attempt.passed && started < down_within {
+            let started = self.t0 + Duration::from_secs_f64(attempt.at_s);
+            if attempt.passed {
+                if !down_since.is_some_and(|down| attempt.at_s >= down) && started < down_within {
                     attempt.passed = false;
                     attempt.message = format!("still answering from before the reboot: {}", attempt.message);
-                } else {
-                    seen_down = true;
                 }
+            } else if down_since.is_none() && !(attempt.silent && attempt.limited) {
+                down_since = Some(attempt.at_s);
             }
             let done = attempt.passed || attempt.settled;
             let _ = self.attempts.send((self.slot, attempt));

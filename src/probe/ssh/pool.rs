@@ -51,8 +51,13 @@ impl SshContext {
     }
 
     /// Drops the connection of one way of logging in: it died, and the next attempt makes another.
-    pub(super) fn forget(&self, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey) {
-        lock(&self.connections).remove(&connection_key(check, endpoint, key));
+    /// Only `dead` itself: another attempt may have logged in anew meanwhile.
+    pub(super) fn forget(&self, check: &SshCheck, endpoint: &Endpoint, key: &PrivateKey, dead: &Arc<Connection>) {
+        let mut open = lock(&self.connections);
+        let id = connection_key(check, endpoint, key);
+        if open.get(&id).is_some_and(|known| Arc::ptr_eq(known, dead)) {
+            open.remove(&id);
+        }
     }
 
     /// `text` with the spec's secrets masked.

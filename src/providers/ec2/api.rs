@@ -331,10 +331,16 @@ fn one_line(text: &str) -> String {
 }
 
 /// What the credential chain said, when `error` is the SDK finding no credentials to sign with.
+/// `None` too when a source of credentials timed out or could not be reached (an STS or SSO
+/// endpoint's hiccup while refreshing role credentials): that is worth retrying like any other call,
+/// and must never end a cleanup early.
 fn no_credentials(error: &(dyn Error + 'static)) -> Option<NoCredentials> {
     let mut source = Some(error);
     while let Some(e) = source {
         if let Some(failed) = e.downcast_ref::<CredentialsError>() {
+            if matches!(failed, CredentialsError::ProviderTimedOut(_)) || unreachable(failed) {
+                return None;
+            }
             let chain = failed.source().and_then(|s| s.downcast_ref::<ProviderChainError<CredentialsError>>());
             return Some(match (failed, chain) {
                 (_, Some(chain)) => {
@@ -347,6 +353,25 @@ fn no_credentials(error: &(dyn Error + 'static)) -> Option<NoCredentials> {
         source = e.source();
     }
     None
+}
+
+/// Whether a source of credentials failed for want of a connection (a network I/O error under it;
+/// the SDK words other failures, an expired token among them, as errors of other kinds).
+fn unreachable(failed: &CredentialsError) -> bool {
+    use std::io::ErrorKind::*;
+    let mut source = failed.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let kind = io.kind();
+            if matches!(kind, ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | TimedOut)
+                || matches!(kind, HostUnreachable | NetworkUnreachable | AddrNotAvailable | BrokenPipe)
+            {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Why a source of credentials failed, without the SDK's wrappers around the cause ("an error
@@ -439,6 +464,17 @@ mod tests {
     /// A call that was never sent because signing it needed credentials: as the SDK reports it.
     fn unsigned(why: CredentialsError) -> SdkError<DescribeInstancesError> {
         SdkError::dispatch_failure(ConnectorError::other(Box::new(why), None))
+    }
+
+    /// A source that could not be reached, or timed out, is a hiccup like any other: retried, and
+    /// never taken for having no credentials.
+    #[test]
+    fn an_unreachable_or_slow_credentials_source_is_not_a_lack_of_credentials() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = unsigned(CredentialsError::provider_error(refused));
+        assert_eq!(no_credentials(&e), None);
+        let e = unsigned(CredentialsError::provider_timed_out(Duration::from_secs(5)));
+        assert_eq!(no_credentials(&e), None);
     }
 
     #[test]

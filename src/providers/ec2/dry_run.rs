@@ -23,7 +23,7 @@ use aws_sdk_ec2::types::{InstanceType, IpPermission, IpRange, ResourceType, Tag}
 
 use super::api::{Api, ApiError};
 use super::launch::{self, Ec2Launch};
-use super::permissions::{self, Need, Uses};
+use super::permissions::{self, Need, Scope, Uses};
 use super::{Ec2Provider, SecurityGroupMode};
 use crate::cell::Cell;
 use crate::provider::ProviderError;
@@ -55,6 +55,15 @@ pub struct Refusal {
     pub calls: Vec<&'static str>,
     /// The decoded message's resource, or why the message could not be decoded.
     pub detail: Option<String>,
+    /// Only calls on resources that don't exist yet (made-up ids) were refused: a policy that allows
+    /// them on what carries amiprobe's tags, as `amiprobe policy` writes it, may refuse an untagged
+    /// made-up id, so this is told as a warning, not a reason to stop.
+    pub doubtful: bool,
+}
+
+/// Whether a need's DryRun names a resource that does not exist (it acts only on existing ones).
+fn on_made_up_ids(need: &Need) -> bool {
+    need.scopes.iter().all(|s| matches!(s, Scope::Owned(_)) || matches!(s, Scope::TagOnCreate(_)))
 }
 
 impl fmt::Display for Refusal {
@@ -76,19 +85,27 @@ impl fmt::Display for Refusal {
 
 impl Ec2Provider {
     /// The permissions the run needs and lacks, in every region its cells run in, one line each.
-    pub(super) async fn refusals(&self, cells: &[Cell]) -> Result<Vec<String>, ProviderError> {
+    /// The refused actions, one line each: those that stop the run, and the doubtful ones (see
+    /// [`Refusal::doubtful`]), told as warnings.
+    pub(super) async fn refusals(&self, cells: &[Cell]) -> Result<(Vec<String>, Vec<String>), ProviderError> {
         let mut by_region: BTreeMap<Option<String>, Vec<&Cell>> = BTreeMap::new();
         for cell in cells {
             by_region.entry(self.region_of(cell)).or_default().push(cell);
         }
-        let mut lines = Vec::new();
+        let (mut lines, mut doubts) = (Vec::new(), Vec::new());
         for (region, cells) in by_region {
             let regional = self.regional(region.as_deref()).await?;
             for refusal in self.refusals_in(&regional.api, &cells, |cell| regional.root_device(cell.image())).await {
-                lines.push(refusal.to_string());
+                match refusal.doubtful {
+                    false => lines.push(refusal.to_string()),
+                    true => doubts.push(format!(
+                        "{refusal}; asked about a resource that does not exist yet, which a policy that allows it \
+                         only on what carries amiprobe's tags refuses too: check the policy"
+                    )),
+                }
             }
         }
-        Ok(lines)
+        Ok((lines, doubts))
     }
 
     /// The DryRun pass in one region.
@@ -126,7 +143,10 @@ impl Ec2Provider {
             let refusal = self.refusal(api, need, &e).await;
             match refusals.iter_mut().find(|r| r.action == refusal.action) {
                 Some(seen) if seen.calls.contains(&need.call) => {}
-                Some(seen) => seen.calls.push(need.call),
+                Some(seen) => {
+                    seen.calls.push(need.call);
+                    seen.doubtful &= refusal.doubtful;
+                }
                 None => refusals.push(refusal),
             }
         }
@@ -236,6 +256,7 @@ impl Ec2Provider {
             why: need.why.to_string(),
             calls: vec![need.call],
             detail: None,
+            doubtful: on_made_up_ids(need),
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
         match self.decode(&api.region, encoded.trim()).await {
@@ -310,6 +331,7 @@ mod tests {
             why: "tag what the run creates".into(),
             calls: vec!["RunInstances", "CreateTags"],
             detail: Some("resource arn:aws:ec2:eu-west-1:1:instance/*".into()),
+            doubtful: false,
         };
         assert_eq!(
             refusal.to_string(),
