@@ -127,7 +127,4 @@ pub struct Attempt {
     /// Nothing at all came back before the time ran out: no data, no refusal, no close. What a
     /// port forwarded by QEMU looks like while the guest is not up yet.
     pub silent: bool,
-    /// It ran with a limit shorter than the probe's own (it overlapped others while the target was
-    /// silent): its running out of time says less than a full attempt's.
-    pub limited: bool,
 }

@@ -61,7 +61,6 @@ pub async fn attempt(
         ssh: None,
         settled: false,
         silent: false,
-        limited: limit.is_some(),
     };
     match &probe.check {
         // The SSH client resolves its own hops: with a jump host the machine is never contacted

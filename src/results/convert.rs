@@ -83,11 +83,10 @@ impl From<probe::SshExchange> for SshExchange {
     }
 }
 
-/// The attempt as the report keeps it; what only the engine needs (`settled`, `silent`, `limited`)
-/// stays behind.
+/// The attempt as the report keeps it; what only the engine needs (`settled`, `silent`) stays behind.
 impl From<probe::Attempt> for Attempt {
     fn from(a: probe::Attempt) -> Self {
-        let probe::Attempt { at_s, passed, message, latency_ms, exchange, ssh, settled: _, silent: _, limited: _ } = a;
+        let probe::Attempt { at_s, passed, message, latency_ms, exchange, ssh, settled: _, silent: _ } = a;
         Attempt { at_s, passed, message, latency_ms, exchange: exchange.map(Into::into), ssh: ssh.map(Into::into) }
     }
 }
@@ -114,7 +113,6 @@ mod tests {
             ssh: None,
             settled: true,
             silent: true,
-            limited: true,
         };
         let kept = Attempt::from(runtime);
         assert_eq!(

@@ -205,11 +205,11 @@ impl ProbeTask {
     async fn run(self) {
         let deadline = self.round.started + self.probe.within;
         // After a reboot, a pass counts if its attempt started once the machine was seen down (the
-        // start of the first attempt that did not pass, except one that merely ran out of its
-        // shorter, overlapping limit), or DOWN_WITHIN after the reboot: EC2's RebootInstances
-        // returns at once, and the first boot may answer for a while longer. Attempts end out of
-        // order, so it is their starts that are compared. The platform's own answers (the Windows
-        // password) never go down.
+        // start of the first attempt that did not pass: refused, closed or silent), or DOWN_WITHIN
+        // after the reboot: EC2's RebootInstances returns at once, and the first boot may answer
+        // for a while longer. Attempts end out of order, so it is their starts that are compared:
+        // an attempt that started before the machine was seen down may still be the first boot's.
+        // The platform's own answers (the Windows password) never go down.
         let always = self.round.number == 0 || matches!(self.probe.check, probe::Check::WindowsPassword);
         let mut down_since: Option<f64> = always.then_some(f64::NEG_INFINITY);
         let down_within = self.round.started + DOWN_WITHIN;
@@ -220,7 +220,7 @@ impl ProbeTask {
                     attempt.passed = false;
                     attempt.message = format!("still answering from before the reboot: {}", attempt.message);
                 }
-            } else if down_since.is_none() && !(attempt.silent && attempt.limited) {
+            } else if down_since.is_none() {
                 down_since = Some(attempt.at_s);
             }
             let done = attempt.passed || attempt.settled;
