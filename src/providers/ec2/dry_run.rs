@@ -24,6 +24,7 @@ use aws_sdk_ec2::types::{InstanceType, IpPermission, IpRange, ResourceType, Tag}
 use super::api::{Api, ApiError};
 use super::launch::{self, Ec2Launch};
 use super::permissions::{self, Need, Scope, Uses};
+use super::regions::Regional;
 use super::{Ec2Provider, SecurityGroupMode};
 use crate::cell::Cell;
 use crate::provider::ProviderError;
@@ -95,7 +96,7 @@ impl Ec2Provider {
         let (mut lines, mut doubts) = (Vec::new(), Vec::new());
         for (region, cells) in by_region {
             let regional = self.regional(region.as_deref()).await?;
-            for refusal in self.refusals_in(&regional.api, &cells, |cell| regional.root_device(cell.image())).await {
+            for refusal in self.refusals_in(&regional, &cells).await {
                 match refusal.doubtful {
                     false => lines.push(refusal.to_string()),
                     true => doubts.push(format!(
@@ -109,12 +110,9 @@ impl Ec2Provider {
     }
 
     /// The DryRun pass in one region.
-    async fn refusals_in(
-        &self,
-        api: &Api,
-        cells: &[&Cell],
-        root_device: impl Fn(&Cell) -> Option<String>,
-    ) -> Vec<Refusal> {
+    async fn refusals_in(&self, regional: &Regional, cells: &[&Cell]) -> Vec<Refusal> {
+        let api = &*regional.api;
+        let root_device = |cell: &Cell| regional.root_device(cell.image());
         let ephemeral_key = matches!(self.launch.key_pair, KeyPair::Ephemeral);
         let uses = Uses {
             ephemeral_key,
@@ -140,7 +138,7 @@ impl Ec2Provider {
                 tracing::debug!("DryRun {} in {}: {e} (not a refusal)", need.call, api.region);
                 continue;
             }
-            let refusal = self.refusal(api, need, &e).await;
+            let refusal = self.refusal(api, &regional.sts, need, &e).await;
             match refusals.iter_mut().find(|r| r.action == refusal.action) {
                 Some(seen) if seen.calls.contains(&need.call) => {}
                 Some(seen) => {
@@ -249,7 +247,7 @@ impl Ec2Provider {
     }
 
     /// What EC2's refusal of `need`'s call says, its encoded message decoded when STS allows.
-    async fn refusal(&self, api: &Api, need: &'static Need, e: &ApiError) -> Refusal {
+    async fn refusal(&self, api: &Api, sts: &aws_sdk_sts::Client, need: &'static Need, e: &ApiError) -> Refusal {
         let mut refusal = Refusal {
             action: need.action.to_string(),
             region: api.region.clone(),
@@ -259,7 +257,7 @@ impl Ec2Provider {
             doubtful: on_made_up_ids(need),
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
-        match self.decode(&api.region, encoded.trim()).await {
+        match decode(sts, encoded.trim()).await {
             Ok(decoded) => {
                 let context = &decoded["context"];
                 if let Some(action) = context["action"].as_str() {
@@ -274,24 +272,16 @@ impl Ec2Provider {
         }
         refusal
     }
+}
 
-    /// An encoded authorization failure message, decoded by STS (which needs
-    /// `sts:DecodeAuthorizationMessage`).
-    async fn decode(&self, region: &str, encoded: &str) -> Result<serde_json::Value, DecodeError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()));
-        if let Some(profile) = &self.spec.profile {
-            loader = loader.profile_name(profile);
-        }
-        let timeouts =
-            aws_config::timeout::TimeoutConfig::builder().operation_timeout(std::time::Duration::from_secs(30)).build();
-        let sts = aws_sdk_sts::Client::new(&loader.timeout_config(timeouts).load().await);
-        let out = sts.decode_authorization_message().encoded_message(encoded).send().await.map_err(|e| {
-            use aws_sdk_sts::error::ProvideErrorMetadata as _;
-            DecodeError::Refused(e.code().unwrap_or("no answer").to_string())
-        })?;
-        serde_json::from_str(out.decoded_message().unwrap_or_default()).map_err(|_| DecodeError::NotJson)
-    }
+/// An encoded authorization failure message, decoded by STS (which needs
+/// `sts:DecodeAuthorizationMessage`), with the region's own client: the run's credentials.
+async fn decode(sts: &aws_sdk_sts::Client, encoded: &str) -> Result<serde_json::Value, DecodeError> {
+    let out = sts.decode_authorization_message().encoded_message(encoded).send().await.map_err(|e| {
+        use aws_sdk_sts::error::ProvideErrorMetadata as _;
+        DecodeError::Refused(e.code().unwrap_or("no answer").to_string())
+    })?;
+    serde_json::from_str(out.decoded_message().unwrap_or_default()).map_err(|_| DecodeError::NotJson)
 }
 
 /// Why an encoded authorization message could not be read, as a lowercase fragment.
