@@ -38,6 +38,7 @@ mod regions;
 mod resource;
 mod run_instances;
 pub mod security_group;
+mod state_reason;
 pub mod sweep;
 mod tags;
 mod watcher;
