@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::api::{self, Api, Retry};
 use super::cleanup::removal_step;
 use super::config::AddressKind;
-use super::tags::{EXPIRES_TAG, KEPT_TAG};
 use super::state_reason::Blame;
+use super::tags::{EXPIRES_TAG, KEPT_TAG};
 use super::watcher::{InstanceInfo, WaitError, Watcher};
 use crate::provider::key::{RunKey, PRIVATE_KEY_FILE};
 use crate::provider::lifecycle::Tracked;
@@ -76,9 +76,10 @@ impl Ec2Machine {
             Some(reason) if reason.blame() == Blame::Image => {
                 Some((Blame::Image, format!("instance {id} is {state} ({reason})")))
             }
-            Some(reason) => {
-                Some((Blame::Platform, format!("instance {id} is {state} ({reason}): the platform's doing, not the image's")))
-            }
+            Some(reason) => Some((
+                Blame::Platform,
+                format!("instance {id} is {state} ({reason}): the platform's doing, not the image's"),
+            )),
             // Only a guest that shut itself down is the image's doing, and EC2 would have said so.
             None if SETTLED.contains(&state.as_str()) => Some((
                 Blame::Platform,

@@ -45,46 +45,20 @@ pub enum Code {
     Other(String),
 }
 
-/// Each known code as EC2 spells it, and what it means.
-const CODES: &[(&str, fn() -> Code, &str)] = &[
-    ("Server.InternalError", || Code::ServerInternalError, "an internal error in EC2 ended the instance"),
-    (
-        "Server.InsufficientInstanceCapacity",
-        || Code::ServerInsufficientInstanceCapacity,
-        "EC2 had not enough capacity for the instance",
-    ),
-    ("Server.ScheduledStop", || Code::ServerScheduledStop, "EC2 stopped the instance for a scheduled retirement"),
-    ("Server.SpotInstanceShutdown", || Code::ServerSpotInstanceShutdown, "EC2 stopped the Spot Instance"),
-    ("Server.SpotInstanceTermination", || Code::ServerSpotInstanceTermination, "EC2 reclaimed the Spot Instance"),
-    (
-        "Client.InternalError",
-        || Code::ClientInternalError,
-        "the account can't use the image's KMS key, most likely: EC2 ends a launch so when the image's \
-         snapshots are encrypted with a key not shared with this account (share the key, or copy the \
-         image re-encrypted with a key of this account)",
-    ),
-    (
-        "Client.InstanceInitiatedShutdown",
-        || Code::ClientInstanceInitiatedShutdown,
-        "the guest shut itself down (a shutdown or poweroff from inside the instance)",
-    ),
-    (
-        "Client.InstanceTerminated",
-        || Code::ClientInstanceTerminated,
-        "the instance was terminated or rebooted during image creation",
-    ),
-    ("Client.InvalidSnapshot.NotFound", || Code::ClientInvalidSnapshotNotFound, "the image's snapshot was not found"),
-    ("Client.VolumeLimitExceeded", || Code::ClientVolumeLimitExceeded, "the account's EBS volume limit was exceeded"),
-    (
-        "Client.UserInitiatedShutdown",
-        || Code::ClientUserInitiatedShutdown,
-        "stopped or terminated through the EC2 API, not by amiprobe",
-    ),
-    (
-        "Client.UserInitiatedHibernate",
-        || Code::ClientUserInitiatedHibernate,
-        "hibernated through the EC2 API, not by amiprobe",
-    ),
+/// Every code EC2 documents.
+const KNOWN: [Code; 12] = [
+    Code::ServerInternalError,
+    Code::ServerInsufficientInstanceCapacity,
+    Code::ServerScheduledStop,
+    Code::ServerSpotInstanceShutdown,
+    Code::ServerSpotInstanceTermination,
+    Code::ClientInternalError,
+    Code::ClientInstanceInitiatedShutdown,
+    Code::ClientInstanceTerminated,
+    Code::ClientInvalidSnapshotNotFound,
+    Code::ClientVolumeLimitExceeded,
+    Code::ClientUserInitiatedShutdown,
+    Code::ClientUserInitiatedHibernate,
 ];
 
 impl Code {
@@ -94,21 +68,53 @@ impl Code {
         if code.is_empty() {
             return None;
         }
-        let known = CODES.iter().find(|(spelled, _, _)| *spelled == code).map(|(_, make, _)| make());
+        let known = KNOWN.iter().find(|known| known.as_str() == code).cloned();
         Some(known.unwrap_or_else(|| Code::Other(code.to_string())))
     }
 
     /// The code as EC2 spells it.
     pub fn as_str(&self) -> &str {
         match self {
+            Code::ServerInternalError => "Server.InternalError",
+            Code::ServerInsufficientInstanceCapacity => "Server.InsufficientInstanceCapacity",
+            Code::ServerScheduledStop => "Server.ScheduledStop",
+            Code::ServerSpotInstanceShutdown => "Server.SpotInstanceShutdown",
+            Code::ServerSpotInstanceTermination => "Server.SpotInstanceTermination",
+            Code::ClientInternalError => "Client.InternalError",
+            Code::ClientInstanceInitiatedShutdown => "Client.InstanceInitiatedShutdown",
+            Code::ClientInstanceTerminated => "Client.InstanceTerminated",
+            Code::ClientInvalidSnapshotNotFound => "Client.InvalidSnapshot.NotFound",
+            Code::ClientVolumeLimitExceeded => "Client.VolumeLimitExceeded",
+            Code::ClientUserInitiatedShutdown => "Client.UserInitiatedShutdown",
+            Code::ClientUserInitiatedHibernate => "Client.UserInitiatedHibernate",
             Code::Other(code) => code,
-            known => CODES.iter().find(|(_, make, _)| make() == *known).map_or("", |(spelled, _, _)| spelled),
         }
     }
 
     /// What it means, in plain words; `None` for a code this table does not know.
     pub fn meaning(&self) -> Option<&'static str> {
-        CODES.iter().find(|(_, make, _)| make() == *self).map(|(_, _, words)| *words)
+        Some(match self {
+            Code::ServerInternalError => "an internal error in EC2 ended the instance",
+            Code::ServerInsufficientInstanceCapacity => "EC2 had not enough capacity for the instance",
+            Code::ServerScheduledStop => "EC2 stopped the instance for a scheduled retirement",
+            Code::ServerSpotInstanceShutdown => "EC2 stopped the Spot Instance",
+            Code::ServerSpotInstanceTermination => "EC2 reclaimed the Spot Instance",
+            // EC2's documented meaning of this code at launch.
+            Code::ClientInternalError => {
+                "the account can't use the image's KMS key, most likely: EC2 ends a launch so when the \
+                 image's snapshots are encrypted with a key not shared with this account (share the key, \
+                 or copy the image re-encrypted with a key of this account)"
+            }
+            Code::ClientInstanceInitiatedShutdown => {
+                "the guest shut itself down (a shutdown or poweroff from inside the instance)"
+            }
+            Code::ClientInstanceTerminated => "the instance was terminated or rebooted during image creation",
+            Code::ClientInvalidSnapshotNotFound => "the image's snapshot was not found",
+            Code::ClientVolumeLimitExceeded => "the account's EBS volume limit was exceeded",
+            Code::ClientUserInitiatedShutdown => "stopped or terminated through the EC2 API, not by amiprobe",
+            Code::ClientUserInitiatedHibernate => "hibernated through the EC2 API, not by amiprobe",
+            Code::Other(_) => return None,
+        })
     }
 
     pub fn blame(&self) -> Blame {
@@ -153,20 +159,20 @@ mod tests {
 
     #[test]
     fn every_known_code_reads_back_as_spelled_and_only_the_guest_shutting_down_blames_the_image() {
-        for (spelled, make, _) in CODES {
-            let code = Code::parse(spelled).unwrap();
-            assert_eq!(code, make());
-            assert_eq!(code.as_str(), *spelled);
-            assert!(code.meaning().is_some());
-            let image = *spelled == "Client.InstanceInitiatedShutdown";
-            assert_eq!(code.blame() == Blame::Image, image, "{spelled}");
+        for known in &KNOWN {
+            let spelled = known.as_str();
+            assert_eq!(Code::parse(spelled).as_ref(), Some(known));
+            assert!(known.meaning().is_some(), "{spelled}");
+            let image = spelled == "Client.InstanceInitiatedShutdown";
+            assert_eq!(known.blame() == Blame::Image, image, "{spelled}");
         }
-        assert_eq!(CODES.len(), 12);
+        assert_eq!(Code::parse("Client.VolumeLimitExceeded"), Some(Code::ClientVolumeLimitExceeded));
     }
 
     #[test]
     fn the_kms_cause_is_named_for_a_client_internal_error() {
-        let reason = StateReason::new(Some("Client.InternalError"), Some("Client.InternalError: Client error on launch"));
+        let reason =
+            StateReason::new(Some("Client.InternalError"), Some("Client.InternalError: Client error on launch"));
         let text = reason.unwrap().to_string();
         assert!(text.starts_with("Client.InternalError: the account can't use the image's KMS key"), "{text}");
     }

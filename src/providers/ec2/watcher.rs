@@ -257,9 +257,7 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
                         availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_string),
                         instance_type: instance.instance_type().map(|t| t.as_str().to_string()),
                         subnet: instance.subnet_id().map(str::to_string),
-                        state_reason: instance
-                            .state_reason()
-                            .and_then(|r| StateReason::new(r.code(), r.message())),
+                        state_reason: instance.state_reason().and_then(|r| StateReason::new(r.code(), r.message())),
                     },
                 );
             }
