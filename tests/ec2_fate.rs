@@ -23,6 +23,12 @@ const FAST: &str = ", console_poll_interval: 1s, status_poll_interval: 1s";
 /// The account that shares its images in these tests (moto's own is 123456789012).
 const OTHER_ACCOUNT: &str = "111122223333";
 
+/// A new AMI with these attributes (see [`Moto::image`]), ENA enabled as the t3 types need.
+fn image(moto: &Moto, mut attributes: Value) -> String {
+    attributes["ena_support"] = json!(true);
+    moto.image(attributes)
+}
+
 /// Instances from `image` end as EC2 ends them: `after` (`pending`: before they ever run;
 /// `running`: once they run), `delay_s` after their launch, in `state`, with `code`.
 fn fate(moto: &Moto, image: &str, after: &str, state: &str, code: &str) {
@@ -57,12 +63,12 @@ fn cell_of<'a>(r: &'a Value, image: &str) -> &'a Value {
 #[test]
 fn a_launch_ended_by_a_kms_key_the_account_cant_use_is_an_error_naming_the_cause() {
     let moto = Moto::start();
-    let image = moto.image(json!({ "owner_id": OTHER_ACCOUNT, "encrypted": true }));
-    fate(&moto, &image, "pending", "terminated", "Client.InternalError");
+    let shared = image(&moto, json!({ "owner_id": OTHER_ACCOUNT, "encrypted": true }));
+    fate(&moto, &shared, "pending", "terminated", "Client.InternalError");
     let (dir, out) = out_dir();
-    let (output, r) = run_images(&moto, dir.path(), &out, &[&image]);
+    let (output, r) = run_images(&moto, dir.path(), &out, &[&shared]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let cell = cell_of(&r, &image);
+    let cell = cell_of(&r, &shared);
     assert_eq!(cell["status"], "error", "{cell}");
     let reason = cell["reason"].as_str().unwrap();
     assert!(reason.starts_with("machine did not start: instance i-"), "{reason}");
@@ -76,7 +82,7 @@ fn a_launch_ended_by_a_kms_key_the_account_cant_use_is_an_error_naming_the_cause
     assert_eq!(r["counts"]["failed"], 0);
     // The preflight saw it coming.
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    let kms: Vec<&&str> = warnings.iter().filter(|w| w.contains(&image) && w.contains("encrypted")).collect();
+    let kms: Vec<&&str> = warnings.iter().filter(|w| w.contains(&shared) && w.contains("encrypted")).collect();
     assert_eq!(kms.len(), 1, "{warnings:?}");
     let junit = junit(&out);
     assert!(junit.contains("<error") && !junit.contains("<failure"), "{junit}");
@@ -90,7 +96,7 @@ fn a_launch_ended_by_a_kms_key_the_account_cant_use_is_an_error_naming_the_cause
 #[test]
 fn an_instance_the_platform_ends_after_it_ran_is_an_error_not_the_image_s_failure() {
     let moto = Moto::start();
-    let (spot, internal) = (moto.image(json!({})), moto.image(json!({})));
+    let (spot, internal) = (image(&moto, json!({})), image(&moto, json!({})));
     fate(&moto, &spot, "running", "terminated", "Server.SpotInstanceTermination");
     fate(&moto, &internal, "running", "stopped", "Server.InternalError");
     let (dir, out) = out_dir();
@@ -118,7 +124,7 @@ fn an_instance_the_platform_ends_after_it_ran_is_an_error_not_the_image_s_failur
 #[test]
 fn a_guest_that_shuts_itself_down_fails_the_image() {
     let moto = Moto::start();
-    let (stops, ends_early) = (moto.image(json!({})), moto.image(json!({})));
+    let (stops, ends_early) = (image(&moto, json!({})), image(&moto, json!({})));
     // Powered off once running (InstanceInitiatedShutdownBehavior stop), and one seen only once it
     // was over (terminate): either way the guest did it, so it ran.
     fate(&moto, &stops, "running", "stopped", "Client.InstanceInitiatedShutdown");
@@ -146,9 +152,9 @@ fn a_guest_that_shuts_itself_down_fails_the_image() {
 #[test]
 fn plan_check_warns_once_of_another_account_s_encrypted_image_in_one_lookup() {
     let moto = Moto::start();
-    let shared = moto.image(json!({ "owner_id": OTHER_ACCOUNT, "encrypted": true }));
-    let own_encrypted = moto.image(json!({ "encrypted": true }));
-    let shared_plain = moto.image(json!({ "owner_id": OTHER_ACCOUNT }));
+    let shared = image(&moto, json!({ "owner_id": OTHER_ACCOUNT, "encrypted": true }));
+    let own_encrypted = image(&moto, json!({ "encrypted": true }));
+    let shared_plain = image(&moto, json!({ "owner_id": OTHER_ACCOUNT }));
     let (dir, _out) = out_dir();
     let cells = [
         (shared.as_str(), "t3.micro"),

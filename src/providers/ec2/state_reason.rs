@@ -102,11 +102,11 @@ impl Code {
             // EC2's documented meaning of this code at launch.
             Code::ClientInternalError => {
                 "the account can't use the image's KMS key, most likely: EC2 ends a launch so when the \
-                 image's snapshots are encrypted with a key not shared with this account (share the key, \
-                 or copy the image re-encrypted with a key of this account)"
+                 image's snapshots are encrypted with a key not shared with this account; share the key, \
+                 or copy the image re-encrypted with a key of this account"
             }
             Code::ClientInstanceInitiatedShutdown => {
-                "the guest shut itself down (a shutdown or poweroff from inside the instance)"
+                "the guest shut itself down, by a shutdown or poweroff from inside the instance"
             }
             Code::ClientInstanceTerminated => "the instance was terminated or rebooted during image creation",
             Code::ClientInvalidSnapshotNotFound => "the image's snapshot was not found",
