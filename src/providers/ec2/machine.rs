@@ -14,7 +14,7 @@ use super::cleanup::removal_step;
 use super::config::AddressKind;
 use super::state_reason::Blame;
 use super::tags::{EXPIRES_TAG, KEPT_TAG};
-use super::watcher::{InstanceInfo, WaitError, Watcher};
+use super::watcher::{InstanceInfo, WaitError, Watcher, SETTLED};
 use crate::provider::key::{RunKey, PRIVATE_KEY_FILE};
 use crate::provider::lifecycle::Tracked;
 use crate::provider::{
@@ -56,10 +56,6 @@ enum NoAddress {
 
 /// The states of an instance that stopped or is ending: it runs no more.
 const ENDED: [&str; 4] = ["shutting-down", "terminated", "stopping", "stopped"];
-
-/// The states EC2 settles in; in the others (`stopping`, `shutting-down`) its reason may not be
-/// given yet.
-const SETTLED: [&str; 2] = ["terminated", "stopped"];
 
 impl Ec2Machine {
     /// Whether the instance ended, by whose doing, and how, as a lowercase fragment; `None` while it

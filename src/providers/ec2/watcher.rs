@@ -87,6 +87,10 @@ fn describe_error(last_error: &Option<String>) -> String {
     last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default()
 }
 
+/// The states EC2 settles an ended instance in; on its way there (`stopping`, `shutting-down`) it
+/// may not have said why yet.
+pub const SETTLED: [&str; 2] = ["terminated", "stopped"];
+
 /// The pace while instances are pending: "running" is seen half a second late on average, for about
 /// one call a second for the whole run (at 0.5s the shared poll was most of a small run's calls).
 const FAST_POLL: Duration = Duration::from_secs(1);
@@ -187,7 +191,9 @@ impl Watcher {
         self.tx.borrow().checks.get(id).cloned()
     }
 
-    /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
+    /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout. A
+    /// fatal state on the way down (`shutting-down`) waits for EC2's reason, or for the state it
+    /// settles in: the reason says who is to blame.
     pub async fn wait_for(
         &self,
         id: &str,
@@ -203,7 +209,8 @@ impl Watcher {
                     if states.contains(&info.state.as_str()) {
                         return Ok(info);
                     }
-                    if fatal.contains(&info.state.as_str()) {
+                    let said = info.state_reason.is_some() || SETTLED.contains(&info.state.as_str());
+                    if fatal.contains(&info.state.as_str()) && said {
                         let reason = info.state_reason;
                         return Err(WaitError::Fatal { id: id.to_string(), state: info.state, reason });
                     }
