@@ -125,8 +125,9 @@ def dress_image(ami, data):
     if data.get("owner_id"):
         ami.owner_id = str(data["owner_id"])
     if data.get("encrypted"):
+        key = f"arn:aws:kms:{ami.ec2_backend.region_name}:{ami.owner_id}:key/{ami.id}-key"
         with LOCK:
-            STATE["encrypted"][ami.id] = f"arn:aws:kms:{ami.ec2_backend.region_name}:{ami.owner_id}:key/{ami.id}-key"
+            STATE["encrypted"][ami.id] = key
 
 
 def encrypted_mappings(original):
