@@ -38,6 +38,7 @@ impl ProviderError {
 pub enum Health {
     /// The image's fault (an impaired instance reachability check): the cell fails.
     ImageFailure(String),
-    /// The platform's fault, not the image's (an impaired system status check): the cell is an error.
+    /// The platform's fault, not the image's (an impaired system status check, a machine the platform
+    /// ended): the cell is an error.
     InfrastructureError(String),
 }

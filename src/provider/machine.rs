@@ -131,8 +131,9 @@ pub trait Machine: Send + Sync {
         None
     }
 
-    /// Whether the running machine is unwell (a failed status check), checked on every console poll
-    /// like [`Machine::stopped`]; `None` while it is well or its provider can't tell.
+    /// Whether the running machine is unwell (a failed status check) or was ended by its platform
+    /// (EC2 terminating it: not the machine stopping by itself), checked on every console poll like
+    /// [`Machine::stopped`]; `None` while it is well or its provider can't tell.
     async fn health(&mut self) -> Option<Health> {
         None
     }

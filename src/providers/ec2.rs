@@ -38,6 +38,7 @@ mod regions;
 mod resource;
 mod run_instances;
 pub mod security_group;
+mod state_reason;
 pub mod sweep;
 mod tags;
 mod watcher;
@@ -106,14 +107,18 @@ impl Provider for Ec2Provider {
     /// are kept for the launches' block device mappings.
     async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         let mut impossible = BTreeMap::new();
+        let mut image_warnings = Vec::new();
         for (region, requests) in self.requests_by_region(cells)? {
-            impossible.extend(self.check_region(region.as_deref(), &requests).await?);
+            let checked = self.check_region(region.as_deref(), &requests).await?;
+            impossible.extend(checked.impossible);
+            image_warnings.extend(checked.warnings);
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
         let (refused, doubts) = self.refusals(cells).await?;
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
+        warnings.extend(image_warnings);
         Ok(Checked { warnings, impossible, refused })
     }
 

@@ -118,7 +118,17 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        registers an AMI with these attributes (moto's RegisterImage keeps
                                        none of them) and answers {"image_id": "ami-..."}; left out, each
                                        is what RegisterImage records without it: x86_64, no boot mode,
-                                       no ENA, /dev/xvda, available
+                                       no ENA, /dev/xvda, available. "owner_id": "111122223333" makes it
+                                       another account's (shared) image; "encrypted": true gives its
+                                       EBS mappings `Encrypted` and that owner's `KmsKeyId` (fate.py)
+  POST /fate     {"image_id": "ami-...", "after": "pending", "delay_s": 1, "state": "terminated",
+                  "code": "Client.InternalError", "message": "Client.InternalError: Client error on launch"}
+                                       instances launched from now on from that image end on their own,
+                                       as EC2 ends them, `delay_s` after their RunInstances: held
+                                       `pending` until then ("after": "pending") or once `running`
+                                       ("running"), then `terminated` or `stopped` with that StateReason
+                                       (e.g. Client.InstanceInitiatedShutdown for a guest powering off);
+                                       "code": null drops the image's fate (fate.py says more)
   GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
                                         "chaos:Action": n, "dependency:DeleteSecurityGroup": n,
                                         "throttled": n, "throttled:Action": n} since the last reset
@@ -214,6 +224,8 @@ from moto.ec2.utils import public_key_parse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
+
+import fate  # next to this file: /fate, and /image's owner_id and encrypted
 
 LOCK = threading.Lock()
 STATE = {
@@ -356,6 +368,7 @@ def reset_state():
         STATE["booting"].clear()
         STATE["epoch"] = time.monotonic()
         STATE["deny"] = set()
+    fate.reset()
     SERVICES.close_all()
     DROPS.flush()
 
@@ -550,6 +563,7 @@ def call_action(self):
     record(counted, params, self.region)
     settle_timing()
     settle_shutting_down()
+    fate.settle()
     # EC2 takes the token as a request arrives (and refuses at once); the time it then takes is the
     # answer's. Throttling after the latency would move each call's token by its jitter, and refuse a
     # client that paced its calls exactly at the limit.
@@ -1501,7 +1515,11 @@ def register_image(data):
     ami.virtualization_type = "hvm"
     ami.platform = data.get("platform")
     ami.state = data.get("state", "available")
+    fate.dress_image(ami, data)
     return ami.id
+
+
+fate.install()
 
 
 LAUNCHING = threading.local()
@@ -1615,6 +1633,14 @@ def control_handler(moto_port):
             data = json.loads(self.rfile.read(length) or b"{}")
             if self.path == "/image":
                 self.reply(200, {"image_id": register_image(data)})
+                return
+            if self.path == "/fate":
+                try:
+                    fate.set_fate(data)
+                except (TypeError, ValueError) as e:
+                    self.reply(400, {"error": f"/fate: {e}"})
+                    return
+                self.reply(200, {"ok": True})
                 return
             if self.path == "/windows" and data.get("wrong_key"):
                 other_key()  # made here, not at a launch holding LOCK

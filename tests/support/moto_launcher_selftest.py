@@ -812,6 +812,67 @@ def check_images(m, ec2):
     assert sorted(i["ImageId"] for i in found) == sorted([AMI, arm]), found
 
 
+def described(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def states_until(ec2, instance_id, final, seconds):
+    """The states DescribeInstances showed, polled until `final` (within `seconds`), and the last answer."""
+    seen, deadline = [], time.monotonic() + seconds
+    while True:
+        instance = described(ec2, instance_id)
+        if not seen or seen[-1] != instance["State"]["Name"]:
+            seen.append(instance["State"]["Name"])
+        if seen[-1] == final:
+            return seen, instance
+        assert time.monotonic() < deadline, f"{instance_id} never {final}: {seen}"
+        time.sleep(0.05)
+
+
+def check_fate(m, ec2):
+    kms = m.post("/image", {})["image_id"]
+    message = "Client.InternalError: Client error on launch"
+    m.post("/fate", {"image_id": kms, "after": "pending", "delay_s": 1, "code": "Client.InternalError", "message": message})
+    guest = m.post("/image", {})["image_id"]
+    shutdown = {"image_id": guest, "after": "running", "delay_s": 1, "state": "stopped", "code": "Client.InstanceInitiatedShutdown"}
+    m.post("/fate", dict(shutdown, message="Client.InstanceInitiatedShutdown: Instance initiated shutdown"))
+    doomed, powered_off, spared = run_on(ec2, kms), run_on(ec2, guest), run_on(ec2, AMI)
+    assert doomed["State"]["Name"] == "pending", doomed["State"]
+    # Runs until its time (moto's RunInstances answers `pending` for every launch).
+    assert state(ec2, powered_off["InstanceId"]) == "running"
+    # Held pending until its time, then terminated with EC2's reason: it never ran.
+    seen, instance = states_until(ec2, doomed["InstanceId"], "terminated", 10)
+    assert seen == ["pending", "terminated"], seen
+    assert instance["StateReason"] == {"Code": "Client.InternalError", "Message": message}, instance["StateReason"]
+    assert instance["StateTransitionReason"].startswith("Service initiated"), instance["StateTransitionReason"]
+    # Then stopped itself.
+    _, instance = states_until(ec2, powered_off["InstanceId"], "stopped", 10)
+    assert instance["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown", instance["StateReason"]
+    # Another image's instance runs on; so does one launched after the fate was dropped.
+    assert state(ec2, spared["InstanceId"]) == "running"
+    m.post("/fate", {"image_id": kms, "code": None})
+    later = run_on(ec2, kms)
+    time.sleep(1.2)
+    assert state(ec2, later["InstanceId"]) == "running"
+    # A TerminateInstances before its time keeps moto's own reason: the fate lets it go.
+    m.post("/fate", {"image_id": kms, "delay_s": 1, "code": "Server.InternalError"})
+    early = run_on(ec2, kms)["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[early])
+    time.sleep(1.2)
+    assert described(ec2, early)["StateReason"]["Code"] == "Client.UserInitiatedShutdown"
+    assert error_of_control(m, "/fate", {"image_id": kms, "code": "X", "after": "booting"}) == 400
+    assert error_of_control(m, "/fate", {"image_id": "i-1", "code": "X"}) == 400
+
+
+def check_encrypted_image(m, ec2):
+    shared = image_of(ec2, m.post("/image", {"owner_id": "111122223333", "encrypted": True})["image_id"])
+    assert shared["OwnerId"] == "111122223333", shared
+    ebs = shared["BlockDeviceMappings"][0]["Ebs"]
+    assert ebs["Encrypted"] is True and ":111122223333:key/" in ebs["KmsKeyId"], ebs
+    own = image_of(ec2, m.post("/image", {})["image_id"])
+    assert own["OwnerId"] != "111122223333" and not own["BlockDeviceMappings"][0]["Ebs"].get("Encrypted"), own
+
+
 def check_instance_type_data(ec2):
     """What the preflight tests take from moto's own data: checked here so that a moto upgrade that
     changes it fails here, by name."""
@@ -929,6 +990,8 @@ CHECKS = [
     ("existing endpoints", check_existing),
     ("requests recorded", check_requests),
     ("images", check_images),
+    ("fate", check_fate),
+    ("encrypted image", check_encrypted_image),
     ("windows password", check_windows_password),
     ("windows password timed", check_windows_password_timed),
     ("rdp", check_rdp),

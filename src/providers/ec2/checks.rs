@@ -12,6 +12,14 @@ use crate::provider::{lock, ProviderError};
 /// The cells' requests, by the region each runs in (`None`: the SDK's configured one).
 type ByRegion = BTreeMap<Option<String>, Vec<LaunchRequest>>;
 
+/// What the preflight found in one region.
+pub(super) struct RegionChecked {
+    /// The cells that can't run there as asked, (cell id, why).
+    pub impossible: Vec<(String, String)>,
+    /// What may go wrong there, once per image (another account's encrypted image).
+    pub warnings: Vec<String>,
+}
+
 impl Ec2Provider {
     /// Each cell's preflight request, grouped by region.
     pub(super) fn requests_by_region(&self, cells: &[Cell]) -> Result<ByRegion, ProviderError> {
@@ -36,12 +44,12 @@ impl Ec2Provider {
     }
 
     /// The preflight in one region, through its own buckets: the cells that can't run there as
-    /// asked, (cell id, why).
+    /// asked, and the warnings about its images.
     pub(super) async fn check_region(
         &self,
         region: Option<&str>,
         requests: &[LaunchRequest],
-    ) -> Result<Vec<(String, String)>, ProviderError> {
+    ) -> Result<RegionChecked, ProviderError> {
         let regional = self.regional(region).await?;
         let found = preflight::check(&regional.api, requests).await.map_err(|e| {
             ProviderError::new(match region {
@@ -54,6 +62,18 @@ impl Ec2Provider {
         for (image, facts) in &found.images {
             roots.extend(facts.root_device_name.clone().map(|name| (image.clone(), name)));
         }
-        Ok(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect())
+        // Known once the credentials were checked (`plan --check` and `run` check them first).
+        let warnings = match regional.account.get() {
+            Some(account) => {
+                let place = region.map(|r| format!("{r}: ")).unwrap_or_default();
+                let warning = |(image, facts): (&String, &preflight::ImageFacts)| {
+                    facts.foreign_key_warning(image, account).map(|w| format!("{place}{w}"))
+                };
+                found.images.iter().filter_map(warning).collect()
+            }
+            None => Vec::new(),
+        };
+        let impossible = found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect();
+        Ok(RegionChecked { impossible, warnings })
     }
 }

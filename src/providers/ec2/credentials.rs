@@ -68,7 +68,10 @@ impl Ec2Provider {
         }
         let answers = futures::future::join_all(regions.iter().map(|region| async move {
             let regional = self.connect(region.as_deref()).await?;
-            identity(&regional.api, &regional.sts, self.spec.profile.as_deref()).await
+            let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref()).await?;
+            // The preflight tells another account's images from the run's own.
+            let _ = regional.account.set(identity.account.clone());
+            Ok::<_, Ec2AccessError>(identity)
         }))
         .await;
         let mut first = None;

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use super::api::{self, Api, Retry};
 use super::cleanup::removal_step;
 use super::config::AddressKind;
+use super::state_reason::Blame;
 use super::tags::{EXPIRES_TAG, KEPT_TAG};
-use super::watcher::{InstanceInfo, Watcher};
+use super::watcher::{InstanceInfo, WaitError, Watcher, SETTLED};
 use crate::provider::key::{RunKey, PRIVATE_KEY_FILE};
 use crate::provider::lifecycle::Tracked;
 use crate::provider::{
@@ -53,7 +54,37 @@ enum NoAddress {
     Missing { id: String, name: &'static str },
 }
 
+/// The states of an instance that stopped or is ending: it runs no more.
+const ENDED: [&str; 4] = ["shutting-down", "terminated", "stopping", "stopped"];
+
 impl Ec2Machine {
+    /// Whether the instance ended, by whose doing, and how, as a lowercase fragment; `None` while it
+    /// runs, or while it is on its way down and EC2 has not said why yet. amiprobe itself terminates
+    /// the instance only after the cell has stopped watching it: what is seen here is never its own
+    /// doing.
+    fn ended(&self) -> Option<(Blame, String)> {
+        let info = self.watcher.info(&self.instance_id)?;
+        let (id, state) = (&self.instance_id, &info.state);
+        if !ENDED.contains(&state.as_str()) {
+            return None;
+        }
+        match &info.state_reason {
+            Some(reason) if reason.blame() == Blame::Image => {
+                Some((Blame::Image, format!("instance {id} is {state} ({reason})")))
+            }
+            Some(reason) => Some((
+                Blame::Platform,
+                format!("instance {id} is {state} ({reason}): the platform's doing, not the image's"),
+            )),
+            // Only a guest that shut itself down is the image's doing, and EC2 would have said so.
+            None if SETTLED.contains(&state.as_str()) => Some((
+                Blame::Platform,
+                format!("instance {id} is {state} and EC2 gave no reason: not taken for the image's doing"),
+            )),
+            None => None,
+        }
+    }
+
     fn address(&self) -> Result<String, NoAddress> {
         let info = self.info.as_ref().ok_or(NoAddress::NotRunning)?;
         let (value, name) = match self.address {
@@ -145,11 +176,16 @@ impl Machine for Ec2Machine {
     }
 
     async fn wait_running(&mut self, timeout: Duration) -> Result<(), ProviderError> {
-        let info = self
-            .watcher
-            .wait_for(&self.instance_id, &["running"], &["shutting-down", "terminated", "stopping", "stopped"], timeout)
-            .await
-            .map_err(|e| ProviderError::new(e.to_string()))?;
+        let waited = self.watcher.wait_for(&self.instance_id, &["running"], &ENDED, timeout).await;
+        let info = match waited {
+            Ok(info) => info,
+            // A guest that shut itself down ran: the first look at it ([`Machine::stopped`]) fails the
+            // cell as the image's doing, where "did not start" would blame the platform.
+            Err(WaitError::Fatal { reason: Some(reason), .. }) if reason.blame() == Blame::Image => {
+                self.watcher.info(&self.instance_id).unwrap_or_default()
+            }
+            Err(e) => return Err(ProviderError::new(e.to_string())),
+        };
         self.info = Some(info);
         Ok(())
     }
@@ -239,14 +275,21 @@ impl Machine for Ec2Machine {
         self.console_poll_interval
     }
 
+    /// Only a guest that shut itself down (`Client.InstanceInitiatedShutdown`): an instance the
+    /// platform ended is [`Machine::health`]'s.
     async fn stopped(&mut self) -> Option<String> {
         // The shared watcher already describes the instance: no call of its own.
-        let state = self.watcher.state(&self.instance_id)?;
-        matches!(state.as_str(), "shutting-down" | "terminated" | "stopping" | "stopped")
-            .then(|| format!("instance {} is {state}", self.instance_id))
+        match self.ended()? {
+            (Blame::Image, why) => Some(why),
+            (Blame::Platform, _) => None,
+        }
     }
 
+    /// An instance the platform ended (its StateReason), else its status checks.
     async fn health(&mut self) -> Option<Health> {
+        if let Some((Blame::Platform, why)) = self.ended() {
+            return Some(Health::InfrastructureError(why));
+        }
         // The shared watcher's DescribeInstanceStatus, as for `stopped`: no call of its own.
         self.watcher.checks(&self.instance_id)?.health()
     }

@@ -92,6 +92,27 @@ pub struct ImageFacts {
     pub root_device_name: Option<String>,
     /// `windows`, or None for Linux and the rest.
     pub platform: Option<String>,
+    /// The account that owns it.
+    pub owner: Option<String>,
+    /// The devices whose snapshot is encrypted (`Encrypted: true` in its block device mappings).
+    pub encrypted_devices: Vec<String>,
+}
+
+impl ImageFacts {
+    /// The warning for an image of another account than `account` whose snapshots are encrypted: a
+    /// launch from it ends `terminated` (Client.InternalError) unless the owner shared the key.
+    pub fn foreign_key_warning(&self, image: &str, account: &str) -> Option<String> {
+        let owner = self.owner.as_deref().filter(|owner| *owner != account)?;
+        if self.encrypted_devices.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "image {image} belongs to account {owner} and its snapshots are encrypted ({}): account {account} \
+             must be allowed to use that account's KMS key (shared in the key's policy), or every launch \
+             ends `terminated` with Client.InternalError",
+            self.encrypted_devices.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -355,6 +376,13 @@ async fn describe_images(api: &Api, ids: &[String]) -> Result<(BTreeMap<String, 
                 ena_support: i.ena_support().unwrap_or(false),
                 root_device_name: i.root_device_name().map(str::to_string),
                 platform: i.platform().map(|p| p.as_str().to_string()),
+                owner: i.owner_id().map(str::to_string),
+                encrypted_devices: i
+                    .block_device_mappings()
+                    .iter()
+                    .filter(|m| m.ebs().and_then(|ebs| ebs.encrypted()) == Some(true))
+                    .map(|m| m.device_name().unwrap_or("a device").to_string())
+                    .collect(),
             };
             Some((i.image_id()?.to_string(), facts))
         })
@@ -454,6 +482,8 @@ mod tests {
             ena_support: ena,
             root_device_name: Some("/dev/xvda".into()),
             platform: None,
+            owner: None,
+            encrypted_devices: Vec::new(),
         };
         let kind = |archs: &[&str], boots: &[&str], ena: &str, zones: &[&str]| TypeFacts {
             architectures: archs.iter().map(|s| s.to_string()).collect(),
@@ -491,6 +521,20 @@ mod tests {
             boot_mode: boot,
         };
         reasons(&request, &facts(), "r")
+    }
+
+    #[test]
+    fn only_another_accounts_encrypted_image_is_warned_of() {
+        let image = |owner: &str, encrypted: &[&str]| ImageFacts {
+            owner: Some(owner.into()),
+            encrypted_devices: encrypted.iter().map(|d| d.to_string()).collect(),
+            ..ImageFacts::default()
+        };
+        let warning = image("111122223333", &["/dev/xvda", "/dev/sdf"]).foreign_key_warning("ami-1", "123456789012");
+        let warning = warning.expect("another account's encrypted image");
+        assert!(warning.starts_with("image ami-1 belongs to account 111122223333 and its snapshots are encrypted (/dev/xvda, /dev/sdf): account 123456789012 must be allowed"), "{warning}");
+        assert_eq!(image("123456789012", &["/dev/xvda"]).foreign_key_warning("ami-1", "123456789012"), None);
+        assert_eq!(image("111122223333", &[]).foreign_key_warning("ami-1", "123456789012"), None);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(super) struct Regional {
     /// STS, with the same configuration (and so the same credentials) as `api`'s client: who the
     /// credentials belong to.
     pub sts: aws_sdk_sts::Client,
+    /// The account the credentials belong to, once the credentials check has said.
+    pub account: std::sync::OnceLock<String>,
     pub watcher: Arc<Watcher>,
     /// Each image's root device name, from the preflight: where a `root_volume` goes.
     pub root_devices: std::sync::Mutex<BTreeMap<String, String>>,
@@ -64,6 +66,7 @@ impl Ec2Provider {
                 Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
                     sts: aws_sdk_sts::Client::new(&config),
+                    account: std::sync::OnceLock::new(),
                     watcher,
                     root_devices: Default::default(),
                     groups: Default::default(),

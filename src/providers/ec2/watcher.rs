@@ -12,6 +12,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStatusSummary};
 use tokio::sync::watch;
 
 use super::api::{Api, ApiError};
+use super::state_reason::StateReason;
 use crate::provider::{lock, Health};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +24,8 @@ pub struct InstanceInfo {
     pub availability_zone: Option<String>,
     pub instance_type: Option<String>,
     pub subnet: Option<String>,
+    /// Why EC2 last changed its state (set once it stops or ends).
+    pub state_reason: Option<StateReason>,
 }
 
 /// An instance's two status checks as DescribeInstanceStatus last told them.
@@ -69,8 +72,9 @@ pub struct Snapshot {
 /// Why an instance did not reach the state waited for, as a lowercase fragment.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WaitError {
-    #[error("instance {id} is {state}")]
-    Fatal { id: String, state: String },
+    /// `reason`: EC2's StateReason, when it gave one.
+    #[error("instance {id} is {state}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Fatal { id: String, state: String, reason: Option<StateReason> },
     #[error("instance watcher stopped")]
     WatcherStopped,
     /// `last_error`: what the last DescribeInstances said, if it failed.
@@ -82,6 +86,10 @@ pub enum WaitError {
 fn describe_error(last_error: &Option<String>) -> String {
     last_error.as_ref().map(|e| format!("; last describe error: {e}")).unwrap_or_default()
 }
+
+/// The states EC2 settles an ended instance in; on its way there (`stopping`, `shutting-down`) it
+/// may not have said why yet.
+pub const SETTLED: [&str; 2] = ["terminated", "stopped"];
 
 /// The pace while instances are pending: "running" is seen half a second late on average, for about
 /// one call a second for the whole run (at 0.5s the shared poll was most of a small run's calls).
@@ -173,9 +181,9 @@ impl Watcher {
         lock(&self.ids).remove(id);
     }
 
-    /// The instance's state as last described, if it has been seen.
-    pub fn state(&self, id: &str) -> Option<String> {
-        self.tx.borrow().instances.get(id).map(|i| i.state.clone())
+    /// The instance as last described, if it has been seen.
+    pub fn info(&self, id: &str) -> Option<InstanceInfo> {
+        self.tx.borrow().instances.get(id).cloned()
     }
 
     /// The instance's status checks as last described, once it has been seen running.
@@ -183,7 +191,9 @@ impl Watcher {
         self.tx.borrow().checks.get(id).cloned()
     }
 
-    /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout.
+    /// Waits until the instance's state is one of `states`; fails on `fatal` states or timeout. A
+    /// fatal state on the way down (`shutting-down`) waits for EC2's reason, or for the state it
+    /// settles in: the reason says who is to blame.
     pub async fn wait_for(
         &self,
         id: &str,
@@ -199,8 +209,10 @@ impl Watcher {
                     if states.contains(&info.state.as_str()) {
                         return Ok(info);
                     }
-                    if fatal.contains(&info.state.as_str()) {
-                        return Err(WaitError::Fatal { id: id.to_string(), state: info.state });
+                    let said = info.state_reason.is_some() || SETTLED.contains(&info.state.as_str());
+                    if fatal.contains(&info.state.as_str()) && said {
+                        let reason = info.state_reason;
+                        return Err(WaitError::Fatal { id: id.to_string(), state: info.state, reason });
                     }
                 }
                 if rx.changed().await.is_err() {
@@ -252,6 +264,7 @@ async fn describe(api: &Api, ids: &[String]) -> Result<HashMap<String, InstanceI
                         availability_zone: instance.placement().and_then(|p| p.availability_zone()).map(str::to_string),
                         instance_type: instance.instance_type().map(|t| t.as_str().to_string()),
                         subnet: instance.subnet_id().map(str::to_string),
+                        state_reason: instance.state_reason().and_then(|r| StateReason::new(r.code(), r.message())),
                     },
                 );
             }
