@@ -9,10 +9,16 @@
 //! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
 //!
 //! Calls on things that exist only once the run made them (TerminateInstances, CreateTags,
-//! DeleteKeyPair, the group's calls) name made-up, well-formed ids. EC2 may answer such a DryRun with
-//! `Invalid*.NotFound` or `*.Malformed` instead of checking the permission: any answer but
-//! `UnauthorizedOperation` is taken as allowed, as it proves no refusal. Tags carry a placeholder run id
-//! (the preflight runs before the run has one): a policy conditions on the tag's presence, not its value.
+//! DeleteKeyPair, the group's calls) name made-up, well-formed ids (`permissions::MADE_UP`), which
+//! carry no tags: the policy `amiprobe policy` prints allows each of these calls on its made-up id, so
+//! that a refusal there means the action is missing. A policy written otherwise, allowing them only on
+//! what carries amiprobe's tag, is refused there too: for a removal (TerminateInstances, DeleteKeyPair,
+//! DeleteSecurityGroup) that still stops the run, since a run that may be unable to remove what it
+//! launches must not launch; for the others it is a warning ([`Refusal::doubtful`]). EC2 may answer
+//! such a DryRun with `Invalid*.NotFound` or `*.Malformed` instead of checking the permission: any
+//! answer but `UnauthorizedOperation` is taken as allowed, as it proves no refusal. Tags carry a
+//! placeholder run id (the preflight runs before the run has one): a policy conditions on the tag's
+//! presence, not its value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,11 +38,9 @@ use crate::spec::KeyPair;
 
 /// The run id on the tags of DryRun requests.
 const PLACEHOLDER_RUN_ID: &str = "preflight";
-/// Well-formed ids of things that do not exist: what the removals' DryRuns name.
-const FAKE_INSTANCE: &str = "i-00000000000000000";
-const FAKE_GROUP: &str = "sg-00000000000000000";
+/// The VPC the DryRun of CreateSecurityGroup names (the other made-up ids are `permissions::MADE_UP`,
+/// which the policy allows the preflight's calls on; a VPC is only used, allowed on any).
 const FAKE_VPC: &str = "vpc-00000000000000000";
-const FAKE_KEY: &str = "amiprobe-preflight";
 /// A well-formed public key for ImportKeyPair's DryRun (the run's own is made on first launch).
 const FAKE_PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBTPVtOQMwjfCGvGFRF3ohTidy0AXpDsqW4eGFgeRBan amiprobe-preflight";
@@ -56,15 +60,17 @@ pub struct Refusal {
     pub calls: Vec<&'static str>,
     /// The decoded message's resource, or why the message could not be decoded.
     pub detail: Option<String>,
-    /// Only calls on resources that don't exist yet (made-up ids) were refused: a policy that allows
-    /// them on what carries amiprobe's tags, as `amiprobe policy` writes it, may refuse an untagged
-    /// made-up id, so this is told as a warning, not a reason to stop.
+    /// Only calls on resources that don't exist yet (made-up ids) were refused, none of them a
+    /// removal: a policy allowing them only on what carries amiprobe's tags (not as `amiprobe policy`
+    /// writes it) refuses an untagged made-up id too, so this is told as a warning, not a reason to stop.
     pub doubtful: bool,
+    /// Only calls on made-up ids were refused (a removal among them, when not doubtful).
+    pub made_up: bool,
 }
 
 /// Whether a need's DryRun names a resource that does not exist (it acts only on existing ones).
 fn on_made_up_ids(need: &Need) -> bool {
-    need.scopes.iter().all(|s| matches!(s, Scope::Owned(_)) || matches!(s, Scope::TagOnCreate(_)))
+    need.scopes.iter().all(|s| matches!(s, Scope::Owned(_) | Scope::TagOnCreate(_) | Scope::Preflight(_)))
 }
 
 impl fmt::Display for Refusal {
@@ -98,10 +104,15 @@ impl Ec2Provider {
             let regional = self.regional(region.as_deref()).await?;
             for refusal in self.refusals_in(&regional, &cells).await {
                 match refusal.doubtful {
+                    false if refusal.made_up => lines.push(format!(
+                        "{refusal}; asked about a resource that does not exist yet (`amiprobe policy` allows it \
+                         there): without this permission the run could not remove what it launches"
+                    )),
                     false => lines.push(refusal.to_string()),
                     true => doubts.push(format!(
                         "{refusal}; asked about a resource that does not exist yet, which a policy that allows it \
-                         only on what carries amiprobe's tags refuses too: check the policy"
+                         only on what carries amiprobe's tags refuses too: check the policy (`amiprobe policy` \
+                         allows it on that made-up id)"
                     )),
                 }
             }
@@ -144,6 +155,7 @@ impl Ec2Provider {
                 Some(seen) => {
                     seen.calls.push(need.call);
                     seen.doubtful &= refusal.doubtful;
+                    seen.made_up &= refusal.made_up;
                 }
                 None => refusals.push(refusal),
             }
@@ -196,31 +208,31 @@ impl Ec2Provider {
         match call {
             "CreateTags" => {
                 let tag = Tag::builder().key(super::KEPT_TAG).value("preflight").build();
-                let req = client.create_tags().dry_run(true).resources(FAKE_INSTANCE).tags(tag);
+                let req = client.create_tags().dry_run(true).resources(permissions::made_up("instance")).tags(tag);
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "TerminateInstances" => {
-                let req = client.terminate_instances().dry_run(true).instance_ids(FAKE_INSTANCE);
+                let req = client.terminate_instances().dry_run(true).instance_ids(permissions::made_up("instance"));
                 Box::pin(async move { api.call(&b.terminate, call, || req.clone().send()).await.map(drop) })
             }
             "ImportKeyPair" => {
                 let req = client
                     .import_key_pair()
                     .dry_run(true)
-                    .key_name(FAKE_KEY)
+                    .key_name(permissions::made_up("key-pair"))
                     .public_key_material(aws_sdk_ec2::primitives::Blob::new(FAKE_PUBLIC_KEY))
                     .tag_specifications(tags(ResourceType::KeyPair));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "DeleteKeyPair" => {
-                let req = client.delete_key_pair().dry_run(true).key_name(FAKE_KEY);
+                let req = client.delete_key_pair().dry_run(true).key_name(permissions::made_up("key-pair"));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "CreateSecurityGroup" => {
                 let req = client
                     .create_security_group()
                     .dry_run(true)
-                    .group_name(FAKE_KEY)
+                    .group_name(permissions::made_up("key-pair"))
                     .description("amiprobe preflight")
                     .vpc_id(FAKE_VPC)
                     .tag_specifications(tags(ResourceType::SecurityGroup));
@@ -233,12 +245,15 @@ impl Ec2Provider {
                     .to_port(22)
                     .ip_ranges(IpRange::builder().cidr_ip("192.0.2.1/32").build())
                     .build();
-                let req =
-                    client.authorize_security_group_ingress().dry_run(true).group_id(FAKE_GROUP).ip_permissions(rule);
+                let req = client
+                    .authorize_security_group_ingress()
+                    .dry_run(true)
+                    .group_id(permissions::made_up("security-group"))
+                    .ip_permissions(rule);
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "DeleteSecurityGroup" => {
-                let req = client.delete_security_group().dry_run(true).group_id(FAKE_GROUP);
+                let req = client.delete_security_group().dry_run(true).group_id(permissions::made_up("security-group"));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
@@ -254,7 +269,8 @@ impl Ec2Provider {
             why: need.why.to_string(),
             calls: vec![need.call],
             detail: None,
-            doubtful: on_made_up_ids(need),
+            doubtful: on_made_up_ids(need) && !need.removes(),
+            made_up: on_made_up_ids(need),
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
         match decode(sts, encoded.trim()).await {
@@ -322,6 +338,7 @@ mod tests {
             calls: vec!["RunInstances", "CreateTags"],
             detail: Some("resource arn:aws:ec2:eu-west-1:1:instance/*".into()),
             doubtful: false,
+            made_up: false,
         };
         assert_eq!(
             refusal.to_string(),
