@@ -113,19 +113,18 @@ fn a_denied_run_instances_is_named_even_when_its_message_cannot_be_decoded() {
 fn plan_check_names_the_ephemeral_groups_missing_permission_and_creates_nothing() {
     let moto = Moto::start();
     let (dir, _out) = out_dir();
-    moto.control("/deny", json!({ "actions": ["ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteKeyPair"] }));
+    moto.control("/deny", json!({ "actions": ["ec2:AuthorizeSecurityGroupIngress"] }));
     let spec = spec(dir.path(), &[(AMI, "t3.micro")], "", ", security_group: ephemeral");
     let output = amiprobe(&moto, &["plan", spec.to_str().unwrap(), "--check"]).output().unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{err}");
-    // Both are asked about resources that don't exist yet (made-up ids), which a policy conditioned
-    // on amiprobe's tags refuses too: warned of, not taken as refusals. CreateSecurityGroup and the
-    // rest pass, so the check does.
+    // Asked about a group that doesn't exist yet (a made-up id), which a policy conditioned on
+    // amiprobe's tags alone refuses too: warned of, not taken as a refusal. CreateSecurityGroup and
+    // the rest pass, so the check does.
     let lines = refused_lines(&err);
-    assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: ec2:DeleteKeyPair refused in eu-west-1")), "{err}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: ec2:AuthorizeSecurityGroupIngress refused")), "{err}");
-    assert!(lines.iter().all(|l| l.contains("does not exist yet")), "{err}");
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("warning: ec2:AuthorizeSecurityGroupIngress refused in eu-west-1"), "{err}");
+    assert!(lines[0].contains("does not exist yet"), "{err}");
     let calls = moto.calls();
     assert_eq!(calls.get("dryrun:CreateSecurityGroup"), Some(&1), "{calls:?}");
     assert!(
@@ -135,6 +134,17 @@ fn plan_check_names_the_ephemeral_groups_missing_permission_and_creates_nothing(
             || k.starts_with("sts:")),
         "{calls:?}"
     );
+
+    // A removal refused on its made-up id stops every cell: the run could not remove what it made.
+    moto.control("/deny", json!({ "actions": ["ec2:DeleteKeyPair"] }));
+    let output = amiprobe(&moto, &["plan", spec.to_str().unwrap(), "--check"]).output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: ec2:DeleteKeyPair refused in eu-west-1"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("the run could not remove what it launches"), "{line}");
 
     // Creating the group is asked about as a real cell would: refused, it stops every cell.
     moto.control("/deny", json!({ "actions": ["ec2:CreateSecurityGroup"] }));

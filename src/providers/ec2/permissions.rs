@@ -356,7 +356,7 @@ fn sid_of(scope: Scope) -> String {
         Scope::Owned(types) => ("Own", types),
         Scope::Uses(_) => ("UseExisting", &[]),
         Scope::PassRole => ("PassInstanceProfileRole", &[]),
-        Scope::Preflight(types) => ("PreflightDryRunOnMadeUp", types),
+        Scope::Preflight(types) => ("DryRunOnMadeUp", types),
         Scope::Global => ("DecodeRefusals", &[]),
     };
     let kind: String = types
