@@ -5,13 +5,14 @@
 //! Every test that talks to moto runs in its own loopback-only network namespace (`Moto::start`);
 //! the policy lint tests run parliament (tests/support/policy_lint.py), which needs no network.
 //!
-//! Why the printed policy is linted but not enforced here: moto 5.2.5's own IAM check
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`) authorizes every EC2 call against the resource `*` (EC2's
-//! responses name no resource), so a statement scoped to ARNs such as `arn:aws:ec2:eu-west-1:*:instance/*`
-//! never matches and the least-privilege policy is refused RunInstances; it evaluates only
-//! `StringEquals` conditions, with no request values (so `Null` on `aws:RequestTag/...` and
-//! `ec2:ResourceTag/...` are never checked); and the launcher answers DryRun calls before moto's check
-//! runs, so the preflight could not see moto's refusals anyway. `/deny` stands in for IAM instead.
+//! What `amiprobe policy` prints is checked here (snapshots, and parliament's lint: no unknown
+//! action or condition key, no malformed ARN), and enforced in tests/ec2_policy.rs: there the launcher's
+//! `/policy` evaluates each call as IAM does for a caller holding exactly that policy, resource ARNs
+//! and tags included, and the example specs pass holding it. `/deny` here stands in for a role that
+//! lacks whole actions, whatever the resource, which is what the tests of the preflight's own logic
+//! need (moto's built-in IAM check could not do either: it authorizes EC2 calls against the resource
+//! `*` only, evaluates only `StringEquals` with no request values, and the launcher answers DryRun
+//! calls before it runs).
 
 mod support;
 

@@ -54,8 +54,8 @@ def values(params, prefix):
     """The values of `prefix` (exactly, or `prefix` + N for a list)."""
     if not prefix.endswith("."):
         return params.get(prefix, [])[:1]
-    numbered = sorted((k for k in params if k.startswith(prefix) and k[len(prefix) :].isdigit()), key=lambda k: int(k[len(prefix) :]))
-    return [params[k][0] for k in numbered]
+    numbers = sorted(int(k[len(prefix) :]) for k in params if k.startswith(prefix) and k[len(prefix) :].isdigit())
+    return [params[f"{prefix}{n}"][0] for n in numbers]
 
 
 def request_tags(params):
@@ -65,12 +65,19 @@ def request_tags(params):
     while f"TagSpecification.{n}.ResourceType" in params:
         kind = params[f"TagSpecification.{n}.ResourceType"][0]
         tags = out.setdefault(kind, {})
-        m = 1
-        while f"TagSpecification.{n}.Tag.{m}.Key" in params:
-            tags[params[f"TagSpecification.{n}.Tag.{m}.Key"][0]] = params.get(f"TagSpecification.{n}.Tag.{m}.Value", [""])[0]
-            m += 1
+        tags.update(tags_of(params, f"TagSpecification.{n}.Tag."))
         n += 1
     return out
+
+
+def tags_of(params, prefix):
+    """{key: value} of `prefix`N.Key / `prefix`N.Value (`Tag.1.Key`...)."""
+    tags = {}
+    m = 1
+    while f"{prefix}{m}.Key" in params:
+        tags[params[f"{prefix}{m}.Key"][0]] = params.get(f"{prefix}{m}.Value", [""])[0]
+        m += 1
+    return tags
 
 
 def tag_context(prefix, tags):
@@ -130,9 +137,11 @@ class Authz:
         if action in ON_INSTANCES:
             return [self.existing(f"ec2:{action}", "instance", i) for i in values(params, ON_INSTANCES[action])]
         if action == "DeleteKeyPair":
-            return [self.key_pair("ec2:DeleteKeyPair", *(values(params, "KeyName") or [None]), *values(params, "KeyPairId"))]
+            name = (values(params, "KeyName") or [None])[0]
+            return [self.key_pair("ec2:DeleteKeyPair", name, *values(params, "KeyPairId"))]
         if action in ON_GROUP:
-            return [self.existing(f"ec2:{action}", "security-group", self.group_id(g)) for g in self.groups_named(params)]
+            groups = [self.group_id(g) for g in self.groups_named(params)]
+            return [self.existing(f"ec2:{action}", "security-group", g) for g in groups]
         if action in ("CreateTags", "DeleteTags"):
             return self.tagging(action, params)
         return [(f"ec2:{action}", "*", dict(self.base))]
@@ -170,11 +179,7 @@ class Authz:
         return checks
 
     def tagging(self, action, params):
-        tags = {}
-        m = 1
-        while f"Tag.{m}.Key" in params:
-            tags[params[f"Tag.{m}.Key"][0]] = params.get(f"Tag.{m}.Value", [""])[0]
-            m += 1
+        tags = tags_of(params, "Tag.")
         out = []
         for resource_id in values(params, "ResourceId."):
             kind = next((k for p, k in RESOURCE_PREFIXES.items() if resource_id.startswith(p)), None)
@@ -185,7 +190,8 @@ class Authz:
             elif kind:
                 out.append(self.existing(f"ec2:{action}", kind, resource_id, extra=extra))
             else:
-                out.append((f"ec2:{action}", f"arn:aws:ec2:{self.region}:{self.account}:*/{resource_id}", dict(self.base, **extra)))
+                arn = f"arn:aws:ec2:{self.region}:{self.account}:*/{resource_id}"
+                out.append((f"ec2:{action}", arn, dict(self.base, **extra)))
         return out
 
     def run_instances(self, params):

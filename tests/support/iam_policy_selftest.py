@@ -5,6 +5,7 @@ operators), then the launcher's `/policy` on real EC2 calls.
 
 import json
 
+import boto3
 from botocore.exceptions import ClientError
 
 import iam_policy
@@ -40,8 +41,9 @@ def check_statements():
     both = [allow("ec2:*"), allow("ec2:TerminateInstances", effect="Deny")]
     assert decide(both, "ec2:TerminateInstances", instance) == "explicit_deny", "an explicit deny wins"
     assert decide(both, "ec2:RebootInstances", instance) == "allow"
-    assert decide([{"Effect": "Allow", "NotAction": "ec2:Terminate*", "Resource": "*"}], "ec2:RebootInstances") == "allow"
-    assert decide([{"Effect": "Allow", "NotAction": "ec2:Terminate*", "Resource": "*"}], "ec2:TerminateInstances") != "allow"
+    not_terminate = [{"Effect": "Allow", "NotAction": "ec2:Terminate*", "Resource": "*"}]
+    assert decide(not_terminate, "ec2:RebootInstances") == "allow"
+    assert decide(not_terminate, "ec2:TerminateInstances") == "implicit_deny"
     scoped = [allow("ec2:TerminateInstances", f"arn:aws:ec2:{REGION}:*:instance/*")]
     assert decide(scoped, "ec2:TerminateInstances", instance) == "allow"
     assert decide(scoped, "ec2:TerminateInstances", instance.replace("instance/", "volume/")) == "implicit_deny"
@@ -62,7 +64,8 @@ def check_operators():
     assert holds({"StringEquals": {tag: "r-1"}}, run) and not holds({"StringEquals": {tag: "R-1"}}, run)
     assert holds({"StringEquals": {tag: ["x", "r-1"]}}, run), "values of a key are OR'ed"
     assert not holds({"StringEquals": {tag: "r-1", "aws:RequestedRegion": REGION}}, run), "keys are AND'ed"
-    assert holds({"StringEquals": {tag: "r-1"}, "StringLike": {"aws:RequestedRegion": "eu-*"}}, dict(run, **{"aws:RequestedRegion": [REGION]}))
+    in_region = dict(run, **{"aws:RequestedRegion": [REGION]})
+    assert holds({"StringEquals": {tag: "r-1"}, "StringLike": {"aws:RequestedRegion": "eu-*"}}, in_region)
     assert holds({"StringEquals": {"AWS:REQUESTTAG/AMIPROBE:RUN-ID": "r-1"}}, run), "key names are case-insensitive"
     assert holds({"StringNotEquals": {tag: "x"}}, run) and not holds({"StringNotEquals": {tag: ["x", "r-1"]}}, run)
     assert holds({"StringNotEquals": {tag: "x"}}, {}), "a negated operator on an absent key holds"
@@ -80,9 +83,12 @@ def check_operators():
     assert holds({"StringEqualsIfExists": {tag: "r-1"}}, {}), "IfExists holds for an absent key"
     assert not holds({"StringEqualsIfExists": {tag: "x"}}, run), "IfExists compares a present one"
     role = "iam:PassedToService"
-    assert holds({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*:role/p*"}}, {"aws:SourceArn": [f"arn:aws:iam::{ACCOUNT}:role/probe"]})
-    assert holds({"ArnEquals": {"aws:SourceArn": f"arn:aws:iam::{ACCOUNT}:role/probe"}}, {"aws:SourceArn": [f"arn:aws:iam::{ACCOUNT}:role/probe"]})
-    assert not holds({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*:role/P*"}}, {"aws:SourceArn": [f"arn:aws:iam::{ACCOUNT}:role/probe"]})
+    source = {"aws:SourceArn": [f"arn:aws:iam::{ACCOUNT}:role/probe"]}
+    assert holds({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*:role/p*"}}, source)
+    assert holds({"ArnEquals": {"aws:SourceArn": f"arn:aws:iam::{ACCOUNT}:role/probe"}}, source)
+    assert not holds({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*:role/P*"}}, source), "ARNs are case-sensitive"
+    crossing = {"aws:SourceArn": ["arn:aws:iam::1:x:role/probe"]}
+    assert not holds({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*:role*probe"}}, crossing), "* crossed a colon"
     assert holds({"StringEquals": {role: "ec2.amazonaws.com"}}, {role: ["ec2.amazonaws.com"]})
     keys = {"aws:TagKeys": ["amiprobe:run-id", "Name"]}
     assert holds({"ForAllValues:StringLike": {"aws:TagKeys": ["amiprobe:*", "Name"]}}, keys)
@@ -123,22 +129,23 @@ def refused(m, sts, call, **kwargs):
 RUN_TAG = [{"Key": "amiprobe:run-id", "Value": "r"}]
 
 
+def arns(*kinds):
+    return [f"arn:aws:ec2:{REGION}:{'' if k == 'image' else '*'}:{k}/*" for k in kinds]
+
+
 def launch_policy(extra=()):
     """A policy in the shape amiprobe prints: tagged creation, existing resources used, tag on create,
     owned instances removed."""
+    tagged = {"Null": {"aws:RequestTag/amiprobe:run-id": "false"}}
+    owned = {"Null": {"ec2:ResourceTag/amiprobe:run-id": "false"}}
     return {
         "Version": "2012-10-17",
         "Statement": [
             allow("ec2:Describe*", condition={"StringEquals": {"aws:RequestedRegion": REGION}}),
-            allow("ec2:RunInstances", [f"arn:aws:ec2:{REGION}:*:instance/*", f"arn:aws:ec2:{REGION}:*:volume/*"],
-                  {"Null": {"aws:RequestTag/amiprobe:run-id": "false"}}),
-            allow("ec2:RunInstances", [f"arn:aws:ec2:{REGION}::image/*", f"arn:aws:ec2:{REGION}:*:subnet/*",
-                                       f"arn:aws:ec2:{REGION}:*:network-interface/*", f"arn:aws:ec2:{REGION}:*:security-group/*",
-                                       f"arn:aws:ec2:{REGION}:*:key-pair/*"]),
-            allow("ec2:CreateTags", [f"arn:aws:ec2:{REGION}:*:instance/*", f"arn:aws:ec2:{REGION}:*:volume/*"],
-                  {"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
-            allow(["ec2:TerminateInstances", "ec2:GetConsoleOutput"], f"arn:aws:ec2:{REGION}:*:instance/*",
-                  {"Null": {"ec2:ResourceTag/amiprobe:run-id": "false"}}),
+            allow("ec2:RunInstances", arns("instance", "volume"), tagged),
+            allow("ec2:RunInstances", arns("image", "subnet", "network-interface", "security-group", "key-pair")),
+            allow("ec2:CreateTags", arns("instance", "volume"), {"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
+            allow(["ec2:TerminateInstances", "ec2:GetConsoleOutput"], arns("instance"), owned),
             allow("sts:DecodeAuthorizationMessage"),
             *extra,
         ],
@@ -147,40 +154,32 @@ def launch_policy(extra=()):
 
 def check_policy_hook(m, ec2, sts):
     tags = [{"ResourceType": t, "Tags": RUN_TAG} for t in ("instance", "volume")]
-    untagged = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    launch = dict(ImageId=AMI, MinCount=1, MaxCount=1)
+    untagged = ec2.run_instances(**launch)["Instances"][0]["InstanceId"]
     m.post("/policy", {"document": launch_policy()})
     # Allowed, DryRun and real; the volumes' tags matter as much as the instance's.
-    code, _ = error_of(ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags, DryRun=True)
-    assert code == "DryRunOperation", code
-    launched = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags)["Instances"][0]["InstanceId"]
-    action, resource = refused(m, sts, ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags[:1])
+    assert error_of(ec2.run_instances, **launch, TagSpecifications=tags, DryRun=True)[0] == "DryRunOperation"
+    launched = ec2.run_instances(**launch, TagSpecifications=tags)["Instances"][0]["InstanceId"]
+    action, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags[:1])
     assert (action, resource) == ("ec2:RunInstances", f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"), (action, resource)
     # The instance's own tags decide what may be done to it; a made-up id has none.
     assert ec2.get_console_output(InstanceId=launched)["InstanceId"] == launched
     action, resource = refused(m, sts, ec2.terminate_instances, InstanceIds=[untagged])
     assert (action, resource) == ("ec2:TerminateInstances", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{untagged}")
-    assert refused(m, sts, ec2.terminate_instances, InstanceIds=["i-00000000000000000"], DryRun=True)[0] == "ec2:TerminateInstances"
-    code, _ = error_of(ec2.terminate_instances, InstanceIds=[launched], DryRun=True)
-    assert code == "DryRunOperation", code
-    # Tagging an existing instance is not tagging on create; a key pair in RunInstances is checked by name.
+    action, _ = refused(m, sts, ec2.terminate_instances, InstanceIds=["i-00000000000000000"], DryRun=True)
+    assert action == "ec2:TerminateInstances", action
+    assert error_of(ec2.terminate_instances, InstanceIds=[launched], DryRun=True)[0] == "DryRunOperation"
+    # Tagging an existing instance is not tagging on create.
     assert refused(m, sts, ec2.create_tags, Resources=[launched], Tags=RUN_TAG)[0] == "ec2:CreateTags"
-    ec2_oracle = m.client("oracle")
-    ec2_oracle.create_key_pair(KeyName="probe-key")
-    m.post("/policy", {"document": launch_policy([allow("ec2:RunInstances", f"arn:aws:ec2:{REGION}:*:key-pair/x*", effect="Deny")])})
-    code, _ = error_of(ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags, KeyName="probe-key", DryRun=True)
-    assert code == "DryRunOperation", code
-    ec2_oracle.create_key_pair(KeyName="xkey")
-    action, resource = refused(m, sts, ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags, KeyName="xkey")
-    assert resource == f"arn:aws:ec2:{REGION}:{ACCOUNT}:key-pair/xkey", resource
+    check_key_pairs_and_roles(m, ec2, sts, launch, tags)
     # Without CreateTags on volumes, the tag on create is refused as CreateTags.
     policy = launch_policy()
-    policy["Statement"][3]["Resource"] = [f"arn:aws:ec2:{REGION}:*:instance/*"]
+    policy["Statement"][3]["Resource"] = arns("instance")
     m.post("/policy", {"document": policy})
-    action, resource = refused(m, sts, ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=tags)
+    action, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags)
     assert (action, resource) == ("ec2:CreateTags", f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"), (action, resource)
     # Describe calls: the region condition; STS decoding needs its own action.
     assert ec2.describe_instances()["Reservations"], "describe allowed in the policy's region"
-    assert {i["InstanceId"] for r in ec2_oracle.describe_instances()["Reservations"] for i in r["Instances"]} == {untagged, launched}
     policy["Statement"].pop()
     m.post("/policy", {"document": policy})
     code, message = error_of(ec2.create_tags, Resources=[launched], Tags=RUN_TAG)
@@ -192,3 +191,38 @@ def check_policy_hook(m, ec2, sts):
     assert error_of(ec2.describe_instances)[0] == "UnauthorizedOperation"
     m.post("/reset")
     assert ec2.describe_instances()["Reservations"] == [], "/reset clears the policy with the rest"
+
+
+def check_key_pairs_and_roles(m, ec2, sts, launch, tags):
+    """A key pair is checked by name with its own tags (an explicit deny on it wins), an instance
+    profile as iam:PassRole on its role, passed to EC2."""
+    oracle = m.client("oracle")
+    oracle.create_key_pair(KeyName="probe-key")
+    oracle.create_key_pair(KeyName="xkey")
+    deny_x = allow("ec2:RunInstances", f"arn:aws:ec2:{REGION}:*:key-pair/x*", effect="Deny")
+    m.post("/policy", {"document": launch_policy([deny_x])})
+    assert error_of(ec2.run_instances, **launch, TagSpecifications=tags, KeyName="probe-key", DryRun=True)[0] == (
+        "DryRunOperation"
+    )
+    _, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags, KeyName="xkey")
+    assert resource == f"arn:aws:ec2:{REGION}:{ACCOUNT}:key-pair/xkey", resource
+    iam = boto3.client(
+        "iam", endpoint_url=sts.meta.endpoint_url, region_name="us-east-1",
+        aws_access_key_id="oracle", aws_secret_access_key="testing",
+    )
+    iam.create_role(RoleName="probe-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"}))
+    iam.create_instance_profile(InstanceProfileName="probe")
+    iam.add_role_to_instance_profile(InstanceProfileName="probe", RoleName="probe-role")
+    profile = {"Name": "probe"}
+    action, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags, IamInstanceProfile=profile)
+    assert (action, resource) == ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/probe-role"), (action, resource)
+    to_lambda = allow("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/probe-role",
+                      {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})
+    m.post("/policy", {"document": launch_policy([to_lambda])})
+    assert refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags, IamInstanceProfile=profile)[0] == (
+        "iam:PassRole"
+    )
+    to_ec2 = dict(to_lambda, Condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})
+    m.post("/policy", {"document": launch_policy([to_ec2])})
+    code, _ = error_of(ec2.run_instances, **launch, TagSpecifications=tags, IamInstanceProfile=profile, DryRun=True)
+    assert code == "DryRunOperation", code
