@@ -119,10 +119,18 @@ fn with_one_action_taken_out_the_preflight_names_it_and_nothing_is_launched() {
     let moto = Moto::start();
     let policy = policy_of(&windows_spec(), Some(WINDOWS_AMI));
     // TerminateInstances and DeleteKeyPair are asked about on made-up ids, which the policy allows
-    // them on: refused there, the run could not remove what it launches, and must not start.
-    for action in
-        ["ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "ec2:ImportKeyPair", "ec2:DeleteKeyPair"]
-    {
+    // them on: refused there, the run could not remove what it launches, and must not start. The
+    // describe calls only the run makes are asked too: refused them, it would launch and never see
+    // its machines (DescribeImages and the other lookups the preflight makes itself fail it already).
+    for action in [
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "ec2:ImportKeyPair",
+        "ec2:DeleteKeyPair",
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+    ] {
         moto.control("/reset", json!({}));
         windows_account(&moto);
         moto.control("/policy", json!({ "document": without(&policy, action) }));
@@ -141,6 +149,10 @@ fn with_one_action_taken_out_the_preflight_names_it_and_nothing_is_launched() {
             assert!(lines[0].contains("the run could not remove what it launches"), "{}", lines[0]);
         }
         assert_eq!(r["status"], "refused", "{action}");
+        for cell in r["cells"].as_array().unwrap() {
+            let reason = cell["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with(&format!("not run: {action} refused")), "{action}: {cell:#}");
+        }
         let calls = moto.calls();
         for real in ["RunInstances", "ImportKeyPair", "CreateTags", "TerminateInstances"] {
             assert_eq!(calls.get(real), None, "{action}: {real} was really called: {calls:?}");

@@ -2,8 +2,9 @@
 //! make is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
 //! spec needs), once per region, with the parameters a real cell sends: RunInstances once per distinct
 //! launch shape (a cell's launch fields, subnet and groups, its tags; the image and instance type of
-//! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, and the
-//! ephemeral security group's calls. EC2 answers `DryRunOperation` when the call would be allowed and
+//! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, the
+//! ephemeral security group's calls, and the describe calls only the run makes (DescribeInstances,
+//! DescribeInstanceStatus, DescribeKeyPairs...: refused, a run would launch and never see its machines). EC2 answers `DryRunOperation` when the call would be allowed and
 //! `UnauthorizedOperation` when not; the latter's encoded message is decoded with STS
 //! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
 //! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
@@ -202,6 +203,9 @@ impl Ec2Provider {
 
     /// Any other mutating call of the table, with DryRun, on made-up ids where it needs one.
     fn other_call<'a>(&self, api: &'a Api, call: &'static str) -> Answer<'a> {
+        if call.starts_with("Describe") {
+            return describe_call(api, call);
+        }
         let client = &api.client;
         let tags = |resource| self.run_tags(PLACEHOLDER_RUN_ID, "preflight", resource);
         let b = &api.buckets;
@@ -287,6 +291,28 @@ impl Ec2Provider {
             Err(e) => refusal.detail = Some(format!("its message not decoded: {e}")),
         }
         refusal
+    }
+}
+
+/// A describe call of the table that only the run makes, with DryRun, unfiltered (its permission
+/// takes no resource).
+fn describe_call<'a>(api: &'a Api, call: &'static str) -> Answer<'a> {
+    let client = &api.client;
+    macro_rules! asked {
+        ($builder:expr) => {{
+            let req = $builder.dry_run(true);
+            Box::pin(async move { api.call(&api.buckets.describe, call, || req.clone().send()).await.map(drop) })
+        }};
+    }
+    match call {
+        "DescribeInstances" => asked!(client.describe_instances()),
+        "DescribeInstanceStatus" => asked!(client.describe_instance_status()),
+        "DescribeKeyPairs" => asked!(client.describe_key_pairs()),
+        "DescribeSubnets" => asked!(client.describe_subnets()),
+        "DescribeSecurityGroups" => asked!(client.describe_security_groups()),
+        "DescribeVpcs" => asked!(client.describe_vpcs()),
+        // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
+        _ => Box::pin(async { Ok(()) }),
     }
 }
 

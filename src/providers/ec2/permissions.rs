@@ -120,21 +120,29 @@ const INSTANCE: &[&str] = &["instance"];
 const KEY_PAIR: &[&str] = &["key-pair"];
 const GROUP: &[&str] = &["security-group"];
 
-const fn describe(call: &'static str, action: &'static str, when: When) -> Need {
-    Need { call, action, when, scopes: &[Scope::Describe], why: "look up what the cells need", dry_run: false }
+/// A describe call the preflight makes itself (its refusal stops the preflight).
+const fn describe(call: &'static str, action: &'static str) -> Need {
+    let why = "look up what the cells need";
+    Need { call, action, when: When::Always, scopes: &[Scope::Describe], why, dry_run: false }
+}
+
+/// A describe call only the run makes: asked with DryRun first, since a run refused it would launch
+/// and then never see its machines (or clean up).
+const fn watch(call: &'static str, action: &'static str, when: When, why: &'static str) -> Need {
+    Need { call, action, when, scopes: &[Scope::Describe], why, dry_run: true }
 }
 
 /// Every call amiprobe's ec2 provider makes, and the action it needs.
 pub const NEEDS: &[Need] = &[
-    describe("DescribeImages", "ec2:DescribeImages", When::Always),
-    describe("DescribeInstanceTypes", "ec2:DescribeInstanceTypes", When::Always),
-    describe("DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypeOfferings", When::Always),
-    describe("DescribeSubnets", "ec2:DescribeSubnets", When::Always),
-    describe("DescribeSecurityGroups", "ec2:DescribeSecurityGroups", When::Always),
-    describe("DescribeInstances", "ec2:DescribeInstances", When::Always),
-    describe("DescribeInstanceStatus", "ec2:DescribeInstanceStatus", When::Always),
-    describe("DescribeKeyPairs", "ec2:DescribeKeyPairs", When::Always),
-    describe("DescribeVpcs", "ec2:DescribeVpcs", When::EphemeralGroup),
+    describe("DescribeImages", "ec2:DescribeImages"),
+    describe("DescribeInstanceTypes", "ec2:DescribeInstanceTypes"),
+    describe("DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypeOfferings"),
+    watch("DescribeSubnets", "ec2:DescribeSubnets", When::Always, "look up the cells' subnets"),
+    watch("DescribeSecurityGroups", "ec2:DescribeSecurityGroups", When::Always, "look up and sweep security groups"),
+    watch("DescribeInstances", "ec2:DescribeInstances", When::Always, "watch the cells' instances and sweep"),
+    watch("DescribeInstanceStatus", "ec2:DescribeInstanceStatus", When::Always, "read the instances' status checks"),
+    watch("DescribeKeyPairs", "ec2:DescribeKeyPairs", When::Always, "sweep the run's key pairs"),
+    watch("DescribeVpcs", "ec2:DescribeVpcs", When::EphemeralGroup, "find the VPC of the run's security group"),
     Need {
         call: "RunInstances",
         action: "ec2:RunInstances",
