@@ -74,6 +74,12 @@ fn on_made_up_ids(need: &Need) -> bool {
     need.scopes.iter().all(|s| matches!(s, Scope::Owned(_) | Scope::TagOnCreate(_) | Scope::Preflight(_)))
 }
 
+/// Whether a refusal of `need`'s DryRun is only a warning (see [`Refusal::doubtful`]): on made-up
+/// ids, and no removal.
+fn doubtful(need: &Need) -> bool {
+    on_made_up_ids(need) && !need.removes()
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -273,7 +279,7 @@ impl Ec2Provider {
             why: need.why.to_string(),
             calls: vec![need.call],
             detail: None,
-            doubtful: on_made_up_ids(need) && !need.removes(),
+            doubtful: doubtful(need),
             made_up: on_made_up_ids(need),
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
@@ -371,6 +377,18 @@ mod tests {
             "ec2:CreateTags refused in eu-west-1 (needed to tag what the run creates): UnauthorizedOperation on \
              RunInstances, CreateTags (DryRun), resource arn:aws:ec2:eu-west-1:1:instance/*"
         );
+    }
+
+    #[test]
+    fn only_a_refusal_on_made_up_ids_that_removes_nothing_is_doubtful() {
+        let doubtful = |action| doubtful(permissions::row_of(action).unwrap());
+        for removal in ["ec2:TerminateInstances", "ec2:DeleteKeyPair", "ec2:DeleteSecurityGroup"] {
+            assert!(on_made_up_ids(permissions::row_of(removal).unwrap()) && !doubtful(removal), "{removal}");
+        }
+        assert!(doubtful("ec2:AuthorizeSecurityGroupIngress") && doubtful("ec2:CreateTags"));
+        for certain in ["ec2:RunInstances", "ec2:ImportKeyPair", "ec2:DescribeInstances"] {
+            assert!(!on_made_up_ids(permissions::row_of(certain).unwrap()), "{certain}");
+        }
     }
 
     #[test]

@@ -516,6 +516,11 @@ mod tests {
                 assert!(arn.as_str().unwrap().starts_with("arn:aws:ec2:eu-west-1:"), "{arn}");
             }
         }
+        // The preflight's made-up ids, unconditionally: nothing that exists carries them.
+        let made_up = statements.iter().find(|s| s["Sid"] == "DryRunOnMadeUpInstance").unwrap();
+        assert_eq!(made_up["Resource"], json!(["arn:aws:ec2:eu-west-1:*:instance/i-00000000000000000"]));
+        assert_eq!(made_up["Action"], json!(["ec2:CreateTags", "ec2:TerminateInstances"]));
+        assert!(made_up.get("Condition").is_none());
         let tag = statements.iter().find(|s| s["Sid"] == "TagOnlyOnCreate").unwrap();
         assert_eq!(tag["Condition"]["StringEquals"]["ec2:CreateAction"], json!(["ImportKeyPair", "RunInstances"]));
     }
