@@ -312,14 +312,22 @@ fn profile_with_role(moto: &Moto, name: &str) {
 /// instance profile (tests/ec2_permissions.rs lints the policy of the same spec).
 fn rich_spec(dir: &Path) -> PathBuf {
     let text = format!(
-        "name: rich\nprovider:\n  ec2: {{ security_group: ephemeral, poll_interval: 500ms }}\nmatrix:\n  image: {}\n\
-         region: [eu-west-1, us-east-1]\nlaunch:\n  instance_type: t3.micro\n  key_pair: ci-key\n\
-         iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe\nprobes:\n  - {{ name: ssh, tcp: {{ port: 22 }}, within: 30s }}\n\
-         timeouts: {{ run: 2m }}\n",
-        AMIS[0]
-    )
-    .replace("\nregion", "\n  region")
-    .replace("\niam_", "\n  iam_");
+        r#"name: rich
+provider:
+  ec2: {{ security_group: ephemeral, poll_interval: 500ms }}
+matrix:
+  image: {image}
+  region: [eu-west-1, us-east-1]
+launch:
+  instance_type: t3.micro
+  key_pair: ci-key
+  iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe
+probes:
+  - {{ name: ssh, tcp: {{ port: 22 }}, within: 30s }}
+timeouts: {{ run: 2m }}
+"#,
+        image = AMIS[0]
+    );
     let file = dir.join("rich.yaml");
     std::fs::write(&file, text).unwrap();
     file

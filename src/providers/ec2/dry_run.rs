@@ -1,11 +1,12 @@
-//! The preflight's permission check: before anything is launched, each mutating call the run will
-//! make is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
+//! The preflight's permission check: before anything is launched, each call the run will make that
+//! changes something, or that only the run makes, is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
 //! spec needs), once per region, with the parameters a real cell sends: RunInstances once per distinct
 //! launch shape (a cell's launch fields, subnet and groups, its tags; the image and instance type of
 //! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, the
 //! ephemeral security group's calls, and the describe calls only the run makes (DescribeInstances,
-//! DescribeInstanceStatus, DescribeKeyPairs...: refused, a run would launch and never see its machines). EC2 answers `DryRunOperation` when the call would be allowed and
-//! `UnauthorizedOperation` when not; the latter's encoded message is decoded with STS
+//! DescribeInstanceStatus, DescribeKeyPairs...: refused them, a run would launch and never see its
+//! machines). EC2 answers `DryRunOperation` when the call would be allowed and `UnauthorizedOperation`
+//! when not; the latter's encoded message is decoded with STS
 //! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
 //! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
 //!
@@ -207,7 +208,7 @@ impl Ec2Provider {
         })
     }
 
-    /// Any other mutating call of the table, with DryRun, on made-up ids where it needs one.
+    /// Any other call of the table marked `dry_run`, with DryRun, on made-up ids where it needs one.
     fn other_call<'a>(&self, api: &'a Api, call: &'static str) -> Answer<'a> {
         if call.starts_with("Describe") {
             return describe_call(api, call);
