@@ -4,7 +4,8 @@ condition keys for Amazon EC2". The moto launcher's `/policy` evaluates them wit
 
 - RunInstances: `ec2:RunInstances` on the new instance and its volumes (`instance/*`, `volume/*`, each
   with the request's tags for its resource type, TagSpecification.N), the network interface it makes
-  (`network-interface/*`), the image (`arn:aws:ec2:R::image/ami-...`, no account), the subnet (the
+  (`network-interface/*`), the image (`arn:aws:ec2:R::image/ami-...`, no account) and the snapshot its
+  root volume is made from (`arn:aws:ec2:R::snapshot/snap-...`), the subnet (the
   default VPC's default subnet when none is named), each security group (the default VPC's default
   group when none is named), the key pair (`key-pair/NAME`) and the placement group when named, each
   existing resource with its own tags (`ec2:ResourceTag/K`); tag-on-create adds `ec2:CreateTags` on
@@ -200,6 +201,7 @@ class Authz:
         checks = [self.new(run, "instance", tags.get("instance", {})), self.new(run, "volume", tags.get("volume", {}))]
         checks.append(self.new(run, "network-interface", tags.get("network-interface", {})))
         checks += [self.existing(run, "image", i) for i in values(params, "ImageId")]
+        checks += [self.existing(run, "snapshot", s) for s in self.snapshots_of(values(params, "ImageId"))]
         checks.append(self.existing(run, "subnet", (values(params, "SubnetId") or [self.default_subnet()])[0]))
         groups = [self.group_id(g) for g in values(params, "SecurityGroupId.") + values(params, "SecurityGroup.")]
         checks += [self.existing(run, "security-group", g) for g in groups or [self.default_group()]]
@@ -211,6 +213,18 @@ class Authz:
             passed = {"iam:PassedToService": ["ec2.amazonaws.com"]}
             checks += [("iam:PassRole", role, dict(self.base, **passed)) for role in self.roles_of(profile)]
         return checks
+
+    def snapshots_of(self, images):
+        """The snapshots an EBS-backed image's volumes are made from (moto keeps one per image)."""
+        out = []
+        for image_id in images:
+            try:
+                snapshot = getattr(self.backend.amis.get(image_id), "ebs_snapshot", None)
+            except Exception:  # noqa: BLE001
+                snapshot = None
+            if snapshot is not None:
+                out.append(snapshot.id)
+        return out
 
     def default_subnet(self):
         try:

@@ -130,7 +130,7 @@ RUN_TAG = [{"Key": "amiprobe:run-id", "Value": "r"}]
 
 
 def arns(*kinds):
-    return [f"arn:aws:ec2:{REGION}:{'' if k == 'image' else '*'}:{k}/*" for k in kinds]
+    return [f"arn:aws:ec2:{REGION}:{'' if k in ('image', 'snapshot') else '*'}:{k}/*" for k in kinds]
 
 
 def launch_policy(extra=()):
@@ -143,7 +143,8 @@ def launch_policy(extra=()):
         "Statement": [
             allow("ec2:Describe*", condition={"StringEquals": {"aws:RequestedRegion": REGION}}),
             allow("ec2:RunInstances", arns("instance", "volume"), tagged),
-            allow("ec2:RunInstances", arns("image", "subnet", "network-interface", "security-group", "key-pair")),
+            allow("ec2:RunInstances", arns("image", "snapshot", "subnet", "network-interface", "security-group")),
+            allow("ec2:RunInstances", arns("key-pair")),
             allow("ec2:CreateTags", arns("instance", "volume"), {"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
             allow(["ec2:TerminateInstances", "ec2:GetConsoleOutput"], arns("instance"), owned),
             allow("sts:DecodeAuthorizationMessage"),
@@ -172,9 +173,15 @@ def check_policy_hook(m, ec2, sts):
     # Tagging an existing instance is not tagging on create.
     assert refused(m, sts, ec2.create_tags, Resources=[launched], Tags=RUN_TAG)[0] == "ec2:CreateTags"
     check_key_pairs_and_roles(m, ec2, sts, launch, tags)
+    # The image's snapshot is used too (EBS-backed: its root volume is made from it).
+    policy = launch_policy()
+    policy["Statement"][2]["Resource"] = arns("image", "subnet", "network-interface", "security-group")
+    m.post("/policy", {"document": policy})
+    action, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags)
+    assert (action, resource.split("/")[0]) == ("ec2:RunInstances", f"arn:aws:ec2:{REGION}::snapshot"), resource
     # Without CreateTags on volumes, the tag on create is refused as CreateTags.
     policy = launch_policy()
-    policy["Statement"][3]["Resource"] = arns("instance")
+    policy["Statement"][4]["Resource"] = arns("instance")
     m.post("/policy", {"document": policy})
     action, resource = refused(m, sts, ec2.run_instances, **launch, TagSpecifications=tags)
     assert (action, resource) == ("ec2:CreateTags", f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"), (action, resource)
