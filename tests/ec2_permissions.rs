@@ -5,13 +5,14 @@
 //! Every test that talks to moto runs in its own loopback-only network namespace (`Moto::start`);
 //! the policy lint tests run parliament (tests/support/policy_lint.py), which needs no network.
 //!
-//! Why the printed policy is linted but not enforced here: moto 5.2.5's own IAM check
-//! (`INITIAL_NO_AUTH_ACTION_COUNT`) authorizes every EC2 call against the resource `*` (EC2's
-//! responses name no resource), so a statement scoped to ARNs such as `arn:aws:ec2:eu-west-1:*:instance/*`
-//! never matches and the least-privilege policy is refused RunInstances; it evaluates only
-//! `StringEquals` conditions, with no request values (so `Null` on `aws:RequestTag/...` and
-//! `ec2:ResourceTag/...` are never checked); and the launcher answers DryRun calls before moto's check
-//! runs, so the preflight could not see moto's refusals anyway. `/deny` stands in for IAM instead.
+//! What `amiprobe policy` prints is checked here (snapshots, and parliament's lint: no unknown
+//! action or condition key, no malformed ARN), and enforced in tests/ec2_policy.rs: there the launcher's
+//! `/policy` evaluates each call as IAM does for a caller holding exactly that policy, resource ARNs
+//! and tags included, and the example specs pass holding it. `/deny` here stands in for a role that
+//! lacks whole actions, whatever the resource, which is what the tests of the preflight's own logic
+//! need (moto's built-in IAM check could not do either: it authorizes EC2 calls against the resource
+//! `*` only, evaluates only `StringEquals` with no request values, and the launcher answers DryRun
+//! calls before it runs).
 
 mod support;
 
@@ -113,19 +114,18 @@ fn a_denied_run_instances_is_named_even_when_its_message_cannot_be_decoded() {
 fn plan_check_names_the_ephemeral_groups_missing_permission_and_creates_nothing() {
     let moto = Moto::start();
     let (dir, _out) = out_dir();
-    moto.control("/deny", json!({ "actions": ["ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteKeyPair"] }));
+    moto.control("/deny", json!({ "actions": ["ec2:AuthorizeSecurityGroupIngress"] }));
     let spec = spec(dir.path(), &[(AMI, "t3.micro")], "", ", security_group: ephemeral");
     let output = amiprobe(&moto, &["plan", spec.to_str().unwrap(), "--check"]).output().unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{err}");
-    // Both are asked about resources that don't exist yet (made-up ids), which a policy conditioned
-    // on amiprobe's tags refuses too: warned of, not taken as refusals. CreateSecurityGroup and the
-    // rest pass, so the check does.
+    // Asked about a group that doesn't exist yet (a made-up id), which a policy conditioned on
+    // amiprobe's tags alone refuses too: warned of, not taken as a refusal. CreateSecurityGroup and
+    // the rest pass, so the check does.
     let lines = refused_lines(&err);
-    assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: ec2:DeleteKeyPair refused in eu-west-1")), "{err}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: ec2:AuthorizeSecurityGroupIngress refused")), "{err}");
-    assert!(lines.iter().all(|l| l.contains("does not exist yet")), "{err}");
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("warning: ec2:AuthorizeSecurityGroupIngress refused in eu-west-1"), "{err}");
+    assert!(lines[0].contains("does not exist yet"), "{err}");
     let calls = moto.calls();
     assert_eq!(calls.get("dryrun:CreateSecurityGroup"), Some(&1), "{calls:?}");
     assert!(
@@ -135,6 +135,17 @@ fn plan_check_names_the_ephemeral_groups_missing_permission_and_creates_nothing(
             || k.starts_with("sts:")),
         "{calls:?}"
     );
+
+    // A removal refused on its made-up id stops every cell: the run could not remove what it made.
+    moto.control("/deny", json!({ "actions": ["ec2:DeleteKeyPair"] }));
+    let output = amiprobe(&moto, &["plan", spec.to_str().unwrap(), "--check"]).output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: ec2:DeleteKeyPair refused in eu-west-1"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("the run could not remove what it launches"), "{line}");
 
     // Creating the group is asked about as a real cell would: refused, it stops every cell.
     moto.control("/deny", json!({ "actions": ["ec2:CreateSecurityGroup"] }));

@@ -143,16 +143,25 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        its action, and `ec2:CreateTags` too when it tags what it creates
                                        (TagSpecification.N, as EC2's tag-on-create does); the encoded
                                        message names the first denied one. {"actions": []} allows all
+  POST /policy   {"document": {"Version": "2012-10-17", "Statement": [...]}}
+                                       IAM as a caller holding exactly this identity policy: each EC2 call
+                                       (DryRun or not) becomes the checks EC2 authorizes it with (IAM
+                                       action, resource ARN, request context: see ec2_authz.py) and each
+                                       is evaluated as IAM does (iam_policy.py); a call whose checks are
+                                       not all allowed answers UnauthorizedOperation as /deny does, its
+                                       encoded message naming the first refused action and its resource,
+                                       and does nothing; sts:DecodeAuthorizationMessage is checked too
+                                       (AccessDenied). Works beside /deny; {"document": null} turns it off
   POST /reset                          clears all of the above and moto's state (no address stays
                                        dropped)
 
 DryRun (any EC2 call with DryRun=true): answered DryRunOperation (412, EC2's error shape) when it is
-allowed, UnauthorizedOperation when /deny refuses it, and nothing is done either way (moto itself
+allowed, UnauthorizedOperation when /deny or /policy refuses it, and nothing is done either way (moto itself
 ignores DryRun for some calls). A DryRun call is counted in /calls and kept in /requests as
 "dryrun:Action", never as "Action": what was really called stays apart from what was asked about.
 STS DecodeAuthorizationMessage (moto has none) decodes the messages above into EC2's JSON document
 ({"allowed": false, "context": {"action": "ec2:CreateTags", "resource": "...", ...}, ...}), unless
-/deny refuses `sts:DecodeAuthorizationMessage` (AccessDenied, 403); any other message is
+/deny or /policy refuses `sts:DecodeAuthorizationMessage` (AccessDenied, 403); any other message is
 InvalidAuthorizationMessageException (400).
 
 RDP (rdp_port): the client sends an X.224 Connection Request in a TPKT: 03 00 LL LL (LL LL: the
@@ -221,11 +230,14 @@ from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import public_key_parse
+from moto.iam.models import iam_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
 
+import ec2_authz  # next to this file: /policy's EC2 authorization checks
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
+import iam_policy  # next to this file: /policy's IAM evaluation
 
 LOCK = threading.Lock()
 STATE = {
@@ -257,6 +269,7 @@ STATE = {
     "booting": set(),  # ids of timed instances not yet past their boot time
     "epoch": time.monotonic(),  # the last reset: /timeline's seconds count from here
     "deny": set(),  # IAM actions refused (/deny)
+    "policy": None,  # the identity policy the callers hold (/policy), None: every call allowed
 }
 
 # Calls signed with this access key (the tests' own client) see the truth: no latency, window or chaos.
@@ -368,6 +381,7 @@ def reset_state():
         STATE["booting"].clear()
         STATE["epoch"] = time.monotonic()
         STATE["deny"] = set()
+        STATE["policy"] = None
     fate.reset()
     SERVICES.close_all()
     DROPS.flush()
@@ -530,7 +544,7 @@ def denied_action(action, params):
         return next((a for a in needed if a in STATE["deny"]), None)
 
 
-def unauthorized(iam_action, region):
+def unauthorized(iam_action, region, resource=None):
     """EC2's UnauthorizedOperation: the reason is only in the encoded message, as on EC2."""
     document = {
         "allowed": False,
@@ -540,13 +554,25 @@ def unauthorized(iam_action, region):
         "context": {
             "principal": {"id": "AIDATEST", "arn": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:user/amiprobe-test"},
             "action": iam_action,
-            "resource": f"arn:aws:ec2:{region}:{DEFAULT_ACCOUNT_ID}:*",
+            "resource": resource or f"arn:aws:ec2:{region}:{DEFAULT_ACCOUNT_ID}:*",
             "conditions": {"items": []},
         },
     }
     encoded = ENCODED_PREFIX + base64.b64encode(json.dumps(document).encode()).decode()
     message = f"You are not authorized to perform this operation. Encoded authorization failure message: {encoded}"
     return error_answer("UnauthorizedOperation", message, 403)
+
+
+def policy_refusal(self, action, params):
+    """/policy: (IAM action, resource) of the first check of the call its document refuses, or None."""
+    with LOCK:
+        document = STATE["policy"]
+    if document is None:
+        return None
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    checks = ec2_authz.Authz(self.ec2_backend, iam, self.region, DEFAULT_ACCOUNT_ID).checks(action, params)
+    refused = iam_policy.first_refused(document, checks)
+    return refused and refused[:2]
 
 
 original_call_action = EC2Response.call_action
@@ -575,6 +601,10 @@ def call_action(self):
         if denied:
             count(f"denied:{action}")
             return unauthorized(denied, self.region)
+        refused = policy_refusal(self, action, params)
+        if refused:
+            count(f"denied:{action}")
+            return unauthorized(refused[0], self.region, refused[1])
     if dry_run:
         return error_answer("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
     fault = take_fault(action, params)
@@ -616,6 +646,9 @@ def decode_answer(self):
     """STS DecodeAuthorizationMessage of a message /deny made (query protocol, as STS answers)."""
     with LOCK:
         refused = "sts:DecodeAuthorizationMessage" in STATE["deny"]
+        document = STATE["policy"]
+    if document is not None:
+        refused = refused or iam_policy.decide(document, "sts:DecodeAuthorizationMessage", "*", {}) != "allow"
     if refused:
         body = (
             '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
@@ -1653,6 +1686,8 @@ def control_handler(moto_port):
                     STATE["faults"].append(data)
                 elif self.path == "/deny":
                     STATE["deny"] = set(data.get("actions", []))
+                elif self.path == "/policy":
+                    STATE["policy"] = data.get("document")
                 elif self.path == "/pending":
                     STATE["pending_describes"] = int(data.get("describes", 0))
                 elif self.path == "/throttle":

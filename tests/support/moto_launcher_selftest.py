@@ -22,6 +22,8 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+import iam_policy_selftest  # next to this file
+
 AMI = "ami-03cf127a"
 
 
@@ -921,9 +923,8 @@ def check_reset(m, ec2):
     assert m.get("/timeline") == {}, "no timed instance since the reset"
 
 
-def decoded(m, message):
-    """The document inside an UnauthorizedOperation message, through STS as a client decodes it."""
-    sts = boto3.client(
+def sts_client(m):
+    return boto3.client(
         "sts",
         endpoint_url=f"http://127.0.0.1:{m.port}",
         region_name="eu-west-1",
@@ -931,6 +932,11 @@ def decoded(m, message):
         aws_secret_access_key="testing",
         config=Config(retries={"total_max_attempts": 1}),
     )
+
+
+def decoded(m, message):
+    """The document inside an UnauthorizedOperation message, through STS as a client decodes it."""
+    sts = sts_client(m)
     encoded = message.split("Encoded authorization failure message: ", 1)[1]
     return json.loads(sts.decode_authorization_message(EncodedMessage=encoded)["DecodedMessage"]), sts
 
@@ -976,6 +982,8 @@ def check_dry_run_and_deny(m, ec2):
 
 CHECKS = [
     ("dry run and deny", check_dry_run_and_deny),
+    ("iam policy evaluator", lambda m, ec2: iam_policy_selftest.check_evaluator()),
+    ("iam policy enforced", lambda m, ec2: iam_policy_selftest.check_policy_hook(m, ec2, sts_client(m))),
     ("latency", check_latency),
     ("consistency", check_consistency),
     ("delete missing key pair", lambda m, ec2: check_delete_missing_key_pair(ec2)),

@@ -1,18 +1,26 @@
-//! The preflight's permission check: before anything is launched, each mutating call the run will
-//! make is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
+//! The preflight's permission check: before anything is launched, each call the run will make that
+//! changes something, or that only the run makes, is asked of EC2 with `DryRun=true` (the rows of `permissions.rs` marked `dry_run` that the
 //! spec needs), once per region, with the parameters a real cell sends: RunInstances once per distinct
 //! launch shape (a cell's launch fields, subnet and groups, its tags; the image and instance type of
-//! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, and the
-//! ephemeral security group's calls. EC2 answers `DryRunOperation` when the call would be allowed and
-//! `UnauthorizedOperation` when not; the latter's encoded message is decoded with STS
+//! the shape's first cell), ImportKeyPair and DeleteKeyPair, TerminateInstances, CreateTags, the
+//! ephemeral security group's calls, and the describe calls only the run makes (DescribeInstances,
+//! DescribeInstanceStatus, DescribeKeyPairs...: refused them, a run would launch and never see its
+//! machines). EC2 answers `DryRunOperation` when the call would be allowed and `UnauthorizedOperation`
+//! when not; the latter's encoded message is decoded with STS
 //! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
 //! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
 //!
 //! Calls on things that exist only once the run made them (TerminateInstances, CreateTags,
-//! DeleteKeyPair, the group's calls) name made-up, well-formed ids. EC2 may answer such a DryRun with
-//! `Invalid*.NotFound` or `*.Malformed` instead of checking the permission: any answer but
-//! `UnauthorizedOperation` is taken as allowed, as it proves no refusal. Tags carry a placeholder run id
-//! (the preflight runs before the run has one): a policy conditions on the tag's presence, not its value.
+//! DeleteKeyPair, the group's calls) name made-up, well-formed ids (`permissions::MADE_UP`), which
+//! carry no tags: the policy `amiprobe policy` prints allows each of these calls on its made-up id, so
+//! that a refusal there means the action is missing. A policy written otherwise, allowing them only on
+//! what carries amiprobe's tag, is refused there too: for a removal (TerminateInstances, DeleteKeyPair,
+//! DeleteSecurityGroup) that still stops the run, since a run that may be unable to remove what it
+//! launches must not launch; for the others it is a warning ([`Refusal::doubtful`]). EC2 may answer
+//! such a DryRun with `Invalid*.NotFound` or `*.Malformed` instead of checking the permission: any
+//! answer but `UnauthorizedOperation` is taken as allowed, as it proves no refusal. Tags carry a
+//! placeholder run id (the preflight runs before the run has one): a policy conditions on the tag's
+//! presence, not its value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,11 +40,9 @@ use crate::spec::KeyPair;
 
 /// The run id on the tags of DryRun requests.
 const PLACEHOLDER_RUN_ID: &str = "preflight";
-/// Well-formed ids of things that do not exist: what the removals' DryRuns name.
-const FAKE_INSTANCE: &str = "i-00000000000000000";
-const FAKE_GROUP: &str = "sg-00000000000000000";
+/// The VPC the DryRun of CreateSecurityGroup names (the other made-up ids are `permissions::MADE_UP`,
+/// which the policy allows the preflight's calls on; a VPC is only used, allowed on any).
 const FAKE_VPC: &str = "vpc-00000000000000000";
-const FAKE_KEY: &str = "amiprobe-preflight";
 /// A well-formed public key for ImportKeyPair's DryRun (the run's own is made on first launch).
 const FAKE_PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBTPVtOQMwjfCGvGFRF3ohTidy0AXpDsqW4eGFgeRBan amiprobe-preflight";
@@ -56,15 +62,23 @@ pub struct Refusal {
     pub calls: Vec<&'static str>,
     /// The decoded message's resource, or why the message could not be decoded.
     pub detail: Option<String>,
-    /// Only calls on resources that don't exist yet (made-up ids) were refused: a policy that allows
-    /// them on what carries amiprobe's tags, as `amiprobe policy` writes it, may refuse an untagged
-    /// made-up id, so this is told as a warning, not a reason to stop.
+    /// Only calls on resources that don't exist yet (made-up ids) were refused, none of them a
+    /// removal: a policy allowing them only on what carries amiprobe's tags (not as `amiprobe policy`
+    /// writes it) refuses an untagged made-up id too, so this is told as a warning, not a reason to stop.
     pub doubtful: bool,
+    /// Only calls on made-up ids were refused (a removal among them, when not doubtful).
+    pub made_up: bool,
 }
 
 /// Whether a need's DryRun names a resource that does not exist (it acts only on existing ones).
 fn on_made_up_ids(need: &Need) -> bool {
-    need.scopes.iter().all(|s| matches!(s, Scope::Owned(_)) || matches!(s, Scope::TagOnCreate(_)))
+    need.scopes.iter().all(|s| matches!(s, Scope::Owned(_) | Scope::TagOnCreate(_) | Scope::Preflight(_)))
+}
+
+/// Whether a refusal of `need`'s DryRun is only a warning (see [`Refusal::doubtful`]): on made-up
+/// ids, and no removal.
+fn doubtful(need: &Need) -> bool {
+    on_made_up_ids(need) && !need.removes()
 }
 
 impl fmt::Display for Refusal {
@@ -98,10 +112,15 @@ impl Ec2Provider {
             let regional = self.regional(region.as_deref()).await?;
             for refusal in self.refusals_in(&regional, &cells).await {
                 match refusal.doubtful {
+                    false if refusal.made_up => lines.push(format!(
+                        "{refusal}; asked about a resource that does not exist yet (`amiprobe policy` allows it \
+                         there): without this permission the run could not remove what it launches"
+                    )),
                     false => lines.push(refusal.to_string()),
                     true => doubts.push(format!(
                         "{refusal}; asked about a resource that does not exist yet, which a policy that allows it \
-                         only on what carries amiprobe's tags refuses too: check the policy"
+                         only on what carries amiprobe's tags refuses too: check the policy (`amiprobe policy` \
+                         allows it on that made-up id)"
                     )),
                 }
             }
@@ -144,6 +163,7 @@ impl Ec2Provider {
                 Some(seen) => {
                     seen.calls.push(need.call);
                     seen.doubtful &= refusal.doubtful;
+                    seen.made_up &= refusal.made_up;
                 }
                 None => refusals.push(refusal),
             }
@@ -188,39 +208,42 @@ impl Ec2Provider {
         })
     }
 
-    /// Any other mutating call of the table, with DryRun, on made-up ids where it needs one.
+    /// Any other call of the table marked `dry_run`, with DryRun, on made-up ids where it needs one.
     fn other_call<'a>(&self, api: &'a Api, call: &'static str) -> Answer<'a> {
+        if call.starts_with("Describe") {
+            return describe_call(api, call);
+        }
         let client = &api.client;
         let tags = |resource| self.run_tags(PLACEHOLDER_RUN_ID, "preflight", resource);
         let b = &api.buckets;
         match call {
             "CreateTags" => {
                 let tag = Tag::builder().key(super::KEPT_TAG).value("preflight").build();
-                let req = client.create_tags().dry_run(true).resources(FAKE_INSTANCE).tags(tag);
+                let req = client.create_tags().dry_run(true).resources(permissions::made_up("instance")).tags(tag);
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "TerminateInstances" => {
-                let req = client.terminate_instances().dry_run(true).instance_ids(FAKE_INSTANCE);
+                let req = client.terminate_instances().dry_run(true).instance_ids(permissions::made_up("instance"));
                 Box::pin(async move { api.call(&b.terminate, call, || req.clone().send()).await.map(drop) })
             }
             "ImportKeyPair" => {
                 let req = client
                     .import_key_pair()
                     .dry_run(true)
-                    .key_name(FAKE_KEY)
+                    .key_name(permissions::made_up("key-pair"))
                     .public_key_material(aws_sdk_ec2::primitives::Blob::new(FAKE_PUBLIC_KEY))
                     .tag_specifications(tags(ResourceType::KeyPair));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "DeleteKeyPair" => {
-                let req = client.delete_key_pair().dry_run(true).key_name(FAKE_KEY);
+                let req = client.delete_key_pair().dry_run(true).key_name(permissions::made_up("key-pair"));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "CreateSecurityGroup" => {
                 let req = client
                     .create_security_group()
                     .dry_run(true)
-                    .group_name(FAKE_KEY)
+                    .group_name(permissions::made_up("key-pair"))
                     .description("amiprobe preflight")
                     .vpc_id(FAKE_VPC)
                     .tag_specifications(tags(ResourceType::SecurityGroup));
@@ -233,12 +256,15 @@ impl Ec2Provider {
                     .to_port(22)
                     .ip_ranges(IpRange::builder().cidr_ip("192.0.2.1/32").build())
                     .build();
-                let req =
-                    client.authorize_security_group_ingress().dry_run(true).group_id(FAKE_GROUP).ip_permissions(rule);
+                let req = client
+                    .authorize_security_group_ingress()
+                    .dry_run(true)
+                    .group_id(permissions::made_up("security-group"))
+                    .ip_permissions(rule);
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             "DeleteSecurityGroup" => {
-                let req = client.delete_security_group().dry_run(true).group_id(FAKE_GROUP);
+                let req = client.delete_security_group().dry_run(true).group_id(permissions::made_up("security-group"));
                 Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
             }
             // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
@@ -254,7 +280,8 @@ impl Ec2Provider {
             why: need.why.to_string(),
             calls: vec![need.call],
             detail: None,
-            doubtful: on_made_up_ids(need),
+            doubtful: doubtful(need),
+            made_up: on_made_up_ids(need),
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
         match decode(sts, encoded.trim()).await {
@@ -271,6 +298,28 @@ impl Ec2Provider {
             Err(e) => refusal.detail = Some(format!("its message not decoded: {e}")),
         }
         refusal
+    }
+}
+
+/// A describe call of the table that only the run makes, with DryRun, unfiltered (its permission
+/// takes no resource).
+fn describe_call<'a>(api: &'a Api, call: &'static str) -> Answer<'a> {
+    let client = &api.client;
+    macro_rules! asked {
+        ($builder:expr) => {{
+            let req = $builder.dry_run(true);
+            Box::pin(async move { api.call(&api.buckets.describe, call, || req.clone().send()).await.map(drop) })
+        }};
+    }
+    match call {
+        "DescribeInstances" => asked!(client.describe_instances()),
+        "DescribeInstanceStatus" => asked!(client.describe_instance_status()),
+        "DescribeKeyPairs" => asked!(client.describe_key_pairs()),
+        "DescribeSubnets" => asked!(client.describe_subnets()),
+        "DescribeSecurityGroups" => asked!(client.describe_security_groups()),
+        "DescribeVpcs" => asked!(client.describe_vpcs()),
+        // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
+        _ => Box::pin(async { Ok(()) }),
     }
 }
 
@@ -322,12 +371,25 @@ mod tests {
             calls: vec!["RunInstances", "CreateTags"],
             detail: Some("resource arn:aws:ec2:eu-west-1:1:instance/*".into()),
             doubtful: false,
+            made_up: false,
         };
         assert_eq!(
             refusal.to_string(),
             "ec2:CreateTags refused in eu-west-1 (needed to tag what the run creates): UnauthorizedOperation on \
              RunInstances, CreateTags (DryRun), resource arn:aws:ec2:eu-west-1:1:instance/*"
         );
+    }
+
+    #[test]
+    fn only_a_refusal_on_made_up_ids_that_removes_nothing_is_doubtful() {
+        let doubtful = |action| doubtful(permissions::row_of(action).unwrap());
+        for removal in ["ec2:TerminateInstances", "ec2:DeleteKeyPair", "ec2:DeleteSecurityGroup"] {
+            assert!(on_made_up_ids(permissions::row_of(removal).unwrap()) && !doubtful(removal), "{removal}");
+        }
+        assert!(doubtful("ec2:AuthorizeSecurityGroupIngress") && doubtful("ec2:CreateTags"));
+        for certain in ["ec2:RunInstances", "ec2:ImportKeyPair", "ec2:DescribeInstances"] {
+            assert!(!on_made_up_ids(permissions::row_of(certain).unwrap()), "{certain}");
+        }
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! remove only what carries that tag (`ec2:ResourceTag`), tag only as it creates (`ec2:CreateAction`)
 //! or what is already its own, pass only the named instance profiles' roles, and only in the spec's
 //! regions. Describe calls take no resource-level permissions on EC2: they are limited by region.
+//!
+//! The preflight asks about removals and the like with DryRun before anything exists, on made-up ids
+//! ([`MADE_UP`]), which carry no tag: a policy allowing those calls only on what carries amiprobe's
+//! tag refuses them whether it lacks the action or not. So the policy also allows each such call on
+//! its made-up id (which names nothing that exists): refused there, the action is really missing.
 
 use std::collections::BTreeSet;
 
@@ -77,8 +82,23 @@ pub enum Scope {
     Uses(&'static [&'static str]),
     /// The roles of the named instance profiles, passed to EC2 only.
     PassRole,
+    /// The made-up resources of these types the preflight's DryRuns name ([`MADE_UP`]).
+    Preflight(&'static [&'static str]),
     /// A global service (STS): any resource.
     Global,
+}
+
+/// The made-up id (a key pair's name) the preflight's DryRuns name, per resource type: well-formed,
+/// and nothing that exists (EC2 ids are random hex).
+pub const MADE_UP: &[(&str, &str)] = &[
+    ("instance", "i-00000000000000000"),
+    ("key-pair", "amiprobe-preflight"),
+    ("security-group", "sg-00000000000000000"),
+];
+
+/// The made-up id of a resource type, as [`MADE_UP`] has it.
+pub fn made_up(kind: &str) -> &'static str {
+    MADE_UP.iter().find(|(k, _)| *k == kind).map_or("", |(_, id)| id)
 }
 
 /// One row: an API call and the IAM action it needs.
@@ -97,22 +117,32 @@ pub struct Need {
 }
 
 const INSTANCE: &[&str] = &["instance"];
+const KEY_PAIR: &[&str] = &["key-pair"];
+const GROUP: &[&str] = &["security-group"];
 
-const fn describe(call: &'static str, action: &'static str, when: When) -> Need {
-    Need { call, action, when, scopes: &[Scope::Describe], why: "look up what the cells need", dry_run: false }
+/// A describe call the preflight makes itself (its refusal stops the preflight).
+const fn describe(call: &'static str, action: &'static str) -> Need {
+    let why = "look up what the cells need";
+    Need { call, action, when: When::Always, scopes: &[Scope::Describe], why, dry_run: false }
+}
+
+/// A describe call only the run makes: asked with DryRun first, since a run refused it would launch
+/// and then never see its machines (or clean up).
+const fn watch(call: &'static str, action: &'static str, when: When, why: &'static str) -> Need {
+    Need { call, action, when, scopes: &[Scope::Describe], why, dry_run: true }
 }
 
 /// Every call amiprobe's ec2 provider makes, and the action it needs.
 pub const NEEDS: &[Need] = &[
-    describe("DescribeImages", "ec2:DescribeImages", When::Always),
-    describe("DescribeInstanceTypes", "ec2:DescribeInstanceTypes", When::Always),
-    describe("DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypeOfferings", When::Always),
-    describe("DescribeSubnets", "ec2:DescribeSubnets", When::Always),
-    describe("DescribeSecurityGroups", "ec2:DescribeSecurityGroups", When::Always),
-    describe("DescribeInstances", "ec2:DescribeInstances", When::Always),
-    describe("DescribeInstanceStatus", "ec2:DescribeInstanceStatus", When::Always),
-    describe("DescribeKeyPairs", "ec2:DescribeKeyPairs", When::Always),
-    describe("DescribeVpcs", "ec2:DescribeVpcs", When::EphemeralGroup),
+    describe("DescribeImages", "ec2:DescribeImages"),
+    describe("DescribeInstanceTypes", "ec2:DescribeInstanceTypes"),
+    describe("DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypeOfferings"),
+    watch("DescribeSubnets", "ec2:DescribeSubnets", When::Always, "look up the cells' subnets"),
+    watch("DescribeSecurityGroups", "ec2:DescribeSecurityGroups", When::Always, "look up and sweep security groups"),
+    watch("DescribeInstances", "ec2:DescribeInstances", When::Always, "watch the cells' instances and sweep"),
+    watch("DescribeInstanceStatus", "ec2:DescribeInstanceStatus", When::Always, "read the instances' status checks"),
+    watch("DescribeKeyPairs", "ec2:DescribeKeyPairs", When::Always, "sweep the run's key pairs"),
+    watch("DescribeVpcs", "ec2:DescribeVpcs", When::EphemeralGroup, "find the VPC of the run's security group"),
     Need {
         call: "RunInstances",
         action: "ec2:RunInstances",
@@ -136,7 +166,11 @@ pub const NEEDS: &[Need] = &[
         call: "CreateTags",
         action: "ec2:CreateTags",
         when: When::Always,
-        scopes: &[Scope::TagOnCreate(&["instance", "volume", "key-pair", "security-group"]), Scope::Owned(INSTANCE)],
+        scopes: &[
+            Scope::TagOnCreate(&["instance", "volume", "key-pair", "security-group"]),
+            Scope::Owned(INSTANCE),
+            Scope::Preflight(INSTANCE),
+        ],
         why: "tag what the run creates, and keep a failed cell's instance (--keep-failed)",
         dry_run: true,
     },
@@ -144,7 +178,7 @@ pub const NEEDS: &[Need] = &[
         call: "TerminateInstances",
         action: "ec2:TerminateInstances",
         when: When::Always,
-        scopes: &[Scope::Owned(INSTANCE)],
+        scopes: &[Scope::Owned(INSTANCE), Scope::Preflight(INSTANCE)],
         why: "remove the cells' instances",
         dry_run: true,
     },
@@ -192,7 +226,7 @@ pub const NEEDS: &[Need] = &[
         call: "DeleteKeyPair",
         action: "ec2:DeleteKeyPair",
         when: When::EphemeralKey,
-        scopes: &[Scope::Owned(&["key-pair"])],
+        scopes: &[Scope::Owned(KEY_PAIR), Scope::Preflight(KEY_PAIR)],
         why: "delete the run's key (key_pair: ephemeral)",
         dry_run: true,
     },
@@ -208,7 +242,7 @@ pub const NEEDS: &[Need] = &[
         call: "AuthorizeSecurityGroupIngress",
         action: "ec2:AuthorizeSecurityGroupIngress",
         when: When::EphemeralGroup,
-        scopes: &[Scope::Owned(&["security-group"])],
+        scopes: &[Scope::Owned(GROUP), Scope::Preflight(GROUP)],
         why: "open the probed ports in the run's security group",
         dry_run: true,
     },
@@ -216,7 +250,7 @@ pub const NEEDS: &[Need] = &[
         call: "DeleteSecurityGroup",
         action: "ec2:DeleteSecurityGroup",
         when: When::EphemeralGroup,
-        scopes: &[Scope::Owned(&["security-group"])],
+        scopes: &[Scope::Owned(GROUP), Scope::Preflight(GROUP)],
         why: "delete the run's security group",
         dry_run: true,
     },
@@ -241,6 +275,13 @@ pub const NEEDS: &[Need] = &[
 /// The rows a spec that uses `uses` needs, in the table's order.
 pub fn needed(uses: &Uses) -> impl Iterator<Item = &'static Need> + '_ {
     NEEDS.iter().filter(|n| n.when.applies(uses))
+}
+
+impl Need {
+    /// Whether the run removes what it made with this call: refused, the run would leave it behind.
+    pub fn removes(&self) -> bool {
+        matches!(self.call, "TerminateInstances" | "DeleteKeyPair" | "DeleteSecurityGroup")
+    }
 }
 
 /// The row of an IAM action, if amiprobe needs it (the first one, for an action of several calls).
@@ -323,6 +364,7 @@ fn sid_of(scope: Scope) -> String {
         Scope::Owned(types) => ("Own", types),
         Scope::Uses(_) => ("UseExisting", &[]),
         Scope::PassRole => ("PassInstanceProfileRole", &[]),
+        Scope::Preflight(types) => ("DryRunOnMadeUp", types),
         Scope::Global => ("DecodeRefusals", &[]),
     };
     let kind: String = types
@@ -404,6 +446,13 @@ fn statement(scope: Scope, uses: &Uses, creates: &[&str]) -> serde_json::Map<Str
         }
         Scope::Owned(types) => (json!(arns(types, uses)), Some(run_id_present("ec2:ResourceTag"))),
         Scope::Uses(types) => (json!(arns(types, uses)), None),
+        Scope::Preflight(types) => {
+            let ids: Vec<String> = regions(uses)
+                .iter()
+                .flat_map(|r| types.iter().map(move |t| format!("arn:aws:ec2:{r}:*:{t}/{}", made_up(t))))
+                .collect();
+            (json!(ids), None)
+        }
         Scope::PassRole => {
             let roles: BTreeSet<String> = uses.instance_profiles.iter().map(|p| role_arn(p)).collect();
             (json!(roles), Some(json!({ "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } })))
@@ -467,6 +516,11 @@ mod tests {
                 assert!(arn.as_str().unwrap().starts_with("arn:aws:ec2:eu-west-1:"), "{arn}");
             }
         }
+        // The preflight's made-up ids, unconditionally: nothing that exists carries them.
+        let made_up = statements.iter().find(|s| s["Sid"] == "DryRunOnMadeUpInstance").unwrap();
+        assert_eq!(made_up["Resource"], json!(["arn:aws:ec2:eu-west-1:*:instance/i-00000000000000000"]));
+        assert_eq!(made_up["Action"], json!(["ec2:CreateTags", "ec2:TerminateInstances"]));
+        assert!(made_up.get("Condition").is_none());
         let tag = statements.iter().find(|s| s["Sid"] == "TagOnlyOnCreate").unwrap();
         assert_eq!(tag["Condition"]["StringEquals"]["ec2:CreateAction"], json!(["ImportKeyPair", "RunInstances"]));
     }
