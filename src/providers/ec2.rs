@@ -107,15 +107,17 @@ impl Provider for Ec2Provider {
     /// are kept for the launches' block device mappings.
     async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         let mut impossible = BTreeMap::new();
-        let mut image_warnings = Vec::new();
+        let (mut image_warnings, mut lookups_refused) = (Vec::new(), Vec::new());
         for (region, requests) in self.requests_by_region(cells)? {
             let checked = self.check_region(region.as_deref(), &requests).await?;
             impossible.extend(checked.impossible);
             image_warnings.extend(checked.warnings);
+            lookups_refused.extend(checked.refused);
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        let (refused, doubts) = self.refusals(cells).await?;
+        let (mut refused, doubts) = self.refusals(cells).await?;
+        refused.splice(0..0, lookups_refused);
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
         warnings.extend(image_warnings);

@@ -18,6 +18,9 @@ pub(super) struct RegionChecked {
     pub impossible: Vec<(String, String)>,
     /// What may go wrong there, once per image (another account's encrypted image).
     pub warnings: Vec<String>,
+    /// A lookup the credentials may not make, as the DryRun pass names a refused action: the run
+    /// stops before anything is launched, and nothing else could be checked there.
+    pub refused: Vec<String>,
 }
 
 impl Ec2Provider {
@@ -51,12 +54,19 @@ impl Ec2Provider {
         requests: &[LaunchRequest],
     ) -> Result<RegionChecked, ProviderError> {
         let regional = self.regional(region).await?;
-        let found = preflight::check(&regional.api, requests).await.map_err(|e| {
-            ProviderError::new(match region {
-                Some(region) => format!("{region}: {e}"),
-                None => e.to_string(),
-            })
-        })?;
+        let found = match preflight::check(&regional.api, requests).await {
+            Ok(found) => found,
+            Err(e) if e.is("UnauthorizedOperation") => {
+                let refused = self.lookup_refused(&regional, &e).await;
+                return Ok(RegionChecked { impossible: Vec::new(), warnings: Vec::new(), refused: vec![refused] });
+            }
+            Err(e) => {
+                return Err(ProviderError::new(match region {
+                    Some(region) => format!("{region}: {e}"),
+                    None => e.to_string(),
+                }))
+            }
+        };
         regional.groups.know_subnets(&found.subnet_vpcs);
         let mut roots = lock(&regional.root_devices);
         for (image, facts) in &found.images {
@@ -74,6 +84,6 @@ impl Ec2Provider {
             None => Vec::new(),
         };
         let impossible = found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect();
-        Ok(RegionChecked { impossible, warnings })
+        Ok(RegionChecked { impossible, warnings, refused: Vec::new() })
     }
 }

@@ -171,6 +171,16 @@ impl Ec2Provider {
         refusals
     }
 
+    /// A preflight lookup (DescribeImages, DescribeInstanceTypes...) EC2 refused for lack of
+    /// permission, named like a DryRun refusal: without it nothing can be checked, so the run stops.
+    pub(super) async fn lookup_refused(&self, regional: &Regional, e: &ApiError) -> String {
+        let action = format!("ec2:{}", e.action);
+        match permissions::row_of(&action) {
+            Some(need) => self.refusal(&regional.api, &regional.sts, need, e).await.to_string(),
+            None => format!("{action} refused in {}: UnauthorizedOperation", regional.api.region),
+        }
+    }
+
     /// RunInstances as `cell` sends it, with DryRun.
     fn run_instances<'a>(&self, api: &'a Api, cell: &Cell, root_device: Option<String>) -> Answer<'a> {
         let key_name = match &self.launch.key_pair {
