@@ -108,7 +108,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        the ciphertext + CR LF, as EC2 does (a client strips the whitespace
                                        before decoding). Always "": a non-Windows instance, one launched
                                        without a key pair, and one whose key pair is ed25519 (EC2 refuses
-                                       such a launch; here it launches and never has a password). Applies
+                                       such a launch, and so does the launcher but for the oracle, whose
+                                       instance never has a password). Applies
                                        with or without /timing; {} restores the defaults. Mind that moto's
                                        built-in ami-03cf127a is a Windows one (Server 2016 Nano)
   GET  /windows                        {"i-...": "the plaintext password", ...} for every instance that has
@@ -171,7 +172,19 @@ EC2 does (moto answers with the ones it knows), and RunInstances creating its bl
 Iops and Throughput they ask for (moto drops both, and so refuses every io1 and io2 volume). moto's built-in AMIs copy real ones but report UEFI, the
 default of its constructor: here they report no boot mode, as their data has none, and ENA enabled, as
 the current AMIs they copy do.
-Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
+Requests EC2 refuses and moto takes (ec2_rules.py): every EC2 call not signed by the oracle, DryRun
+calls too, is checked against EC2's API model (botocore's: unknown parameters, required members,
+enums, number ranges, string and list lengths, patterns) and EC2's documented cross-field rules (tag
+sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:` prefix in any case;
+network interfaces vs instance-level subnet and groups; AssociatePublicIpAddress on DeviceIndex 0 of a
+single interface; IMDS hop limit 1-64; EBS type vs IOPS, throughput and size; ids together with
+MaxResults; <= 200 values per filter and the documented ids per call; RunInstances counts and user
+data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image). The first violation
+is answered as EC2 does (MissingParameter, UnknownParameter, InvalidParameterValue,
+InvalidParameterCombination, InvalidParameterDependency, FilterLimitExceeded, TagLimitExceeded,
+InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, and moto never
+sees the call.
+Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip the EC2 rules, latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
 127.0.0.1 only, except the timed instances' services, each on its own loopback address.
 """
@@ -214,6 +227,8 @@ from moto.ec2.utils import public_key_parse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
+
+import ec2_rules  # next to this file
 
 LOCK = threading.Lock()
 STATE = {
@@ -555,6 +570,10 @@ def call_action(self):
     # client that paced its calls exactly at the limit.
     if throttled(action, params):
         return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
+    refused = None if oracle else ec2_rules.refusal(action, params, self.ec2_backend)
+    if refused:  # what real EC2 refuses (ec2_rules.py), DryRun or not
+        count(f"refused:{action}")
+        return error_answer(*refused, 400)
     if not oracle:
         delay(action)
         denied = denied_action(action, params)
