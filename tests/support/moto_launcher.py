@@ -182,8 +182,8 @@ MaxResults; <= 200 values per filter and the documented ids per call; RunInstanc
 data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image). The first violation
 is answered as EC2 does (MissingParameter, UnknownParameter, InvalidParameterValue,
 InvalidParameterCombination, InvalidParameterDependency, FilterLimitExceeded, TagLimitExceeded,
-InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, and moto never
-sees the call.
+InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, printed on
+the launcher's stderr, and moto never sees the call.
 Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip the EC2 rules, latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
 127.0.0.1 only, except the timed instances' services, each on its own loopback address.
@@ -573,6 +573,7 @@ def call_action(self):
     refused = None if oracle else ec2_rules.refusal(action, params, self.ec2_backend)
     if refused:  # what real EC2 refuses (ec2_rules.py), DryRun or not
         count(f"refused:{action}")
+        print(f"launcher: EC2 refuses {action}: {refused[0]}: {refused[1]}", file=sys.stderr, flush=True)
         return error_answer(*refused, 400)
     if not oracle:
         delay(action)
