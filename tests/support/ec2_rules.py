@@ -3,8 +3,9 @@ would reject.
 
 `refusal(action, params, backend)` answers (code, message) for the first problem of a request, or
 None: first what EC2's API model states (ec2_rules_model.py: parameters, required members, enums,
-ranges, lengths, patterns), then EC2's documented cross-field rules below, each a small function that
-cites its rule. `backend` is moto's EC2 backend of the call's region, read only (for the rules that
+ranges, lengths, patterns), then EC2's documented rules below (RULES), each a small function that
+cites its rule: the cross-field ones, and the text constraints the model states only in its
+documentation (`documented_text`). `backend` is moto's EC2 backend of the call's region, read only (for the rules that
 depend on what exists: a key pair's type, an image's platform). moto_launcher.py calls it for every
 EC2 call not signed by the oracle, DryRun calls included (EC2 validates a request before it answers
 DryRunOperation).
@@ -12,6 +13,7 @@ DryRunOperation).
 
 import base64
 import functools
+import html
 import re
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -292,6 +294,55 @@ def key_types(action, tree, backend):
                 raise invalid("ED25519 key pairs are not supported for Windows instances.", "InvalidParameterCombination")
 
 
-RULES = [tag_sets, network_interfaces, metadata_options, ebs_volumes, paging, value_counts, instance_counts, key_types]
+def strings(node, shape):
+    """Every string in the request with the member it is sent as: (member name, member shape, value)."""
+    if shape.type_name == "structure" and isinstance(node, dict):
+        for name, value in node.items():
+            member = shape.members[name]
+            if member.type_name == "string":
+                yield name, member, value
+            else:
+                yield from strings(value, member)
+    elif shape.type_name == "list" and isinstance(node, list):
+        for element in node:
+            yield from strings(element, shape.member)
+
+
+@functools.lru_cache(maxsize=None)
+def documented(doc):
+    """What a member's documentation states about its text, as the model has no trait for it:
+    (most characters, ASCII only, allowed characters as a regex or None, a prefix it can't start with
+    or None). E.g. CreateSecurityGroup GroupName: "Constraints: Up to 255 characters in length. Can't
+    start with sg-. Valid characters: a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*"."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", doc or ""))
+    most = re.search(r"Constraints: (?:Up to|Maximum) (\d+) (ASCII )?characters", text)
+    allowed = re.search(r"(?:Valid characters:|Allowed characters are) a-z, A-Z, 0-9, spaces, and (\S+)", text)
+    prefix = re.search(r"Can't start with (\S+?)\.?(?:\s|$)", text)
+    return (
+        int(most.group(1)) if most else None,
+        bool(most and most.group(2)),
+        re.compile(f"[a-zA-Z0-9 {re.escape(allowed.group(1))}]*") if allowed else None,
+        prefix.group(1) if prefix else None,
+    )
+
+
+def documented_text(action, tree, _backend):
+    """Each string against its member's documented constraints (`documented`): security group names
+    and descriptions and their rules' descriptions (255 characters of a-z, A-Z, 0-9, spaces and
+    ._-:/()#,@[]+=&;{}!$*; a group name not starting `sg-`), key pair names (255 ASCII characters),
+    client tokens (64 ASCII characters)."""
+    for name, member, value in strings(tree, operation(action).input_shape):
+        most, ascii_only, allowed, prefix = documented(member.documentation)
+        if most is not None and len(value) > most:
+            raise invalid(f"Value for parameter {name} is invalid. Length exceeds maximum of {most} characters: {len(value)}.")
+        if ascii_only and not value.isascii():
+            raise invalid(f"Value ({value[:64]}) for parameter {name} is invalid. Only ASCII characters are allowed.")
+        if allowed is not None and not allowed.fullmatch(value):
+            raise invalid(f"Value ({value[:64]}) for parameter {name} is invalid. Character sets beyond ASCII are not supported.")
+        if prefix is not None and value.startswith(prefix):
+            raise invalid(f"Value ({value[:64]}) for parameter {name} is invalid. Group names may not be in the format {prefix}*")
+
+
+RULES = [tag_sets, network_interfaces, metadata_options, ebs_volumes, paging, value_counts, instance_counts, key_types, documented_text]
 
 __all__ = ["refusal", "model"]

@@ -191,6 +191,23 @@ def check_key_types(m, _ec2):
     refused(m, "ImportKeyPair", {"KeyName": "junk", "PublicKeyMaterial": base64.b64encode(b"ssh-rsa junk").decode()}, "InvalidKey.Format")
 
 
+def check_documented_text(m, _ec2):
+    """Strings within their documented constraints: security group names and descriptions (255
+    characters of a set, a name not starting `sg-`), rule descriptions, key names, client tokens."""
+    group = {"GroupName": "amiprobe-r1", "GroupDescription": "amiprobe run r1: the probed ports from --probe-from"}
+    refused(m, "CreateSecurityGroup", {**group, "GroupName": "sg-mine"}, "InvalidParameterValue")
+    refused(m, "CreateSecurityGroup", {**group, "GroupName": "g" * 256}, "InvalidParameterValue")
+    refused(m, "CreateSecurityGroup", {**group, "GroupDescription": "ports <80>"}, "InvalidParameterValue")
+    refused(m, "CreateSecurityGroup", {**group, "GroupDescription": "café"}, "InvalidParameterValue")
+    passes(m, "CreateSecurityGroup", group)
+    rule = {"GroupName": "amiprobe-r1", "IpPermissions.1.IpProtocol": "tcp", "IpPermissions.1.FromPort": "80",
+            "IpPermissions.1.ToPort": "80", "IpPermissions.1.IpRanges.1.CidrIp": "203.0.113.7/32"}
+    refused(m, "AuthorizeSecurityGroupIngress", {**rule, "IpPermissions.1.IpRanges.1.Description": "from <here>"}, "InvalidParameterValue")
+    refused(m, "RunInstances", {**RUN, "ClientToken": "t" * 65}, "InvalidParameterValue")
+    refused(m, "CreateKeyPair", {"KeyName": "k" * 256}, "InvalidParameterValue")
+    refused(m, "CreateKeyPair", {"KeyName": "clé"}, "InvalidParameterValue")
+
+
 CHECKS = [
     ("rules: a well-formed request passes", check_well_formed),
     ("rules: the API model", check_model),
@@ -202,4 +219,5 @@ CHECKS = [
     ("rules: values per call", check_value_counts),
     ("rules: instance counts and user data", check_instance_counts),
     ("rules: key types", check_key_types),
+    ("rules: documented text", check_documented_text),
 ]

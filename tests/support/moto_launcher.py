@@ -179,7 +179,8 @@ sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:`
 network interfaces vs instance-level subnet and groups; AssociatePublicIpAddress on DeviceIndex 0 of a
 single interface; IMDS hop limit 1-64; EBS type vs IOPS, throughput and size; ids together with
 MaxResults; <= 200 values per filter and the documented ids per call; RunInstances counts and user
-data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image). The first violation
+data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image; names, descriptions
+and client tokens within what their documentation states). The first violation
 is answered as EC2 does (MissingParameter, UnknownParameter, InvalidParameterValue,
 InvalidParameterCombination, InvalidParameterDependency, FilterLimitExceeded, TagLimitExceeded,
 InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, printed on
