@@ -15,6 +15,7 @@ import base64
 import functools
 import html
 import re
+from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_ssh_public_key
@@ -48,7 +49,7 @@ def refusal(action, params, backend=None):
         for rule in RULES:
             rule(action, tree, backend)
     except Refused as refused:
-        return refused.code, refused.message
+        return refused.code, escape(refused.message)  # it goes into EC2's XML error body as it is
     return None
 
 
@@ -134,6 +135,27 @@ def metadata_options(action, tree, _backend):
     hops = (options or {}).get("HttpPutResponseHopLimit")
     if hops is not None and not 1 <= hops <= 64:
         raise invalid(f"Value ({hops}) for parameter HttpPutResponseHopLimit is invalid. It must be between 1 and 64.")
+
+
+# EC2 User Guide, "Tag restrictions": with instance tags in the instance metadata, "instance tag keys
+# can only use letters (a-z, A-Z), numbers (0-9), and the following characters: + - = . , _ : @. Instance
+# tag keys can't contain spaces or /, and can't comprise only . (one period), .. (two periods), or
+# _index."
+METADATA_TAG_KEY = re.compile(r"[a-zA-Z0-9+\-=.,_:@]+")
+
+
+def metadata_tag_keys(action, tree, _backend):
+    """RunInstances with MetadataOptions.InstanceMetadataTags enabled: the instance's tag keys as
+    METADATA_TAG_KEY says."""
+    if action != "RunInstances" or (tree.get("MetadataOptions") or {}).get("InstanceMetadataTags") != "enabled":
+        return
+    for spec in tree.get("TagSpecifications", []):
+        if spec.get("ResourceType") != "instance":
+            continue
+        for tag in spec.get("Tags", []):
+            key = tag.get("Key", "")
+            if not METADATA_TAG_KEY.fullmatch(key) or key in (".", "..", "_index"):
+                raise invalid(f"The tag key '{key}' is not allowed when instance tags in metadata are enabled.")
 
 
 # EBS volume types (Amazon EBS User Guide, "Amazon EBS volume types"): size in GiB, IOPS, throughput
@@ -343,6 +365,6 @@ def documented_text(action, tree, _backend):
             raise invalid(f"Value ({value[:64]}) for parameter {name} is invalid. Group names may not be in the format {prefix}*")
 
 
-RULES = [tag_sets, network_interfaces, metadata_options, ebs_volumes, paging, value_counts, instance_counts, key_types, documented_text]
+RULES = [tag_sets, network_interfaces, metadata_options, metadata_tag_keys, ebs_volumes, paging, value_counts, instance_counts, key_types, documented_text]
 
 __all__ = ["refusal", "model"]

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
@@ -133,10 +134,15 @@ def check_network_interfaces(m, _ec2):
 
 
 def check_metadata_options(m, _ec2):
-    """IMDS options: HttpTokens from its enum, a hop limit of 1 to 64."""
+    """IMDS options: HttpTokens from its enum, a hop limit of 1 to 64, tag keys fit for the metadata."""
     refused(m, "RunInstances", {**RUN, "MetadataOptions.HttpTokens": "sometimes"}, "InvalidParameterValue")
     refused(m, "RunInstances", {**RUN, "MetadataOptions.HttpPutResponseHopLimit": "65"}, "InvalidParameterValue")
     refused(m, "RunInstances", {**RUN, "MetadataOptions.HttpPutResponseHopLimit": "0"}, "InvalidParameterValue")
+    # With instance tags in the metadata, the instance's tag keys are restricted; amiprobe's own pass.
+    in_metadata = {**RUN, "MetadataOptions.InstanceMetadataTags": "enabled"}
+    refused(m, "RunInstances", {**in_metadata, **instance_tags([("team/name", "v")])}, "InvalidParameterValue")
+    refused(m, "RunInstances", {**in_metadata, **instance_tags([("my team", "v")])}, "InvalidParameterValue")
+    passes(m, "RunInstances", {**in_metadata, **instance_tags([("amiprobe:run-id", "r1"), ("Name", "a b/c")])})
 
 
 def check_ebs(m, _ec2):
@@ -191,13 +197,20 @@ def check_key_types(m, _ec2):
     refused(m, "ImportKeyPair", {"KeyName": "junk", "PublicKeyMaterial": base64.b64encode(b"ssh-rsa junk").decode()}, "InvalidKey.Format")
 
 
-def check_documented_text(m, _ec2):
+def check_documented_text(m, ec2):
     """Strings within their documented constraints: security group names and descriptions (255
     characters of a set, a name not starting `sg-`), rule descriptions, key names, client tokens."""
     group = {"GroupName": "amiprobe-r1", "GroupDescription": "amiprobe run r1: the probed ports from --probe-from"}
     refused(m, "CreateSecurityGroup", {**group, "GroupName": "sg-mine"}, "InvalidParameterValue")
     refused(m, "CreateSecurityGroup", {**group, "GroupName": "g" * 256}, "InvalidParameterValue")
     refused(m, "CreateSecurityGroup", {**group, "GroupDescription": "ports <80>"}, "InvalidParameterValue")
+    # The message quotes the value: still EC2's XML, which an SDK reads.
+    try:
+        ec2.create_security_group(GroupName="g", Description="ports <80> & more")
+        raise AssertionError("CreateSecurityGroup with a description EC2 refuses passed")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidParameterValue", e.response
+        assert "<80> & more" in e.response["Error"]["Message"], e.response
     refused(m, "CreateSecurityGroup", {**group, "GroupDescription": "café"}, "InvalidParameterValue")
     passes(m, "CreateSecurityGroup", group)
     rule = {"GroupName": "amiprobe-r1", "IpPermissions.1.IpProtocol": "tcp", "IpPermissions.1.FromPort": "80",

@@ -177,7 +177,7 @@ calls too, is checked against EC2's API model (botocore's: unknown parameters, r
 enums, number ranges, string and list lengths, patterns) and EC2's documented cross-field rules (tag
 sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:` prefix in any case;
 network interfaces vs instance-level subnet and groups; AssociatePublicIpAddress on DeviceIndex 0 of a
-single interface; IMDS hop limit 1-64; EBS type vs IOPS, throughput and size; ids together with
+single interface; IMDS hop limit 1-64 and tag keys fit for instance tags in the metadata; EBS type vs IOPS, throughput and size; ids together with
 MaxResults; <= 200 values per filter and the documented ids per call; RunInstances counts and user
 data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image; names, descriptions
 and client tokens within what their documentation states). The first violation
