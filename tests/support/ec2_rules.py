@@ -90,6 +90,32 @@ def tag_sets(action, tree, _backend):
                 raise invalid(f"Tag keys starting with 'aws:' are reserved for internal use: '{key}'")
 
 
+# What each call's TagSpecifications may tag (RunInstances: "You can specify tags for the following
+# resources only: Instances, Volumes, Spot Instance requests, Network interfaces"; the others: "the
+# tags to apply to the imported key pair", "to assign to the security group").
+TAGGABLE = {
+    "RunInstances": {"instance", "volume", "spot-instances-request", "network-interface"},
+    "ImportKeyPair": {"key-pair"},
+    "CreateKeyPair": {"key-pair"},
+    "CreateSecurityGroup": {"security-group"},
+}
+
+
+def tag_specifications(action, tree, _backend):
+    """Each TagSpecification names the resource type it tags, one this call creates, and only once:
+    "'image' is not a valid taggable resource type for this operation"."""
+    seen = set()
+    for spec in tree.get("TagSpecifications", []):
+        kind = spec.get("ResourceType")
+        if kind is None:
+            raise invalid("Tag specification resource type must have a value")
+        if action in TAGGABLE and kind not in TAGGABLE[action]:
+            raise invalid(f"'{kind}' is not a valid taggable resource type for this operation.")
+        if kind in seen:
+            raise invalid(f"Tag specification resource type '{kind}' is specified more than once.")
+        seen.add(kind)
+
+
 def network_interfaces(action, tree, _backend):
     """RunInstances, NetworkInterfaces: "If you specify a network interface, you must specify any
     security groups and subnets as part of the network interface, instead of using the
@@ -365,6 +391,6 @@ def documented_text(action, tree, _backend):
             raise invalid(f"Value ({value[:64]}) for parameter {name} is invalid. Group names may not be in the format {prefix}*")
 
 
-RULES = [tag_sets, network_interfaces, metadata_options, metadata_tag_keys, ebs_volumes, paging, value_counts, instance_counts, key_types, documented_text]
+RULES = [tag_sets, tag_specifications, network_interfaces, metadata_options, metadata_tag_keys, ebs_volumes, paging, value_counts, instance_counts, key_types, documented_text]
 
 __all__ = ["refusal", "model"]

@@ -102,7 +102,8 @@ def check_model(m, _ec2):
 
 def check_tag_sets(m, _ec2):
     """Tag restrictions: unique keys, key <= 128, value <= 256, <= 50 tags, no `aws:` in any case;
-    on RunInstances, ImportKeyPair and CreateTags alike, and on a DryRun too."""
+    on RunInstances, ImportKeyPair and CreateTags alike, and on a DryRun too; tag specifications of a
+    resource type the call creates, each once."""
     duplicate = instance_tags([("Name", "amiprobe web"), ("Name", "web-appliance")])
     refused(m, "RunInstances", {**RUN, **duplicate}, "InvalidParameterValue")
     refused(m, "RunInstances", {**RUN, **duplicate, "DryRun": "true"}, "InvalidParameterValue")
@@ -117,6 +118,11 @@ def check_tag_sets(m, _ec2):
     for reserved in ("aws:x", "AWS:x", "Aws:x"):
         refused(m, "RunInstances", {**RUN, **instance_tags([(reserved, "v")])}, "InvalidParameterValue")
     passes(m, "ImportKeyPair", {**pair, **tags("TagSpecification.1.Tag", [(f"k{i}", "v") for i in range(50)])})
+    # Each tag specification names a type this call creates, once.
+    refused(m, "ImportKeyPair", {**pair, "TagSpecification.1.ResourceType": "instance", **tags("TagSpecification.1.Tag", [("a", "1")])}, "InvalidParameterValue")
+    refused(m, "RunInstances", {**RUN, **tags("TagSpecification.1.Tag", [("a", "1")])}, "InvalidParameterValue")
+    twice = {**instance_tags([("a", "1")]), "TagSpecification.2.ResourceType": "instance", **tags("TagSpecification.2.Tag", [("b", "2")])}
+    refused(m, "RunInstances", {**RUN, **twice}, "InvalidParameterValue")
     # The oracle (the tests' own client) is exempt: its view is set up, not checked.
     assert raw(m, "RunInstances", {**RUN, **duplicate}, key="oracle")[0] == 200
 

@@ -175,7 +175,8 @@ the current AMIs they copy do.
 Requests EC2 refuses and moto takes (ec2_rules.py): every EC2 call not signed by the oracle, DryRun
 calls too, is checked against EC2's API model (botocore's: unknown parameters, required members,
 enums, number ranges, string and list lengths, patterns) and EC2's documented cross-field rules (tag
-sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:` prefix in any case;
+sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:` prefix in any case,
+each tag specification of a resource type the call creates, once;
 network interfaces vs instance-level subnet and groups; AssociatePublicIpAddress on DeviceIndex 0 of a
 single interface; IMDS hop limit 1-64 and tag keys fit for instance tags in the metadata; EBS type vs IOPS, throughput and size; ids together with
 MaxResults; <= 200 values per filter and the documented ids per call; RunInstances counts and user
