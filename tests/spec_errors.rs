@@ -231,6 +231,28 @@ broken!(
     "tag `amiprobe:run-id` uses a reserved prefix"
 );
 broken!(
+    reserved_tag_any_case,
+    "reserved-tag-any-case",
+    "launch.tags.AWS:cloudformation:stack-name",
+    "8:22",
+    "tag `AWS:cloudformation:stack-name` uses a reserved prefix"
+);
+broken!(
+    tag_value_too_long,
+    "tag-value-too-long",
+    "launch.tags.note",
+    "10:11",
+    "tag `note` has a value of 257 characters; EC2 takes at most 256"
+);
+broken!(
+    tag_key_too_long,
+    "tag-key-too-long",
+    "launch.tags.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+    "9:5",
+    "tag key has 129 characters; EC2 takes 1 to 128"
+);
+broken!(too_many_tags, "too-many-tags", "launch.tags", "8:3", "46 tags besides `Name`; at most 45 fit");
+broken!(
     schedule_out_of_order,
     "schedule-out-of-order",
     "capture.screenshots[1].until",

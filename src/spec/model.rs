@@ -81,7 +81,9 @@ pub struct LaunchSpec {
     /// User data: a path (starting with `./`, `../` or `/`, relative to the spec) or inline text.
     #[serde(default)]
     pub user_data: Option<String>,
-    /// Extra tags on everything amiprobe creates.
+    /// Extra tags on everything amiprobe creates; a `Name` here replaces amiprobe's own. EC2's limits
+    /// apply: keys of 1 to 128 characters, not starting `aws:` in any case, values of at most 256, and
+    /// at most 45 tags besides `Name`.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// The provider's launch fields fixed for every cell.

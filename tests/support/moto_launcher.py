@@ -108,7 +108,8 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        the ciphertext + CR LF, as EC2 does (a client strips the whitespace
                                        before decoding). Always "": a non-Windows instance, one launched
                                        without a key pair, and one whose key pair is ed25519 (EC2 refuses
-                                       such a launch; here it launches and never has a password). Applies
+                                       such a launch, and so does the launcher but for the oracle, whose
+                                       instance never has a password). Applies
                                        with or without /timing; {} restores the defaults. Mind that moto's
                                        built-in ami-03cf127a is a Windows one (Server 2016 Nano)
   GET  /windows                        {"i-...": "the plaintext password", ...} for every instance that has
@@ -190,7 +191,21 @@ EC2 does (moto answers with the ones it knows), and RunInstances creating its bl
 Iops and Throughput they ask for (moto drops both, and so refuses every io1 and io2 volume). moto's built-in AMIs copy real ones but report UEFI, the
 default of its constructor: here they report no boot mode, as their data has none, and ENA enabled, as
 the current AMIs they copy do.
-Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip latency,
+Requests EC2 refuses and moto takes (ec2_rules.py): every EC2 call not signed by the oracle, DryRun
+calls too, is checked against EC2's API model (botocore's: unknown parameters, required members,
+enums, number ranges, string and list lengths, patterns) and EC2's documented cross-field rules (tag
+sets: unique keys, key <= 128 and value <= 256 characters, <= 50 tags, no `aws:` prefix in any case,
+each tag specification of a resource type the call creates, once;
+network interfaces vs instance-level subnet and groups; AssociatePublicIpAddress on DeviceIndex 0 of a
+single interface; IMDS hop limit 1-64 and tag keys fit for instance tags in the metadata; EBS type vs IOPS, throughput and size; ids together with
+MaxResults; <= 200 values per filter and the documented ids per call; RunInstances counts and user
+data; ImportKeyPair key types and sizes; no ed25519 key pair on a Windows image; names, descriptions
+and client tokens within what their documentation states). The first violation
+is answered as EC2 does (MissingParameter, UnknownParameter, InvalidParameterValue,
+InvalidParameterCombination, InvalidParameterDependency, FilterLimitExceeded, TagLimitExceeded,
+InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, printed on
+the launcher's stderr, and moto never sees the call.
+Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip the EC2 rules, latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
 127.0.0.1 only, except the timed instances' services, each on its own loopback address.
 """
@@ -236,6 +251,7 @@ from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
 
 import ec2_authz  # next to this file: /policy's EC2 authorization checks
+import ec2_rules  # next to this file
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
 import iam_policy  # next to this file: /policy's IAM evaluation
 
@@ -595,6 +611,11 @@ def call_action(self):
     # client that paced its calls exactly at the limit.
     if throttled(action, params):
         return error_answer("RequestLimitExceeded", "Request limit exceeded.", 503)
+    refused = None if oracle else ec2_rules.refusal(action, params, self.ec2_backend)
+    if refused:  # what real EC2 refuses (ec2_rules.py), DryRun or not
+        count(f"refused:{action}")
+        print(f"launcher: EC2 refuses {action}: {refused[0]}: {refused[1]}", file=sys.stderr, flush=True)
+        return error_answer(*refused, 400)
     if not oracle:
         delay(action)
         denied = denied_action(action, params)

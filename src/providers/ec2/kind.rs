@@ -1,6 +1,7 @@
 //! The ec2 provider as the registry knows it: its `provider.ec2` section, its launch fields, what it
 //! refuses before a run starts, and `amiprobe sweep`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use schemars::{Schema, SchemaGenerator};
 
 use super::console_rules;
 use super::instance_types::screenshot_unsupported;
+use super::tags::{MAX_KEY_CHARS, MAX_TAGS, MAX_VALUE_CHARS, NAME_TAG, OWN_TAGS};
 use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
 use crate::console::PlatformRules;
@@ -71,7 +73,7 @@ impl ProviderSettings for Ec2Spec {
         FIELDS
     }
 
-    /// EC2 takes user data of at most 16 KiB, and keeps tags starting `aws:` for itself.
+    /// EC2 takes user data of at most 16 KiB, and tags within its restrictions (`check_tags`).
     fn check_launch(&self, launch: &LaunchPlan, path: &FieldPath, problems: &mut Vec<Problem>) {
         if let Some(bytes) = launch.user_data.as_ref().filter(|b| b.len() > 16 * 1024) {
             problems.push(Problem::at(
@@ -79,12 +81,7 @@ impl ProviderSettings for Ec2Spec {
                 format!("user data is {} bytes; EC2 takes at most 16 KiB", bytes.len()),
             ));
         }
-        for key in launch.tags.keys().filter(|key| key.starts_with("aws:")) {
-            problems.push(Problem::at_key(
-                path.key("tags").key(key.clone()),
-                format!("tag `{key}` uses a reserved prefix"),
-            ));
-        }
+        check_tags(&launch.tags, &path.key("tags"), problems);
     }
 
     /// What EC2 will not do as asked, known from the cells alone: screenshots of bare-metal types.
@@ -116,6 +113,44 @@ impl ProviderSettings for Ec2Spec {
 
     fn provider(&self, run: RunSettings) -> Arc<dyn Provider> {
         Arc::new(Ec2Provider::new(self.clone(), run))
+    }
+}
+
+/// EC2's tag restrictions on the spec's own tags: keys starting `aws:` are EC2's own in any case
+/// (`AWS:`, `Aws:`), a key has 1 to 128 characters, a value at most 256, and a resource at most 50
+/// tags, of which amiprobe's own take 5 (a spec's `Name` replaces amiprobe's, so it is not counted).
+fn check_tags(tags: &BTreeMap<String, String>, path: &FieldPath, problems: &mut Vec<Problem>) {
+    for (key, value) in tags {
+        let at = path.key(key.clone());
+        let prefix = key.get(..4).unwrap_or_default();
+        if prefix.eq_ignore_ascii_case("aws:") {
+            problems.push(
+                Problem::at_key(at.clone(), format!("tag `{key}` uses a reserved prefix"))
+                    .help("EC2 keeps tag keys starting `aws:`, in any case, for itself"),
+            );
+        }
+        let key_chars = key.chars().count();
+        if !(1..=MAX_KEY_CHARS).contains(&key_chars) {
+            problems.push(Problem::at_key(
+                at.clone(),
+                format!("tag key has {key_chars} characters; EC2 takes 1 to {MAX_KEY_CHARS}"),
+            ));
+        }
+        let value_chars = value.chars().count();
+        if value_chars > MAX_VALUE_CHARS {
+            problems.push(Problem::at(
+                at,
+                format!("tag `{key}` has a value of {value_chars} characters; EC2 takes at most {MAX_VALUE_CHARS}"),
+            ));
+        }
+    }
+    let room = MAX_TAGS - OWN_TAGS;
+    let counted = tags.keys().filter(|key| key.as_str() != NAME_TAG).count();
+    if counted > room {
+        problems.push(
+            Problem::at_key(path.clone(), format!("{counted} tags besides `Name`; at most {room} fit"))
+                .help(format!("EC2 takes {MAX_TAGS} tags on a resource and amiprobe puts {OWN_TAGS} of its own")),
+        );
     }
 }
 
