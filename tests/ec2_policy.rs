@@ -121,8 +121,11 @@ fn with_one_action_taken_out_the_preflight_names_it_and_nothing_is_launched() {
     // TerminateInstances and DeleteKeyPair are asked about on made-up ids, which the policy allows
     // them on: refused there, the run could not remove what it launches, and must not start. The
     // describe calls only the run makes are asked too: refused them, it would launch and never see
-    // its machines (DescribeImages and the other lookups the preflight makes itself fail it already).
+    // its machines. The preflight's own lookups (DescribeImages...) refused are named the same way.
     for action in [
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeInstanceTypeOfferings",
         "ec2:RunInstances",
         "ec2:CreateTags",
         "ec2:TerminateInstances",

@@ -68,6 +68,8 @@ pub struct Refusal {
     pub doubtful: bool,
     /// Only calls on made-up ids were refused (a removal among them, when not doubtful).
     pub made_up: bool,
+    /// Asked with DryRun (the preflight's own lookups are real calls).
+    pub dry_run: bool,
 }
 
 /// Whether a need's DryRun names a resource that does not exist (it acts only on existing ones).
@@ -85,11 +87,12 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} refused in {} (needed to {}): UnauthorizedOperation on {} (DryRun)",
+            "{} refused in {} (needed to {}): UnauthorizedOperation on {}{}",
             self.action,
             self.region,
             self.why,
-            self.calls.join(", ")
+            self.calls.join(", "),
+            if self.dry_run { " (DryRun)" } else { "" }
         )?;
         match &self.detail {
             Some(detail) => write!(f, ", {detail}"),
@@ -176,7 +179,10 @@ impl Ec2Provider {
     pub(super) async fn lookup_refused(&self, regional: &Regional, e: &ApiError) -> String {
         let action = format!("ec2:{}", e.action);
         match permissions::row_of(&action) {
-            Some(need) => self.refusal(&regional.api, &regional.sts, need, e).await.to_string(),
+            Some(need) => {
+                let refusal = self.refusal(&regional.api, &regional.sts, need, e).await;
+                Refusal { dry_run: false, ..refusal }.to_string()
+            }
             None => format!("{action} refused in {}: UnauthorizedOperation", regional.api.region),
         }
     }
@@ -292,6 +298,7 @@ impl Ec2Provider {
             detail: None,
             doubtful: doubtful(need),
             made_up: on_made_up_ids(need),
+            dry_run: true,
         };
         let Some((_, encoded)) = e.message.split_once(ENCODED_MARKER) else { return refusal };
         match decode(sts, encoded.trim()).await {
@@ -382,6 +389,7 @@ mod tests {
             detail: Some("resource arn:aws:ec2:eu-west-1:1:instance/*".into()),
             doubtful: false,
             made_up: false,
+            dry_run: true,
         };
         assert_eq!(
             refusal.to_string(),
