@@ -38,6 +38,13 @@ pub enum Ec2AccessError {
     /// A source failed otherwise (a `credential_process`, a role to assume).
     #[error("no AWS credentials for {region}: profile `{profile}`: {why}")]
     SourceFailed { region: String, profile: String, why: String },
+    /// The role to act as could not be assumed (the caller may not, a wrong external id, a role
+    /// that is not there).
+    #[error(
+        "could not assume role {role} in {region}: {why}; the role's trust policy must let these credentials \
+         assume it (with the external id it requires), or choose another role"
+    )]
+    Role { region: String, role: String, why: String },
     /// STS refused the credentials (expired keys, a deleted user).
     #[error("the AWS credentials for {region} were refused: {error}; renew them, or choose others (AWS_PROFILE)")]
     Refused { region: String, error: ApiError },
@@ -68,7 +75,8 @@ impl Ec2Provider {
         }
         let answers = futures::future::join_all(regions.iter().map(|region| async move {
             let regional = self.connect(region.as_deref()).await?;
-            let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref()).await?;
+            let role = self.spec.assume_role.as_ref().map(|r| r.role_arn.as_str());
+            let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref(), role).await?;
             // The preflight tells another account's images from the run's own.
             let _ = regional.account.set(identity.account.clone());
             Ok::<_, Ec2AccessError>(identity)
@@ -83,15 +91,21 @@ impl Ec2Provider {
 }
 
 /// Who the credentials of `api`'s region belong to: one GetCallerIdentity through `sts`, made from
-/// the same configuration as `api`'s client. `profile`: the one the spec or `--profile` names.
-pub async fn identity(api: &Api, sts: &aws_sdk_sts::Client, profile: Option<&str>) -> Result<Identity, Ec2AccessError> {
+/// the same configuration as `api`'s client. `profile`: the one the spec or `--profile` names; `role`:
+/// the ARN of the role the configuration assumes, if it does.
+pub async fn identity(
+    api: &Api,
+    sts: &aws_sdk_sts::Client,
+    profile: Option<&str>,
+    role: Option<&str>,
+) -> Result<Identity, Ec2AccessError> {
     // STS's request limits are not EC2's: a bucket of its own, for its one call.
     let bucket = TokenBucket::new(RateSpec { burst: 1, per_second: 1.0 });
     let region = api.region.clone();
     let answer = api.call(&bucket, "GetCallerIdentity", || sts.get_caller_identity().send()).await;
     let out = match answer {
         Ok(out) => out,
-        Err(error) => return Err(refusal(region, error, profile).await),
+        Err(error) => return Err(refusal(region, error, profile, role).await),
     };
     match out.account() {
         Some(account) => Ok(Identity { account: account.to_string(), principal: out.arn().map(str::to_string) }),
@@ -110,7 +124,19 @@ pub async fn identity(api: &Api, sts: &aws_sdk_sts::Client, profile: Option<&str
 }
 
 /// Why GetCallerIdentity failed, for a person to act on.
-async fn refusal(region: String, error: ApiError, profile: Option<&str>) -> Ec2AccessError {
+async fn refusal(region: String, error: ApiError, profile: Option<&str>, role: Option<&str>) -> Ec2AccessError {
+    match (&error.no_credentials, role) {
+        // The role's provider is the only source: whatever failed, it failed assuming the role (the
+        // caller's own credentials missing among the reasons, then said in `why`).
+        (Some(NoCredentials::SourceFailed(why)), Some(role)) => {
+            Ec2AccessError::Role { region, role: role.to_string(), why: why.clone() }
+        }
+        _ => refusal_of_credentials(region, error, profile).await,
+    }
+}
+
+/// Why GetCallerIdentity failed with the credentials the SDK found itself.
+async fn refusal_of_credentials(region: String, error: ApiError, profile: Option<&str>) -> Ec2AccessError {
     match &error.no_credentials {
         Some(said) => {
             let profiles = Profiles::read(profile).await;
@@ -284,7 +310,7 @@ mod tests {
         };
         let unanswered = |e: Ec2AccessError| matches!(AccessError::from(e), AccessError::Unanswered(_));
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let refusal = |code, transient| runtime.block_on(refusal("r".into(), error(code, transient), None));
+        let refusal = |code, transient| runtime.block_on(refusal("r".into(), error(code, transient), None, None));
         assert!(!unanswered(refusal(Some("ExpiredToken"), false)));
         assert!(unanswered(refusal(Some("InternalFailure"), true)));
         assert!(unanswered(refusal(Some("Throttling"), false)));

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::api::{self, Api, ConnectError};
-use super::security_group;
 use super::watcher::Watcher;
 use super::Ec2Provider;
+use super::{role, security_group};
 use crate::cell::Cell;
 use crate::provider::{lock, ProviderError};
 
@@ -21,8 +21,8 @@ pub(super) type Regions = BTreeMap<Option<String>, Arc<OnceCell<Arc<Regional>>>>
 /// What the run has in one region.
 pub(super) struct Regional {
     pub api: Arc<Api>,
-    /// STS, with the same configuration (and so the same credentials) as `api`'s client: who the
-    /// credentials belong to.
+    /// STS, with the same configuration (and so the same credentials, the assumed role's with
+    /// `assume_role`) as `api`'s client: who the credentials belong to.
     pub sts: aws_sdk_sts::Client,
     /// The account the credentials belong to, once the credentials check has said.
     pub account: std::sync::OnceLock<String>,
@@ -60,7 +60,10 @@ impl Ec2Provider {
         let once = lock(&self.regions).entry(key.clone()).or_default().clone();
         let regional = once
             .get_or_try_init(|| async {
-                let (config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                let (mut config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                if let Some(role) = &self.spec.assume_role {
+                    config = role::assume(config, role, &self.spec_name).await;
+                }
                 let api = Arc::new(Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &self.spec.rate_limits));
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
                 Ok::<_, ConnectError>(Arc::new(Regional {
