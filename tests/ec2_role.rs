@@ -45,6 +45,12 @@ fn role_keys(moto: &Moto) -> BTreeSet<String> {
     sts["sessions"].as_array().unwrap().iter().map(|s| s["access_key"].as_str().unwrap().to_string()).collect()
 }
 
+/// The access key of each STS call of `action` (`sts:GetCallerIdentity`...), in order.
+fn sts_keys(moto: &Moto, action: &str) -> Vec<String> {
+    let calls = moto.get("/sts")["calls"].as_array().unwrap().clone();
+    calls.iter().filter(|c| c["action"] == action).map(|c| c["access_key"].as_str().unwrap().to_string()).collect()
+}
+
 /// Each call was signed with a key AssumeRole gave, none after its session ended; the distinct keys used.
 #[track_caller]
 fn assert_all_as_the_role(moto: &Moto, calls: &[serde_json::Map<String, Value>]) -> BTreeSet<String> {
@@ -75,6 +81,9 @@ fn a_run_as_a_role_makes_every_call_with_the_roles_credentials() {
     assert!(calls.iter().any(|c| c.get("DryRun").is_some_and(|d| d == "true")), "no DryRun preflight");
     let used = assert_all_as_the_role(&moto, &calls);
     assert_eq!(used.len(), 1, "one session for a short run: {used:?}");
+    // AssumeRole itself with the caller's key, once; the credentials check with the role's.
+    assert_eq!(sts_keys(&moto, "sts:AssumeRole"), [BASE_KEY]);
+    assert_eq!(sts_keys(&moto, "sts:GetCallerIdentity"), used.iter().cloned().collect::<Vec<_>>());
     // The credentials check went through the role: the run acted as the assumed role.
     let principal = results["account"]["principal"].as_str().unwrap();
     assert_eq!(principal, "arn:aws:sts::123456789012:assumed-role/amiprobe-test/amiprobe-moto-test");
@@ -122,6 +131,24 @@ fn a_session_shorter_than_the_run_is_renewed_before_it_ends() {
     // The cleanup, at the end of the run, still signs with a live session's key.
     let terminate = calls.iter().rev().find(|c| c["Action"] == "TerminateInstances").expect("TerminateInstances");
     assert!(used.contains(terminate["_access_key"].as_str().unwrap()));
+    assert_nothing_left(&moto, &results);
+}
+
+#[test]
+fn a_permission_the_role_lacks_is_found_and_decoded_as_the_role() {
+    let moto = Moto::start();
+    moto.control("/deny", json!({ "actions": ["ec2:CreateTags"] }));
+    let (dir, out) = out_dir();
+    let (output, results) = run(&moto, &role_spec(dir.path(), "", ""), &out);
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("ec2:CreateTags refused in eu-west-1"), "{said}");
+    let used = assert_all_as_the_role(&moto, &calls_since(&moto, 0));
+    let decoded = sts_keys(&moto, "sts:DecodeAuthorizationMessage");
+    assert!(
+        !decoded.is_empty() && decoded.iter().all(|k| used.contains(k)),
+        "decoded with {decoded:?}, EC2 had {used:?}"
+    );
     assert_nothing_left(&moto, &results);
 }
 

@@ -143,8 +143,9 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        answers AccessDenied unless ExternalId is external_id (null: any);
                                        each knob kept when absent (sts.py says more)
   GET  /sts                            {"sessions": [{"access_key", "expires"}], "expired_uses": [{"action",
-                                       "access_key", "late_s"}]}: AssumeRole's sessions (expires: Unix
-                                       seconds) and every call signed with one after it ended
+                                       "access_key", "late_s"}], "calls": [{"action", "access_key"}]}:
+                                       AssumeRole's sessions (expires: Unix seconds), every call signed
+                                       with one after it ended, and every STS call ("sts:AssumeRole"...)
   POST /deny     {"actions": ["ec2:CreateTags", "sts:DecodeAuthorizationMessage", ...]}
                                        IAM as a role lacking these actions: an EC2 call needing one answers
                                        UnauthorizedOperation (403) with an encoded authorization failure
@@ -663,7 +664,7 @@ def sts_call_action(self):
     """STS as moto has it, plus DecodeAuthorizationMessage (moto has none)."""
     action = self._get_action()
     count(f"sts:{action}")
-    sts.access_key(self, f"sts:{action}")  # only to note a call made with an expired session's key
+    sts.access_key(self, f"sts:{action}")  # GET /sts lists it, with its key
     if action == "AssumeRole":
         return sts.assume_role(self, original_sts_call_action)
     if action == "DecodeAuthorizationMessage":

@@ -19,7 +19,7 @@ def reset():
     with LOCK:
         # session_s: every AssumeRole's DurationSeconds, whatever was asked (None: as asked).
         # external_id: the one the trust policy requires (None: any, or none).
-        STATE.update(session_s=None, external_id=None, sessions={}, expired_uses=[])
+        STATE.update(session_s=None, external_id=None, sessions={}, expired_uses=[], calls=[])
 
 
 reset()
@@ -34,11 +34,12 @@ def configure(data):
 
 
 def status():
-    """GET /sts: every session AssumeRole gave ({"access_key", "expires"} as Unix seconds, in order)
-    and each call signed with one of them after it expired ({"action", "access_key", "late_s"})."""
+    """GET /sts: every session AssumeRole gave ({"access_key", "expires"} as Unix seconds, in order),
+    each call signed with one of them after it expired ({"action", "access_key", "late_s"}), and every
+    STS call ({"action": "sts:GetCallerIdentity", "access_key"}: /requests has only EC2's)."""
     with LOCK:
         sessions = [{"access_key": k, "expires": e} for k, e in STATE["sessions"].items()]
-        return {"sessions": sessions, "expired_uses": list(STATE["expired_uses"])}
+        return {"sessions": sessions, "expired_uses": list(STATE["expired_uses"]), "calls": list(STATE["calls"])}
 
 
 def access_key(handler, action):
@@ -51,6 +52,8 @@ def access_key(handler, action):
         expires = STATE["sessions"].get(key)
         if expires is not None and now > expires:
             STATE["expired_uses"].append({"action": action, "access_key": key, "late_s": now - expires})
+        if action.startswith("sts:"):
+            STATE["calls"].append({"action": action, "access_key": key})
     return key
 
 
