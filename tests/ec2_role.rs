@@ -175,6 +175,26 @@ fn a_role_that_cant_be_assumed_stops_run_and_sweep_with_one_line() {
 }
 
 #[test]
+fn a_caller_without_credentials_is_told_so_not_that_the_role_refused() {
+    let moto = Moto::start();
+    let (dir, out) = out_dir();
+    let spec = role_spec(dir.path(), "", "");
+    let output = amiprobe(&moto, &["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert_eq!(said.lines().count(), 1, "one line:\n{said}");
+    // The line a run without a role gets: what the SDK's chain tried, and what to do.
+    assert!(said.starts_with("error: no AWS credentials for eu-west-1: none in the environment"), "{said}");
+    assert!(!out.exists());
+    assert_eq!(sts_keys(&moto, "sts:AssumeRole"), Vec::<String>::new(), "AssumeRole was asked");
+}
+
+#[test]
 fn a_role_arn_sts_would_refuse_is_found_at_its_place_in_the_spec() {
     let spec = "name: t\nprovider:\n  ec2:\n    assume_role:\n      role_arn: arn:aws:iam::123:user/me\n      \
                 session_name: has space\n      duration: 5m\nmatrix:\n  image: ami-1\n  instance_type: t3.micro\n";

@@ -11,6 +11,7 @@ use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_types::os_shim_internal::{Env, Fs};
 
 use super::api::{self, Api, ApiError, ConnectError, NoCredentials, TokenBucket};
+use super::role::Assumed;
 use super::{Ec2Provider, RateSpec};
 use crate::cell::Cell;
 use crate::provider::{AccessError, Identity};
@@ -75,7 +76,7 @@ impl Ec2Provider {
         }
         let answers = futures::future::join_all(regions.iter().map(|region| async move {
             let regional = self.connect(region.as_deref()).await?;
-            let role = self.spec.assume_role.as_ref().map(|r| r.role_arn.as_str());
+            let role = regional.role.as_ref();
             let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref(), role).await?;
             // The preflight tells another account's images from the run's own.
             let _ = regional.account.set(identity.account.clone());
@@ -92,12 +93,12 @@ impl Ec2Provider {
 
 /// Who the credentials of `api`'s region belong to: one GetCallerIdentity through `sts`, made from
 /// the same configuration as `api`'s client. `profile`: the one the spec or `--profile` names; `role`:
-/// the ARN of the role the configuration assumes, if it does.
+/// the role the configuration assumes, if it does.
 pub async fn identity(
     api: &Api,
     sts: &aws_sdk_sts::Client,
     profile: Option<&str>,
-    role: Option<&str>,
+    role: Option<&Assumed>,
 ) -> Result<Identity, Ec2AccessError> {
     // STS's request limits are not EC2's: a bucket of its own, for its one call.
     let bucket = TokenBucket::new(RateSpec { burst: 1, per_second: 1.0 });
@@ -124,15 +125,15 @@ pub async fn identity(
 }
 
 /// Why GetCallerIdentity failed, for a person to act on.
-async fn refusal(region: String, error: ApiError, profile: Option<&str>, role: Option<&str>) -> Ec2AccessError {
-    match (&error.no_credentials, role) {
-        // The role's provider is the only source: whatever failed, it failed assuming the role (the
-        // caller's own credentials missing among the reasons, then said in `why`).
-        (Some(NoCredentials::SourceFailed(why)), Some(role)) => {
-            Ec2AccessError::Role { region, role: role.to_string(), why: why.clone() }
+async fn refusal(region: String, error: ApiError, profile: Option<&str>, role: Option<&Assumed>) -> Ec2AccessError {
+    if let (Some(NoCredentials::SourceFailed(why)), Some(role)) = (&error.no_credentials, role) {
+        // With the caller's own credentials at hand, what failed was assuming the role; without
+        // them, the line for missing credentials says which and what to do.
+        if role.caller_has_credentials().await {
+            return Ec2AccessError::Role { region, role: role.arn.clone(), why: why.clone() };
         }
-        _ => refusal_of_credentials(region, error, profile).await,
     }
+    refusal_of_credentials(region, error, profile).await
 }
 
 /// Why GetCallerIdentity failed with the credentials the SDK found itself.

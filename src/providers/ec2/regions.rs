@@ -24,6 +24,8 @@ pub(super) struct Regional {
     /// STS, with the same configuration (and so the same credentials, the assumed role's with
     /// `assume_role`) as `api`'s client: who the credentials belong to.
     pub sts: aws_sdk_sts::Client,
+    /// The role every call here is made as (`provider.ec2.assume_role`), once its provider is set up.
+    pub role: Option<role::Assumed>,
     /// The account the credentials belong to, once the credentials check has said.
     pub account: std::sync::OnceLock<String>,
     pub watcher: Arc<Watcher>,
@@ -61,14 +63,16 @@ impl Ec2Provider {
         let regional = once
             .get_or_try_init(|| async {
                 let (mut config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                let mut assumed = None;
                 if let Some(role) = &self.spec.assume_role {
-                    config = role::assume(config, role, &self.spec_name).await;
+                    (config, assumed) = role::assume(config, role, &self.spec_name).await;
                 }
                 let api = Arc::new(Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &self.spec.rate_limits));
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
                 Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
                     sts: aws_sdk_sts::Client::new(&config),
+                    role: assumed,
                     account: std::sync::OnceLock::new(),
                     watcher,
                     root_devices: Default::default(),

@@ -83,13 +83,32 @@ pub fn default_session_name(what: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// The role a configuration acts as, and the caller's own credentials, for the credentials check
+/// to tell a role that can't be assumed from a caller without credentials.
+#[derive(Debug, Clone)]
+pub struct Assumed {
+    pub arn: String,
+    caller: SharedCredentialsProvider,
+}
+
+impl Assumed {
+    /// Whether the caller's own credentials can be had (then a failure was AssumeRole's).
+    pub async fn caller_has_credentials(&self) -> bool {
+        self.caller.provide_credentials().await.is_ok()
+    }
+}
+
 /// `config` acting as `role`: its credentials become the caller's, used only to assume the role.
-/// `default_session`: the session's name when the role names none.
+/// `default_session`: the session's name when the role names none. A configuration without
+/// credentials is returned as it is (its calls then fail as they would have).
 pub async fn assume(
     config: aws_config::SdkConfig,
     role: &AssumeRoleSpec,
     default_session: &str,
-) -> aws_config::SdkConfig {
+) -> (aws_config::SdkConfig, Option<Assumed>) {
+    let Some(caller) = config.credentials_provider() else {
+        return (config, None);
+    };
     let session = role.session_name.clone().unwrap_or_else(|| default_session_name(default_session));
     let mut builder = AssumeRoleProvider::builder(&role.role_arn)
         .configure(&config)
@@ -98,15 +117,20 @@ pub async fn assume(
     if let Some(id) = &role.external_id {
         builder = builder.external_id(id);
     }
-    let provider = RoleCredentials(builder.build().await);
-    config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+    let provider = RoleCredentials { caller: caller.clone(), role: builder.build().await };
+    let config = config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+    (config, Some(Assumed { arn: role.role_arn.clone(), caller }))
 }
 
-/// The SDK's `AssumeRoleProvider`, STS's refusal told as `AssumeRole failed: CODE: message` rather
-/// than in the SDK's `Debug` form. Every other failure (no answer, a timeout) is left as it was: the
-/// calls that met it retry it like any other.
+/// The SDK's `AssumeRoleProvider`, the caller's credentials loaded first so that their absence is
+/// told as it is without a role (the SDK's chain and what it tried), and STS's refusal told as
+/// `AssumeRole failed: CODE: message` rather than in the SDK's `Debug` form. Every other failure
+/// (no answer, a timeout) is left as it was: the calls that met it retry it like any other.
 #[derive(Debug)]
-struct RoleCredentials(AssumeRoleProvider);
+struct RoleCredentials {
+    caller: SharedCredentialsProvider,
+    role: AssumeRoleProvider,
+}
 
 /// STS answered AssumeRole with an error.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +145,11 @@ impl ProvideCredentials for RoleCredentials {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(async move { self.0.provide_credentials().await.map_err(refused) })
+        future::ProvideCredentials::new(async move {
+            // Loaded again by AssumeRole itself (the SDK caches none of the caller's): once a session.
+            self.caller.provide_credentials().await?;
+            self.role.provide_credentials().await.map_err(refused)
+        })
     }
 }
 

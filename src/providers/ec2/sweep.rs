@@ -209,12 +209,12 @@ pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, A
     for region in regions {
         let (mut config, name) =
             api::sdk_config(&spec, region).await.map_err(super::credentials::Ec2AccessError::from)?;
-        if let Some(role) = &spec.assume_role {
-            config = super::role::assume(config, role, "sweep").await;
+        let mut role = None;
+        if let Some(assume) = &spec.assume_role {
+            (config, role) = super::role::assume(config, assume, "sweep").await;
         }
         let api = Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &spec.rate_limits);
-        let role = spec.assume_role.as_ref().map(|r| r.role_arn.as_str());
-        identity(&api, &aws_sdk_sts::Client::new(&config), spec.profile.as_deref(), role).await?;
+        identity(&api, &aws_sdk_sts::Client::new(&config), spec.profile.as_deref(), role.as_ref()).await?;
         apis.push(api);
     }
     let mut reports = Vec::new();
