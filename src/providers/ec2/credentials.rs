@@ -3,7 +3,9 @@
 //! region's EC2 client. It answers who the run acts as (the account id and the caller's ARN); when
 //! the SDK has no credentials, one line says what it tried and what to do, written from what its
 //! credential chain said and from the shared config files (the profile it used, whether that
-//! profile exists and signs in through SSO).
+//! profile exists and signs in through SSO). With `provider.ec2.assume_role` (`sweep --assume-role`)
+//! the call is made as the role, so the answer names the role's session and account; a role that
+//! can't be assumed, while the caller's own credentials load, is said on a line of its own.
 
 use std::borrow::Cow;
 

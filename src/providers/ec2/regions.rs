@@ -1,7 +1,8 @@
 //! The run's connection to each EC2 region it uses, made on first need (the credentials check, first
 //! of all). EC2's rate limits, instance ids, AMIs, VPCs, key pairs and security groups are all per
 //! region: each region has its own client and token buckets (a multi-region matrix launches that
-//! much faster), its own watcher, its own preflight findings and its own run groups.
+//! much faster), its own watcher, its own preflight findings and its own run groups. With
+//! `provider.ec2.assume_role`, a region's configuration (so its EC2 and STS clients) acts as the role.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

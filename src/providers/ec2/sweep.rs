@@ -1,5 +1,6 @@
 //! `amiprobe sweep`: finds and removes what amiprobe tagged, for runs whose process was killed, once
-//! the credentials of every region it looks in are checked.
+//! the credentials of every region it looks in are checked (as `--assume-role`'s role, when given: a
+//! session of its own, `amiprobe-sweep`).
 
 use std::time::{Duration, SystemTime};
 
