@@ -200,7 +200,8 @@ fn init_tracing() {
     // The SDK's credential sources warn of each failure with its `Debug` form: amiprobe's own one
     // line about the credentials says it better (AMIPROBE_LOG shows them again).
     let quiet = "warn,aws_config::meta::credentials=error,aws_config::meta::token=error,\
-                 aws_config::profile::credentials=error,aws_config::web_identity_token=error";
+                 aws_config::profile::credentials=error,aws_config::web_identity_token=error,\
+                 aws_config::sts::assume_role=error";
     let filter = tracing_subscriber::EnvFilter::try_from_env("AMIPROBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -4,6 +4,7 @@
 use super::runtime;
 use crate::exit::Outcome;
 use crate::provider::{ProviderKind, Selection, SweepReport, SweepRequest};
+use crate::providers::ec2::role::{check_arn, check_external_id, RoleFieldError};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
@@ -20,6 +21,13 @@ pub struct SweepArgs {
     /// A profile from the shared AWS config files.
     #[arg(long)]
     pub profile: Option<String>,
+    /// A role to act as (EC2: arn:aws:iam::ACCOUNT:role/NAME, assumed through STS with the
+    /// credentials found as usual), as a run with `provider.ec2.assume_role` did.
+    #[arg(long, value_name = "ARN", value_parser = parse_role)]
+    pub assume_role: Option<String>,
+    /// The external id the role's trust policy requires.
+    #[arg(long, value_name = "ID", requires = "assume_role", value_parser = parse_external_id)]
+    pub external_id: Option<String>,
     /// List what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -31,7 +39,14 @@ pub fn sweep(args: SweepArgs) -> Outcome {
         (None, Some(age)) => Selection::OlderThan(age),
         (None, None) => Selection::Expired,
     };
-    let request = SweepRequest { selection, places: args.region, profile: args.profile, dry_run: args.dry_run };
+    let request = SweepRequest {
+        selection,
+        places: args.region,
+        profile: args.profile,
+        assume_role: args.assume_role,
+        external_id: args.external_id,
+        dry_run: args.dry_run,
+    };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(outcome) => return outcome,
@@ -52,6 +67,16 @@ pub fn sweep(args: SweepArgs) -> Outcome {
     } else {
         Outcome::Failed
     }
+}
+
+/// `--assume-role`, as STS would take it.
+fn parse_role(arn: &str) -> Result<String, RoleFieldError> {
+    check_arn(arn).map(|()| arn.to_string())
+}
+
+/// `--external-id`, as STS would take it.
+fn parse_external_id(id: &str) -> Result<String, RoleFieldError> {
+    check_external_id(id).map(|()| id.to_string())
 }
 
 /// Prints what one provider's sweep removed, place by place, and the count of each kind; returns

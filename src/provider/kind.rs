@@ -164,6 +164,10 @@ pub struct SweepRequest {
     pub places: Vec<String>,
     /// The credentials profile to use, where the provider has profiles.
     pub profile: Option<String>,
+    /// A role to act as, where the provider has roles (EC2: its ARN, assumed through STS), and the
+    /// external id its trust policy requires.
+    pub assume_role: Option<String>,
+    pub external_id: Option<String>,
     /// List what would be removed, remove nothing.
     pub dry_run: bool,
 }

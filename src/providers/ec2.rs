@@ -36,6 +36,7 @@ pub mod permissions;
 pub mod preflight;
 mod regions;
 mod resource;
+pub mod role;
 mod run_instances;
 pub mod security_group;
 mod state_reason;
@@ -58,7 +59,7 @@ use crate::provider::{
     ProviderError, ProviderSettings, Resource, RunSettings,
 };
 pub use api::Api;
-pub use config::{AddressKind, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
+pub use config::{AddressKind, AssumeRoleSpec, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
 pub use fields::FIELDS;
 pub use kind::KIND;
 use machine::Ec2Machine;

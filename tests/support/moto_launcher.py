@@ -136,7 +136,17 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
   GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
-                                       and "_region": the region the call was signed for
+                                       and "_region": the region the call was signed for, "_access_key":
+                                       the access key id it was signed with (Authorization's Credential=)
+  POST /sts      {"session_s": 20, "external_id": "x"}
+                                       AssumeRole's sessions last session_s whatever DurationSeconds asked
+                                       (STS's least is 900: a test sees renewals within seconds), and it
+                                       answers AccessDenied unless ExternalId is external_id (null: any);
+                                       each knob kept when absent (sts.py says more)
+  GET  /sts                            {"sessions": [{"access_key", "expires"}], "expired_uses": [{"action",
+                                       "access_key", "late_s"}], "calls": [{"action", "access_key"}]}:
+                                       AssumeRole's sessions (expires: Unix seconds), every call signed
+                                       with one after it ended, and every STS call ("sts:AssumeRole"...)
   POST /deny     {"actions": ["ec2:CreateTags", "sts:DecodeAuthorizationMessage", ...]}
                                        IAM as a role lacking these actions: an EC2 call needing one answers
                                        UnauthorizedOperation (403) with an encoded authorization failure
@@ -254,6 +264,7 @@ import ec2_authz  # next to this file: /policy's EC2 authorization checks
 import ec2_rules  # next to this file
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
 import iam_policy  # next to this file: /policy's IAM evaluation
+import sts  # next to this file: /sts, AssumeRole's sessions, each call's `_access_key`
 
 LOCK = threading.Lock()
 STATE = {
@@ -399,6 +410,7 @@ def reset_state():
         STATE["deny"] = set()
         STATE["policy"] = None
     fate.reset()
+    sts.reset()
     SERVICES.close_all()
     DROPS.flush()
 
@@ -528,11 +540,12 @@ def count(key):
         STATE["calls"][key] += 1
 
 
-def record(action, params, region):
-    """Keeps the call's parameters, flattened (the query protocol sends each name once), and the
-    region it was signed for, as `_region`."""
+def record(action, params, region, access_key=None):
+    """Keeps the call's parameters, flattened (the query protocol sends each name once), the
+    region it was signed for, as `_region`, and the access key id it was signed with, `_access_key`."""
     flat = {k: v[0] if len(v) == 1 else v for k, v in params.items()}
     flat["_region"] = region
+    flat["_access_key"] = access_key
     with LOCK:
         STATE["requests"].append((action, flat))
 
@@ -602,7 +615,7 @@ def call_action(self):
     dry_run = is_dry_run(params)
     counted = f"dryrun:{action}" if dry_run else action
     count(counted)
-    record(counted, params, self.region)
+    record(counted, params, self.region, sts.access_key(self, action))
     settle_timing()
     settle_shutting_down()
     fate.settle()
@@ -705,6 +718,9 @@ def sts_call_action(self):
     """STS as moto has it, plus DecodeAuthorizationMessage (moto has none)."""
     action = self._get_action()
     count(f"sts:{action}")
+    sts.access_key(self, f"sts:{action}")  # GET /sts lists it, with its key
+    if action == "AssumeRole":
+        return sts.assume_role(self, original_sts_call_action)
     if action == "DecodeAuthorizationMessage":
         return decode_answer(self)
     return original_sts_call_action(self)
@@ -1679,6 +1695,8 @@ def control_handler(moto_port):
                     self.reply(200, {i: entry["password"] for i, entry in STATE["passwords"].items()})
             elif self.path == "/ready":
                 self.reply(200, {"ready": True})
+            elif self.path == "/sts":
+                self.reply(200, sts.status())
             else:
                 self.reply(404, {"error": "unknown path"})
 
@@ -1694,6 +1712,10 @@ def control_handler(moto_port):
                 except (TypeError, ValueError) as e:
                     self.reply(400, {"error": f"/fate: {e}"})
                     return
+                self.reply(200, {"ok": True})
+                return
+            if self.path == "/sts":
+                sts.configure(data)
                 self.reply(200, {"ok": True})
                 return
             if self.path == "/windows" and data.get("wrong_key"):

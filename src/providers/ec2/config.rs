@@ -49,6 +49,35 @@ pub struct Ec2Spec {
     /// the instances are gone. Default `none`: only the cells' own `security_groups`.
     #[serde(default)]
     pub security_group: SecurityGroupMode,
+    /// A role assumed through STS for every call of the run (and its cleanup), with the credentials
+    /// found the usual way as the caller's: images tested in another account. Its credentials are
+    /// renewed before they expire, however long the run and its cleanup take.
+    #[serde(default)]
+    pub assume_role: Option<AssumeRoleSpec>,
+}
+
+/// `provider.ec2.assume_role`: the role, and how its sessions are asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AssumeRoleSpec {
+    /// The role's ARN: `arn:aws:iam::ACCOUNT:role/NAME`.
+    pub role_arn: String,
+    /// The external id the role's trust policy requires, if it requires one.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The session's name, in the role's CloudTrail events (2 to 64 of letters, digits and
+    /// `+=,.@_-`). Default: `amiprobe-` and the spec's name.
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// How long each session's credentials last (15m to 12h, within the role's maximum session
+    /// duration; default 1h). amiprobe asks for new ones shortly before they expire.
+    #[serde(default = "default_role_duration", with = "crate::spec::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub duration: Duration,
+}
+
+fn default_role_duration() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// Whether amiprobe makes a security group of its own for the run.
@@ -197,6 +226,31 @@ impl Ec2Spec {
         }
         if self.poll_interval.is_zero() {
             problems.push(Problem::at(path.key("poll_interval"), "interval must be above 0s"));
+        }
+        if let Some(role) = &self.assume_role {
+            role.check(&path.key("assume_role"), problems);
+        }
+    }
+}
+
+impl AssumeRoleSpec {
+    /// STS's own limits, so that a role that can't be asked for is found before anything runs.
+    fn check(&self, path: &FieldPath, problems: &mut Vec<Problem>) {
+        if let Err(e) = super::role::check_arn(&self.role_arn) {
+            problems.push(Problem::at(path.key("role_arn"), e.to_string()));
+        }
+        if let Some(name) = &self.session_name {
+            if let Err(e) = super::role::check_session_name(name) {
+                problems.push(Problem::at(path.key("session_name"), e.to_string()));
+            }
+        }
+        if let Some(id) = &self.external_id {
+            if let Err(e) = super::role::check_external_id(id) {
+                problems.push(Problem::at(path.key("external_id"), e.to_string()));
+            }
+        }
+        if !(super::role::MIN_SESSION..=super::role::MAX_SESSION).contains(&self.duration) {
+            problems.push(Problem::at(path.key("duration"), "a role's session lasts from 15m to 12h"));
         }
     }
 }

@@ -3,7 +3,9 @@
 //! region's EC2 client. It answers who the run acts as (the account id and the caller's ARN); when
 //! the SDK has no credentials, one line says what it tried and what to do, written from what its
 //! credential chain said and from the shared config files (the profile it used, whether that
-//! profile exists and signs in through SSO).
+//! profile exists and signs in through SSO). With `provider.ec2.assume_role` (`sweep --assume-role`)
+//! the call is made as the role, so the answer names the role's session and account; a role that
+//! can't be assumed, while the caller's own credentials load, is said on a line of its own.
 
 use std::borrow::Cow;
 
@@ -11,6 +13,7 @@ use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_types::os_shim_internal::{Env, Fs};
 
 use super::api::{self, Api, ApiError, ConnectError, NoCredentials, TokenBucket};
+use super::role::Assumed;
 use super::{Ec2Provider, RateSpec};
 use crate::cell::Cell;
 use crate::provider::{AccessError, Identity};
@@ -38,6 +41,13 @@ pub enum Ec2AccessError {
     /// A source failed otherwise (a `credential_process`, a role to assume).
     #[error("no AWS credentials for {region}: profile `{profile}`: {why}")]
     SourceFailed { region: String, profile: String, why: String },
+    /// The role to act as could not be assumed (the caller may not, a wrong external id, a role
+    /// that is not there).
+    #[error(
+        "could not assume role {role} in {region}: {why}; the role's trust policy must let these credentials \
+         assume it (with the external id it requires), or choose another role"
+    )]
+    Role { region: String, role: String, why: String },
     /// STS refused the credentials (expired keys, a deleted user).
     #[error("the AWS credentials for {region} were refused: {error}; renew them, or choose others (AWS_PROFILE)")]
     Refused { region: String, error: ApiError },
@@ -68,7 +78,8 @@ impl Ec2Provider {
         }
         let answers = futures::future::join_all(regions.iter().map(|region| async move {
             let regional = self.connect(region.as_deref()).await?;
-            let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref()).await?;
+            let role = regional.role.as_ref();
+            let identity = identity(&regional.api, &regional.sts, self.spec.profile.as_deref(), role).await?;
             // The preflight tells another account's images from the run's own.
             let _ = regional.account.set(identity.account.clone());
             Ok::<_, Ec2AccessError>(identity)
@@ -83,15 +94,21 @@ impl Ec2Provider {
 }
 
 /// Who the credentials of `api`'s region belong to: one GetCallerIdentity through `sts`, made from
-/// the same configuration as `api`'s client. `profile`: the one the spec or `--profile` names.
-pub async fn identity(api: &Api, sts: &aws_sdk_sts::Client, profile: Option<&str>) -> Result<Identity, Ec2AccessError> {
+/// the same configuration as `api`'s client. `profile`: the one the spec or `--profile` names; `role`:
+/// the role the configuration assumes, if it does.
+pub async fn identity(
+    api: &Api,
+    sts: &aws_sdk_sts::Client,
+    profile: Option<&str>,
+    role: Option<&Assumed>,
+) -> Result<Identity, Ec2AccessError> {
     // STS's request limits are not EC2's: a bucket of its own, for its one call.
     let bucket = TokenBucket::new(RateSpec { burst: 1, per_second: 1.0 });
     let region = api.region.clone();
     let answer = api.call(&bucket, "GetCallerIdentity", || sts.get_caller_identity().send()).await;
     let out = match answer {
         Ok(out) => out,
-        Err(error) => return Err(refusal(region, error, profile).await),
+        Err(error) => return Err(refusal(region, error, profile, role).await),
     };
     match out.account() {
         Some(account) => Ok(Identity { account: account.to_string(), principal: out.arn().map(str::to_string) }),
@@ -110,7 +127,19 @@ pub async fn identity(api: &Api, sts: &aws_sdk_sts::Client, profile: Option<&str
 }
 
 /// Why GetCallerIdentity failed, for a person to act on.
-async fn refusal(region: String, error: ApiError, profile: Option<&str>) -> Ec2AccessError {
+async fn refusal(region: String, error: ApiError, profile: Option<&str>, role: Option<&Assumed>) -> Ec2AccessError {
+    if let (Some(NoCredentials::SourceFailed(why)), Some(role)) = (&error.no_credentials, role) {
+        // With the caller's own credentials at hand, what failed was assuming the role; without
+        // them, the line for missing credentials says which and what to do.
+        if role.caller_has_credentials().await {
+            return Ec2AccessError::Role { region, role: role.arn.clone(), why: why.clone() };
+        }
+    }
+    refusal_of_credentials(region, error, profile).await
+}
+
+/// Why GetCallerIdentity failed with the credentials the SDK found itself.
+async fn refusal_of_credentials(region: String, error: ApiError, profile: Option<&str>) -> Ec2AccessError {
     match &error.no_credentials {
         Some(said) => {
             let profiles = Profiles::read(profile).await;
@@ -284,7 +313,7 @@ mod tests {
         };
         let unanswered = |e: Ec2AccessError| matches!(AccessError::from(e), AccessError::Unanswered(_));
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let refusal = |code, transient| runtime.block_on(refusal("r".into(), error(code, transient), None));
+        let refusal = |code, transient| runtime.block_on(refusal("r".into(), error(code, transient), None, None));
         assert!(!unanswered(refusal(Some("ExpiredToken"), false)));
         assert!(unanswered(refusal(Some("InternalFailure"), true)));
         assert!(unanswered(refusal(Some("Throttling"), false)));

@@ -1,7 +1,8 @@
 //! The run's connection to each EC2 region it uses, made on first need (the credentials check, first
 //! of all). EC2's rate limits, instance ids, AMIs, VPCs, key pairs and security groups are all per
 //! region: each region has its own client and token buckets (a multi-region matrix launches that
-//! much faster), its own watcher, its own preflight findings and its own run groups.
+//! much faster), its own watcher, its own preflight findings and its own run groups. With
+//! `provider.ec2.assume_role`, a region's configuration (so its EC2 and STS clients) acts as the role.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::api::{self, Api, ConnectError};
-use super::security_group;
 use super::watcher::Watcher;
 use super::Ec2Provider;
+use super::{role, security_group};
 use crate::cell::Cell;
 use crate::provider::{lock, ProviderError};
 
@@ -21,9 +22,11 @@ pub(super) type Regions = BTreeMap<Option<String>, Arc<OnceCell<Arc<Regional>>>>
 /// What the run has in one region.
 pub(super) struct Regional {
     pub api: Arc<Api>,
-    /// STS, with the same configuration (and so the same credentials) as `api`'s client: who the
-    /// credentials belong to.
+    /// STS, with the same configuration (and so the same credentials, the assumed role's with
+    /// `assume_role`) as `api`'s client: who the credentials belong to.
     pub sts: aws_sdk_sts::Client,
+    /// The role every call here is made as (`provider.ec2.assume_role`), once its provider is set up.
+    pub role: Option<role::Assumed>,
     /// The account the credentials belong to, once the credentials check has said.
     pub account: std::sync::OnceLock<String>,
     pub watcher: Arc<Watcher>,
@@ -60,12 +63,17 @@ impl Ec2Provider {
         let once = lock(&self.regions).entry(key.clone()).or_default().clone();
         let regional = once
             .get_or_try_init(|| async {
-                let (config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                let (mut config, name) = api::sdk_config(&self.spec, key.as_deref()).await?;
+                let mut assumed = None;
+                if let Some(role) = &self.spec.assume_role {
+                    (config, assumed) = role::assume(config, role, &self.spec_name).await;
+                }
                 let api = Arc::new(Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &self.spec.rate_limits));
                 let watcher = Watcher::start(api.clone(), self.spec.poll_interval, self.spec.status_poll_interval);
                 Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
                     sts: aws_sdk_sts::Client::new(&config),
+                    role: assumed,
                     account: std::sync::OnceLock::new(),
                     watcher,
                     root_devices: Default::default(),

@@ -1,5 +1,6 @@
 //! `amiprobe sweep`: finds and removes what amiprobe tagged, for runs whose process was killed, once
-//! the credentials of every region it looks in are checked.
+//! the credentials of every region it looks in are checked (as `--assume-role`'s role, when given: a
+//! session of its own, `amiprobe-sweep`).
 
 use std::time::{Duration, SystemTime};
 
@@ -194,15 +195,27 @@ pub async fn sweep_regions(request: &SweepRequest) -> Result<Vec<SweepReport>, A
     let mut spec: super::Ec2Spec =
         serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("an empty ec2 section is valid"));
     spec.profile.clone_from(&request.profile);
+    spec.assume_role = request.assume_role.clone().map(|role_arn| super::AssumeRoleSpec {
+        role_arn,
+        external_id: request.external_id.clone(),
+        session_name: None,
+        // A spec's default: renewed before it ends like any other.
+        duration: Duration::from_secs(3600),
+    });
     let regions: Vec<Option<&str>> = match request.places.as_slice() {
         [] => vec![None],
         many => many.iter().map(|r| Some(r.as_str())).collect(),
     };
     let mut apis = Vec::new();
     for region in regions {
-        let (config, name) = api::sdk_config(&spec, region).await.map_err(super::credentials::Ec2AccessError::from)?;
+        let (mut config, name) =
+            api::sdk_config(&spec, region).await.map_err(super::credentials::Ec2AccessError::from)?;
+        let mut role = None;
+        if let Some(assume) = &spec.assume_role {
+            (config, role) = super::role::assume(config, assume, "sweep").await;
+        }
         let api = Api::with_client(aws_sdk_ec2::Client::new(&config), &name, &spec.rate_limits);
-        identity(&api, &aws_sdk_sts::Client::new(&config), spec.profile.as_deref()).await?;
+        identity(&api, &aws_sdk_sts::Client::new(&config), spec.profile.as_deref(), role.as_ref()).await?;
         apis.push(api);
     }
     let mut reports = Vec::new();
