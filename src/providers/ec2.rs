@@ -117,8 +117,12 @@ impl Provider for Ec2Provider {
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
-        let (mut refused, doubts) = self.refusals(cells).await?;
-        refused.splice(0..0, lookups_refused);
+        // A refused lookup stops the run on its own; the DryRun pass would name it again (the run's
+        // own describe calls are asked about there too).
+        let (refused, doubts) = match lookups_refused.is_empty() {
+            true => self.refusals(cells).await?,
+            false => (lookups_refused, Vec::new()),
+        };
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
         warnings.extend(image_warnings);

@@ -43,6 +43,8 @@ const PLACEHOLDER_RUN_ID: &str = "preflight";
 /// The VPC the DryRun of CreateSecurityGroup names (the other made-up ids are `permissions::MADE_UP`,
 /// which the policy allows the preflight's calls on; a VPC is only used, allowed on any).
 const FAKE_VPC: &str = "vpc-00000000000000000";
+/// The name of the group CreateSecurityGroup's DryRun asks to create (a name, not an id: any will do).
+const PREFLIGHT_GROUP_NAME: &str = "amiprobe-preflight";
 /// A well-formed public key for ImportKeyPair's DryRun (the run's own is made on first launch).
 const FAKE_PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBTPVtOQMwjfCGvGFRF3ohTidy0AXpDsqW4eGFgeRBan amiprobe-preflight";
@@ -259,7 +261,7 @@ impl Ec2Provider {
                 let req = client
                     .create_security_group()
                     .dry_run(true)
-                    .group_name(permissions::made_up("key-pair"))
+                    .group_name(PREFLIGHT_GROUP_NAME)
                     .description("amiprobe preflight")
                     .vpc_id(FAKE_VPC)
                     .tag_specifications(tags(ResourceType::SecurityGroup));
