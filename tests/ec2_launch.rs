@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use amiprobe::providers::ec2::launch::{self, BootMode, Ec2Launch};
@@ -163,20 +161,7 @@ fn network(moto: &Moto) -> (String, String) {
 
 /// Creates an IAM instance profile in moto (same server, IAM's query API) and returns its ARN.
 fn instance_profile(moto: &Moto, name: &str) -> String {
-    let body = format!("Action=CreateInstanceProfile&Version=2010-05-08&InstanceProfileName={name}");
-    // moto's server picks the service from the signature's credential scope; it checks no signature.
-    let auth =
-        "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
-    let mut stream = TcpStream::connect(("127.0.0.1", moto.port)).expect("connect to moto");
-    let request = format!(
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send CreateInstanceProfile");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read CreateInstanceProfile");
-    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = moto.iam(&format!("Action=CreateInstanceProfile&InstanceProfileName={name}"));
     let arn = answer.split("<Arn>").nth(1).and_then(|rest| rest.split("</Arn>").next());
     arn.unwrap_or_else(|| panic!("no ARN in {answer}")).to_string()
 }

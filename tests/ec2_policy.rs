@@ -284,31 +284,12 @@ fn the_boot_and_volumes_example_passes_holding_exactly_its_policy() {
     assert_eq!(moto.requests("RunInstances").len(), 4);
 }
 
-/// A call of moto's IAM (its query API on the same server) with `params`; the answer's body.
-fn iam(moto: &Moto, params: &str) -> String {
-    let body = format!("{params}&Version=2010-05-08");
-    // moto's server picks the service from the signature's credential scope; it checks no signature.
-    let auth =
-        "AWS4-HMAC-SHA256 Credential=oracle/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", moto.port)).expect("connect to moto");
-    let request = format!(
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send to IAM");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read IAM's answer");
-    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{params}: {answer}");
-    answer
-}
-
 /// A role `name` in an instance profile `name`, in moto's IAM: as the console makes them.
 fn profile_with_role(moto: &Moto, name: &str) {
     let trust = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
-    iam(moto, &format!("Action=CreateRole&RoleName={name}&AssumeRolePolicyDocument={trust}"));
-    iam(moto, &format!("Action=CreateInstanceProfile&InstanceProfileName={name}"));
-    iam(moto, &format!("Action=AddRoleToInstanceProfile&InstanceProfileName={name}&RoleName={name}"));
+    moto.iam(&format!("Action=CreateRole&RoleName={name}&AssumeRolePolicyDocument={trust}"));
+    moto.iam(&format!("Action=CreateInstanceProfile&InstanceProfileName={name}"));
+    moto.iam(&format!("Action=AddRoleToInstanceProfile&InstanceProfileName={name}&RoleName={name}"));
 }
 
 /// What the examples do not use: the run's own security group, a named key, two regions and an

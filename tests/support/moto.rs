@@ -110,6 +110,26 @@ impl Moto {
         .collect()
     }
 
+    /// A call of moto's IAM (its query API on the same server) with `params`
+    /// (`Action=CreateRole&RoleName=...`), asserted to succeed; the answer's body.
+    pub fn iam(&self, params: &str) -> String {
+        let body = format!("{params}&Version=2010-05-08");
+        // moto's server picks the service from the signature's credential scope; it checks no signature.
+        let auth =
+            "AWS4-HMAC-SHA256 Credential=oracle/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        let request = format!(
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send to IAM");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read IAM's answer");
+        assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{params}: {answer}");
+        answer
+    }
+
     /// Posts `body` to the launcher's control API (see `moto_launcher.py` for the paths).
     pub fn control(&self, path: &str, body: Value) {
         self.control_answer(path, body);
