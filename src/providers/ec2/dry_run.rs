@@ -52,6 +52,14 @@ const ENCODED_MARKER: &str = "Encoded authorization failure message: ";
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
+/// `req` sent as `call` through the region's `bucket`, its answer only allowed or refused.
+macro_rules! asked {
+    ($api:expr, $bucket:ident, $call:expr, $req:expr) => {{
+        let (api, call, req) = ($api, $call, $req);
+        Box::pin(async move { api.call(&api.buckets.$bucket, call, || req.clone().send()).await.map(drop) })
+    }};
+}
+
 /// A permission the credentials lack: one per IAM action and region, whatever the calls that met it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -233,16 +241,15 @@ impl Ec2Provider {
         }
         let client = &api.client;
         let tags = |resource| self.run_tags(PLACEHOLDER_RUN_ID, "preflight", resource);
-        let b = &api.buckets;
         match call {
             "CreateTags" => {
                 let tag = Tag::builder().key(super::KEPT_TAG).value("preflight").build();
                 let req = client.create_tags().dry_run(true).resources(permissions::made_up("instance")).tags(tag);
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             "TerminateInstances" => {
                 let req = client.terminate_instances().dry_run(true).instance_ids(permissions::made_up("instance"));
-                Box::pin(async move { api.call(&b.terminate, call, || req.clone().send()).await.map(drop) })
+                asked!(api, terminate, call, req)
             }
             "ImportKeyPair" => {
                 let req = client
@@ -251,11 +258,11 @@ impl Ec2Provider {
                     .key_name(permissions::made_up("key-pair"))
                     .public_key_material(aws_sdk_ec2::primitives::Blob::new(FAKE_PUBLIC_KEY))
                     .tag_specifications(tags(ResourceType::KeyPair));
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             "DeleteKeyPair" => {
                 let req = client.delete_key_pair().dry_run(true).key_name(permissions::made_up("key-pair"));
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             "CreateSecurityGroup" => {
                 let req = client
@@ -265,7 +272,7 @@ impl Ec2Provider {
                     .description("amiprobe preflight")
                     .vpc_id(FAKE_VPC)
                     .tag_specifications(tags(ResourceType::SecurityGroup));
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             "AuthorizeSecurityGroupIngress" => {
                 let rule = IpPermission::builder()
@@ -279,11 +286,11 @@ impl Ec2Provider {
                     .dry_run(true)
                     .group_id(permissions::made_up("security-group"))
                     .ip_permissions(rule);
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             "DeleteSecurityGroup" => {
                 let req = client.delete_security_group().dry_run(true).group_id(permissions::made_up("security-group"));
-                Box::pin(async move { api.call(&b.mutating, call, || req.clone().send()).await.map(drop) })
+                asked!(api, mutating, call, req)
             }
             // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
             _ => Box::pin(async { Ok(()) }),
@@ -324,19 +331,13 @@ impl Ec2Provider {
 /// takes no resource).
 fn describe_call<'a>(api: &'a Api, call: &'static str) -> Answer<'a> {
     let client = &api.client;
-    macro_rules! asked {
-        ($builder:expr) => {{
-            let req = $builder.dry_run(true);
-            Box::pin(async move { api.call(&api.buckets.describe, call, || req.clone().send()).await.map(drop) })
-        }};
-    }
     match call {
-        "DescribeInstances" => asked!(client.describe_instances()),
-        "DescribeInstanceStatus" => asked!(client.describe_instance_status()),
-        "DescribeKeyPairs" => asked!(client.describe_key_pairs()),
-        "DescribeSubnets" => asked!(client.describe_subnets()),
-        "DescribeSecurityGroups" => asked!(client.describe_security_groups()),
-        "DescribeVpcs" => asked!(client.describe_vpcs()),
+        "DescribeInstances" => asked!(api, describe, call, client.describe_instances().dry_run(true)),
+        "DescribeInstanceStatus" => asked!(api, describe, call, client.describe_instance_status().dry_run(true)),
+        "DescribeKeyPairs" => asked!(api, describe, call, client.describe_key_pairs().dry_run(true)),
+        "DescribeSubnets" => asked!(api, describe, call, client.describe_subnets().dry_run(true)),
+        "DescribeSecurityGroups" => asked!(api, describe, call, client.describe_security_groups().dry_run(true)),
+        "DescribeVpcs" => asked!(api, describe, call, client.describe_vpcs().dry_run(true)),
         // A row marked `dry_run` without a request here is a bug of this file, not a refusal.
         _ => Box::pin(async { Ok(()) }),
     }
