@@ -40,8 +40,7 @@ pub fn check_arn(arn: &str) -> Result<(), RoleFieldError> {
         return Err(bad());
     };
     let name = resource.strip_prefix("role/").and_then(|path| path.rsplit('/').next()).unwrap_or("");
-    let name_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
-    let path_ok = resource.strip_prefix("role/").is_some_and(|p| p.chars().all(|c| c == '/' || name_char(c)));
+    let path_ok = resource.strip_prefix("role/").is_some_and(|p| p.chars().all(|c| c == '/' || session_char(c)));
     let ok = partition.starts_with("aws")
         && account.len() == 12
         && account.bytes().all(|b| b.is_ascii_digit())
@@ -72,6 +71,7 @@ pub fn check_external_id(id: &str) -> Result<(), RoleFieldError> {
     }
 }
 
+/// A character of a session name, and of a role's name and path (IAM and STS allow the same set).
 fn session_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
 }
