@@ -199,14 +199,15 @@ pub(crate) mod tests {
         port
     }
 
-    /// A service that is up but always answers after 1.5 s, longer than the attempts that overlap
-    /// at a 200 ms cadence may wait, is not failed for it: one attempt at a time has the probe's own
-    /// timeout, and hears it.
+    /// A service that is up but always answers after 2 s, longer than the attempts that overlap
+    /// at a 500 ms cadence may wait (1.25 s), is not failed for it: one attempt at a time has the
+    /// probe's own timeout, and hears it.
     #[tokio::test]
     async fn a_slow_but_correct_service_passes() {
-        let port = slow_service(Duration::from_millis(1500)).await;
+        let port = slow_service(Duration::from_secs(2)).await;
         let p = probe(&format!("name: h\nhttp: {{port: {port}, timeout: 5s}}\ninterval: 200ms"));
-        assert_eq!(p.short_limit(), Some(Duration::from_millis(500)));
+        let pace = p.unheard_pace(ConnectMeaning::MaybeProxy);
+        assert_eq!(p.short_limit(pace), Some(Duration::from_millis(1250)));
         let endpoint = Endpoint { host: "127.0.0.1".into(), port };
         let attempts = collect(&p, &endpoint, &loopback_env(), Duration::from_secs(10)).await;
         let last = attempts.last().unwrap();
