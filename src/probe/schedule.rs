@@ -13,8 +13,8 @@
 //! than [`PROXY_UNHEARD_PACE`]: QEMU accepts each connection for the guest and, until the guest
 //! answers, never notices the client closing it, so every attempt leaves a connection inside QEMU
 //! that keeps sending its SYN to the guest for over a minute. At 20 attempts a second hundreds of
-//! them reach the guest as its network comes up; measured on the Debian image, its DHCP offer was
-//! lost among them and its boot took about 3 s longer (captured with QEMU's `filter-dump`).
+//! them reach the guest as its network comes up; captured with QEMU's `filter-dump` on the Debian
+//! image, 80 arrived ahead of its first DHCP offer, which it let pass, asking again 4.4 s later.
 //!
 //! An SSH attempt that has logged in runs its command: no other attempt starts beside it.
 //!
