@@ -1,0 +1,84 @@
+//! The run's verdict acted on (EC2's `on_pass`): once every cell has ended and the last removals are
+//! done, the provider is told each cell's verdict and promotes each image all of whose cells passed.
+//! Here is decided whether the run may promote at all: never an interrupted run (its verdict is not
+//! whole), a shard (`report merge --promote` promotes the merged run), or a rerun of some cells. Also
+//! used by `amiprobe report merge --promote`.
+
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::provider::promotion::CellVerdict;
+use crate::provider::{Provider, PromotionRequest};
+use crate::results::{PromotionStatus, Promotions, RunResults, RunStatus, Withheld};
+
+/// Why a run may not promote, if it may not.
+pub fn withheld(results: &RunResults, interrupted: bool, rerun: bool) -> Option<Withheld> {
+    if interrupted || results.status == RunStatus::Interrupted {
+        Some(Withheld::Interrupted)
+    } else if results.shard.is_some() {
+        Some(Withheld::Shard)
+    } else if rerun {
+        Some(Withheld::Rerun)
+    } else {
+        None
+    }
+}
+
+/// Why nothing is promoted, as a fragment for each image that passed.
+fn withheld_text(withheld: Withheld, results: &RunResults) -> String {
+    match withheld {
+        Withheld::Interrupted => "the run was interrupted".into(),
+        Withheld::Shard => format!(
+            "shard {} of a run: `amiprobe report merge --promote SPEC` promotes once every shard is merged",
+            results.shard.as_deref().unwrap_or("?")
+        ),
+        Withheld::Rerun => "a rerun of some cells (--rerun-failed): the image's other cells are not in it".into(),
+        Withheld::NotAsked => "merged without --promote".into(),
+    }
+}
+
+/// What the provider is asked: each cell's verdict, and why the run may not promote (`withheld`: it
+/// then only says which images it would have promoted).
+pub fn request(results: &RunResults, withheld: Option<Withheld>, cancel: CancellationToken) -> PromotionRequest {
+    PromotionRequest {
+        run_id: results.run_id.clone(),
+        spec_name: results.spec.name.clone(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        cells: results
+            .cells
+            .iter()
+            .map(|c| CellVerdict {
+                id: c.id.clone(),
+                values: c.params.0.clone(),
+                machine: c.machine.clone(),
+                passed: c.status.is_pass(),
+            })
+            .collect(),
+        withheld: withheld.map(|w| withheld_text(w, results)),
+        cancel,
+    }
+}
+
+/// Asks the provider to promote as `request` says; `None` when the spec asks for no promotion.
+pub async fn promote(provider: &dyn Provider, request: PromotionRequest, withheld: Option<Withheld>) -> Option<Promotions> {
+    let images = provider.promote(&request).await?;
+    Some(Promotions { withheld, images: images.into_iter().map(Into::into).collect() })
+}
+
+/// One line per refused promotion: an error of the run, which then does not exit 0.
+pub fn refusals(promotions: &Promotions) -> Vec<String> {
+    promotions
+        .images
+        .iter()
+        .filter(|i| i.status == PromotionStatus::Refused)
+        .map(|i| {
+            format!(
+                "promotion refused (an error: the run exits 1): {} in {}: {}",
+                i.image,
+                i.region,
+                i.reason.as_deref().unwrap_or("refused")
+            )
+        })
+        .collect()
+}
