@@ -1,0 +1,58 @@
+//! How every report tells a promotion (`on_pass`): one line per image, its status and what was
+//! written or why nothing was. The terminal, the summary and the HTML page share these lines.
+
+use serde::Serialize;
+
+use crate::results::{ImagePromotion, PromotionKind, PromotionStatus, Promotions};
+
+/// One image's promotion, as a report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub image: String,
+    pub region: String,
+    /// `promoted`, `not promoted`, `withheld`, `refused`.
+    pub label: &'static str,
+    /// The CSS class of its badge.
+    pub class: &'static str,
+    /// What was written, or why nothing was.
+    pub detail: String,
+}
+
+/// A line per image, in the run's order.
+pub fn lines(promotions: &Promotions) -> Vec<Line> {
+    promotions.images.iter().map(line).collect()
+}
+
+fn line(image: &ImagePromotion) -> Line {
+    let (label, class) = match image.status {
+        PromotionStatus::Promoted => ("promoted", "pass"),
+        PromotionStatus::NotPassed => ("not promoted", "fail"),
+        PromotionStatus::Withheld => ("withheld", "skip"),
+        PromotionStatus::Refused => ("refused", "error"),
+    };
+    let written: Vec<String> = image
+        .actions
+        .iter()
+        .map(|a| {
+            let what = match a.kind {
+                PromotionKind::Tags => format!("tags {}", a.target),
+                PromotionKind::SsmParameter => format!("SSM parameter {}", a.target),
+            };
+            match &a.error {
+                None => what,
+                Some(e) => format!("{what} failed: {e}"),
+            }
+        })
+        .collect();
+    let detail = match (&image.reason, image.status) {
+        (Some(reason), PromotionStatus::Refused) => format!("{}; {reason}", written.join("; ")),
+        (Some(reason), _) => reason.clone(),
+        (None, _) => written.join("; "),
+    };
+    Line { image: image.image.clone(), region: image.region.clone(), label, class, detail }
+}
+
+/// A line as plain text: `promoted ami-0aaa in eu-west-1: tags tested-by=amiprobe`.
+pub fn text(line: &Line) -> String {
+    format!("{} {} in {}: {}", line.label, line.image, line.region, line.detail)
+}
