@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::promotion::CellVerdict;
-use crate::provider::{Provider, PromotionRequest};
+use crate::provider::{PromotionRequest, Provider};
 use crate::results::{PromotionStatus, Promotions, RunResults, RunStatus, Withheld};
 
 /// Why a run may not promote, if it may not.
@@ -35,6 +35,9 @@ fn withheld_text(withheld: Withheld, results: &RunResults) -> String {
         ),
         Withheld::Rerun => "a rerun of some cells (--rerun-failed): the image's other cells are not in it".into(),
         Withheld::NotAsked => "merged without --promote".into(),
+        Withheld::Incomplete => {
+            "the merged shards are not the whole run: cells of the spec are missing or did not end".into()
+        }
     }
 }
 
@@ -61,9 +64,26 @@ pub fn request(results: &RunResults, withheld: Option<Withheld>, cancel: Cancell
 }
 
 /// Asks the provider to promote as `request` says; `None` when the spec asks for no promotion.
-pub async fn promote(provider: &dyn Provider, request: PromotionRequest, withheld: Option<Withheld>) -> Option<Promotions> {
+pub async fn promote(
+    provider: &dyn Provider,
+    request: PromotionRequest,
+    withheld: Option<Withheld>,
+) -> Option<Promotions> {
     let images = provider.promote(&request).await?;
     Some(Promotions { withheld, images: images.into_iter().map(Into::into).collect() })
+}
+
+/// Sets `promotions` on merged or finished `results`: a refused promotion is a warning of the run,
+/// and a run whose cells all passed fails by it. Returns the warnings added.
+pub fn apply(results: &mut RunResults, promotions: Option<Promotions>) -> Vec<String> {
+    let Some(promotions) = promotions else { return Vec::new() };
+    let refused = refusals(&promotions);
+    if !refused.is_empty() && results.status == RunStatus::Passed {
+        results.status = RunStatus::Failed;
+    }
+    results.warnings.extend(refused.iter().cloned());
+    results.promotions = Some(promotions);
+    refused
 }
 
 /// One line per refused promotion: an error of the run, which then does not exit 0.

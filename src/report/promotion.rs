@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::results::{ImagePromotion, PromotionKind, PromotionStatus, Promotions};
+use crate::results::{ImagePromotion, PromotionKind, PromotionStatus, Promotions, Withheld};
 
 /// One image's promotion, as a report shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +20,17 @@ pub struct Line {
 
 /// A line per image, in the run's order.
 pub fn lines(promotions: &Promotions) -> Vec<Line> {
-    promotions.images.iter().map(line).collect()
+    match (promotions.images.is_empty(), promotions.withheld) {
+        // Merged shards without `--promote`: no image was looked at.
+        (true, Some(why)) => vec![Line {
+            image: "every image".into(),
+            region: "every region".into(),
+            label: "withheld",
+            class: "skip",
+            detail: withheld_text(why).into(),
+        }],
+        _ => promotions.images.iter().map(line).collect(),
+    }
 }
 
 fn line(image: &ImagePromotion) -> Line {
@@ -55,4 +65,15 @@ fn line(image: &ImagePromotion) -> Line {
 /// A line as plain text: `promoted ami-0aaa in eu-west-1: tags tested-by=amiprobe`.
 pub fn text(line: &Line) -> String {
     format!("{} {} in {}: {}", line.label, line.image, line.region, line.detail)
+}
+
+/// Why a whole run promoted nothing, as a fragment.
+fn withheld_text(why: Withheld) -> &'static str {
+    match why {
+        Withheld::Interrupted => "the run was interrupted",
+        Withheld::Shard => "a shard: `amiprobe report merge --promote SPEC` promotes the merged run",
+        Withheld::Rerun => "a rerun of some cells",
+        Withheld::NotAsked => "merged without --promote",
+        Withheld::Incomplete => "the merged shards are not the whole run",
+    }
 }

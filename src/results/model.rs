@@ -74,6 +74,8 @@ pub enum Withheld {
     Rerun,
     /// Merged shards without `--promote`.
     NotAsked,
+    /// Merged shards that miss cells of the spec's plan, or one of which did not end.
+    Incomplete,
 }
 
 /// One image of the run and what became of it.
