@@ -63,6 +63,11 @@ pub fn render(text: &str, values: &Values<'_>) -> String {
         .collect()
 }
 
+/// `text` with each placeholder a `*` (an IAM policy's wildcard).
+pub fn wildcard(text: &str) -> String {
+    pieces(text).into_iter().map(|(p, piece)| if p { "*" } else { piece }).collect()
+}
+
 /// The placeholders `text` uses.
 pub fn used(text: &str) -> impl Iterator<Item = &str> {
     pieces(text).into_iter().filter(|(p, _)| *p).map(|(_, name)| name)
