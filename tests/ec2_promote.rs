@@ -141,7 +141,11 @@ fn an_interrupted_run_promotes_nothing_even_what_passed() {
     let service = TestService::start();
     let (dir, out) = out_dir();
     // One cell passes at once; the other waits on a port that never opens until the signal.
-    let probes = format!("{}  - {{ name: slow, tcp: {{ port: {} }}, within: 100s }}\n", http_probe("health", service.port, "30s"), closed_port());
+    let probes = format!(
+        "{}  - {{ name: slow, tcp: {{ port: {} }}, within: 100s }}\n",
+        http_probe("health", service.port, "30s"),
+        closed_port()
+    );
     let spec = spec(dir.path(), &[(AMI, "t3.micro")], &probes, &format!(", console_poll_interval: 1s{ON_PASS}"));
     let child = spawn_run(&moto, &spec, &out, Stdio::piped());
     wait_for_screenshots(&out, 2);
@@ -211,11 +215,43 @@ fn two_images_writing_one_parameter_refuse_the_run_before_launch() {
     let other = moto.image(json!({ "ena_support": true }));
     let (dir, out) = out_dir();
     let extra = ", on_pass: { ssm_parameter: /images/web/latest }";
-    let spec = spec(dir.path(), &[(AMI, "t3.micro"), (other.as_str(), "t3.micro")], &http_probe("h", closed_port(), "3s"), extra);
+    let spec = spec(
+        dir.path(),
+        &[(AMI, "t3.micro"), (other.as_str(), "t3.micro")],
+        &http_probe("h", closed_port(), "3s"),
+        extra,
+    );
     let (output, r) = run(&moto, &spec, &out);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let said = stderr(&output);
-    assert!(said.contains("would all write `/images/web/latest`") && said.contains("put {image} in its name"), "{said}");
+    assert!(
+        said.contains("would all write `/images/web/latest`") && said.contains("put {image} in its name"),
+        "{said}"
+    );
     assert!(moto.requests("RunInstances").is_empty(), "nothing launched");
+    assert_nothing_left(&moto, &r);
+}
+
+#[test]
+fn a_refused_write_is_an_error_of_the_run_even_when_every_cell_passed() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    moto.control("/deny", json!({ "actions": ["ssm:PutParameter"] }));
+    let (dir, out) = out_dir();
+    let spec = spec_with(dir.path(), &[(AMI, "t3.micro")], service.port, "30s");
+    let (output, r) = run(&moto, &spec, &out);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(r["counts"]["passed"], 1, "the cell's verdict stands: {r}");
+    assert_eq!(r["status"], "failed");
+    let refused = promotion_of(&r, AMI);
+    assert_eq!(refused["status"], "refused", "{refused}");
+    let error = refused["actions"][1]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("PutParameter failed: AccessDeniedException"), "{refused}");
+    let warning =
+        r["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).find(|w| w.starts_with("promotion refused"));
+    assert!(warning.is_some_and(|w| w.contains(AMI) && w.contains("PutParameter")), "{r}");
+    // The tags went first, and stay; the parameter was never written.
+    assert_eq!(tag(&tags_of(&moto, AMI), "tested-by"), Some("amiprobe"));
+    assert_eq!(parameter(&moto, &format!("/images/moto-test/{AMI}")), None);
     assert_nothing_left(&moto, &r);
 }
