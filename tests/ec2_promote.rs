@@ -114,9 +114,11 @@ fn only_the_image_all_of_whose_cells_passed_is_tagged_and_written() {
     assert_eq!(left["status"], "not_passed", "{left}");
     assert!(left["reason"].as_str().unwrap().contains(&format!("{other}_t3.small")), "{left}");
     assert!(left.get("actions").is_none(), "nothing written for {other}: {left}");
-    // Said on the terminal and in the summary line's company.
+    // Said on the terminal, after the summary line.
     let said = stdout(&output);
-    assert!(said.contains(&format!("promoted {AMI} in eu-west-1: tags tested-by=amiprobe")), "{said}");
+    let line = format!("promoted {AMI} in eu-west-1: tags tested-at=");
+    assert!(said.contains(&line) && said.contains(", tested-by=amiprobe, tested-run="), "{said}");
+    assert!(said.contains(&format!("; SSM parameter /images/moto-test/{AMI}\n")), "{said}");
     assert!(said.contains(&format!("not promoted {other} in eu-west-1: 1 of its 2 cells did not pass")), "{said}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Promotion") && html.contains(&format!("/images/moto-test/{AMI}")), "report.html");
