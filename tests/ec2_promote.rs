@@ -257,3 +257,44 @@ fn a_refused_write_is_an_error_of_the_run_even_when_every_cell_passed() {
     assert_eq!(parameter(&moto, &format!("/images/moto-test/{AMI}")), None);
     assert_nothing_left(&moto, &r);
 }
+
+/// `amiprobe policy SPEC`, as JSON.
+fn policy_of(moto: &Moto, spec: &Path) -> Value {
+    let output = amiprobe(moto, &["policy", spec.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_run_holding_exactly_its_policy_promotes_and_without_image_tags_it_is_refused_before_launch() {
+    let moto = Moto::start();
+    let service = TestService::start();
+    let (dir, out) = out_dir();
+    let spec = spec_with(dir.path(), &[(AMI, "t3.micro")], service.port, "30s");
+    let policy = policy_of(&moto, &spec);
+    let statements = policy["Statement"].as_array().unwrap();
+    let sids: Vec<&str> = statements.iter().filter_map(|s| s["Sid"].as_str()).collect();
+    assert!(sids.contains(&"PromoteImage") && sids.contains(&"PromoteToParameter"), "{policy:#}");
+    // The launcher's /policy evaluates every call, SSM's PutParameter too, as IAM would.
+    moto.control("/policy", json!({ "document": policy }));
+    let (output, r) = run(&moto, &spec, &out);
+    assert_eq!(output.status.code(), Some(0), "{}\n{r:#}", stderr(&output));
+    assert_eq!(promotion_of(&r, AMI)["status"], "promoted", "{r:#}");
+    assert_eq!(parameter(&moto, &format!("/images/moto-test/{AMI}")).as_deref(), Some(AMI));
+    let calls = moto.calls();
+    assert_eq!(calls.keys().filter(|k| k.starts_with("denied:")).count(), 0, "{calls:?}");
+    assert_nothing_left(&moto, &r);
+
+    // Without the statement that lets it tag images, the preflight's DryRun names the action.
+    let mut narrowed = policy.clone();
+    narrowed["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "PromoteImage");
+    moto.control("/policy", json!({ "document": narrowed }));
+    let launched = moto.requests("RunInstances").len();
+    let (output, r) = run(&moto, &spec, &dir.path().join("refused"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let said = stderr(&output);
+    let line = "ec2:CreateTags refused in eu-west-1 (needed to tag the images all of whose cells passed";
+    assert!(said.contains(line), "{said}");
+    assert_eq!(moto.requests("RunInstances").len(), launched, "nothing launched");
+    assert_nothing_left(&moto, &r);
+}
