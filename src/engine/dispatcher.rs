@@ -112,12 +112,11 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// What the run's verdict promoted: a refused promotion is an error of the run, told as a warning.
+    /// (The run's status is decided in [`Dispatcher::finish`], which the refusal fails.)
     pub fn promoted(&mut self, promotions: Option<crate::results::Promotions>) {
-        let Some(promotions) = promotions else { return };
-        for refusal in super::promotion::refusals(&promotions) {
-            self.warning(refusal);
+        for refusal in super::promotion::apply(&mut self.results, promotions) {
+            self.reporter.event(&Event::Warning(refusal));
         }
-        self.results.promotions = Some(promotions);
     }
 
     /// Everything a cell task needs, sharing this run's ledger and cancellation tokens.

@@ -102,3 +102,57 @@ pub fn refusals(promotions: &Promotions) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::results::{ImagePromotion, PromotionStatus};
+
+    fn results(status: &str, shard: Option<&str>) -> RunResults {
+        serde_json::from_value(json!({
+            "schema_version": 1, "amiprobe_version": "0", "run_id": "r1",
+            "spec": { "name": "web", "file": "web.yaml", "provider": "ec2" },
+            "shard": shard, "status": status, "started_at": "2026-12-06T22:00:00Z", "duration_s": 1.0,
+            "counts": { "total": 0, "passed": 0, "failed": 0, "errored": 0, "not_run": 0 }, "cells": []
+        }))
+        .expect("results")
+    }
+
+    #[test]
+    fn only_a_whole_uninterrupted_run_may_promote() {
+        assert_eq!(withheld(&results("running", None), false, false), None);
+        assert_eq!(withheld(&results("running", None), true, false), Some(Withheld::Interrupted));
+        assert_eq!(withheld(&results("interrupted", None), false, false), Some(Withheld::Interrupted));
+        assert_eq!(withheld(&results("running", Some("1/2")), false, false), Some(Withheld::Shard));
+        assert_eq!(withheld(&results("running", None), false, true), Some(Withheld::Rerun));
+        // Interrupted wins: a shard's signal is told as such.
+        assert_eq!(withheld(&results("running", Some("1/2")), true, false), Some(Withheld::Interrupted));
+    }
+
+    #[test]
+    fn a_refused_promotion_fails_a_passed_run_and_is_a_warning() {
+        let image = |status| ImagePromotion {
+            image: "ami-1".into(),
+            region: "eu-west-1".into(),
+            cells: vec!["ami-1_t3.micro".into()],
+            status,
+            reason: Some("CreateTags failed: UnauthorizedOperation: no".into()),
+            actions: Vec::new(),
+        };
+        let mut passed = results("passed", None);
+        let warnings =
+            apply(&mut passed, Some(Promotions { withheld: None, images: vec![image(PromotionStatus::Refused)] }));
+        assert_eq!(passed.status, RunStatus::Failed);
+        assert_eq!(
+            warnings,
+            ["promotion refused (an error: the run exits 1): ami-1 in eu-west-1: CreateTags failed: UnauthorizedOperation: no"]
+        );
+        assert_eq!(passed.warnings, warnings);
+        let mut passed = results("passed", None);
+        let promoted = Promotions { withheld: None, images: vec![image(PromotionStatus::Promoted)] };
+        assert!(apply(&mut passed, Some(promoted)).is_empty());
+        assert_eq!(passed.status, RunStatus::Passed);
+    }
+}
