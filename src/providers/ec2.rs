@@ -17,7 +17,8 @@
 //!
 //! Where each step lives: the launch fields and their checks in `fields.rs` and `launch.rs`, the
 //! preflight in `checks.rs` and `preflight.rs`, RunInstances with its capacity fallbacks in
-//! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`.
+//! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`,
+//! the promotion of the images that passed (`on_pass`: tags, an SSM parameter) in `promote.rs`.
 
 mod api;
 mod checks;

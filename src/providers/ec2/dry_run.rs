@@ -8,7 +8,9 @@
 //! machines). EC2 answers `DryRunOperation` when the call would be allowed and `UnauthorizedOperation`
 //! when not; the latter's encoded message is decoded with STS
 //! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
-//! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
+//! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`). With `on_pass.tags`, CreateTags is
+//! also asked on one of the region's real images, with the promotion's tags (SSM's PutParameter has
+//! no DryRun).
 //!
 //! Calls on things that exist only once the run made them (TerminateInstances, CreateTags,
 //! DeleteKeyPair, the group's calls) name made-up, well-formed ids (`permissions::MADE_UP`), which

@@ -7,6 +7,7 @@
 //! remove only what carries that tag (`ec2:ResourceTag`), tag only as it creates (`ec2:CreateAction`)
 //! or what is already its own, pass only the named instance profiles' roles, and only in the spec's
 //! regions. Describe calls take no resource-level permissions on EC2: they are limited by region.
+//! A promotion (`on_pass`) may tag any image, with its own tag keys only, and write its parameter.
 //!
 //! The preflight asks about removals and the like with DryRun before anything exists, on made-up ids
 //! ([`MADE_UP`]), which carry no tag: a policy allowing those calls only on what carries amiprobe's

@@ -86,6 +86,8 @@ impl Ec2Provider {
                 on_pass.tags.iter().map(|(k, v)| (k.clone(), bounded(&render(v, &values)))).collect();
             let target = tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
             let sent: Vec<Tag> = tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+            // Not written to the ledger: the tags are meant to stay, and no cleanup or sweep removes
+            // them (nor could: they carry no `amiprobe:` tag, and an image is none of the run's).
             let request = api.client.create_tags().resources(&image.id).set_tags(Some(sent));
             let done = api.call(&api.buckets.mutating, "CreateTags", || request.clone().send()).await;
             let error = done.err().map(|e| e.to_string());
