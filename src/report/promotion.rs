@@ -54,10 +54,10 @@ fn line(image: &ImagePromotion) -> Line {
             }
         })
         .collect();
-    let detail = match (&image.reason, image.status) {
-        (Some(reason), PromotionStatus::Refused) => format!("{}; {reason}", written.join("; ")),
-        (Some(reason), _) => reason.clone(),
-        (None, _) => written.join("; "),
+    // A refused write says why itself; a reason without writes (no connection) is the whole story.
+    let detail = match &image.reason {
+        Some(reason) if image.actions.is_empty() || image.status != PromotionStatus::Refused => reason.clone(),
+        _ => written.join("; "),
     };
     Line { image: image.image.clone(), region: image.region.clone(), label, class, detail }
 }
