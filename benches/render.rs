@@ -100,6 +100,7 @@ fn main() {
         leftover_cleanup: vec![],
         not_removed: vec![],
         merged_from: vec![],
+        promotions: None,
         cells,
     };
     results.recount();

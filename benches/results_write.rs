@@ -250,6 +250,7 @@ fn cells(count: usize) -> RunResults {
         leftover_cleanup: vec![],
         not_removed: vec![],
         merged_from: vec![],
+        promotions: None,
         cells,
     };
     results.recount();

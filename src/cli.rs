@@ -13,6 +13,7 @@ use crate::plan::Shard;
 
 mod plan;
 mod policy;
+mod promote;
 mod report;
 mod run;
 mod sweep;
@@ -121,6 +122,13 @@ pub enum ReportCommand {
         /// The address the summary's links use for report.html.
         #[arg(long, value_name = "URL", requires = "summary")]
         report_url: Option<String>,
+        /// Promote the images all of whose cells passed, as the spec's `on_pass` says, once the
+        /// shards are merged: only when they are the spec's whole plan and none was interrupted.
+        /// Needs the provider's credentials.
+        #[arg(long, value_name = "SPEC")]
+        promote: Option<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
     },
 }
 

@@ -21,6 +21,7 @@ mod cell;
 mod cleanup;
 mod dispatcher;
 mod event;
+pub mod promotion;
 mod signals;
 mod tasks;
 mod verdict;
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub skip_impossible: bool,
     /// `--keep-failed`: failed cells' machines stay this long for debugging.
     pub keep_failed: Option<std::time::Duration>,
+    /// `--rerun-failed`: only some of the plan's cells run, so no image's verdict is whole and
+    /// nothing is promoted.
+    pub rerun: bool,
 }
 
 /// How a run ended, for the caller to turn into an exit code.
@@ -122,5 +126,34 @@ pub async fn run(
             }
         }
     };
+    if promote(&mut dispatcher, provider.as_ref(), &options, signals).await == Flow::Abandon {
+        return RunEnd::Abandoned(dispatcher.into_results());
+    }
     RunEnd::Finished(dispatcher.finish(steps))
+}
+
+/// The verdict acted on (`on_pass`), once the cells ended and the last removals are done; a signal
+/// meanwhile lets the write in flight finish and starts no other (a third gives the run up).
+async fn promote(
+    dispatcher: &mut Dispatcher<'_>,
+    provider: &dyn Provider,
+    options: &RunOptions,
+    signals: &mut Signals,
+) -> Flow {
+    let withheld = promotion::withheld(dispatcher.results(), dispatcher.cancel().is_cancelled(), options.rerun);
+    let request = promotion::request(dispatcher.results(), withheld, dispatcher.cancel());
+    let promoting = promotion::promote(provider, request, withheld);
+    tokio::pin!(promoting);
+    let promotions = loop {
+        tokio::select! {
+            promotions = &mut promoting => break promotions,
+            name = signals.recv() => {
+                if dispatcher.handle_event(RunEvent::Signal(name)) == Flow::Abandon {
+                    return Flow::Abandon;
+                }
+            }
+        }
+    };
+    dispatcher.promoted(promotions);
+    Flow::Continue
 }

@@ -16,6 +16,7 @@ pub mod kind;
 pub mod ledger;
 pub mod lifecycle;
 pub mod machine;
+pub mod promotion;
 pub mod section;
 
 pub use access::{AccessError, Identity};
@@ -30,6 +31,7 @@ pub use kind::{
 };
 pub use ledger::{Created, Ledger, Resource};
 pub use machine::{AdminPassword, Checked, LaunchContext, Machine, Provider};
+pub use promotion::{ImagePromotion, PromotionRequest};
 
 /// Locks a mutex whatever a panicking holder left: every value kept behind one here stays valid
 /// between statements (a list, a map, a counter), so a panic elsewhere is no reason to stop.

@@ -12,6 +12,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod merge;
+pub mod promotion;
 pub mod reporter;
 pub mod summary;
 pub mod terminal;

@@ -7,6 +7,7 @@ use super::{outcome_of, ReportArgs, ReportCommand, ReportOptions};
 use crate::exit::Outcome;
 use crate::report::{self, json, merge};
 use crate::results::RunResults;
+use crate::spec::VarOverrides;
 
 /// An error of a lower layer, shown as it is.
 type Cause = Box<dyn std::error::Error>;
@@ -41,9 +42,10 @@ impl ReportError {
 
 pub fn report(args: ReportArgs) -> Outcome {
     let done = match (args.merge, args.dir) {
-        (Some(ReportCommand::Merge { dirs, out, templates, summary, report_url }), _) => {
+        (Some(ReportCommand::Merge { dirs, out, templates, summary, report_url, promote, vars }), _) => {
             let options = ReportOptions { report: Vec::new(), templates, summary, report_url };
-            merge_dirs(&dirs, &out, &options)
+            let promote = promote.map(|spec| (spec, vars.overrides()));
+            merge_dirs(&dirs, &out, &options, promote.as_ref())
         }
         (None, Some(dir)) => render_again(&dir, &args.reports),
         (None, None) => return Outcome::UsageError,
@@ -58,14 +60,25 @@ pub fn report(args: ReportArgs) -> Outcome {
 }
 
 /// `report merge`: the shards' results as one run in `out`, with its HTML and JUnit reports.
-fn merge_dirs(dirs: &[PathBuf], out: &Path, options: &ReportOptions) -> Result<Outcome, ReportError> {
+fn merge_dirs(
+    dirs: &[PathBuf],
+    out: &Path,
+    options: &ReportOptions,
+    promote: Option<&(PathBuf, VarOverrides)>,
+) -> Result<Outcome, ReportError> {
     let mut parts = Vec::new();
     for dir in dirs {
         let results = json::load(dir).map_err(|e| ReportError::Load(e.into()))?;
         parts.push((results, dir.as_path()));
     }
     std::fs::create_dir_all(out).map_err(|source| ReportError::CreateDir { dir: out.to_path_buf(), source })?;
-    let merged = merge::merge(parts, out).map_err(|e| ReportError::Merge(e.into()))?;
+    let mut merged = merge::merge(parts, out).map_err(|e| ReportError::Merge(e.into()))?;
+    if let Some((spec, vars)) = promote {
+        if let Err(outcome) = super::promote::promote_merged(&mut merged, spec, vars) {
+            return Ok(outcome);
+        }
+        merged.write(out).map_err(|e| ReportError::Merge(e.into()))?;
+    }
     let formats = merge::formats();
     report::write_and_list(&merged, out, &formats, options.templates.as_deref())
         .map_err(|e| ReportError::WriteMerged(e.into()))?;

@@ -210,6 +210,7 @@ fn options(args: &RunArgs, plan: &Plan, run_id: String, identity: Option<Identit
         probe_from: args.probe_from.clone().unwrap_or_default(),
         skip_impossible: args.skip_impossible,
         keep_failed: args.keep_failed,
+        rerun: args.rerun_failed.is_some(),
     }
 }
 

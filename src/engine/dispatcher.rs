@@ -78,6 +78,7 @@ impl<'a> Dispatcher<'a> {
             leftover_cleanup: Vec::new(),
             not_removed: Vec::new(),
             merged_from: Vec::new(),
+            promotions: None,
             cells: plan.cells.iter().map(cell::not_run).collect(),
         };
         let mut dispatcher = Dispatcher {
@@ -98,6 +99,24 @@ impl<'a> Dispatcher<'a> {
     /// The ledger every cell records what it creates in.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The results as they stand.
+    pub fn results(&self) -> &RunResults {
+        &self.results
+    }
+
+    /// The token a first signal cancels.
+    pub fn cancel(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// What the run's verdict promoted: a refused promotion is an error of the run, told as a warning.
+    /// (The run's status is decided in [`Dispatcher::finish`], which the refusal fails.)
+    pub fn promoted(&mut self, promotions: Option<crate::results::Promotions>) {
+        for refusal in super::promotion::apply(&mut self.results, promotions) {
+            self.reporter.event(&Event::Warning(refusal));
+        }
     }
 
     /// Everything a cell task needs, sharing this run's ledger and cancellation tokens.
@@ -300,7 +319,9 @@ impl<'a> Dispatcher<'a> {
         for warning in cleanup::failed_sweeps(&self.results) {
             self.warning(warning);
         }
-        let passed = self.results.not_removed.is_empty() && self.results.cells.iter().all(|c| c.status.is_pass());
+        let refused = self.results.promotions.as_ref().is_some_and(|p| !super::promotion::refusals(p).is_empty());
+        let passed =
+            self.results.not_removed.is_empty() && self.results.cells.iter().all(|c| c.status.is_pass()) && !refused;
         let status = if self.cancel.is_cancelled() {
             RunStatus::Interrupted
         } else if passed {

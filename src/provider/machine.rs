@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AccessError, CleanupStep, ConnectMeaning, Endpoint, Health, Identity, Ledger, ProviderError, Resource, RunKey,
-    Unreachable,
+    AccessError, CleanupStep, ConnectMeaning, Endpoint, Health, Identity, ImagePromotion, Ledger, PromotionRequest,
+    ProviderError, Resource, RunKey, Unreachable,
 };
 use crate::cell::Cell;
 
@@ -70,6 +70,14 @@ pub trait Provider: Send + Sync {
     /// (something a cell lost track of) and removes it, taking what it removed off the ledger. Each
     /// step names the resource.
     async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep>;
+
+    /// Acts on a finished run's verdict where the spec asks to (EC2: `on_pass`): once per image all
+    /// of whose cells passed, unless the request is withheld. `None`: the spec asks for nothing.
+    /// What it writes is meant to stay: it is in no ledger, and no cleanup removes it.
+    async fn promote(&self, request: &PromotionRequest) -> Option<Vec<ImagePromotion>> {
+        let _ = request;
+        None
+    }
 }
 
 #[async_trait]

@@ -17,7 +17,8 @@
 //!
 //! Where each step lives: the launch fields and their checks in `fields.rs` and `launch.rs`, the
 //! preflight in `checks.rs` and `preflight.rs`, RunInstances with its capacity fallbacks in
-//! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`.
+//! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`,
+//! the promotion of the images that passed (`on_pass`: tags, an SSM parameter) in `promote.rs`.
 
 mod api;
 mod checks;
@@ -34,6 +35,7 @@ pub mod launch;
 mod machine;
 pub mod permissions;
 pub mod preflight;
+mod promote;
 mod regions;
 mod resource;
 pub mod role;
@@ -55,11 +57,13 @@ use crate::provider::key::OnceKey;
 pub use crate::provider::key::PRIVATE_KEY_FILE;
 use crate::provider::lifecycle::LoginKey;
 use crate::provider::{
-    lifecycle, AccessError, Checked, CleanupStep, Identity, LaunchContext, LaunchPlan, Ledger, Machine, Provider,
-    ProviderError, ProviderSettings, Resource, RunSettings,
+    lifecycle, AccessError, Checked, CleanupStep, Identity, ImagePromotion, LaunchContext, LaunchPlan, Ledger, Machine,
+    PromotionRequest, Provider, ProviderError, ProviderSettings, Resource, RunSettings,
 };
 pub use api::Api;
-pub use config::{AddressKind, AssumeRoleSpec, Ec2Spec, FallbackSpec, RateLimitsSpec, RateSpec, SecurityGroupMode};
+pub use config::{
+    AddressKind, AssumeRoleSpec, Ec2Spec, FallbackSpec, OnPassSpec, RateLimitsSpec, RateSpec, SecurityGroupMode,
+};
 pub use fields::FIELDS;
 pub use kind::KIND;
 use machine::Ec2Machine;
@@ -119,10 +123,11 @@ impl Provider for Ec2Provider {
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
         // A refused lookup stops the run on its own; the DryRun pass would name it again (the run's
         // own describe calls are asked about there too).
-        let (refused, doubts) = match lookups_refused.is_empty() {
+        let (mut refused, doubts) = match lookups_refused.is_empty() {
             true => self.refusals(cells).await?,
             false => (lookups_refused, Vec::new()),
         };
+        refused.extend(self.parameter_collisions(cells));
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
         warnings.extend(image_warnings);
@@ -169,5 +174,10 @@ impl Provider for Ec2Provider {
     /// Every region the run used, side by side: those connected, and any the ledger still names.
     async fn sweep_run(&self, run_id: &str, ledger: &Ledger) -> Vec<CleanupStep> {
         self.sweep_regions(run_id, ledger).await
+    }
+
+    /// `on_pass`: each image all of whose cells passed, tagged and/or written to its parameter.
+    async fn promote(&self, request: &PromotionRequest) -> Option<Vec<ImagePromotion>> {
+        self.promote_images(request).await
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::error::MergeError;
 use super::{json, Format, FORMATS};
-use crate::results::{RunResults, RunStatus};
+use crate::results::{Promotions, RunResults, RunStatus, Withheld};
 
 /// The reports `report merge` renders from the merged results: every format but results.json,
 /// which the merge itself writes.
@@ -18,6 +18,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     let (mut merged, first_dir) = parts.next().ok_or(MergeError::Nothing)?;
     copy_cells(first_dir, out)?;
     let mut shards = vec![merged.shard.clone().unwrap_or_else(|| merged.run_id.clone())];
+    let mut asked_promotion = merged.promotions.is_some();
     for (part, dir) in parts {
         if part.spec.name != merged.spec.name || part.spec.provider != merged.spec.provider {
             return Err(MergeError::OtherSpec {
@@ -44,6 +45,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
             _ => {}
         }
         shards.push(shard);
+        asked_promotion |= part.promotions.is_some();
         merged.started_at = merged.started_at.clone().min(part.started_at.clone());
         merged.finished_at = match (merged.finished_at.take(), part.finished_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -60,6 +62,10 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
         }
         merged.leftover_cleanup.extend(part.leftover_cleanup);
         merged.not_removed.extend(part.not_removed);
+    }
+    // Each shard withheld its promotion: the merged run promotes only with `--promote`.
+    if asked_promotion {
+        merged.promotions = Some(Promotions { withheld: Some(Withheld::NotAsked), images: Vec::new() });
     }
     // Plan order, as a single run lists them.
     merged.cells.sort_by_key(|c| c.index);

@@ -78,6 +78,14 @@ pub fn render(results: &RunResults, report_url: &str) -> String {
             results.run_id
         ));
     }
+    if let Some(promotions) = &results.promotions {
+        out.push_str("| image | region | promotion |\n| --- | --- | --- |\n");
+        for line in super::promotion::lines(promotions) {
+            let status = format!("{}: {}", line.label, line.detail);
+            out.push_str(&format!("| {} | {} | {} |\n", escape(&line.image), escape(&line.region), escape(&status)));
+        }
+        out.push('\n');
+    }
     out.push_str(&format!("[The full report]({report_url})\n\n"));
     out
 }

@@ -189,6 +189,9 @@ impl Reporter for Terminal {
                 if !results.not_removed.is_empty() {
                     println!("{}", not_removed_summary(results));
                 }
+                for line in results.promotions.iter().flat_map(super::promotion::lines) {
+                    println!("{}", super::promotion::text(&line));
+                }
             }
             // The process exits next, without running destructors: the bars would stay drawn.
             Event::RunAborted(_) => self.clear(),

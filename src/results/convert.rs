@@ -4,7 +4,8 @@
 //! results.json.
 
 use super::model::{
-    Account, Attempt, CleanupStep, ConsoleFinding, ConsoleHit, HttpExchange, RuleKind, Screenshot, SshExchange,
+    Account, Attempt, CleanupStep, ConsoleFinding, ConsoleHit, HttpExchange, ImagePromotion, PromotionAction,
+    PromotionKind, PromotionStatus, RuleKind, Screenshot, SshExchange,
 };
 use crate::{capture, console, probe, provider};
 
@@ -12,6 +13,31 @@ impl From<provider::Identity> for Account {
     fn from(i: provider::Identity) -> Self {
         let provider::Identity { account, principal } = i;
         Account { id: account, principal }
+    }
+}
+
+impl From<provider::ImagePromotion> for ImagePromotion {
+    fn from(p: provider::ImagePromotion) -> Self {
+        use provider::promotion::{ActionKind, PromotionStatus as Status};
+        let provider::ImagePromotion { image, region, cells, status, reason, actions } = p;
+        let status = match status {
+            Status::Promoted => PromotionStatus::Promoted,
+            Status::NotPassed => PromotionStatus::NotPassed,
+            Status::Withheld => PromotionStatus::Withheld,
+            Status::Refused => PromotionStatus::Refused,
+        };
+        let actions = actions
+            .into_iter()
+            .map(|a| PromotionAction {
+                kind: match a.kind {
+                    ActionKind::Tags => PromotionKind::Tags,
+                    ActionKind::Parameter => PromotionKind::SsmParameter,
+                },
+                target: a.target,
+                error: a.error,
+            })
+            .collect();
+        ImagePromotion { image, region, cells, status, reason, actions }
     }
 }
 

@@ -44,7 +44,88 @@ pub struct RunResults {
     /// Set by `amiprobe report merge`: the shards (or run ids) these results were joined from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+    /// What the verdict promoted (`provider.ec2.on_pass`: tags on each image all of whose cells
+    /// passed, its id in an SSM parameter), or why nothing was; absent when the spec asks for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotions: Option<Promotions>,
     pub cells: Vec<CellResult>,
+}
+
+/// The promotion of a run's images on its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Promotions {
+    /// Why the run promoted no image at all, whatever its cells did; absent when it acted on its
+    /// verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+    /// Each image (AMI id and region) of the run, with its cells and what became of it.
+    pub images: Vec<ImagePromotion>,
+}
+
+/// Why a run promoted nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Withheld {
+    /// The run was interrupted (a signal): its verdict is not whole.
+    Interrupted,
+    /// A shard (`run --shard K/N`): `report merge --promote` promotes once every shard is merged.
+    Shard,
+    /// A rerun of some cells (`--rerun-failed`): the image's other cells are not in it.
+    Rerun,
+    /// Merged shards without `--promote`.
+    NotAsked,
+    /// Merged shards that miss cells of the spec's plan, or one of which did not end.
+    Incomplete,
+}
+
+/// One image of the run and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ImagePromotion {
+    /// The AMI id.
+    pub image: String,
+    pub region: String,
+    /// The cells that launched it.
+    pub cells: Vec<String>,
+    pub status: PromotionStatus,
+    /// Why it was not promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the promotion wrote (or tried to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<PromotionAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionStatus {
+    /// Every cell passed and every action was done.
+    Promoted,
+    /// Some cell did not pass: nothing was written.
+    NotPassed,
+    /// Every cell passed, but the run may not promote (`withheld`), or a signal came first.
+    Withheld,
+    /// The platform refused an action: an error of the run, which then exits 1.
+    Refused,
+}
+
+/// One write of a promotion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PromotionAction {
+    pub kind: PromotionKind,
+    /// `key=value, ...` for tags; the parameter's name.
+    pub target: String,
+    /// Why it failed; absent when it was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionKind {
+    /// Tags on the AMI.
+    Tags,
+    /// The AMI's id in an SSM parameter.
+    SsmParameter,
 }
 
 /// The provider's account a run acted in, and who acted.

@@ -162,7 +162,10 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        not all allowed answers UnauthorizedOperation as /deny does, its
                                        encoded message naming the first refused action and its resource,
                                        and does nothing; sts:DecodeAuthorizationMessage is checked too
-                                       (AccessDenied). Works beside /deny; {"document": null} turns it off
+                                       (AccessDenied), and so is SSM's PutParameter (`ssm:PutParameter` on
+                                       the parameter's ARN; /deny may name it too), refused with
+                                       AccessDeniedException before moto writes (ssm_authz.py). Works beside
+                                       /deny; {"document": null} turns it off
   POST /reset                          clears all of the above and moto's state (no address stays
                                        dropped)
 
@@ -264,6 +267,7 @@ import ec2_authz  # next to this file: /policy's EC2 authorization checks
 import ec2_rules  # next to this file
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
 import iam_policy  # next to this file: /policy's IAM evaluation
+import ssm_authz  # next to this file: /deny and /policy for SSM PutParameter
 import sts  # next to this file: /sts, AssumeRole's sessions, each call's `_access_key`
 
 LOCK = threading.Lock()
@@ -727,6 +731,7 @@ def sts_call_action(self):
 
 
 TokenResponse.call_action = sts_call_action
+ssm_authz.install(STATE, LOCK, iam_policy, DEFAULT_ACCOUNT_ID)  # SSM PutParameter under /deny and /policy
 
 
 def group_users(self, params):

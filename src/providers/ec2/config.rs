@@ -54,6 +54,30 @@ pub struct Ec2Spec {
     /// renewed before they expire, however long the run and its cleanup take.
     #[serde(default)]
     pub assume_role: Option<AssumeRoleSpec>,
+    /// What to do with each image all of whose cells passed, once the whole run is over (never
+    /// after an interrupted run, a shard before `report merge --promote`, or a rerun of some cells):
+    /// tag the AMI in its own region, and/or write its id to an SSM parameter there. What this writes
+    /// is meant to stay: no cleanup or sweep removes it.
+    #[serde(default)]
+    pub on_pass: Option<OnPassSpec>,
+}
+
+/// `provider.ec2.on_pass`: the promotion of an image that passed. Values may hold the placeholders
+/// `{run_id}`, `{time}` (the promotion's time, RFC 3339), `{spec}`, `{image}` (the AMI id) and
+/// `{region}`; quote a value that starts with one (`"{time}"`), or YAML reads a mapping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct OnPassSpec {
+    /// Tags put on the AMI (CreateTags, in the AMI's region), e.g. `{ tested-by: amiprobe,
+    /// tested-at: "{time}", tested-run: "{run_id}" }`. A key already on the image gets the new value.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// An SSM parameter (String, data type `aws:ec2:image`) set to the AMI's id in the AMI's region,
+    /// overwriting its value, e.g. `/images/web/latest-tested`. `{image}` and `{region}` may make
+    /// it differ per image; `{run_id}` and `{time}` may not be in it (a new parameter every run). Two
+    /// images of one region that would write the same parameter refuse the run before it starts.
+    #[serde(default)]
+    pub ssm_parameter: Option<String>,
 }
 
 /// `provider.ec2.assume_role`: the role, and how its sessions are asked for.
@@ -229,6 +253,9 @@ impl Ec2Spec {
         }
         if let Some(role) = &self.assume_role {
             role.check(&path.key("assume_role"), problems);
+        }
+        if let Some(on_pass) = &self.on_pass {
+            super::promote::template::check(on_pass, &path.key("on_pass"), problems);
         }
     }
 }

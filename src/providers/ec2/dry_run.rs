@@ -8,7 +8,9 @@
 //! machines). EC2 answers `DryRunOperation` when the call would be allowed and `UnauthorizedOperation`
 //! when not; the latter's encoded message is decoded with STS
 //! DecodeAuthorizationMessage, when that is allowed, to name the action EC2 refused (tagging a new
-//! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`).
+//! instance needs `ec2:CreateTags` as well as `ec2:RunInstances`). With `on_pass.tags`, CreateTags is
+//! also asked on one of the region's real images, with the promotion's tags (SSM's PutParameter has
+//! no DryRun).
 //!
 //! Calls on things that exist only once the run made them (TerminateInstances, CreateTags,
 //! DeleteKeyPair, the group's calls) name made-up, well-formed ids (`permissions::MADE_UP`), which
@@ -31,7 +33,7 @@ use aws_sdk_ec2::types::{InstanceType, IpPermission, IpRange, ResourceType, Tag}
 
 use super::api::{Api, ApiError};
 use super::launch::{self, Ec2Launch};
-use super::permissions::{self, Need, Scope, Uses};
+use super::permissions::{self, Need, Scope, Uses, When};
 use super::regions::Regional;
 use super::{Ec2Provider, SecurityGroupMode};
 use crate::cell::Cell;
@@ -146,17 +148,21 @@ impl Ec2Provider {
         let api = &*regional.api;
         let root_device = |cell: &Cell| regional.root_device(cell.image());
         let ephemeral_key = matches!(self.launch.key_pair, KeyPair::Ephemeral);
-        let uses = Uses {
+        let mut uses = Uses {
             ephemeral_key,
             ephemeral_group: self.spec.security_group == SecurityGroupMode::Ephemeral,
             ..Uses::default()
         };
+        uses.promote(&self.spec);
         let mut asked: Vec<(&'static Need, Answer<'_>)> = Vec::new();
         for need in permissions::needed(&uses).filter(|n| n.dry_run) {
             if need.call == "RunInstances" {
                 for cell in shapes(cells) {
                     asked.push((need, self.run_instances(api, cell, root_device(cell))));
                 }
+            } else if need.when == When::PromoteTags {
+                // On a real image of the region's: its tags would be the promotion's.
+                asked.extend(cells.first().map(|cell| (need, self.tag_image(api, cell.image()))));
             } else {
                 asked.push((need, self.other_call(api, need.call)));
             }
@@ -232,6 +238,28 @@ impl Ec2Provider {
         Box::pin(async move {
             api.call(&api.buckets.run_instances, "RunInstances", || request.clone().send()).await.map(drop)
         })
+    }
+
+    /// CreateTags of `on_pass.tags` on `image`, with DryRun (a promotion's tags, their placeholders
+    /// filled with the preflight's own words).
+    fn tag_image<'a>(&self, api: &'a Api, image: &str) -> Answer<'a> {
+        let tags = self.spec.on_pass.as_ref().map(|p| p.tags.clone()).unwrap_or_default();
+        let values = super::promote::template::Values {
+            run_id: PLACEHOLDER_RUN_ID,
+            time: "1970-01-01T00:00:00Z",
+            spec: &self.spec_name,
+            image,
+            region: &api.region,
+        };
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| {
+                let value = super::tags::bounded(&super::promote::template::render(v, &values));
+                Tag::builder().key(k).value(value).build()
+            })
+            .collect();
+        let req = api.client.create_tags().dry_run(true).resources(image).set_tags(Some(tags));
+        asked!(api, mutating, "CreateTags", req)
     }
 
     /// Any other call of the table marked `dry_run`, with DryRun, on made-up ids where it needs one.
@@ -315,7 +343,8 @@ impl Ec2Provider {
                 let context = &decoded["context"];
                 if let Some(action) = context["action"].as_str() {
                     refusal.action = action.to_string();
-                    if let Some(row) = permissions::row_of(action) {
+                    // Another action than the call's own: its first row says what for.
+                    if let Some(row) = permissions::row_of(action).filter(|_| action != need.action) {
                         refusal.why = row.why.to_string();
                     }
                 }

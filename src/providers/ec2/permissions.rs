@@ -7,6 +7,7 @@
 //! remove only what carries that tag (`ec2:ResourceTag`), tag only as it creates (`ec2:CreateAction`)
 //! or what is already its own, pass only the named instance profiles' roles, and only in the spec's
 //! regions. Describe calls take no resource-level permissions on EC2: they are limited by region.
+//! A promotion (`on_pass`) may tag any image, with its own tag keys only, and write its parameter.
 //!
 //! The preflight asks about removals and the like with DryRun before anything exists, on made-up ids
 //! ([`MADE_UP`]), which carry no tag: a policy allowing those calls only on what carries amiprobe's
@@ -40,6 +41,10 @@ pub struct Uses {
     /// The regions the cells run in; empty when some cell's region is the environment's (unknown
     /// until it runs): the policy then allows every region.
     pub regions: BTreeSet<String>,
+    /// `provider.ec2.on_pass.tags`: the keys a promotion puts on an image.
+    pub promote_tags: BTreeSet<String>,
+    /// `provider.ec2.on_pass.ssm_parameter`: the parameter a promotion writes, as written.
+    pub promote_parameter: Option<String>,
 }
 
 /// When a row is needed.
@@ -51,6 +56,10 @@ pub enum When {
     WindowsPassword,
     Reboot,
     InstanceProfile,
+    /// `on_pass.tags`.
+    PromoteTags,
+    /// `on_pass.ssm_parameter`.
+    PromoteParameter,
 }
 
 impl When {
@@ -62,6 +71,8 @@ impl When {
             When::WindowsPassword => uses.windows_password,
             When::Reboot => uses.reboot,
             When::InstanceProfile => !uses.instance_profiles.is_empty(),
+            When::PromoteTags => !uses.promote_tags.is_empty(),
+            When::PromoteParameter => uses.promote_parameter.is_some(),
         }
     }
 }
@@ -86,6 +97,10 @@ pub enum Scope {
     Preflight(&'static [&'static str]),
     /// A global service (STS): any resource.
     Global,
+    /// Images (any: the run's AMIs change every night), only with the promotion's tag keys.
+    PromoteImage,
+    /// The promotion's SSM parameter, its placeholders as wildcards.
+    Parameter,
 }
 
 /// The made-up id (a key pair's name) the preflight's DryRuns name, per resource type: well-formed,
@@ -263,6 +278,23 @@ pub const NEEDS: &[Need] = &[
         dry_run: false,
     },
     Need {
+        call: "CreateTags",
+        action: "ec2:CreateTags",
+        when: When::PromoteTags,
+        scopes: &[Scope::PromoteImage],
+        why: "tag the images all of whose cells passed (on_pass.tags)",
+        dry_run: true,
+    },
+    // SSM has no DryRun: a refusal is found when the promotion writes.
+    Need {
+        call: "PutParameter",
+        action: "ssm:PutParameter",
+        when: When::PromoteParameter,
+        scopes: &[Scope::Parameter],
+        why: "write the id of each image all of whose cells passed (on_pass.ssm_parameter)",
+        dry_run: false,
+    },
+    Need {
         call: "DecodeAuthorizationMessage",
         action: "sts:DecodeAuthorizationMessage",
         when: When::Always,
@@ -290,6 +322,14 @@ pub fn row_of(action: &str) -> Option<&'static Need> {
 }
 
 impl Uses {
+    /// What `provider.ec2.on_pass` asks of the table.
+    pub fn promote(&mut self, spec: &Ec2Spec) {
+        if let Some(on_pass) = &spec.on_pass {
+            self.promote_tags = on_pass.tags.keys().cloned().collect();
+            self.promote_parameter.clone_from(&on_pass.ssm_parameter);
+        }
+    }
+
     /// What `cells` use of the table; `windows_password` and `reboot` are the caller's to set (they
     /// are the spec's probes, which a provider does not see).
     pub fn of(cells: &[Cell], ephemeral_key: bool, ephemeral_group: bool, default_region: Option<&str>) -> Uses {
@@ -319,6 +359,7 @@ pub fn policy_for(spec: &Ec2Spec, needs: &PolicyNeeds<'_>) -> Value {
     let mut uses = Uses::of(needs.cells, ephemeral_key, ephemeral_group, spec.region.as_deref());
     uses.reboot = needs.reboot;
     uses.windows_password = needs.windows_password;
+    uses.promote(spec);
     policy(&uses)
 }
 
@@ -366,6 +407,8 @@ fn sid_of(scope: Scope) -> String {
         Scope::PassRole => ("PassInstanceProfileRole", &[]),
         Scope::Preflight(types) => ("DryRunOnMadeUp", types),
         Scope::Global => ("DecodeRefusals", &[]),
+        Scope::PromoteImage => ("PromoteImage", &[]),
+        Scope::Parameter => ("PromoteToParameter", &[]),
     };
     let kind: String = types
         .first()
@@ -421,6 +464,15 @@ fn arns(types: &[&str], uses: &Uses) -> Vec<String> {
     out
 }
 
+/// The promotion's parameter in each region, `arn:aws:ssm:REGION:*:parameter/NAME` (a name's
+/// leading `/` is not in its ARN), each placeholder a wildcard.
+fn parameter_arns(uses: &Uses) -> Vec<String> {
+    let Some(name) = &uses.promote_parameter else { return Vec::new() };
+    let wild: String = super::promote::template::wildcard(name);
+    let path = wild.strip_prefix('/').unwrap_or(&wild);
+    regions(uses).iter().map(|r| format!("arn:aws:ssm:{r}:*:parameter/{path}")).collect()
+}
+
 /// The role a profile passes: named like the profile, as the console and most tools make them (a
 /// role named otherwise needs its own ARN here), in the profile's account when it is an ARN.
 fn role_arn(profile: &str) -> String {
@@ -458,6 +510,11 @@ fn statement(scope: Scope, uses: &Uses, creates: &[&str]) -> serde_json::Map<Str
             (json!(roles), Some(json!({ "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } })))
         }
         Scope::Global => (json!("*"), None),
+        Scope::PromoteImage => {
+            let keys: Vec<&String> = uses.promote_tags.iter().collect();
+            (json!(arns(&["image"], uses)), Some(json!({ "ForAllValues:StringEquals": { "aws:TagKeys": keys } })))
+        }
+        Scope::Parameter => (json!(parameter_arns(uses)), None),
     };
     let mut out = serde_json::Map::new();
     out.insert("Resource".into(), resource);
@@ -495,12 +552,19 @@ mod tests {
             reboot: true,
             instance_profiles: ["arn:aws:iam::123456789012:instance-profile/ci/probe".to_string()].into(),
             regions: plain.regions.clone(),
+            promote_tags: ["tested-at".to_string()].into(),
+            promote_parameter: Some("/images/{region}/web".into()),
         };
         let p = policy(&every);
         let table: BTreeSet<String> = NEEDS.iter().map(|n| n.action.to_string()).collect();
         assert_eq!(actions(&p), table, "a spec using everything needs every row");
         let pass = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "PassInstanceProfileRole").unwrap();
         assert_eq!(pass["Resource"], json!(["arn:aws:iam::123456789012:role/probe"]));
+        let tag = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "PromoteImage").unwrap();
+        assert_eq!(tag["Resource"], json!(["arn:aws:ec2:eu-west-1::image/*"]));
+        assert_eq!(tag["Condition"], json!({ "ForAllValues:StringEquals": { "aws:TagKeys": ["tested-at"] } }));
+        let put = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "PromoteToParameter").unwrap();
+        assert_eq!(put["Resource"], json!(["arn:aws:ssm:eu-west-1:*:parameter/images/*/web"]));
     }
 
     #[test]

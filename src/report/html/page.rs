@@ -28,6 +28,8 @@ pub struct Page<'a> {
     warnings: &'a [String],
     leftover_cleanup: &'a [CleanupStep],
     not_removed: &'a [NotRemoved],
+    /// Each image's promotion (`on_pass`), when the spec asks for one.
+    promotions: Vec<crate::report::promotion::Line>,
     grid: Grid<'a>,
     /// Every cell, failures first.
     cells: &'a [CellLine<'a>],
@@ -79,6 +81,7 @@ impl<'a> Page<'a> {
             warnings: &results.warnings,
             leftover_cleanup: &results.leftover_cleanup,
             not_removed: &results.not_removed,
+            promotions: results.promotions.iter().flat_map(crate::report::promotion::lines).collect(),
             grid: Grid::new(&results.cells),
             cells: lines,
             amiprobe_version: &results.amiprobe_version,
