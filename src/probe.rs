@@ -1,5 +1,6 @@
-//! Probes: checks of a running machine over the network (TCP, HTTP, RDP, and commands over SSH),
-//! compiled from the spec and retried until their deadline.
+//! Probes: checks of a running machine over the network (TCP, HTTP, RDP, and commands over SSH) or
+//! through its platform's agent (commands, no port), compiled from the spec and retried until their
+//! deadline.
 //!
 //! A probe never picks its own target: the provider says where a guest port is reachable, and a
 //! [`TargetPolicy`] must allow the address before any packet is sent, so that no spec can be turned
@@ -7,9 +8,10 @@
 //!
 //! Here: what a probe is and what one attempt of it records. `compile` makes probes from the spec,
 //! `attempt` runs one attempt of any kind (one module a kind: `tcp`, `http`, `rdp`, `ssh`,
-//! `windows_password`), `schedule` runs a probe's attempts on its cadence (overlapping while the
+//! `agent`, `windows_password`), `schedule` runs a probe's attempts on its cadence (overlapping while the
 //! target has given no sign), and `target` holds the policy on addresses.
 
+mod agent;
 mod attempt;
 mod compile;
 mod expect;
@@ -30,11 +32,29 @@ use serde_json_path::JsonPath;
 use crate::spec::{HttpMethod, HttpScheme, StatusMatcher};
 
 pub use crate::provider::{ConnectMeaning, Endpoint};
+pub use agent::AgentCheck;
 pub use attempt::{attempt, ProbeEnv, Session};
 pub use compile::CompileContext;
 pub use http::HttpExchange;
 pub use ssh::{SshCheck, SshContext, SshExchange};
 pub use target::TargetPolicy;
+
+/// Where a probe's attempts go: a guest port over the network, or the machine's own agent.
+#[derive(Clone)]
+pub enum Target {
+    Port(Endpoint),
+    Agent(std::sync::Arc<dyn crate::provider::Agent>),
+}
+
+impl Target {
+    /// As the report shows it: `host:port`, or the agent's channel.
+    pub fn shown(&self) -> String {
+        match self {
+            Target::Port(e) => format!("{}:{}", e.host, e.port),
+            Target::Agent(agent) => agent.channel().to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -51,6 +71,8 @@ pub enum Check {
     Tcp(TcpCheck),
     Http(HttpCheck),
     Ssh(Box<SshCheck>),
+    /// A command run inside the machine by the platform's agent.
+    Agent(Box<AgentCheck>),
     Rdp {
         port: u16,
     },
@@ -87,16 +109,23 @@ pub struct Expectations {
 }
 
 impl Probe {
-    /// The guest port this probe connects to.
-    pub fn port(&self) -> u16 {
+    /// The guest port this probe connects to; `None` for commands through the agent, which need
+    /// no port.
+    pub fn port(&self) -> Option<u16> {
         match &self.check {
-            Check::Tcp(t) => t.port,
-            Check::Http(h) => h.port,
-            Check::Ssh(s) => s.port,
-            Check::Rdp { port } => *port,
+            Check::Tcp(t) => Some(t.port),
+            Check::Http(h) => Some(h.port),
+            Check::Ssh(s) => Some(s.port),
+            Check::Agent(_) => None,
+            Check::Rdp { port } => Some(*port),
             // Asked of the platform's API, not the machine: RDP's port stands for it in reports.
-            Check::WindowsPassword => 3389,
+            Check::WindowsPassword => Some(3389),
         }
+    }
+
+    /// Whether its attempts go through the machine's agent.
+    pub fn through_agent(&self) -> bool {
+        matches!(self.check, Check::Agent(_))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -104,6 +133,7 @@ impl Probe {
             Check::Tcp(_) => "tcp",
             Check::Http(_) => "http",
             Check::Ssh(_) => "ssh",
+            Check::Agent(_) => "agent",
             Check::Rdp { .. } => "rdp",
             Check::WindowsPassword => "windows_password",
         }

@@ -6,6 +6,7 @@
 //! so that the engine can remove it even when the task that created it panicked or was abandoned.
 
 pub mod access;
+pub mod agent;
 pub mod cache;
 pub mod cleanup;
 pub mod endpoint;
@@ -20,6 +21,7 @@ pub mod promotion;
 pub mod section;
 
 pub use access::{AccessError, Identity};
+pub use agent::{Agent, AgentCommand, AgentError, AgentOutput};
 pub use cleanup::CleanupStep;
 pub use endpoint::{ConnectMeaning, Endpoint, Unreachable};
 pub use error::{ErrorKind, Health, ProviderError};

@@ -412,3 +412,44 @@ fn hardware_fields_reach_qemu_and_the_results() {
     }
     assert_eq!(status, Some(0));
 }
+
+/// An agent probe on an image without the QEMU guest agent (the busybox image has none): QEMU gets
+/// the agent's channel and no port forward at all, and the probe fails naming what is missing.
+#[test]
+fn an_agent_probe_on_an_image_without_the_agent_names_what_is_missing() {
+    require_image();
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let image = repo_root().join("build/test-image");
+    let spec = out.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: agent\nprovider: {{qemu: {{accel: auto, images: {{ok: {{kernel: {k}, initrd: {i}, append: \"console=ttyS0 amiprobe.variant=ok\"}}}}}}}}\n\
+             matrix: {{image: ok}}\nprobes:\n  - name: inside\n    agent: {{command: \"true\"}}\n    within: 20s\n",
+            k = image.join("vmlinuz").display(),
+            i = image.join("initrd.img").display(),
+        ),
+    )
+    .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .arg("run")
+        .arg(&spec)
+        .arg("--out")
+        .arg(out.path().join("out"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let r = results(&out.path().join("out"));
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
+    let cell = &r["cells"][0];
+    let command_line = cell["machine"]["command_line"].as_str().unwrap_or_default();
+    assert!(command_line.contains("name=org.qemu.guest_agent.0"), "{command_line}");
+    assert!(!command_line.contains("hostfwd"), "an agent probe needs no forwarded port: {command_line}");
+    let probe = &cell["probes"][0];
+    assert_eq!(probe["target"], "QEMU guest agent", "{probe:#}");
+    let message = probe["message"].as_str().unwrap();
+    assert!(message.contains("the image needs qemu-guest-agent"), "{message}");
+    assert_eq!(cell["status"], "failed", "{cell:#}");
+}

@@ -127,6 +127,11 @@ fn user_data_reaches_cloud_init_and_too_small_a_size_runs_out_of_memory() {
     assert!(inside["last_ssh"]["target"].as_str().unwrap().starts_with("debian@"), "{inside:#}");
     // `systemctl is-active ssh` answers `active\n`, which `^active$` matches.
     assert!(probe_passed(nvme, "service"), "{nvme:#}");
+    // The same machine from inside without a port or a login: the QEMU guest agent ran it as root.
+    let agent = nvme["probes"].as_array().unwrap().iter().find(|p| p["name"] == "agent").unwrap();
+    assert_eq!(agent["passed"], true, "{agent:#}");
+    assert_eq!(agent["last_ssh"]["target"], "QEMU guest agent", "{agent:#}");
+    assert!(agent["last_ssh"]["stdout"].as_str().unwrap().contains(&mark), "{agent:#}");
 
     let tiny = cell_with(&r, "size", "tiny");
     assert_eq!(tiny["status"], "failed", "{tiny:#}");

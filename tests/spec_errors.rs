@@ -267,7 +267,13 @@ broken!(
     "mixes single values and lists: write every value as a list"
 );
 broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
-broken!(tcp_with_expect, "tcp-with-expect", "probes[0].expect", "10:5", "`expect` applies to http and ssh probes");
+broken!(
+    tcp_with_expect,
+    "tcp-with-expect",
+    "probes[0].expect",
+    "10:5",
+    "`expect` applies to http, ssh and agent probes"
+);
 broken!(too_big, "too-big", "-", "11403:47", "spec is larger than 1 MiB (the limit is reached here)");
 broken!(too_deep, "too-deep", "-", "8:79", "spec is nested more than 64 levels deep");
 broken!(too_deep_indent, "too-deep-indent", "-", "71:129", "spec is nested more than 64 levels deep");

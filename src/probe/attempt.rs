@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::target::resolve;
-use super::{http, rdp, ssh, tcp, windows_password};
-use super::{Attempt, Check, ConnectMeaning, Endpoint, HttpCheck, Probe, SshCheck, SshContext, TargetPolicy};
+use super::{agent, http, rdp, ssh, tcp, windows_password};
+use super::{
+    Attempt, Check, ConnectMeaning, Endpoint, HttpCheck, Probe, SshContext, SshExchange, Target, TargetPolicy,
+};
 
 /// What one probe's attempts share, those in flight at once too: its HTTP client (with its
 /// connection pool and TLS set-up), made again only when the address changes.
@@ -41,12 +43,12 @@ pub struct ProbeEnv {
     pub password: Option<(Arc<dyn crate::provider::AdminPassword>, Arc<crate::provider::key::RunKey>)>,
 }
 
-/// Makes one attempt of `probe` against `endpoint`; `limit`, when given, bounds the wait for the
+/// Makes one attempt of `probe` against `target`; `limit`, when given, bounds the wait for the
 /// first byte (connect included), see [`Probe::short_limit`].
 pub async fn attempt(
     probe: &Probe,
     session: &Session,
-    endpoint: &Endpoint,
+    target: &Target,
     env: &ProbeEnv,
     at_s: f64,
     limit: Option<Duration>,
@@ -62,16 +64,42 @@ pub async fn attempt(
         settled: false,
         silent: false,
     };
-    match &probe.check {
-        // The SSH client resolves its own hops: with a jump host the machine is never contacted
-        // from here.
-        Check::Ssh(check) => attempt_ssh(&mut attempt, check, endpoint, env, limit, &session.logged_in).await,
-        Check::WindowsPassword => match windows_password::attempt(env).await {
+    match (&probe.check, target) {
+        (Check::Agent(check), Target::Agent(agent)) => {
+            record_command(&mut attempt, agent::attempt(check, agent, &env.ssh).await)
+        }
+        (Check::WindowsPassword, _) => match windows_password::attempt(env).await {
             Ok(message) => (attempt.passed, attempt.message) = (true, message),
             Err(e) => (attempt.settled, attempt.message) = (e.settled(), e.to_string()),
         },
+        (_, Target::Port(endpoint)) => over_network(&mut attempt, probe, session, endpoint, env, limit).await,
+        (_, Target::Agent(_)) => {
+            (attempt.settled, attempt.message) = (true, format!("a {} probe can't go through an agent", probe.kind()))
+        }
+    }
+    mask(&mut attempt, &env.ssh.secrets);
+    attempt.latency_ms = started.elapsed().as_millis() as u64;
+    attempt
+}
+
+/// An attempt of a kind that connects to a guest port.
+async fn over_network(
+    attempt: &mut Attempt,
+    probe: &Probe,
+    session: &Session,
+    endpoint: &Endpoint,
+    env: &ProbeEnv,
+    limit: Option<Duration>,
+) {
+    match &probe.check {
+        // The SSH client resolves its own hops: with a jump host the machine is never contacted
+        // from here.
+        Check::Ssh(check) => {
+            let outcome = ssh::attempt(check, &env.ssh, endpoint, &env.policy, limit, &session.logged_in).await;
+            record_command(attempt, outcome)
+        }
         Check::Tcp(check) => {
-            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
+            if let Some(addr) = allowed_address(attempt, endpoint, env).await {
                 match tcp::attempt(check, addr, env.meaning, limit).await {
                     Ok(message) => (attempt.passed, attempt.message) = (true, message),
                     Err(failure) => (attempt.message, attempt.silent) = (failure.message, failure.silent),
@@ -79,7 +107,7 @@ pub async fn attempt(
             }
         }
         Check::Rdp { .. } => {
-            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
+            if let Some(addr) = allowed_address(attempt, endpoint, env).await {
                 match rdp::attempt(addr, limit).await {
                     Ok(message) => (attempt.passed, attempt.message) = (true, message),
                     Err(failure) => (attempt.message, attempt.silent) = (failure.message, failure.silent),
@@ -87,14 +115,14 @@ pub async fn attempt(
             }
         }
         Check::Http(check) => {
-            if let Some(addr) = allowed_address(&mut attempt, endpoint, env).await {
-                attempt_http(&mut attempt, check, session, endpoint, addr, limit).await;
+            if let Some(addr) = allowed_address(attempt, endpoint, env).await {
+                attempt_http(attempt, check, session, endpoint, addr, limit).await;
             }
         }
+        Check::Agent(_) | Check::WindowsPassword => {
+            (attempt.settled, attempt.message) = (true, format!("a {} probe has no port", probe.kind()))
+        }
     }
-    mask(&mut attempt, &env.ssh.secrets);
-    attempt.latency_ms = started.elapsed().as_millis() as u64;
-    attempt
 }
 
 /// The address to connect to, or `None` with the reason in the attempt's message.
@@ -108,15 +136,9 @@ async fn allowed_address(attempt: &mut Attempt, endpoint: &Endpoint, env: &Probe
     }
 }
 
-async fn attempt_ssh(
-    attempt: &mut Attempt,
-    check: &SshCheck,
-    endpoint: &Endpoint,
-    env: &ProbeEnv,
-    limit: Option<Duration>,
-    logged_in: &AtomicBool,
-) {
-    match ssh::attempt(check, &env.ssh, endpoint, &env.policy, limit, logged_in).await {
+/// A command's outcome (over SSH or through the agent), into the attempt.
+fn record_command(attempt: &mut Attempt, outcome: Result<(String, SshExchange), ssh::Failure>) {
+    match outcome {
         Ok((message, exchange)) => (attempt.passed, attempt.message, attempt.ssh) = (true, message, Some(exchange)),
         Err(failure) => {
             (attempt.message, attempt.ssh) = (failure.message, failure.exchange.map(|x| *x));

@@ -67,6 +67,9 @@ impl Probe {
             Check::Ssh(ssh) => {
                 vec![("stdout_regex", &ssh.expect.stdout_regex), ("stderr_regex", &ssh.expect.stderr_regex)]
             }
+            Check::Agent(agent) => {
+                vec![("stdout_regex", &agent.expect.stdout_regex), ("stderr_regex", &agent.expect.stderr_regex)]
+            }
             Check::Tcp(_) | Check::Rdp { .. } | Check::WindowsPassword => Vec::new(),
         };
         patterns
@@ -93,6 +96,7 @@ fn one_kind(spec: &ProbeSpec, path: &FieldPath, problems: &mut Vec<Problem>) -> 
         spec.tcp.as_ref().map(|_| "tcp"),
         spec.http.as_ref().map(|_| "http"),
         spec.ssh.as_ref().map(|_| "ssh"),
+        spec.agent.as_ref().map(|_| "agent"),
         spec.rdp.as_ref().map(|_| "rdp"),
         spec.windows_password.as_ref().map(|_| "windows_password"),
     ]
@@ -123,7 +127,7 @@ fn compile_check(
     if let Some(tcp) = &spec.tcp {
         if spec.expect.is_some() {
             problems.push(
-                Problem::at_key(path.key("expect"), "`expect` applies to http and ssh probes")
+                Problem::at_key(path.key("expect"), "`expect` applies to http, ssh and agent probes")
                     .help("a tcp probe checks its answer with `tcp.contains`"),
             );
         }
@@ -134,9 +138,13 @@ fn compile_check(
         let expect = ssh::compile_ssh_expect(spec.expect.as_ref(), &path.key("expect"), problems);
         return Some(Check::Ssh(Box::new(ssh::compile_ssh(ssh, expect, ctx, &path.key("ssh"), problems)?)));
     }
+    if let Some(agent) = &spec.agent {
+        let expect = ssh::compile_ssh_expect(spec.expect.as_ref(), &path.key("expect"), problems);
+        return Some(Check::Agent(Box::new(ssh::compile_agent(agent, expect, ctx, &path.key("agent"), problems)?)));
+    }
     if let Some(rdp) = &spec.rdp {
         if spec.expect.is_some() {
-            problems.push(Problem::at_key(path.key("expect"), "`expect` applies to http and ssh probes"));
+            problems.push(Problem::at_key(path.key("expect"), "`expect` applies to http, ssh and agent probes"));
         }
         check_port(rdp.port, &path.key("rdp").key("port"), problems);
         return Some(Check::Rdp { port: rdp.port });
@@ -146,7 +154,7 @@ fn compile_check(
     }
     problems.push(
         Problem::at_key(path.clone(), "probe has no kind")
-            .help("add `tcp: { port: N }`, `http: { port: N, path: / }`, `ssh: { command: ... }`, `rdp: {}` or `windows_password: {}`"),
+            .help("add `tcp: { port: N }`, `http: { port: N, path: / }`, `ssh: { command: ... }`, `agent: { command: ... }`, `rdp: {}` or `windows_password: {}`"),
     );
     None
 }
@@ -166,7 +174,7 @@ fn check_windows_password(spec: &ProbeSpec, ctx: &CompileContext, path: &FieldPa
         ));
     }
     if spec.expect.is_some() {
-        problems.push(Problem::at_key(path.key("expect"), "`expect` applies to http and ssh probes"));
+        problems.push(Problem::at_key(path.key("expect"), "`expect` applies to http, ssh and agent probes"));
     }
 }
 
@@ -232,7 +240,7 @@ pub(crate) mod tests {
         let spec: ProbeSpec = serde_yaml::from_str("name: r\nrdp: {}").unwrap();
         let ctx = CompileContext { base: Path::new("."), os: Os::Windows, run_key: true };
         let p = Probe::compile(&spec, &ctx, &FieldPath::root(), &mut Vec::new()).unwrap();
-        assert_eq!((p.within, p.port(), p.kind()), (Duration::from_secs(1200), 3389, "rdp"));
+        assert_eq!((p.within, p.port(), p.kind()), (Duration::from_secs(1200), Some(3389), "rdp"));
         assert_eq!(probe("name: r\nrdp: {port: 3390}\nwithin: 1m").within, Duration::from_secs(60));
     }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::{sleep_until, Instant};
 
-use super::{attempt, rdp, tcp, Attempt, Check, ConnectMeaning, Endpoint, Probe, ProbeEnv, Session};
+use super::{attempt, rdp, tcp, Attempt, Check, ConnectMeaning, Probe, ProbeEnv, Session, Target};
 
 /// At most this many attempts of one probe are in flight at once.
 pub const IN_FLIGHT: usize = 4;
@@ -62,6 +62,7 @@ impl Probe {
             Check::Http(http) => http.timeout,
             Check::Tcp(_) => tcp::CONNECT_TIMEOUT,
             Check::Ssh(ssh) => ssh.timeout,
+            Check::Agent(agent) => agent.timeout,
             Check::Rdp { .. } | Check::WindowsPassword => rdp::TIMEOUT,
         }
     }
@@ -87,19 +88,19 @@ impl Probe {
     }
 
     /// Whether this kind's attempts may overlap: the Windows password is asked of the platform's
-    /// API, which answers or throttles, and is never silent.
+    /// API, which answers or throttles, and is never silent; the agent serves one command at a time.
     fn overlaps(&self) -> bool {
-        !matches!(self.check, Check::WindowsPassword)
+        !matches!(self.check, Check::WindowsPassword | Check::Agent(_))
     }
 }
 
-/// Runs `probe`'s attempts against `endpoint` from now until `deadline` (none starts after it),
+/// Runs `probe`'s attempts against `target` from now until `deadline` (none starts after it),
 /// handing each finished one to `judge`; `t0` is the clock of the attempts' `at_s`. Ends when
 /// `judge` says stop, or when the deadline has passed and nothing is in flight any more. Dropping
 /// the future cancels what is in flight.
 pub async fn run(
     probe: &Probe,
-    endpoint: &Endpoint,
+    target: &Target,
     env: &Arc<ProbeEnv>,
     t0: Instant,
     deadline: Instant,
@@ -125,7 +126,7 @@ pub async fn run(
                 let (started, at_s) = (Instant::now(), round_ms(t0.elapsed()));
                 let session = &session;
                 // Each finished attempt comes back with whether it was the long one.
-                in_flight.push(async move { (attempt(probe, session, endpoint, env, at_s, limit).await, long) });
+                in_flight.push(async move { (attempt(probe, session, target, env, at_s, limit).await, long) });
                 next_start = started + if phase == Phase::Unheard { unheard_pace } else { probe.interval };
             }
             Some((attempt, long)) = in_flight.next(), if !in_flight.is_empty() => {
@@ -159,10 +160,15 @@ fn round_ms(d: Duration) -> f64 {
 
 /// Every finished attempt of a run, in the order they ended (for tests).
 #[cfg(test)]
-pub(crate) async fn collect(probe: &Probe, endpoint: &Endpoint, env: &Arc<ProbeEnv>, within: Duration) -> Vec<Attempt> {
+pub(crate) async fn collect(
+    probe: &Probe,
+    endpoint: &super::Endpoint,
+    env: &Arc<ProbeEnv>,
+    within: Duration,
+) -> Vec<Attempt> {
     let mut seen = Vec::new();
     let t0 = Instant::now();
-    run(probe, endpoint, env, t0, t0 + within, |a| {
+    run(probe, &Target::Port(endpoint.clone()), env, t0, t0 + within, |a| {
         let done = a.passed || a.settled;
         seen.push(a);
         if done {
@@ -180,6 +186,7 @@ mod tests {
     use super::*;
     use crate::probe::attempt::tests::loopback_env;
     use crate::probe::compile::tests::probe;
+    use crate::probe::Endpoint;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

@@ -100,7 +100,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(message: String) -> Failure {
+    pub(super) fn new(message: String) -> Failure {
         Failure { message, exchange: None, silent: false, settled: false }
     }
 
@@ -184,6 +184,30 @@ async fn run(
     }
 }
 
+/// What the machine's agent ran (`super::agent`), recorded and checked exactly as an SSH command's
+/// output: the same excerpts, masking and expectations.
+pub(super) fn judge_output(
+    expect: &SshExpectations,
+    mut exchange: SshExchange,
+    output: crate::provider::AgentOutput,
+    ctx: &SshContext,
+) -> Result<(String, SshExchange), Failure> {
+    let output = Output {
+        stdout: output.stdout,
+        stderr: output.stderr,
+        exit_status: output.exit_status,
+        exit_signal: output.exit_signal,
+        truncated: output.truncated,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    record(&mut exchange, &output, &stdout, &stderr, ctx);
+    match expect::check_expectations(expect, &output, &stdout, &stderr) {
+        Ok(summary) => Ok((summary, exchange)),
+        Err(why) => Err(Failure::with(exchange, why.to_string())),
+    }
+}
+
 /// `user@host:port`, with ` via user@jump:port` through a jump host.
 fn target(check: &SshCheck, endpoint: &Endpoint) -> String {
     match &check.jump {
@@ -193,7 +217,7 @@ fn target(check: &SshCheck, endpoint: &Endpoint) -> String {
 }
 
 /// What was run, as the report shows it.
-fn command_shown(run: &Run) -> String {
+pub(super) fn command_shown(run: &Run) -> String {
     match run {
         Run::Command(command) => command.clone(),
         Run::Script { name, .. } => format!("sh -s < {name}"),

@@ -36,6 +36,8 @@ pub struct LaunchContext {
     pub cell_dir: PathBuf,
     /// Guest ports the probes will connect to.
     pub probe_ports: Vec<u16>,
+    /// Some probe runs commands through the platform's agent: the machine gets its channel.
+    pub agent: bool,
     /// Where the probes come from (`run --probe-from`): what a security group made for the run opens
     /// the probed ports to.
     pub probe_from: Vec<ipnet::IpNet>,
@@ -107,6 +109,12 @@ pub trait Machine: Send + Sync {
 
     /// Whether a completed TCP connection proves the guest listens.
     fn connect_meaning(&self) -> ConnectMeaning;
+
+    /// The platform's agent inside the machine, when the launch asked for it (`LaunchContext::agent`)
+    /// and the provider has one.
+    fn agent(&self) -> Option<std::sync::Arc<dyn super::Agent>> {
+        None
+    }
 
     /// A screenshot of the console (PNG, JPEG or PPM bytes).
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError>;

@@ -39,6 +39,7 @@ mod accel;
 mod argv;
 mod config;
 mod firmware;
+mod guest_agent;
 mod hardware;
 mod kind;
 mod kvm;
@@ -177,6 +178,8 @@ struct Prepared {
     /// The QMP socket's own directory, removed with the machine.
     sockets: tempfile::TempDir,
     qmp_path: PathBuf,
+    /// The guest agent's socket, beside QMP's, when a probe runs commands through it.
+    agent_path: Option<PathBuf>,
     /// The raw serial stream: it stays in the cell's directory even if amiprobe is killed; the
     /// engine writes the cell's console.log from it at the end.
     console_path: PathBuf,
@@ -248,6 +251,7 @@ impl QemuProvider {
         let (disk_args, login_key) = self.hardware_args(cell, ctx, &image, &hardware, &mut scratch).await?;
         let sockets = tempfile::Builder::new().prefix("amiprobe-qmp-").tempdir().map_err(LaunchError::Sockets)?;
         let qmp_path = sockets.path().join("qmp.sock");
+        let agent_path = ctx.agent.then(|| sockets.path().join("agent.sock"));
         let firmware_log = (hardware.firmware == Firmware::Bios).then(|| ctx.cell_dir.join(firmware::LOG));
         Ok(Prepared {
             cell: cell.id.0.clone(),
@@ -258,6 +262,7 @@ impl QemuProvider {
             scratch,
             sockets,
             qmp_path,
+            agent_path,
             console_path: ctx.cell_dir.join("serial.log"),
             firmware_log,
             login_key,

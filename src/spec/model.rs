@@ -146,7 +146,8 @@ pub enum Os {
     Windows,
 }
 
-/// One check of a running machine. Exactly one of `tcp`, `http`, `ssh`, `rdp` or `windows_password`.
+/// One check of a running machine. Exactly one of `tcp`, `http`, `ssh`, `agent`, `rdp` or
+/// `windows_password`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ProbeSpec {
@@ -158,6 +159,8 @@ pub struct ProbeSpec {
     pub http: Option<HttpProbe>,
     #[serde(default)]
     pub ssh: Option<SshProbe>,
+    #[serde(default)]
+    pub agent: Option<AgentProbe>,
     #[serde(default)]
     pub rdp: Option<RdpProbe>,
     #[serde(default)]
@@ -254,6 +257,28 @@ pub struct SshProbe {
     #[serde(default = "default_ssh_timeout", with = "super::duration")]
     #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
+}
+
+/// A command run inside the machine by the platform's own agent, with no port open and no route to
+/// the machine: the QEMU guest agent (`qemu-guest-agent` in the image) on `qemu`. Exactly one of
+/// `command` or `script`; the same `expect` as an `ssh` probe. Runs as the agent's user (root).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AgentProbe {
+    /// A command line for `sh -c`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// A script file (relative to the spec), fed to `sh -s` on the machine.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Per-attempt timeout: reaching the agent and the command together (default 60s).
+    #[serde(default = "default_agent_timeout", with = "super::duration")]
+    #[schemars(with = "DurationSchema")]
+    pub timeout: Duration,
+}
+
+fn default_agent_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_ssh_user() -> String {

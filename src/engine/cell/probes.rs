@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::recorder::Recorder;
 use crate::probe::schedule::{self, Flow};
-use crate::probe::{self, Attempt, Endpoint, Probe, ProbeEnv};
+use crate::probe::{self, Attempt, Endpoint, Probe, ProbeEnv, Target};
 use crate::provider::Machine;
 use crate::results::{EventKind, ProbeResult};
 
@@ -139,21 +139,18 @@ impl ProbeRun {
         let ctx = rec.ctx.clone();
         for (index, probe) in ctx.plan.probes.iter().enumerate() {
             let slot = self.round.number * ctx.plan.probes.len() + index;
-            let endpoint = match (&ctx.probe_host, &probe.host) {
-                (Some(host), _) | (None, Some(host)) => Ok(Endpoint { host: host.clone(), port: probe.port() }),
-                (None, None) => machine.endpoint(probe.port()),
-            };
-            rec.result.probes.push(not_attempted(probe, self.round, endpoint.as_ref().ok()));
-            let endpoint = match endpoint {
-                Ok(e) => e,
+            let target = target(probe, machine, ctx.probe_host.as_ref());
+            rec.result.probes.push(not_attempted(probe, self.round, target.as_ref().ok()));
+            let target = match target {
+                Ok(target) => target,
                 Err(why) => {
-                    rec.result.probes[slot].message = format!("port {} can't be reached: {why}", probe.port());
+                    rec.result.probes[slot].message = why;
                     continue;
                 }
             };
             let task = ProbeTask {
                 probe: probe.clone(),
-                endpoint,
+                target,
                 env: self.env.clone(),
                 round: self.round,
                 t0: rec.t0,
@@ -167,7 +164,19 @@ impl ProbeRun {
 }
 
 /// A probe's result before its first attempt.
-fn not_attempted(probe: &Probe, round: ProbeRound, endpoint: Option<&Endpoint>) -> ProbeResult {
+/// Where the probe's attempts go: `--probe-host` or the probe's `host`, else where the machine says
+/// the port is; the machine's agent for a command through it. Else why it can't be reached.
+fn target(probe: &Probe, machine: &dyn Machine, probe_host: Option<&String>) -> Result<Target, String> {
+    let Some(port) = probe.port() else {
+        return machine.agent().map(Target::Agent).ok_or_else(|| "this machine has no agent channel".to_string());
+    };
+    match probe_host.or(probe.host.as_ref()) {
+        Some(host) => Ok(Target::Port(Endpoint { host: host.clone(), port })),
+        None => machine.endpoint(port).map(Target::Port).map_err(|why| format!("port {port} can't be reached: {why}")),
+    }
+}
+
+fn not_attempted(probe: &Probe, round: ProbeRound, target: Option<&Target>) -> ProbeResult {
     let name = match round.number {
         0 => probe.name.clone(),
         _ => format!("{} (after reboot)", probe.name),
@@ -175,7 +184,7 @@ fn not_attempted(probe: &Probe, round: ProbeRound, endpoint: Option<&Endpoint>) 
     ProbeResult {
         name,
         kind: probe.kind().to_string(),
-        target: endpoint.map(|e| format!("{}:{}", e.host, e.port)),
+        target: target.map(Target::shown),
         passed: false,
         first_passed_s: None,
         attempts_count: 0,
@@ -190,7 +199,7 @@ fn not_attempted(probe: &Probe, round: ProbeRound, endpoint: Option<&Endpoint>) 
 /// settles, or the deadline.
 struct ProbeTask {
     probe: Probe,
-    endpoint: Endpoint,
+    target: Target,
     env: Arc<ProbeEnv>,
     round: ProbeRound,
     /// The cell's clock.
@@ -232,7 +241,7 @@ impl ProbeTask {
             }
         };
         tokio::select! {
-            _ = schedule::run(&self.probe, &self.endpoint, &self.env, self.t0, deadline, judge) => {}
+            _ = schedule::run(&self.probe, &self.target, &self.env, self.t0, deadline, judge) => {}
             _ = self.stop.cancelled() => {}
         }
     }
@@ -240,11 +249,12 @@ impl ProbeTask {
 
 fn record_attempt(rec: &mut Recorder, index: usize, mut attempt: Attempt, port_open: &mut BTreeSet<u16>) {
     let probe = &rec.ctx.plan.probes[index % rec.ctx.plan.probes.len()];
-    let port = probe.port();
     let answered =
         attempt.passed || attempt.exchange.as_ref().is_some_and(|x| x.status.is_some()) || attempt.ssh.is_some();
-    if answered && port_open.insert(port) {
-        rec.event_at(attempt.at_s, EventKind::PortOpen, format!("port {port} answered"));
+    if let (true, Some(port)) = (answered, probe.port()) {
+        if port_open.insert(port) {
+            rec.event_at(attempt.at_s, EventKind::PortOpen, format!("port {port} answered"));
+        }
     }
     if attempt.settled {
         rec.settled.insert(index);

@@ -1,5 +1,6 @@
 //! An SSH probe compiled: what to run (a command, or a script read from the spec's directory), the
-//! key to log in with, the jump host, and the expectations of the command.
+//! key to log in with, the jump host, and the expectations of the command. An agent probe is the
+//! same command and expectations without the login.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use russh::keys::PrivateKey;
 use super::expect::{compile_json, compile_regex, http_only_keys, refuse_keys};
 use super::{check_port, CompileContext};
 use crate::probe::ssh::{Jump, Run, SshCheck, SshExpectations};
+use crate::probe::AgentCheck;
 use crate::spec::{self, FieldPath, Problem};
 
 /// Why a key file gave no key.
@@ -53,7 +55,7 @@ pub(super) fn compile_ssh(
     if spec.timeout.is_zero() {
         problems.push(Problem::at(path.key("timeout"), "timeout must be above 0s"));
     }
-    let run = compile_run(spec, ctx, path, problems)?;
+    let run = compile_run("ssh", spec.command.as_ref(), spec.script.as_ref(), ctx, path, problems)?;
     let key = compile_key(spec, ctx, path, problems)?;
     let jump = compile_jump(spec, ctx, path, problems)?;
     Some(SshCheck {
@@ -68,14 +70,30 @@ pub(super) fn compile_ssh(
     })
 }
 
+pub(super) fn compile_agent(
+    spec: &spec::AgentProbe,
+    expect: SshExpectations,
+    ctx: &CompileContext,
+    path: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Option<AgentCheck> {
+    if spec.timeout.is_zero() {
+        problems.push(Problem::at(path.key("timeout"), "timeout must be above 0s"));
+    }
+    let run = compile_run("agent", spec.command.as_ref(), spec.script.as_ref(), ctx, path, problems)?;
+    Some(AgentCheck { run, timeout: spec.timeout, expect })
+}
+
 /// The command, or the script's text: exactly one of them.
 fn compile_run(
-    spec: &spec::SshProbe,
+    kind: &str,
+    command: Option<&String>,
+    script: Option<&String>,
     ctx: &CompileContext,
     path: &FieldPath,
     problems: &mut Vec<Problem>,
 ) -> Option<Run> {
-    match (&spec.command, &spec.script) {
+    match (command, script) {
         (Some(command), None) if command.trim().is_empty() => {
             problems.push(Problem::at(path.key("command"), "command is empty"));
             None
@@ -89,12 +107,12 @@ fn compile_run(
             }
         },
         (None, None) => {
-            problems.push(Problem::at_key(path.clone(), "ssh probe has no `command` or `script`"));
+            problems.push(Problem::at_key(path.clone(), format!("{kind} probe has no `command` or `script`")));
             None
         }
         (Some(_), Some(_)) => {
             problems.push(
-                Problem::at_key(path.key("script"), "ssh probe has both `command` and `script`")
+                Problem::at_key(path.key("script"), format!("{kind} probe has both `command` and `script`"))
                     .help("split it into two probes"),
             );
             None

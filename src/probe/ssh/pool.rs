@@ -61,7 +61,7 @@ impl SshContext {
     }
 
     /// `text` with the spec's secrets masked.
-    pub(super) fn mask(&self, text: &str) -> String {
+    pub(in crate::probe) fn mask(&self, text: &str) -> String {
         crate::text::mask(text, &self.secrets)
     }
 }

@@ -56,6 +56,9 @@ impl QemuProvider {
         let nic = format!("{},netdev=n0", prepared.hardware.nic.device());
         cmd.args(["-netdev", &netdev, "-device", &nic]);
         cmd.args(&prepared.disk_args);
+        if let Some(socket) = &prepared.agent_path {
+            cmd.args(super::guest_agent::GuestAgent::qemu_args(socket));
+        }
         cmd
     }
 

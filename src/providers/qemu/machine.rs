@@ -15,13 +15,14 @@ use tokio::process::Child;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::firmware;
+use super::guest_agent::GuestAgent;
 use super::process::{reason_from_events, reason_from_status, Started, StderrTail};
 use super::qmp::{Qmp, QmpError};
 use super::scratch::Scratch;
 use super::Prepared;
 use crate::provider::lifecycle::Tracked;
 use crate::provider::{
-    CleanupStep, ConnectMeaning, Endpoint, Health, Ledger, Machine, ProviderError, RunKey, Unreachable,
+    Agent, CleanupStep, ConnectMeaning, Endpoint, Health, Ledger, Machine, ProviderError, RunKey, Unreachable,
 };
 
 /// `stopped()` runs about once a second: a QEMU that does not answer a status query this fast is busy,
@@ -57,6 +58,8 @@ pub struct QemuMachine {
     login_key: Option<Arc<RunKey>>,
     /// After a reboot asked for (`reboot: true`): until then a reset resets instead of ending QEMU.
     resets_allowed_until: Option<Instant>,
+    /// The guest agent's channel, when a probe asked for it.
+    agent: Option<Arc<GuestAgent>>,
 }
 
 /// Where the VM is.
@@ -93,6 +96,7 @@ impl QemuMachine {
             screenshot_seq: 0,
             login_key: prepared.login_key,
             resets_allowed_until: None,
+            agent: prepared.agent_path.as_deref().map(|socket| Arc::new(GuestAgent::new(socket))),
         }
     }
 
@@ -222,6 +226,10 @@ impl Machine for QemuMachine {
 
     fn connect_meaning(&self) -> ConnectMeaning {
         ConnectMeaning::MaybeProxy
+    }
+
+    fn agent(&self) -> Option<Arc<dyn Agent>> {
+        self.agent.clone().map(|agent| agent as Arc<dyn Agent>)
     }
 
     fn login_key(&self) -> Option<Arc<RunKey>> {
