@@ -54,6 +54,9 @@ pub struct Plan {
     /// How long removals are retried before a resource is reported as not removed.
     pub cleanup_timeout: Duration,
     pub launch: LaunchPlan,
+    /// What the matrix left out (an image of a region not on the `region` axis), shown with the
+    /// warnings.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -67,7 +70,8 @@ impl Plan {
             problems.push(Problem::at(root.key("name"), "name is empty"));
         }
         let provider = crate::providers::resolve(&spec.provider, loaded.base_dir(), &mut problems);
-        let cells = expand_matrix(spec, provider.as_ref(), &mut problems);
+        let mut notes = Vec::new();
+        let cells = expand_matrix(loaded, provider.as_ref(), &mut problems, &mut notes);
         let schedule =
             Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
         let os = spec.os.unwrap_or_default();
@@ -102,6 +106,7 @@ impl Plan {
                 run_timeout,
                 cleanup_timeout: spec.timeouts.cleanup,
                 launch,
+                notes,
             }),
             _ => Err(loaded.error(problems)),
         }
@@ -116,7 +121,8 @@ impl Plan {
     /// shows the hints and its provider check's own warnings): the provider's warnings, then the
     /// probes' hints.
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = self.provider.warnings(&self.cells);
+        let mut warnings = self.notes.clone();
+        warnings.extend(self.provider.warnings(&self.cells));
         warnings.extend(self.hints());
         warnings
     }
@@ -143,17 +149,26 @@ impl Plan {
     }
 }
 
-/// The cells of the matrix, with the provider's fields as axes (none without a provider).
+/// The cells of the matrix, with the provider's fields as axes (none without a provider); values
+/// that stand for several (a Packer manifest) read relative to the spec.
 fn expand_matrix(
-    spec: &spec::Spec,
+    loaded: &LoadedSpec,
     provider: Option<&Arc<dyn ProviderSettings>>,
     problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
 ) -> Vec<Cell> {
     let Some(p) = provider else {
         return Vec::new();
     };
-    let fields = matrix::Fields { provider: p.name(), list: p.fields(), check: &|n, v, at| p.check_value(n, v, at) };
-    matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems)
+    let (spec, base) = (&loaded.spec, loaded.base_dir());
+    let fields = matrix::Fields {
+        provider: p.name(),
+        list: p.fields(),
+        check: &|n, v, at| p.check_value(n, v, at),
+        expand: &|n, v, at| p.expand_value(n, v, base, at),
+        label: &|n, v| p.label(n, v),
+    };
+    matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems, notes)
 }
 
 /// Each probe compiled, with its name unique.

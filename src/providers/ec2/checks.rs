@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::preflight::{self, LaunchRequest};
+use super::images;
+use super::preflight::{self, ApiError, LaunchRequest};
+use super::regions::Regional;
 use super::Ec2Provider;
 use crate::cell::Cell;
 use crate::provider::{lock, ProviderError};
@@ -35,7 +37,8 @@ impl Ec2Provider {
             };
             by_region.entry(self.region_of(cell)).or_default().push(LaunchRequest {
                 cell: cell.id.0.clone(),
-                image: cell.image().to_string(),
+                // A parameter or a lookup until `check_region` resolves it.
+                image: images::key(cell),
                 instance_type: cell.text("instance_type").map(str::to_string),
                 subnet: cell.text("subnet").map(str::to_string),
                 security_groups: cell.texts("security_groups"),
@@ -54,7 +57,15 @@ impl Ec2Provider {
         requests: &[LaunchRequest],
     ) -> Result<RegionChecked, ProviderError> {
         let regional = self.regional(region).await?;
-        let found = match preflight::check(&regional.api, requests).await {
+        let (requests, unresolved) = match self.resolve_images(&regional, requests).await {
+            Ok(resolved) => resolved,
+            Err(e) if e.is("UnauthorizedOperation") || e.is("AccessDeniedException") => {
+                let refused = format!("{}: {e}", regional.api.region);
+                return Ok(RegionChecked { impossible: Vec::new(), warnings: Vec::new(), refused: vec![refused] });
+            }
+            Err(e) => return Err(ProviderError::new(format!("{}: {e}", regional.api.region))),
+        };
+        let found = match preflight::check(&regional.api, &requests).await {
             Ok(found) => found,
             Err(e) if e.is("UnauthorizedOperation") => {
                 let refused = self.lookup_refused(&regional, &e).await;
@@ -83,7 +94,30 @@ impl Ec2Provider {
             }
             None => Vec::new(),
         };
-        let impossible = found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))).collect();
+        let mut impossible: Vec<(String, String)> = unresolved;
+        impossible.extend(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))));
         Ok(RegionChecked { impossible, warnings, refused: Vec::new() })
+    }
+
+    /// The requests with their parameters and lookups resolved in this region (once each), kept on
+    /// the region's connection for the launches; the cells whose image did not resolve, and why.
+    async fn resolve_images(
+        &self,
+        regional: &Regional,
+        requests: &[LaunchRequest],
+    ) -> Result<(Vec<LaunchRequest>, Vec<(String, String)>), ApiError> {
+        let keys = requests.iter().map(|r| r.image.as_str());
+        let resolved = images::in_region(&regional.api, &regional.ssm, keys).await?;
+        let (mut kept, mut unresolved) = (Vec::new(), Vec::new());
+        for request in requests {
+            match resolved.images.get(&request.image) {
+                None => kept.push(request.clone()),
+                Some(Ok(id)) => kept.push(LaunchRequest { image: id.clone(), ..request.clone() }),
+                Some(Err(why)) => unresolved.push((request.cell.clone(), why.clone())),
+            }
+        }
+        let found = resolved.images.into_iter().filter_map(|(key, id)| Some((key, id.ok()?)));
+        lock(&regional.images).extend(found);
+        Ok((kept, unresolved))
     }
 }
