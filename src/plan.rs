@@ -57,6 +57,8 @@ pub struct Plan {
     /// What the matrix left out (an image of a region not on the `region` axis), shown with the
     /// warnings.
     pub notes: Vec<String>,
+    /// Where each `image` value was written, by its value as a cell holds it.
+    pub image_places: Arc<BTreeMap<String, String>>,
 }
 
 impl Plan {
@@ -107,6 +109,7 @@ impl Plan {
                 cleanup_timeout: spec.timeouts.cleanup,
                 launch,
                 notes,
+                image_places: Arc::new(image_places(loaded)),
             }),
             _ => Err(loaded.error(problems)),
         }
@@ -139,6 +142,7 @@ impl Plan {
             launch: self.launch.clone(),
             run_timeout: self.run_timeout,
             cleanup_timeout: self.cleanup_timeout,
+            image_places: self.image_places.clone(),
         }
     }
 
@@ -169,6 +173,34 @@ fn expand_matrix(
         label: &|n, v| p.label(n, v),
     };
     matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems, notes)
+}
+
+/// Where each `image` value was written (the axis's values, `include`'s and `launch:`'s), by its
+/// value as a cell holds it: a string as it is, anything else as JSON.
+fn image_places(loaded: &LoadedSpec) -> BTreeMap<String, String> {
+    let spec = &loaded.spec;
+    let root = FieldPath::root();
+    let mut written: Vec<(FieldPath, &serde_yaml::Value)> = Vec::new();
+    fn image(fields: &spec::Fields) -> Option<&serde_yaml::Value> {
+        fields.0.iter().find(|(k, _)| k == "image").map(|(_, v)| v)
+    }
+    if let Some(raw) = image(&spec.matrix.axes) {
+        let at = root.key("matrix").key("image");
+        match raw.as_sequence() {
+            Some(items) => written.extend(items.iter().enumerate().map(|(i, v)| (at.index(i), v))),
+            None => written.push((at, raw)),
+        }
+    }
+    for (i, entry) in spec.matrix.include.iter().enumerate() {
+        written.extend(image(entry).map(|v| (root.key("matrix").key("include").index(i).key("image"), v)));
+    }
+    written.extend(image(&spec.launch.fields).map(|v| (root.key("launch").key("image"), v)));
+    let key = |v: &serde_yaml::Value| match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => Some(s),
+        Ok(other) => Some(other.to_string()),
+        Err(_) => None,
+    };
+    written.into_iter().filter_map(|(at, v)| Some((key(v)?, loaded.place(&at)))).collect()
 }
 
 /// Each probe compiled, with its name unique.

@@ -208,7 +208,8 @@ fn product(axes: &[Axis], fixed: &Map<String, Value>) -> Vec<Combo> {
     if !axes.is_empty() && axes.iter().all(|(_, values)| !values.is_empty()) {
         combos.push(Combo::default());
         for (name, values) in axes {
-            combos = combos.iter().flat_map(|c| values.iter().filter_map(|(_, v)| c.with(name, v, Some(fixed)))).collect();
+            combos =
+                combos.iter().flat_map(|c| values.iter().filter_map(|(_, v)| c.with(name, v, Some(fixed)))).collect();
         }
     }
     combos

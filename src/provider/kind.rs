@@ -153,6 +153,9 @@ pub struct RunSettings {
     pub launch: LaunchPlan,
     pub run_timeout: Duration,
     pub cleanup_timeout: Duration,
+    /// Where each `image` value was written (`spec.yaml:7:12 (matrix.image[1])`), by the value as a
+    /// cell holds it (its text, or its JSON): what a preflight can't resolve is named at its place.
+    pub image_places: Arc<BTreeMap<String, String>>,
 }
 
 /// How machines are launched, whatever the provider: `launch:` without the provider's own fields.

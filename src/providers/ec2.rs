@@ -81,6 +81,8 @@ pub struct Ec2Provider {
     regions: Mutex<Regions>,
     /// The run's key (`key_pair: ephemeral`), generated on first need and imported into each region.
     run_key: OnceKey,
+    /// Where each `image` value was written: what the preflight can't resolve is named there.
+    image_places: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 impl Ec2Provider {
@@ -94,6 +96,7 @@ impl Ec2Provider {
             cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
             run_key: OnceKey::new(os),
+            image_places: run.image_places,
         }
     }
 }
@@ -150,6 +153,7 @@ impl Provider for Ec2Provider {
             watcher: regional.watcher.clone(),
             instance_id: launched.id,
             instance_type: launched.instance_type,
+            image_id: regional.image_of(cell),
             instance: lifecycle::Tracked::new(launched.instance, &ctx.ledger),
             address: self.spec.address,
             region: regional.api.region.clone(),

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::{Combo, Fields};
-use crate::provider::field::Expanded;
 use crate::provider::field::label;
+use crate::provider::field::Expanded;
 use crate::provider::Field;
 use crate::spec::{self, FieldPath, Problem};
 

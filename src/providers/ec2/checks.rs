@@ -113,7 +113,10 @@ impl Ec2Provider {
             match resolved.images.get(&request.image) {
                 None => kept.push(request.clone()),
                 Some(Ok(id)) => kept.push(LaunchRequest { image: id.clone(), ..request.clone() }),
-                Some(Err(why)) => unresolved.push((request.cell.clone(), why.clone())),
+                Some(Err(why)) => {
+                    let place = self.image_places.get(&request.image).map(|p| format!(" (image at {p})"));
+                    unresolved.push((request.cell.clone(), format!("{why}{}", place.unwrap_or_default())));
+                }
             }
         }
         let found = resolved.images.into_iter().filter_map(|(key, id)| Some((key, id.ok()?)));

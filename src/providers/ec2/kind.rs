@@ -13,8 +13,8 @@ use super::instance_types::screenshot_unsupported;
 use super::tags::{MAX_KEY_CHARS, MAX_TAGS, MAX_VALUE_CHARS, NAME_TAG, OWN_TAGS};
 use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
-use crate::provider::field::Expanded;
 use crate::console::PlatformRules;
+use crate::provider::field::Expanded;
 use crate::provider::{
     section, AccessError, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags,
     RunSettings, SweepReport, SweepRequest,

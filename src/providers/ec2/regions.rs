@@ -10,9 +10,9 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::api::{self, Api, ConnectError};
+use super::ssm::Ssm;
 use super::watcher::Watcher;
 use super::Ec2Provider;
-use super::ssm::Ssm;
 use super::{images, role, security_group};
 use crate::cell::Cell;
 use crate::provider::{lock, ProviderError};

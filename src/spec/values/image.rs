@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(read("\"ssm:/images/web\""), Ok(ImageSource::Ssm("/images/web".into())));
         assert_eq!(read("./disk:1.qcow2"), Ok(ImageSource::Id("./disk:1.qcow2".into())));
         let packer = read("{ build: web-x86, packer: m.json }").unwrap();
-        assert_eq!(packer, ImageSource::Packer(PackerSource { packer: "m.json".into(), build: Some("web-x86".into()) }));
+        assert_eq!(
+            packer,
+            ImageSource::Packer(PackerSource { packer: "m.json".into(), build: Some("web-x86".into()) })
+        );
         let ImageSource::Lookup(lookup) = read("{ lookup: { owners: [self], name: \"web-*\" } }").unwrap() else {
             panic!("a lookup");
         };

@@ -55,7 +55,8 @@ fn from_manifest(source: &PackerSource, base: &Path, at: &FieldPath) -> Result<V
     Ok(found
         .into_iter()
         .map(|b| {
-            let image = ManifestImage { packer: source.packer.clone(), build: b.build, region: b.region, image: b.image };
+            let image =
+                ManifestImage { packer: source.packer.clone(), build: b.build, region: b.region, image: b.image };
             Expanded {
                 value: serde_json::to_value(&image).unwrap_or(Value::Null),
                 launch: Some(Value::String(image.image.clone())),

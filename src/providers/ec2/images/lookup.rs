@@ -31,7 +31,9 @@ pub async fn resolve(api: &Api, lookup: &ImageLookup) -> Result<(Result<String, 
             })
             .await?;
         calls += attempts as usize;
-        found.extend(page.images().iter().filter_map(|i| Some((i.creation_date()?.to_string(), i.image_id()?.to_string()))));
+        found.extend(
+            page.images().iter().filter_map(|i| Some((i.creation_date()?.to_string(), i.image_id()?.to_string()))),
+        );
         token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
         if token.is_none() {
             break;

@@ -102,7 +102,11 @@ mod tests {
         let found = images(TWO_RUNS, None).unwrap();
         assert_eq!(
             pairs(&found),
-            [("web-x86", "eu-west-1", "ami-0aaa"), ("web-x86", "us-east-1", "ami-0bbb"), ("web-arm", "eu-west-1", "ami-0ccc")]
+            [
+                ("web-x86", "eu-west-1", "ami-0aaa"),
+                ("web-x86", "us-east-1", "ami-0bbb"),
+                ("web-arm", "eu-west-1", "ami-0ccc")
+            ]
         );
         assert_eq!(pairs(&images(TWO_RUNS, Some("web-arm")).unwrap()), [("web-arm", "eu-west-1", "ami-0ccc")]);
     }

@@ -33,7 +33,9 @@ pub fn key(cell: &Cell) -> String {
 /// The source a key names, when the preflight resolves it (a parameter or a lookup).
 fn source(key: &str) -> Option<ImageSource> {
     let value = serde_json::from_str::<Value>(key).unwrap_or_else(|_| Value::String(key.to_string()));
-    serde_json::from_value::<ImageSource>(value).ok().filter(|s| matches!(s, ImageSource::Ssm(_) | ImageSource::Lookup(_)))
+    serde_json::from_value::<ImageSource>(value)
+        .ok()
+        .filter(|s| matches!(s, ImageSource::Ssm(_) | ImageSource::Lookup(_)))
 }
 
 /// Resolves each distinct parameter and lookup among `keys`, once each, in `api`'s region.
