@@ -283,7 +283,10 @@ fn a_manifest_run_launches_each_image_in_its_region_and_leaves_nothing() {
     let regions = ["eu-west-1", "us-east-1", "us-west-2"];
     let mut pairs = Vec::new();
     for region in regions {
-        pairs.push(format!("{region}:{}", moto.image(json!({ "region": region, "name": "web-x86", "ena_support": true }))));
+        pairs.push(format!(
+            "{region}:{}",
+            moto.image(json!({ "region": region, "name": "web-x86", "ena_support": true }))
+        ));
     }
     let manifest = json!({
         "builds": [
@@ -329,7 +332,9 @@ fn the_preflight_calls_per_run_grow_with_the_kinds_not_the_cells() {
     for build in ["web-x86", "web-arm"] {
         let pairs: Vec<String> = regions
             .iter()
-            .map(|region| format!("{region}:{}", moto.image(json!({ "region": region, "name": build, "ena_support": true }))))
+            .map(|region| {
+                format!("{region}:{}", moto.image(json!({ "region": region, "name": build, "ena_support": true })))
+            })
             .collect();
         builds.push(json!({ "name": build, "builder_type": "amazon-ebs", "build_time": 2, "files": null,
                             "artifact_id": pairs.join(","), "packer_run_uuid": "tonight", "custom_data": null }));
@@ -359,4 +364,26 @@ fn the_preflight_calls_per_run_grow_with_the_kinds_not_the_cells() {
     assert_eq!(count("DescribeImages"), 3);
     assert_eq!(count("DescribeInstanceTypes"), 3);
     assert_eq!(count("DescribeInstanceTypeOfferings"), 3);
+}
+
+#[test]
+fn the_policy_lets_the_preflight_read_each_parameter_in_its_regions() {
+    let matrix =
+        "  image: [\"ssm:/images/web\", ami-0abc]\n  region: [eu-west-1, us-east-1]\n  instance_type: t3.micro";
+    let run = Test::new().file("spec.yaml", &spec_text(matrix)).args(["policy", "spec.yaml"]).run().code(0);
+    let policy = run.json();
+    let statements = policy["Statement"].as_array().unwrap();
+    let read: Vec<&Value> = statements.iter().filter(|s| s["Action"] == json!(["ssm:GetParameter"])).collect();
+    assert_eq!(read.len(), 1, "{policy:#}");
+    assert_eq!(
+        read[0]["Resource"],
+        json!(["arn:aws:ssm:eu-west-1:*:parameter/images/web", "arn:aws:ssm:us-east-1:*:parameter/images/web"])
+    );
+    // Without a parameter, no SSM at all.
+    let run = Test::new()
+        .file("spec.yaml", &spec_text("  image: ami-0abc\n  instance_type: t3.micro"))
+        .args(["policy", "spec.yaml"])
+        .run()
+        .code(0);
+    assert!(!run.stdout().contains("ssm:"), "{}", run.stdout());
 }
