@@ -387,3 +387,23 @@ fn the_policy_lets_the_preflight_read_each_parameter_in_its_regions() {
         .code(0);
     assert!(!run.stdout().contains("ssm:"), "{}", run.stdout());
 }
+
+#[test]
+fn an_include_entry_takes_a_manifests_images_with_their_regions() {
+    let matrix = format!(
+        "  image: ami-0abc\n  instance_type: t3.micro\n  include:\n    - {{ image: {{ packer: {MANIFEST}, build: web-arm }}, instance_type: m6g.medium }}"
+    );
+    let run = plan_with_manifest(&matrix, &fixture_manifest()).code(0);
+    let found = cells(&run.json());
+    let ids: Vec<&str> = found.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "ami-0abc_t3.micro",
+            "web-arm_eu-west-1_m6g.medium",
+            "web-arm_us-east-1_m6g.medium",
+            "web-arm_us-west-2_m6g.medium"
+        ]
+    );
+    assert_eq!(found[2].1, "ami-0armus");
+}
