@@ -16,6 +16,7 @@
 //! removal, and the run's final sweep, happens where the thing was made.
 //!
 //! Where each step lives: the launch fields and their checks in `fields.rs` and `launch.rs`, the
+//! images from the pipeline (a Packer manifest, an SSM parameter, a lookup) in `images/`, the
 //! preflight in `checks.rs` and `preflight.rs`, RunInstances with its capacity fallbacks in
 //! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`.
 

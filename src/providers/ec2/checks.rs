@@ -1,6 +1,7 @@
-//! The run's preflight, region by region: each cell's request read from its launch fields, one
-//! batched lookup per kind in each region (`preflight.rs`), and what the launches need of the answer
-//! kept on the region's connection (the images' root devices, the subnets' VPCs).
+//! The run's preflight, region by region: each cell's request read from its launch fields, the images
+//! named by an SSM parameter or a lookup resolved once each (`images/`), one batched lookup per kind
+//! in each region (`preflight.rs`), and what the launches need of the answer kept on the region's
+//! connection (the resolved image ids, the images' root devices, the subnets' VPCs).
 
 use std::collections::BTreeMap;
 
