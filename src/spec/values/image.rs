@@ -169,7 +169,10 @@ pub fn check_plain(value: &serde_yaml::Value, at: &FieldPath) -> Vec<Problem> {
         },
         serde_yaml::Value::Mapping(m) if m.contains_key("packer") => refused("a Packer manifest"),
         serde_yaml::Value::Mapping(m) if m.contains_key("lookup") => refused("an image lookup"),
-        _ => crate::provider::field::check_as::<String>(value, at),
+        other => match serde_yaml::from_value::<String>(other.clone()) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![Problem::at(at.clone(), crate::spec::clean_yaml_message(&e.to_string()))],
+        },
     }
 }
 
