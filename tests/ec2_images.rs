@@ -189,11 +189,7 @@ fn qemu_refuses_the_ec2_image_forms_at_their_place() {
     assert!(stderr.contains("error: matrix.image[1]: a Packer manifest is an ec2 image form"), "{stderr}");
     let spec = "name: q\nprovider:\n  qemu: {}\nmatrix:\n  image: [[disk]]\n";
     let run = Test::new().file("spec.yaml", spec).args(["validate", "spec.yaml"]).run().code(2);
-    assert!(
-        run.stderr().contains("error: matrix.image[0]: invalid type: list, expected a string"),
-        "{}",
-        run.stderr()
-    );
+    assert!(run.stderr().contains("error: matrix.image[0]: invalid type: list, expected a string"), "{}", run.stderr());
 }
 
 /// SSM on moto, as the tests' oracle (exempt from the launcher's chaos), in `region`.

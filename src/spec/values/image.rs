@@ -88,7 +88,7 @@ impl ImageSource {
     }
 
     /// Reads a string form: `ssm:NAME`, `REGION:ami-...`, else an id.
-    fn from_text(text: &str) -> Result<ImageSource, String> {
+    pub fn from_text(text: &str) -> Result<ImageSource, String> {
         if let Some(name) = text.strip_prefix("ssm:") {
             if name.trim().is_empty() {
                 return Err("`ssm:` names no parameter: write `ssm:/path/to/parameter`".into());

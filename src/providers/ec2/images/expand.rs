@@ -30,8 +30,13 @@ pub fn expand(value: &Value, base: &Path, at: &FieldPath) -> Result<Vec<Expanded
         launch: Some(Value::String(image.to_string())),
         ties: vec![("region".to_string(), Value::String(region.to_string()))],
     };
-    // The field's check has read it already: anything else stands for itself.
-    match serde_json::from_value::<ImageSource>(value.clone()) {
+    // The field's check has read it already: anything else stands for itself. A string is read
+    // without serde: a matrix of thousands of cells expands thousands of ids.
+    let source = match value {
+        Value::String(text) => ImageSource::from_text(text).map_err(|_| ()),
+        other => serde_json::from_value::<ImageSource>(other.clone()).map_err(|_| ()),
+    };
+    match source {
         Ok(ImageSource::InRegion { region, id }) => Ok(vec![in_region(&region, &id)]),
         Ok(ImageSource::Packer(source)) => from_manifest(&source, base, at),
         _ => Ok(vec![Expanded::itself(value.clone())]),
@@ -69,6 +74,9 @@ fn from_manifest(source: &PackerSource, base: &Path, at: &FieldPath) -> Result<V
 /// How a cell's id names an `image` value: a manifest's image by its build, a parameter by its
 /// path, a lookup by its name, an id by itself.
 pub fn label(value: &Value) -> String {
+    if let Value::String(text) = value {
+        return ImageSource::from_text(text).map_or_else(|_| text.clone(), |s| s.label());
+    }
     if let Ok(image) = serde_json::from_value::<ManifestImage>(value.clone()) {
         return image.build;
     }
