@@ -229,6 +229,12 @@ fn a_parameter_and_a_lookup_resolve_in_the_cells_region_and_the_run_records_the_
     moto.image(json!({ "name": "db-2026-12-06" }));
     let (dir, out) = out_dir();
     let spec = moto_spec(dir.path(), "  image: [\"ssm:/images/web\", { lookup: { owners: [self], name: \"web-*\" } }]");
+    // `plan --check` says what each resolved to.
+    let checked = amiprobe(&moto, &["plan", spec.to_str().unwrap(), "--check"]).output().unwrap();
+    let said = stderr(&checked);
+    assert_eq!(checked.status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("check: eu-west-1: image ssm:/images/web is {from_parameter}\n")), "{said}");
+    assert!(said.contains(&format!("\"name\":\"web-*\"}}}} is {looked_up}\n")), "{said}");
     let (output, r) = run(&moto, &spec, &out);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let launched: Vec<(&str, &str)> = r["cells"]
@@ -249,9 +255,9 @@ fn a_parameter_and_a_lookup_resolve_in_the_cells_region_and_the_run_records_the_
     let mut wanted = [from_parameter.clone(), looked_up.clone()];
     wanted.sort();
     assert_eq!(sent, wanted);
-    // The lookup asked DescribeImages by owner and name, once.
+    // The lookup asked DescribeImages by owner and name, once in `plan --check` and once in the run.
     let lookups: Vec<_> = moto.requests("DescribeImages").into_iter().filter(|r| r.get("Owner.1").is_some()).collect();
-    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
     assert_eq!(lookups[0]["Owner.1"], "self");
     assert_nothing_left(&moto, &r);
 }

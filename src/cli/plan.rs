@@ -133,6 +133,9 @@ fn check_plan(plan: &Plan) -> Outcome {
 
 /// What the provider's check said, a line each; the outcome it makes.
 fn told(checked: &Checked, cells: usize) -> Outcome {
+    for line in &checked.resolved {
+        eprintln!("check: {line}");
+    }
     for warning in &checked.warnings {
         eprintln!("warning: {warning}");
     }

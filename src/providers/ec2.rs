@@ -114,12 +114,13 @@ impl Provider for Ec2Provider {
     /// are kept for the launches' block device mappings.
     async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         let mut impossible = BTreeMap::new();
-        let (mut image_warnings, mut lookups_refused) = (Vec::new(), Vec::new());
+        let (mut image_warnings, mut lookups_refused, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
         for (region, requests) in self.requests_by_region(cells)? {
             let checked = self.check_region(region.as_deref(), &requests).await?;
             impossible.extend(checked.impossible);
             image_warnings.extend(checked.warnings);
             lookups_refused.extend(checked.refused);
+            resolved.extend(checked.resolved);
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
@@ -132,7 +133,7 @@ impl Provider for Ec2Provider {
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
         warnings.extend(image_warnings);
-        Ok(Checked { warnings, impossible, refused })
+        Ok(Checked { warnings, impossible, refused, resolved })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {

@@ -15,7 +15,12 @@ use crate::provider::{lock, ProviderError};
 /// The cells' requests, by the region each runs in (`None`: the SDK's configured one).
 type ByRegion = BTreeMap<Option<String>, Vec<LaunchRequest>>;
 
+/// The requests with their images resolved, the cells whose image did not resolve (with why), and
+/// what each parameter and lookup resolved to.
+type Resolution = (Vec<LaunchRequest>, Vec<(String, String)>, Vec<String>);
+
 /// What the preflight found in one region.
+#[derive(Default)]
 pub(super) struct RegionChecked {
     /// The cells that can't run there as asked, (cell id, why).
     pub impossible: Vec<(String, String)>,
@@ -24,6 +29,8 @@ pub(super) struct RegionChecked {
     /// A lookup the credentials may not make, as the DryRun pass names a refused action: the run
     /// stops before anything is launched, and nothing else could be checked there.
     pub refused: Vec<String>,
+    /// The images parameters and lookups resolved to there, a line each.
+    pub resolved: Vec<String>,
 }
 
 impl Ec2Provider {
@@ -58,11 +65,11 @@ impl Ec2Provider {
         requests: &[LaunchRequest],
     ) -> Result<RegionChecked, ProviderError> {
         let regional = self.regional(region).await?;
-        let (requests, unresolved) = match self.resolve_images(&regional, requests).await {
+        let (requests, unresolved, resolved) = match self.resolve_images(&regional, requests).await {
             Ok(resolved) => resolved,
             Err(e) if e.is("UnauthorizedOperation") || e.is("AccessDeniedException") => {
                 let refused = format!("{}: {e}", regional.api.region);
-                return Ok(RegionChecked { impossible: Vec::new(), warnings: Vec::new(), refused: vec![refused] });
+                return Ok(RegionChecked { refused: vec![refused], ..RegionChecked::default() });
             }
             Err(e) => return Err(ProviderError::new(format!("{}: {e}", regional.api.region))),
         };
@@ -70,7 +77,7 @@ impl Ec2Provider {
             Ok(found) => found,
             Err(e) if e.is("UnauthorizedOperation") => {
                 let refused = self.lookup_refused(&regional, &e).await;
-                return Ok(RegionChecked { impossible: Vec::new(), warnings: Vec::new(), refused: vec![refused] });
+                return Ok(RegionChecked { refused: vec![refused], ..RegionChecked::default() });
             }
             Err(e) => {
                 return Err(ProviderError::new(match region {
@@ -97,16 +104,13 @@ impl Ec2Provider {
         };
         let mut impossible: Vec<(String, String)> = unresolved;
         impossible.extend(found.impossible.into_iter().map(|i| (i.cell, i.reasons.join("; "))));
-        Ok(RegionChecked { impossible, warnings, refused: Vec::new() })
+        Ok(RegionChecked { impossible, warnings, refused: Vec::new(), resolved })
     }
 
     /// The requests with their parameters and lookups resolved in this region (once each), kept on
-    /// the region's connection for the launches; the cells whose image did not resolve, and why.
-    async fn resolve_images(
-        &self,
-        regional: &Regional,
-        requests: &[LaunchRequest],
-    ) -> Result<(Vec<LaunchRequest>, Vec<(String, String)>), ApiError> {
+    /// the region's connection for the launches; the cells whose image did not resolve, and why; and
+    /// what each resolved to, a line each.
+    async fn resolve_images(&self, regional: &Regional, requests: &[LaunchRequest]) -> Result<Resolution, ApiError> {
         let keys = requests.iter().map(|r| r.image.as_str());
         let resolved = images::in_region(&regional.api, &regional.ssm, keys).await?;
         let (mut kept, mut unresolved) = (Vec::new(), Vec::new());
@@ -120,8 +124,11 @@ impl Ec2Provider {
                 }
             }
         }
-        let found = resolved.images.into_iter().filter_map(|(key, id)| Some((key, id.ok()?)));
+        let found: Vec<(String, String)> =
+            resolved.images.into_iter().filter_map(|(key, id)| Some((key, id.ok()?))).collect();
+        let region = &regional.api.region;
+        let said = found.iter().map(|(key, id)| format!("{region}: image {key} is {id}")).collect();
         lock(&regional.images).extend(found);
-        Ok((kept, unresolved))
+        Ok((kept, unresolved, said))
     }
 }
