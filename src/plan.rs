@@ -54,6 +54,11 @@ pub struct Plan {
     /// How long removals are retried before a resource is reported as not removed.
     pub cleanup_timeout: Duration,
     pub launch: LaunchPlan,
+    /// What the matrix left out (an image of a region not on the `region` axis), shown with the
+    /// warnings.
+    pub notes: Vec<String>,
+    /// Where each `image` value was written, by its value as a cell holds it.
+    pub image_places: Arc<BTreeMap<String, String>>,
 }
 
 impl Plan {
@@ -67,7 +72,8 @@ impl Plan {
             problems.push(Problem::at(root.key("name"), "name is empty"));
         }
         let provider = crate::providers::resolve(&spec.provider, loaded.base_dir(), &mut problems);
-        let cells = expand_matrix(spec, provider.as_ref(), &mut problems);
+        let mut notes = Vec::new();
+        let cells = expand_matrix(loaded, provider.as_ref(), &mut problems, &mut notes);
         let schedule =
             Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
         let os = spec.os.unwrap_or_default();
@@ -102,6 +108,8 @@ impl Plan {
                 run_timeout,
                 cleanup_timeout: spec.timeouts.cleanup,
                 launch,
+                notes,
+                image_places: Arc::new(image_places(loaded)),
             }),
             _ => Err(loaded.error(problems)),
         }
@@ -116,7 +124,8 @@ impl Plan {
     /// shows the hints and its provider check's own warnings): the provider's warnings, then the
     /// probes' hints.
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = self.provider.warnings(&self.cells);
+        let mut warnings = self.notes.clone();
+        warnings.extend(self.provider.warnings(&self.cells));
         warnings.extend(self.hints());
         warnings
     }
@@ -133,6 +142,7 @@ impl Plan {
             launch: self.launch.clone(),
             run_timeout: self.run_timeout,
             cleanup_timeout: self.cleanup_timeout,
+            image_places: self.image_places.clone(),
         }
     }
 
@@ -143,17 +153,54 @@ impl Plan {
     }
 }
 
-/// The cells of the matrix, with the provider's fields as axes (none without a provider).
+/// The cells of the matrix, with the provider's fields as axes (none without a provider); values
+/// that stand for several (a Packer manifest) read relative to the spec.
 fn expand_matrix(
-    spec: &spec::Spec,
+    loaded: &LoadedSpec,
     provider: Option<&Arc<dyn ProviderSettings>>,
     problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
 ) -> Vec<Cell> {
     let Some(p) = provider else {
         return Vec::new();
     };
-    let fields = matrix::Fields { provider: p.name(), list: p.fields(), check: &|n, v, at| p.check_value(n, v, at) };
-    matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems)
+    let (spec, base) = (&loaded.spec, loaded.base_dir());
+    let fields = matrix::Fields {
+        provider: p.name(),
+        list: p.fields(),
+        check: &|n, v, at| p.check_value(n, v, at),
+        expand: &|n, v, at| p.expand_value(n, v, base, at),
+        label: &|n, v| p.label(n, v),
+    };
+    matrix::expand(&spec.matrix, &spec.launch.fields, &fields, problems, notes)
+}
+
+/// Where each `image` value was written (the axis's values, `include`'s and `launch:`'s), by its
+/// value as a cell holds it: a string as it is, anything else as JSON.
+fn image_places(loaded: &LoadedSpec) -> BTreeMap<String, String> {
+    let spec = &loaded.spec;
+    let root = FieldPath::root();
+    let mut written: Vec<(FieldPath, &serde_yaml::Value)> = Vec::new();
+    fn image(fields: &spec::Fields) -> Option<&serde_yaml::Value> {
+        fields.0.iter().find(|(k, _)| k == "image").map(|(_, v)| v)
+    }
+    if let Some(raw) = image(&spec.matrix.axes) {
+        let at = root.key("matrix").key("image");
+        match raw.as_sequence() {
+            Some(items) => written.extend(items.iter().enumerate().map(|(i, v)| (at.index(i), v))),
+            None => written.push((at, raw)),
+        }
+    }
+    for (i, entry) in spec.matrix.include.iter().enumerate() {
+        written.extend(image(entry).map(|v| (root.key("matrix").key("include").index(i).key("image"), v)));
+    }
+    written.extend(image(&spec.launch.fields).map(|v| (root.key("launch").key("image"), v)));
+    let key = |v: &serde_yaml::Value| match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => Some(s),
+        Ok(other) => Some(other.to_string()),
+        Err(_) => None,
+    };
+    written.into_iter().filter_map(|(at, v)| Some((key(v)?, loaded.place(&at)))).collect()
 }
 
 /// Each probe compiled, with its name unique.

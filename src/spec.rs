@@ -27,5 +27,8 @@ pub use model::*;
 pub use path::{FieldPath, Segment};
 pub use provider_section::{ProviderSection, PROVIDER_SECTION_DEF};
 pub use suggest::{nearest, unknown_key_help, valid_keys_in};
-pub use values::{ByteSize, ByteSizeError, DurationSchema, KeyPair, StatusMatcher};
+pub use values::{
+    check_plain_image, ByteSize, ByteSizeError, DurationSchema, ImageLookup, ImageSource, KeyPair, PackerSource,
+    StatusMatcher,
+};
 pub use vars::Vars;

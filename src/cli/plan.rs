@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{runtime, Format};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
+use crate::provider::field::label;
 use crate::provider::{Checked, Identity};
 
 pub fn validate(specs: &[PathBuf], vars: &BTreeMap<String, String>) -> Outcome {
@@ -85,10 +86,24 @@ fn print(plan: &Plan, shard: Option<Shard>, total: usize, format: Format) -> std
             }
             text.push('\n');
             for cell in &plan.cells {
-                text.push_str(&format!("  {}\n", cell.id));
+                text.push_str(&format!("  {}{}\n", cell.id, resolved(cell)));
             }
             write!(out, "{text}")
         }
+    }
+}
+
+/// What a cell launches with where it is not its own value (a Packer manifest's image id): ` (image
+/// ami-0aaa)`, or nothing.
+fn resolved(cell: &crate::cell::Cell) -> String {
+    let launched: Vec<String> = cell
+        .values
+        .iter()
+        .filter_map(|(k, v)| cell.launch.get(k).filter(|l| *l != v).map(|l| format!("{k} {}", label(l))))
+        .collect();
+    match launched.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", launched.join(", ")),
     }
 }
 
@@ -118,6 +133,9 @@ fn check_plan(plan: &Plan) -> Outcome {
 
 /// What the provider's check said, a line each; the outcome it makes.
 fn told(checked: &Checked, cells: usize) -> Outcome {
+    for line in &checked.resolved {
+        eprintln!("check: {line}");
+    }
     for warning in &checked.warnings {
         eprintln!("warning: {warning}");
     }

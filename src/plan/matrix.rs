@@ -2,7 +2,10 @@
 //! Actions' semantics.
 //!
 //! An axis is any launch field of the provider (`image`, `instance_type`, `root_volume`...): the
-//! provider says which names exist and checks each value ([`Field`]). `exclude` drops every
+//! provider says which names exist and checks each value ([`Field`]). A value may stand for several
+//! (a Packer manifest for each of its images) and decide other fields (an image that exists in one
+//! region): the provider expands it ([`Expanded`]), and a combination keeps a tied value only where
+//! the other field agrees, or takes it where that field has none. `exclude` drops every
 //! combination that matches all keys of an entry. `include` adds its keys to each combination it can
 //! join without overwriting a value that came from the axes; an entry that joins none becomes a cell
 //! of its own. A field fixed in `launch:` applies to every cell and can't also be an axis.
@@ -15,15 +18,22 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::cell::Cell;
+use crate::provider::field::Expanded;
 use crate::provider::Field;
 use crate::spec::{self, FieldPath, MatrixSpec, Problem};
 
-/// A provider's launch fields as the matrix checks them: its name (for messages), the fields, and
-/// its check of a value against its own settings (a `size` its section names).
+/// A provider's expansion of one value ([`crate::provider::ProviderSettings::expand_value`]).
+pub type Expand<'a> = &'a dyn Fn(&str, &Value, &FieldPath) -> Result<Vec<Expanded>, Vec<Problem>>;
+
+/// A provider's launch fields as the matrix checks them: its name (for messages), the fields, its
+/// check of a value against its own settings (a `size` its section names), its expansion of a value
+/// into those it stands for, and how a cell's id names a value.
 pub struct Fields<'a> {
     pub provider: &'a str,
     pub list: &'a [Field],
     pub check: &'a dyn Fn(&str, &Value, &FieldPath) -> Vec<Problem>,
+    pub expand: Expand<'a>,
+    pub label: &'a dyn Fn(&str, &Value) -> String,
 }
 
 /// At most this many cells: more is a mistake, not a test plan (and each is a machine).
@@ -36,6 +46,8 @@ pub const MAX_ENTRIES: usize = 1_000;
 struct Combo {
     original: Map<String, Value>,
     added: Map<String, Value>,
+    /// What the machine launches with where it is not the cell's value (a manifest's image id).
+    launch: Map<String, Value>,
     /// Which `include` entry created it, for error messages.
     from_include: Option<usize>,
 }
@@ -48,6 +60,23 @@ impl Combo {
         }
         all
     }
+
+    /// This combination with `name` set to `v` and its ties, or `None` where a value it already has
+    /// (or `fixed`, `launch:`'s) disagrees: an image of one region never pairs with another region.
+    fn with(&self, name: &str, v: &Expanded, fixed: Option<&Map<String, Value>>) -> Option<Combo> {
+        let mut next = self.clone();
+        let ties = v.ties.iter().filter(|(k, t)| fixed.and_then(|f| f.get(k)).is_none_or(|f| f != t));
+        for (k, value) in std::iter::once((&name.to_string(), &v.value)).chain(ties.map(|(k, t)| (k, t))) {
+            if fixed.is_some_and(|f| f.contains_key(k)) || next.original.get(k).is_some_and(|o| o != value) {
+                return None;
+            }
+            next.original.insert(k.clone(), value.clone());
+        }
+        if let Some(launch) = &v.launch {
+            next.launch.insert(name.to_string(), launch.clone());
+        }
+        Some(next)
+    }
 }
 
 /// The fields `launch:` fixes: checked once, given to every cell, and never also an axis.
@@ -56,15 +85,22 @@ struct Fixed<'s> {
     values: Map<String, Value>,
 }
 
-/// An axis by name, with its values.
-type Axis<'s> = (&'s str, Vec<Value>);
+/// An axis by name, with its values (as the provider expanded them) and where each was written.
+type Axis<'s> = (&'s str, Vec<(FieldPath, Expanded)>);
 
 fn matrix_path() -> FieldPath {
     FieldPath::root().key("matrix")
 }
 
-/// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:` fixes.
-pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Vec<Cell> {
+/// Expands the matrix of a spec for `provider` (its name and fields), with the fields `launch:`
+/// fixes; `notes` says what the axes left out (an image of a region not on the `region` axis).
+pub fn expand(
+    matrix: &MatrixSpec,
+    fixed: &spec::Fields,
+    fields: &Fields,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) -> Vec<Cell> {
     let before = problems.len();
     let fixed = read_fixed(fixed, fields, problems);
     let axes = read_axes(matrix, fields, &fixed, problems);
@@ -72,7 +108,9 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
     if !check_size(matrix, &lengths, problems) {
         return Vec::new();
     }
-    let mut combos = exclude(matrix, fields, product(&axes), !axes.is_empty(), problems);
+    let combos = product(&axes, &fixed.values);
+    notes.extend(left_out(&axes, &combos, fields));
+    let mut combos = exclude(matrix, fields, combos, !axes.is_empty(), problems);
     include(matrix, fields, &mut combos, problems);
     if !check_count(&combos, problems.len() == before, problems) {
         return Vec::new();
@@ -80,15 +118,32 @@ pub fn expand(matrix: &MatrixSpec, fixed: &spec::Fields, fields: &Fields, proble
     cells::build(&combos, fields, &fixed, problems)
 }
 
+/// `launch:`'s fields, each one value: a value that stands for several can't be fixed.
 fn read_fixed<'s>(fixed: &'s spec::Fields, fields: &Fields, problems: &mut Vec<Problem>) -> Fixed<'s> {
     let launch = FieldPath::root().key("launch");
     let mut names = HashSet::new();
     let mut values = Map::new();
     for (name, raw) in &fixed.0 {
         let at = launch.key(name.clone());
-        if let Some(f) = fields::field(fields, name, &at, problems) {
-            values.extend(fields::one_value(fields, f, raw, &at, problems).map(|v| (name.clone(), v)));
-            names.insert(name.as_str());
+        let Some(f) = fields::field(fields, name, &at, problems) else {
+            continue;
+        };
+        names.insert(name.as_str());
+        let Some(value) = fields::one_value(fields, f, raw, &at, problems) else {
+            continue;
+        };
+        match fields::expanded(fields, name, &value, &at, problems).as_slice() {
+            [one] => {
+                values.insert(name.clone(), one.launch.clone().unwrap_or_else(|| one.value.clone()));
+                for (k, t) in &one.ties {
+                    values.entry(k.clone()).or_insert_with(|| t.clone());
+                }
+            }
+            [] => {}
+            many => problems.push(
+                Problem::at(at, format!("stands for {} values; `launch` fixes one", many.len()))
+                    .help(format!("make `{name}` a matrix axis")),
+            ),
         }
     }
     Fixed { names, values }
@@ -109,11 +164,17 @@ fn read_axes<'s>(matrix: &'s MatrixSpec, fields: &Fields, fixed: &Fixed, problem
             );
             continue;
         }
-        axes.push((name.as_str(), fields::axis_values(fields, f, raw, &at, problems)));
+        let values = fields::axis_values(fields, f, raw, &at, problems)
+            .into_iter()
+            .flat_map(|(place, v)| {
+                let each = fields::expanded(fields, name, &v, &place, problems);
+                each.into_iter().map(move |e| (place.clone(), e))
+            })
+            .collect();
+        axes.push((name.as_str(), values));
     }
     axes
 }
-
 /// The number of cells the axes multiply to, checked before any is built.
 fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec<Problem>) -> bool {
     let path = matrix_path();
@@ -140,25 +201,40 @@ fn check_size(matrix: &MatrixSpec, lengths: &[(&str, usize)], problems: &mut Vec
     ok
 }
 
-/// Every combination of the axes' values; none if there are no axes or one has no values.
-fn product(axes: &[Axis]) -> Vec<Combo> {
+/// Every combination of the axes' values that agree with each other's ties and `launch:`; none if
+/// there are no axes or one has no values.
+fn product(axes: &[Axis], fixed: &Map<String, Value>) -> Vec<Combo> {
     let mut combos: Vec<Combo> = Vec::new();
     if !axes.is_empty() && axes.iter().all(|(_, values)| !values.is_empty()) {
         combos.push(Combo::default());
         for (name, values) in axes {
-            combos = combos
-                .iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut next = c.clone();
-                        next.original.insert(name.to_string(), v.clone());
-                        next
-                    })
-                })
-                .collect();
+            combos =
+                combos.iter().flat_map(|c| values.iter().filter_map(|(_, v)| c.with(name, v, Some(fixed)))).collect();
         }
     }
     combos
+}
+
+/// What the axes left out: each tied value no combination kept, said with the tie that lost it
+/// ("image `web-x86` in ap-south-1 is left out: ap-south-1 is not on the `region` axis").
+fn left_out(axes: &[Axis], combos: &[Combo], fields: &Fields) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (name, values) in axes {
+        for (place, v) in values.iter().filter(|(_, v)| !v.ties.is_empty()) {
+            if combos.iter().any(|c| c.original.get(*name) == Some(&v.value)) {
+                continue;
+            }
+            let ties: Vec<String> =
+                v.ties.iter().map(|(k, t)| format!("{k} {}", crate::provider::field::label(t))).collect();
+            notes.push(format!(
+                "{place}: {name} `{}` ({}) is left out: no cell of the other axes or `launch` has its {}",
+                (fields.label)(name, &v.value),
+                ties.join(", "),
+                v.ties.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" and "),
+            ));
+        }
+    }
+    notes
 }
 
 /// Drops the combinations each `exclude` entry matches; an entry that matches none is a mistake.
@@ -180,7 +256,7 @@ fn exclude(
             continue;
         };
         let count = combos.len();
-        combos.retain(|c| !has_all(&c.original, &wanted));
+        combos.retain(|c| !wanted.iter().any(|w| has_all(&c.original, &w.original)));
         if combos.len() == count {
             problems.push(
                 Problem::at(at, "exclude entry matches no cell").help("check its values against the matrix axes"),
@@ -201,20 +277,25 @@ fn include(matrix: &MatrixSpec, fields: &Fields, combos: &mut Vec<Combo>, proble
             problems.push(Problem::at(at, "include entry has no keys"));
             continue;
         }
-        let Some(wanted) = fields::entry_values(entry, fields, &at, problems) else {
+        let Some(entries) = fields::entry_values(entry, fields, &at, problems) else {
             continue;
         };
-        let mut joined = false;
-        for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {
-            if fits(&combo.original, &wanted) {
-                joined = true;
-                for (k, v) in &wanted {
-                    combo.added.insert(k.clone(), v.clone());
+        for wanted in entries {
+            let mut joined = false;
+            for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {
+                if fits(&combo.original, &wanted.original) {
+                    joined = true;
+                    for (k, v) in &wanted.original {
+                        combo.added.insert(k.clone(), v.clone());
+                    }
+                    for (k, v) in &wanted.launch {
+                        combo.launch.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
                 }
             }
-        }
-        if !joined {
-            combos.push(Combo { original: wanted, added: Map::new(), from_include: Some(i) });
+            if !joined {
+                combos.push(Combo { from_include: Some(i), ..wanted });
+            }
         }
     }
 }
@@ -257,8 +338,14 @@ mod tests {
         let matrix: MatrixSpec = serde_yaml::from_str(matrix).unwrap();
         let launch: crate::spec::LaunchSpec = serde_yaml::from_str(launch).unwrap();
         let mut problems = Vec::new();
-        let fields = Fields { provider: "ec2", list: crate::providers::ec2::FIELDS, check: &|_, _, _| Vec::new() };
-        let cells = expand(&matrix, &launch.fields, &fields, &mut problems);
+        let fields = Fields {
+            provider: "ec2",
+            list: crate::providers::ec2::FIELDS,
+            check: &|_, _, _| Vec::new(),
+            expand: &|_, v, _| Ok(vec![Expanded::itself(v.clone())]),
+            label: &|_, v| crate::provider::field::label(v),
+        };
+        let cells = expand(&matrix, &launch.fields, &fields, &mut problems, &mut Vec::new());
         (cells, problems)
     }
 

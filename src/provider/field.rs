@@ -118,3 +118,23 @@ pub fn label(value: &serde_json::Value) -> String {
             .join("-"),
     }
 }
+
+/// One value a written launch field value stands for ([`super::ProviderSettings::expand_value`]): a
+/// Packer manifest stands for each of its images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expanded {
+    /// The cell's value: what names it, what `include` and `exclude` match and results record.
+    pub value: serde_json::Value,
+    /// What the machine launches with, when it is not `value` (a manifest's image id).
+    pub launch: Option<serde_json::Value>,
+    /// Other fields this value decides (an image's region): a cell pairs it with these values only,
+    /// and takes them when it has none.
+    pub ties: Vec<(String, serde_json::Value)>,
+}
+
+impl Expanded {
+    /// A value that stands for itself.
+    pub fn itself(value: serde_json::Value) -> Expanded {
+        Expanded { value, launch: None, ties: Vec::new() }
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use schemars::{Schema, SchemaGenerator};
 
+use super::field::Expanded;
 use super::{AccessError, Field, Provider};
 use crate::cell::Cell;
 use crate::console::PlatformRules;
@@ -64,6 +65,26 @@ pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
     fn check_value(&self, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {
         let _ = (name, value, at);
         Vec::new()
+    }
+
+    /// The values a launch field's written value stands for, each maybe tied to other fields (a
+    /// Packer manifest: each of its images, in its region), read with `base` for relative paths;
+    /// problems placed at `at`. Most values stand for themselves.
+    fn expand_value(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+        base: &Path,
+        at: &FieldPath,
+    ) -> Result<Vec<Expanded>, Vec<Problem>> {
+        let _ = (name, base, at);
+        Ok(vec![Expanded::itself(value.clone())])
+    }
+
+    /// How a cell's id names one of its values.
+    fn label(&self, name: &str, value: &serde_json::Value) -> String {
+        let _ = name;
+        super::field::label(value)
     }
 
     /// Checks the generic launch settings against what this provider can do.
@@ -132,6 +153,9 @@ pub struct RunSettings {
     pub launch: LaunchPlan,
     pub run_timeout: Duration,
     pub cleanup_timeout: Duration,
+    /// Where each `image` value was written (`spec.yaml:7:12 (matrix.image[1])`), by the value as a
+    /// cell holds it (its text, or its JSON): what a preflight can't resolve is named at its place.
+    pub image_places: Arc<BTreeMap<String, String>>,
 }
 
 /// How machines are launched, whatever the provider: `launch:` without the provider's own fields.

@@ -23,6 +23,9 @@ pub struct Checked {
     /// What no cell can do, one line each (a permission the credentials lack): any refuses the
     /// whole run, `--skip-impossible` or not.
     pub refused: Vec<String>,
+    /// What the check resolved that the plan could not know (the image an SSM parameter names), one
+    /// line each: `plan --check` shows them.
+    pub resolved: Vec<String>,
 }
 
 /// What a cell needs to launch its machine.

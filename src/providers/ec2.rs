@@ -16,6 +16,7 @@
 //! removal, and the run's final sweep, happens where the thing was made.
 //!
 //! Where each step lives: the launch fields and their checks in `fields.rs` and `launch.rs`, the
+//! images from the pipeline (a Packer manifest, an SSM parameter, a lookup) in `images/`, the
 //! preflight in `checks.rs` and `preflight.rs`, RunInstances with its capacity fallbacks in
 //! `run_instances.rs`, the cell's instance in `machine.rs`, removals in `cleanup.rs` and `sweep.rs`,
 //! the promotion of the images that passed (`on_pass`: tags, an SSM parameter) in `promote.rs`.
@@ -28,6 +29,7 @@ mod console_rules;
 mod credentials;
 mod dry_run;
 mod fields;
+pub mod images;
 mod instance_types;
 mod key_pair;
 mod kind;
@@ -41,6 +43,7 @@ mod resource;
 pub mod role;
 mod run_instances;
 pub mod security_group;
+pub mod ssm;
 mod state_reason;
 pub mod sweep;
 mod tags;
@@ -83,6 +86,8 @@ pub struct Ec2Provider {
     regions: Mutex<Regions>,
     /// The run's key (`key_pair: ephemeral`), generated on first need and imported into each region.
     run_key: OnceKey,
+    /// Where each `image` value was written: what the preflight can't resolve is named there.
+    image_places: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 impl Ec2Provider {
@@ -96,6 +101,7 @@ impl Ec2Provider {
             cleanup_timeout: run.cleanup_timeout,
             regions: Default::default(),
             run_key: OnceKey::new(os),
+            image_places: run.image_places,
         }
     }
 }
@@ -112,12 +118,13 @@ impl Provider for Ec2Provider {
     /// are kept for the launches' block device mappings.
     async fn preflight(&self, cells: &[Cell]) -> Result<Checked, ProviderError> {
         let mut impossible = BTreeMap::new();
-        let (mut image_warnings, mut lookups_refused) = (Vec::new(), Vec::new());
+        let (mut image_warnings, mut lookups_refused, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
         for (region, requests) in self.requests_by_region(cells)? {
             let checked = self.check_region(region.as_deref(), &requests).await?;
             impossible.extend(checked.impossible);
             image_warnings.extend(checked.warnings);
             lookups_refused.extend(checked.refused);
+            resolved.extend(checked.resolved);
         }
         // In the plan's order, whatever the regions.
         let impossible = cells.iter().filter_map(|c| impossible.remove_entry(c.id.0.as_str())).collect();
@@ -131,7 +138,7 @@ impl Provider for Ec2Provider {
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
         warnings.extend(doubts);
         warnings.extend(image_warnings);
-        Ok(Checked { warnings, impossible, refused })
+        Ok(Checked { warnings, impossible, refused, resolved })
     }
 
     async fn launch(&self, cell: &Cell, ctx: &LaunchContext) -> Result<Box<dyn Machine>, ProviderError> {
@@ -153,6 +160,7 @@ impl Provider for Ec2Provider {
             watcher: regional.watcher.clone(),
             instance_id: launched.id,
             instance_type: launched.instance_type,
+            image_id: regional.image_of(cell),
             instance: lifecycle::Tracked::new(launched.instance, &ctx.ledger),
             address: self.spec.address,
             region: regional.api.region.clone(),

@@ -81,7 +81,7 @@ use scratch::{OvmfError, Scratch, ScratchError};
 /// What a qemu cell can set, fixed in `launch:` or as a matrix axis: the image (a name under
 /// `provider.qemu.images` or a disk path) and the hardware it runs on.
 pub static FIELDS: &[Field] = &[
-    Field::plain::<String>("image", true),
+    Field { check: crate::spec::check_plain_image, ..Field::plain::<String>("image", true) },
     Field::plain::<String>("size", false),
     Field::plain::<String>("instance_type", false),
     Field::plain::<DiskBus>("disk_bus", false),

@@ -156,6 +156,16 @@ impl LoadedSpec {
         !self.unknown_keys.is_empty()
     }
 
+    /// Where the value at `path` was written, `spec.yaml:7:12 (matrix.image[1])`: for what is found
+    /// wrong with it once the spec has been read (a parameter the preflight could not resolve).
+    pub fn place(&self, path: &FieldPath) -> String {
+        let found = self.places.problem(Problem::at(path.clone(), String::new()));
+        match found.position {
+            Some(p) => format!("{}:{}:{} ({path})", found.file.display(), p.line, p.column),
+            None => format!("{} ({path})", found.file.display()),
+        }
+    }
+
     /// Turns problems found after deserializing, and the unknown keys, into one located error.
     pub fn error(&self, problems: Vec<Problem>) -> SpecError {
         let mut diagnostics: Vec<Diagnostic> = problems.into_iter().map(|p| self.places.problem(p)).collect();

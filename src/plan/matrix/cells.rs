@@ -1,5 +1,5 @@
 //! The cells of an expanded matrix: each combination with the fields `launch:` fixes, named by an id
-//! made of its values (safe as a file name), checked for required fields and duplicates.
+//! made of its values as the provider names them (safe as a file name), checked for required fields and duplicates.
 
 use std::collections::HashSet;
 
@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 
 use super::{matrix_path, Combo, Fields, Fixed};
 use crate::cell::{Cell, CellId};
-use crate::provider::field::label;
 use crate::spec::Problem;
 
 /// The cells of `combos`, in order; a combination missing a required field, or with the id of an
@@ -22,7 +21,7 @@ pub(super) fn build(combos: &[Combo], fields: &Fields, fixed: &Fixed, problems: 
             None => path.clone(),
         };
         let values = combo.value();
-        let id = CellId(cell_id(&values));
+        let id = CellId(cell_id(fields, &values));
         if let Some(name) = missing_field(fields, fixed, &values) {
             problems.push(Problem::at(at, format!("cell `{id}` has no `{name}`")).help(format!(
                 "the {} provider needs `{name}` for every cell: an axis, an `include` key or `launch.{name}`",
@@ -35,6 +34,7 @@ pub(super) fn build(combos: &[Combo], fields: &Fields, fixed: &Fixed, problems: 
             continue;
         }
         let mut launch = values.clone();
+        launch.extend(combo.launch.iter().map(|(k, v)| (k.clone(), v.clone())));
         launch.extend(fixed.values.iter().map(|(k, v)| (k.clone(), v.clone())));
         cells.push(Cell { index: cells.len(), id, values, launch });
     }
@@ -50,9 +50,9 @@ fn missing_field<'a>(fields: &Fields<'a>, fixed: &Fixed, values: &Map<String, Va
         .map(|f| f.name)
 }
 
-/// Joins a cell's values into an id that is safe as a file name.
-fn cell_id(values: &Map<String, Value>) -> String {
-    values.values().map(|v| sanitize(&label(v))).collect::<Vec<_>>().join("_")
+/// Joins a cell's values, as the provider names them, into an id that is safe as a file name.
+fn cell_id(fields: &Fields, values: &Map<String, Value>) -> String {
+    values.iter().map(|(k, v)| sanitize(&(fields.label)(k, v))).collect::<Vec<_>>().join("_")
 }
 
 fn sanitize(value: &str) -> String {

@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::Fields;
+use super::{Combo, Fields};
 use crate::provider::field::label;
+use crate::provider::field::Expanded;
 use crate::provider::Field;
 use crate::spec::{self, FieldPath, Problem};
 
@@ -45,15 +46,15 @@ pub(super) fn one_value(
     }
 }
 
-/// The values of one axis: a list is several values, anything else one. For a list-valued field a
-/// list of lists is several values, a plain list one.
+/// The values of one axis, each with its place: a list is several values, anything else one. For a
+/// list-valued field a list of lists is several values, a plain list one.
 pub(super) fn axis_values(
     fields: &Fields,
     field: &Field,
     raw: &serde_yaml::Value,
     at: &FieldPath,
     problems: &mut Vec<Problem>,
-) -> Vec<Value> {
+) -> Vec<(FieldPath, Value)> {
     let many = match raw {
         serde_yaml::Value::Sequence(items) if field.list_valued => {
             let lists = items.iter().filter(|i| matches!(i, serde_yaml::Value::Sequence(_))).count();
@@ -70,25 +71,43 @@ pub(super) fn axis_values(
         _ => false,
     };
     if !many {
-        return one_value(fields, field, raw, at, problems).into_iter().collect();
+        return one_value(fields, field, raw, at, problems).map(|v| (at.clone(), v)).into_iter().collect();
     }
     let items = raw.as_sequence().map(Vec::as_slice).unwrap_or_default();
     if items.is_empty() {
         let name = at.last_key().unwrap_or_default();
         problems.push(Problem::at(at.clone(), format!("axis `{name}` has no values")));
     }
-    let values: Vec<Value> = items
+    let values: Vec<(FieldPath, Value)> = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| one_value(fields, field, item, &at.index(i), problems))
+        .filter_map(|(i, item)| one_value(fields, field, item, &at.index(i), problems).map(|v| (at.index(i), v)))
         .collect();
     let mut seen = HashSet::new();
-    for (i, v) in values.iter().enumerate() {
+    for (place, v) in &values {
         if !seen.insert(v.to_string()) {
-            problems.push(Problem::at(at.index(i), format!("`{}` is listed twice", label(v))));
+            problems.push(Problem::at(place.clone(), format!("`{}` is listed twice", label(v))));
         }
     }
     values
+}
+
+/// The values `value` (found at `at`) stands for, as the provider expands it (a Packer manifest:
+/// each of its images); none, with the provider's problems, when it can't be expanded.
+pub(super) fn expanded(
+    fields: &Fields,
+    name: &str,
+    value: &Value,
+    at: &FieldPath,
+    problems: &mut Vec<Problem>,
+) -> Vec<Expanded> {
+    match (fields.expand)(name, value, at) {
+        Ok(values) => values,
+        Err(found) => {
+            problems.extend(found);
+            Vec::new()
+        }
+    }
 }
 
 /// `head` and then `names`, comma-separated, over as many lines as keep each short: the lines after
@@ -136,24 +155,28 @@ pub(super) fn field<'a>(
     found
 }
 
-/// The values of an `include` or `exclude` entry, each checked by its field.
+/// The values of an `include` or `exclude` entry, each checked by its field and expanded: an entry
+/// whose value stands for several (a Packer manifest) is several entries, each with its ties.
 pub(super) fn entry_values(
     entry: &spec::Fields,
     fields: &Fields,
     at: &FieldPath,
     problems: &mut Vec<Problem>,
-) -> Option<Map<String, Value>> {
+) -> Option<Vec<Combo>> {
     let before = problems.len();
-    let mut values = Map::new();
+    let mut combos = vec![Combo::default()];
     for (name, raw) in &entry.0 {
         let at = at.key(name.clone());
-        if let Some(f) = field(fields, name, &at, problems) {
-            if let Some(v) = one_value(fields, f, raw, &at, problems) {
-                values.insert(name.clone(), v);
-            }
-        }
+        let Some(f) = field(fields, name, &at, problems) else {
+            continue;
+        };
+        let Some(v) = one_value(fields, f, raw, &at, problems) else {
+            continue;
+        };
+        let values = expanded(fields, name, &v, &at, problems);
+        combos = combos.iter().flat_map(|c| values.iter().filter_map(|v| c.with(name, v, None))).collect();
     }
-    (problems.len() == before).then_some(values)
+    (problems.len() == before).then_some(combos)
 }
 
 #[cfg(test)]

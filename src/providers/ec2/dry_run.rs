@@ -146,7 +146,7 @@ impl Ec2Provider {
     /// The DryRun pass in one region.
     async fn refusals_in(&self, regional: &Regional, cells: &[&Cell]) -> Vec<Refusal> {
         let api = &*regional.api;
-        let root_device = |cell: &Cell| regional.root_device(cell.image());
+        let root_device = |cell: &Cell| regional.root_device(&regional.image_of(cell));
         let ephemeral_key = matches!(self.launch.key_pair, KeyPair::Ephemeral);
         let mut uses = Uses {
             ephemeral_key,
@@ -158,7 +158,7 @@ impl Ec2Provider {
         for need in permissions::needed(&uses).filter(|n| n.dry_run) {
             if need.call == "RunInstances" {
                 for cell in shapes(cells) {
-                    asked.push((need, self.run_instances(api, cell, root_device(cell))));
+                    asked.push((need, self.run_instances(api, cell, regional.image_of(cell), root_device(cell))));
                 }
             } else if need.when == When::PromoteTags {
                 // On a real image of the region's: its tags would be the promotion's.
@@ -204,7 +204,7 @@ impl Ec2Provider {
     }
 
     /// RunInstances as `cell` sends it, with DryRun.
-    fn run_instances<'a>(&self, api: &'a Api, cell: &Cell, root_device: Option<String>) -> Answer<'a> {
+    fn run_instances<'a>(&self, api: &'a Api, cell: &Cell, image: String, root_device: Option<String>) -> Answer<'a> {
         let key_name = match &self.launch.key_pair {
             // The run's key does not exist yet: a launch without a key asks for the same permission.
             KeyPair::Ephemeral => None,
@@ -218,7 +218,7 @@ impl Ec2Provider {
             .client
             .run_instances()
             .dry_run(true)
-            .image_id(cell.image())
+            .image_id(image)
             .min_count(1)
             .max_count(1)
             .set_key_name(key_name)

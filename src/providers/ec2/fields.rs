@@ -4,11 +4,12 @@
 use super::launch::{self, Ec2Launch};
 use crate::provider::field::{check_as, schema_of, typed};
 use crate::provider::Field;
-use crate::spec::{FieldPath, Problem, Segment};
+use crate::spec::{FieldPath, ImageSource, Problem, Segment};
 
 /// What an ec2 cell can set, fixed in `launch:` or as a matrix axis.
 pub static FIELDS: &[Field] = &[
-    Field::plain::<String>("image", true),
+    // An id, `REGION:ami-...`, `ssm:/path`, a Packer manifest or a lookup (`images/`).
+    Field::plain::<ImageSource>("image", true),
     Field::plain::<String>("instance_type", true),
     Field::plain::<String>("subnet", false),
     Field {

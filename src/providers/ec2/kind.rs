@@ -14,6 +14,7 @@ use super::tags::{MAX_KEY_CHARS, MAX_TAGS, MAX_VALUE_CHARS, NAME_TAG, OWN_TAGS};
 use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
 use crate::console::PlatformRules;
+use crate::provider::field::Expanded;
 use crate::provider::{
     section, AccessError, Field, FlagsRefused, LaunchPlan, Provider, ProviderKind, ProviderSettings, RunFlags,
     RunSettings, SweepReport, SweepRequest,
@@ -71,6 +72,28 @@ impl ProviderSettings for Ec2Spec {
 
     fn fields(&self) -> &'static [Field] {
         FIELDS
+    }
+
+    /// An `image` from the pipeline: a Packer manifest's images, each in its region (`images/`).
+    fn expand_value(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+        base: &Path,
+        at: &FieldPath,
+    ) -> Result<Vec<Expanded>, Vec<Problem>> {
+        match name {
+            "image" => super::images::expand(value, base, at),
+            _ => Ok(vec![Expanded::itself(value.clone())]),
+        }
+    }
+
+    /// An image by its build, parameter or lookup rather than tonight's id.
+    fn label(&self, name: &str, value: &serde_json::Value) -> String {
+        match name {
+            "image" => super::images::label(value),
+            _ => crate::provider::field::label(value),
+        }
     }
 
     /// EC2 takes user data of at most 16 KiB, and tags within its restrictions (`check_tags`).

@@ -29,6 +29,9 @@ pub(super) struct Ec2Machine {
     pub watcher: Arc<Watcher>,
     pub instance_id: String,
     pub instance_type: String,
+    /// The image it was launched from: the cell's id, or what its manifest, parameter or lookup
+    /// resolved to (results.json and the report record it).
+    pub image_id: String,
     /// Its ledger entry, taken off once EC2 shows it shutting down.
     pub instance: Tracked,
     pub address: AddressKind,
@@ -158,6 +161,7 @@ impl Machine for Ec2Machine {
         serde_json::json!({
             "instance_id": self.instance_id,
             "instance_type": self.instance_type,
+            "image_id": self.image_id,
             "region": self.region,
             "availability_zone": info.availability_zone,
             "subnet": info.subnet,

@@ -360,7 +360,30 @@ pub fn policy_for(spec: &Ec2Spec, needs: &PolicyNeeds<'_>) -> Value {
     uses.reboot = needs.reboot;
     uses.windows_password = needs.windows_password;
     uses.promote(spec);
-    policy(&uses)
+    let mut document = policy(&uses);
+    if let (Some(statement), Some(Value::Array(statements))) =
+        (parameters_statement(spec, needs.cells), document.get_mut("Statement"))
+    {
+        statements.push(statement);
+    }
+    document
+}
+
+/// The statement letting the preflight read the SSM parameters the cells' images are named by
+/// (`image: ssm:/path`): GetParameter on each, in each region a cell of it runs in (`*` for the
+/// SDK's configured region), any account; none when no cell names one.
+fn parameters_statement(spec: &Ec2Spec, cells: &[crate::cell::Cell]) -> Option<Value> {
+    let mut arns = BTreeSet::new();
+    for cell in cells {
+        let value = cell.launch.get("image").cloned().unwrap_or(Value::Null);
+        if let Ok(crate::spec::ImageSource::Ssm(name)) = serde_json::from_value(value) {
+            let region = cell.text("region").or(spec.region.as_deref()).unwrap_or("*");
+            arns.insert(format!("arn:aws:ssm:{region}:*:parameter/{}", name.trim_start_matches('/')));
+        }
+    }
+    (!arns.is_empty()).then(
+        || json!({ "Sid": "ReadImageParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": arns }),
+    )
 }
 
 /// The least-privilege IAM policy document for `uses`: one statement per scope, in the table's order.

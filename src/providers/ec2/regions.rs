@@ -10,9 +10,10 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::api::{self, Api, ConnectError};
+use super::ssm::Ssm;
 use super::watcher::Watcher;
 use super::Ec2Provider;
-use super::{role, security_group};
+use super::{images, role, security_group};
 use crate::cell::Cell;
 use crate::provider::{lock, ProviderError};
 
@@ -25,6 +26,8 @@ pub(super) struct Regional {
     /// STS, with the same configuration (and so the same credentials, the assumed role's with
     /// `assume_role`) as `api`'s client: who the credentials belong to.
     pub sts: aws_sdk_sts::Client,
+    /// SSM, with the same configuration: the parameters images are named by (`ssm:/path`).
+    pub ssm: Ssm,
     /// The role every call here is made as (`provider.ec2.assume_role`), once its provider is set up.
     pub role: Option<role::Assumed>,
     /// The account the credentials belong to, once the credentials check has said.
@@ -32,6 +35,9 @@ pub(super) struct Regional {
     pub watcher: Arc<Watcher>,
     /// Each image's root device name, from the preflight: where a `root_volume` goes.
     pub root_devices: std::sync::Mutex<BTreeMap<String, String>>,
+    /// The image ids the preflight resolved parameters and lookups to here, by the cell's image
+    /// value ([`images::key`]).
+    pub images: std::sync::Mutex<BTreeMap<String, String>>,
     /// The run's ephemeral security groups here, one per VPC (`security_group: ephemeral`).
     pub groups: security_group::Groups,
     /// The run's key pair here, once imported: its name.
@@ -39,6 +45,13 @@ pub(super) struct Regional {
 }
 
 impl Regional {
+    /// The image id a cell launches here: its own, or what the preflight resolved its parameter or
+    /// lookup to (the value as written when it did not, which RunInstances refuses).
+    pub fn image_of(&self, cell: &Cell) -> String {
+        let key = images::key(cell);
+        lock(&self.images).get(&key).cloned().unwrap_or_else(|| cell.image().to_string())
+    }
+
     /// The root device name of `image` here, as the preflight found it.
     pub fn root_device(&self, image: &str) -> Option<String> {
         lock(&self.root_devices).get(image).cloned()
@@ -73,10 +86,12 @@ impl Ec2Provider {
                 Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
                     sts: aws_sdk_sts::Client::new(&config),
+                    ssm: Ssm::with_config(&config, &name, &self.spec.rate_limits),
                     role: assumed,
                     account: std::sync::OnceLock::new(),
                     watcher,
                     root_devices: Default::default(),
+                    images: Default::default(),
                     groups: Default::default(),
                     key: OnceCell::new(),
                 }))

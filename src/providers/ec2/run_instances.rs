@@ -114,7 +114,7 @@ impl Ec2Provider {
             .api
             .client
             .run_instances()
-            .image_id(cell.image())
+            .image_id(regional.image_of(cell))
             .min_count(1)
             .max_count(1)
             .key_name(key.name)
@@ -130,7 +130,7 @@ impl Ec2Provider {
             base,
             fields,
             own_groups: cell.texts("security_groups"),
-            root_device: regional.root_device(cell.image()),
+            root_device: regional.root_device(&regional.image_of(cell)),
             not_found: if key.new { api::KEY_PAIR_NOT_FOUND } else { &[] },
         })
     }

@@ -1,0 +1,51 @@
+//! The SSM client for a region, made like the EC2 client (`api.rs`): the same configuration chain
+//! (profile, region, `AWS_ENDPOINT_URL`, `provider.ec2.assume_role`), no SDK retries, a token bucket
+//! and api.rs's backoff for every call. GetParameter reads an image id a pipeline published.
+
+use aws_config::SdkConfig;
+
+use super::api::{self, Api, ApiError, ConnectError, Retry, TokenBucket};
+use super::{role, Ec2Spec, RateLimitsSpec};
+
+/// SSM in one region.
+pub struct Ssm {
+    pub client: aws_sdk_ssm::Client,
+    /// Every call takes a token: SSM's GetParameter allows about 40 a second per account and region,
+    /// more than EC2's describe rate this bucket is paced at.
+    pub bucket: TokenBucket,
+    pub region: String,
+}
+
+impl Ssm {
+    /// A client from a configuration made for EC2 ([`api::sdk_config`], and the role's credentials
+    /// once assumed): the same credentials and endpoint override.
+    pub fn with_config(config: &SdkConfig, region: &str, rates: &RateLimitsSpec) -> Ssm {
+        let paced = rates.paced(rates.describe);
+        Ssm { client: aws_sdk_ssm::Client::new(config), bucket: TokenBucket::new(paced), region: region.to_string() }
+    }
+
+    /// The client for `region` (`None`: the configured one), acting as `provider.ec2.assume_role`'s
+    /// role when the spec names one.
+    pub async fn connect(spec: &Ec2Spec, region: Option<&str>, spec_name: &str) -> Result<Ssm, ConnectError> {
+        let (mut config, name) = api::sdk_config(spec, region).await?;
+        if let Some(role) = &spec.assume_role {
+            (config, _) = role::assume(config, role, spec_name).await;
+        }
+        Ok(Ssm::with_config(&config, &name, &spec.rate_limits))
+    }
+
+    /// A parameter's value (`None`: no such parameter), through `api`'s retry loop (throttling and
+    /// server errors backed off), decrypted when it is a SecureString.
+    pub async fn get_parameter(&self, api: &Api, name: &str) -> Result<(Option<String>, u32), ApiError> {
+        let answer = api
+            .call_retrying(&self.bucket, "GetParameter", Retry::default(), || {
+                self.client.get_parameter().name(name).with_decryption(true).send()
+            })
+            .await;
+        match answer {
+            Ok((out, attempts)) => Ok((out.parameter().and_then(|p| p.value()).map(str::to_string), attempts)),
+            Err(e) if e.is("ParameterNotFound") => Ok((None, e.attempts)),
+            Err(e) => Err(e),
+        }
+    }
+}
