@@ -1,15 +1,14 @@
 //! `provider.ec2.on_pass`: once a run is over, each image all of whose cells passed is promoted in
 //! its own region: tagged (CreateTags on the AMI) and/or its id written to an SSM parameter
 //! (PutParameter). Which images, and why not the others, is `images.rs`; the placeholders of the
-//! values `template.rs`; the SSM client `ssm_put.rs`. Every call goes through the region's token
-//! buckets and backoff (`api.rs`), like the run's own.
+//! values `template.rs`; the parameter is written by the region's SSM client (`ssm.rs`). Every call
+//! goes through the region's token buckets and backoff (`api.rs`), like the run's own.
 //!
 //! What a promotion writes is meant to stay: it is not in the run's ledger, carries no `amiprobe:`
 //! tag, and neither the run's cleanup nor `amiprobe sweep` removes it. A refusal is the image's
 //! status (`Refused`) and, to the engine, an error of the run.
 
 mod images;
-mod ssm_put;
 pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +27,6 @@ impl Ec2Provider {
     /// Every image of the run with what became of it; `None` without `on_pass`.
     pub(super) async fn promote_images(&self, request: &PromotionRequest) -> Option<Vec<ImagePromotion>> {
         let on_pass = self.spec.on_pass.as_ref()?;
-        let mut ssm_clients: BTreeMap<String, aws_sdk_ssm::Client> = BTreeMap::new();
         let mut out = Vec::new();
         for image in images_of(&request.cells, self.spec.region.as_deref()) {
             let region = image.launched_in.clone().or(image.region.clone()).unwrap_or_else(|| "default".into());
@@ -49,7 +47,7 @@ impl Ec2Provider {
                 Decision::Promote if request.cancel.is_cancelled() => {
                     promotion.reason = Some("interrupted before its promotion".into());
                 }
-                Decision::Promote => self.promote_one(on_pass, &image, request, &mut promotion, &mut ssm_clients).await,
+                Decision::Promote => self.promote_one(on_pass, &image, request, &mut promotion).await,
             }
             out.push(promotion);
         }
@@ -63,7 +61,6 @@ impl Ec2Provider {
         image: &Image,
         request: &PromotionRequest,
         promotion: &mut ImagePromotion,
-        ssm_clients: &mut BTreeMap<String, aws_sdk_ssm::Client>,
     ) {
         let regional = match self.connect(image.region.as_deref()).await {
             Ok(regional) => regional,
@@ -95,17 +92,7 @@ impl Ec2Provider {
         }
         if let Some(name) = &on_pass.ssm_parameter {
             let name = render(name, &values);
-            let error = match ssm_clients.get(&api.region) {
-                Some(ssm) => ssm_put::put(api, ssm, &name, &image.id).await.err().map(|e| e.to_string()),
-                None => match ssm_put::client(&self.spec, &self.spec_name, &api.region).await {
-                    Ok(ssm) => {
-                        let done = ssm_put::put(api, &ssm, &name, &image.id).await;
-                        ssm_clients.insert(api.region.clone(), ssm);
-                        done.err().map(|e| e.to_string())
-                    }
-                    Err(e) => Some(e.to_string()),
-                },
-            };
+            let error = regional.ssm.put_image(api, &name, &image.id).await.err().map(|e| e.to_string());
             promotion.actions.push(PromotionAction { kind: ActionKind::Parameter, target: name, error });
         }
         let failed: Vec<String> = promotion.actions.iter().filter_map(|a| a.error.clone()).collect();

@@ -1,11 +1,16 @@
 //! The SSM client for a region, made like the EC2 client (`api.rs`): the same configuration chain
 //! (profile, region, `AWS_ENDPOINT_URL`, `provider.ec2.assume_role`), no SDK retries, a token bucket
-//! and api.rs's backoff for every call. GetParameter reads an image id a pipeline published.
+//! and api.rs's backoff for every call. GetParameter reads an image id a pipeline published;
+//! PutParameter publishes the id of an image that passed (`provider.ec2.on_pass`).
 
 use aws_config::SdkConfig;
+use aws_sdk_ssm::types::ParameterType;
 
 use super::api::{self, Api, ApiError, ConnectError, Retry, TokenBucket};
 use super::{role, Ec2Spec, RateLimitsSpec};
+
+/// SSM checks that a parameter of this data type holds an AMI id that exists in its region.
+const IMAGE_DATA_TYPE: &str = "aws:ec2:image";
 
 /// SSM in one region.
 pub struct Ssm {
@@ -47,5 +52,20 @@ impl Ssm {
             Err(e) if e.is("ParameterNotFound") => Ok((None, e.attempts)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sets the String parameter `name` to `image` (overwriting its value: the parameter says which
+    /// image passed last), through `api`'s bucket for mutating calls. Not in any ledger: it is
+    /// meant to stay.
+    pub async fn put_image(&self, api: &Api, name: &str, image: &str) -> Result<(), ApiError> {
+        let request = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(image)
+            .r#type(ParameterType::String)
+            .data_type(IMAGE_DATA_TYPE)
+            .overwrite(true);
+        api.call(&api.buckets.mutating, "PutParameter", || request.clone().send()).await.map(drop)
     }
 }

@@ -29,33 +29,49 @@ pub enum Decision {
     Withheld(String),
 }
 
-/// The run's images: its cells grouped by the AMI they launch, an image id being the cell's `image`
-/// and its region the cell's `region` (else `default_region`, `provider.ec2.region`), in the order
-/// their first cells come. The same AMI id in two regions is two images (each region has its own
-/// copy, with its own tags and parameter).
+/// The run's images: its cells grouped by the image their spec names (an id, a parameter, a
+/// lookup, a manifest's build) and their region (the cell's `region`, else `default_region`,
+/// `provider.ec2.region`), in the order their first cells come; the id is the AMI the cells
+/// launched (their machine's `image_id`), else the one the spec names. A parameter and a lookup
+/// resolve to one AMI a region in a run, so a group is one image. The same AMI id in two regions is
+/// two images (each region has its own copy, with its own tags and parameter).
 pub fn images_of(cells: &[CellVerdict], default_region: Option<&str>) -> Vec<Image> {
-    let mut images: Vec<Image> = Vec::new();
+    let mut images: Vec<(String, Image)> = Vec::new();
     for cell in cells {
-        let Some(id) = cell.values.get("image").and_then(|v| v.as_str()) else { continue };
+        let Some(named) = cell.values.get("image") else { continue };
+        let source = named.as_str().map_or_else(|| named.to_string(), str::to_string);
         let region = cell.values.get("region").and_then(|v| v.as_str()).or(default_region).map(str::to_string);
-        let at = match images.iter().position(|i| i.id == id && i.region == region) {
+        let at = match images.iter().position(|(s, i)| *s == source && i.region == region) {
             Some(at) => at,
             None => {
-                let image = Image { id: id.to_string(), region, launched_in: None, cells: vec![], not_passed: vec![] };
-                images.push(image);
+                let id = named_id(named).unwrap_or_else(|| source.clone());
+                let image = Image { id, region, launched_in: None, cells: vec![], not_passed: vec![] };
+                images.push((source, image));
                 images.len() - 1
             }
         };
-        let launched_in = cell.machine.get("region").and_then(|r| r.as_str());
-        if images[at].launched_in.is_none() {
-            images[at].launched_in = launched_in.map(str::to_string);
+        let image = &mut images[at].1;
+        if let Some(launched) = cell.machine.get("image_id").and_then(|v| v.as_str()) {
+            image.id = launched.to_string();
         }
-        images[at].cells.push(cell.id.clone());
+        let launched_in = cell.machine.get("region").and_then(|r| r.as_str());
+        if image.launched_in.is_none() {
+            image.launched_in = launched_in.map(str::to_string);
+        }
+        image.cells.push(cell.id.clone());
         if !cell.passed {
-            images[at].not_passed.push(cell.id.clone());
+            image.not_passed.push(cell.id.clone());
         }
     }
-    images
+    images.into_iter().map(|(_, image)| image).collect()
+}
+
+/// The AMI id a cell's `image` value names by itself: an id (`REGION:` before it or not), or a
+/// manifest's image; `None` for a parameter or a lookup, known once launched.
+fn named_id(named: &serde_json::Value) -> Option<String> {
+    let text = named.as_str().or_else(|| named.get("image").and_then(|v| v.as_str()))?;
+    let id = text.rsplit(':').next().unwrap_or(text);
+    id.starts_with("ami-").then(|| id.to_string())
 }
 
 /// Whether an image is promoted: only when every one of its cells passed and the run may promote.
@@ -123,6 +139,23 @@ mod tests {
         let images = images_of(&[cell("b1", "ami-b", None, true)], None);
         assert_eq!(decide(&images[0], None), Decision::Promote);
         assert_eq!(decide(&images[0], Some("a shard")), Decision::Withheld("a shard".into()));
+    }
+
+    /// A parameter (or a lookup) is one image a region: its cells go together, the id being what
+    /// they launched; a cell of it that never launched still counts against it.
+    #[test]
+    fn cells_of_a_parameter_group_by_it_and_take_the_id_they_launched() {
+        let mut launched = cell("p1", "ssm:/images/web", None, true);
+        launched.machine = json!({"image_id": "ami-0123", "region": "eu-west-1"});
+        let never = cell("p2", "ssm:/images/web", None, false);
+        let tied = cell("m1", "eu-west-1:ami-0aaa", Some("eu-west-1"), true);
+        let images = images_of(&[launched, never, tied], Some("eu-west-1"));
+        assert_eq!(images.len(), 2, "{images:#?}");
+        assert_eq!((images[0].id.as_str(), images[0].cells.len(), images[0].not_passed.len()), ("ami-0123", 2, 1));
+        assert_eq!(images[1].id, "ami-0aaa");
+        let manifest = json!({"packer": "m.json", "build": "web", "region": "eu-west-1", "image": "ami-0bbb"});
+        assert_eq!(named_id(&manifest).as_deref(), Some("ami-0bbb"));
+        assert_eq!(named_id(&json!({"lookup": {"name": "web-*"}})), None);
     }
 
     #[test]
