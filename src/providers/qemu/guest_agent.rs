@@ -139,17 +139,20 @@ impl Conn<'_> {
                 }
                 _ => {}
             }
-            let mut chunk = [0u8; 8192];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| AgentError::Failed(format!("guest agent channel: {e}")))?;
-            if n == 0 {
-                return Err(AgentError::Failed("the guest agent's socket closed".into()));
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
+            self.fill().await?;
         }
+    }
+
+    /// Reads what the agent sent next into the buffer.
+    async fn fill(&mut self) -> Result<(), AgentError> {
+        let mut chunk = [0u8; 8192];
+        let n =
+            self.stream.read(&mut chunk).await.map_err(|e| AgentError::Failed(format!("guest agent channel: {e}")))?;
+        if n == 0 {
+            return Err(AgentError::Failed("the guest agent's socket closed".into()));
+        }
+        self.buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     /// `guest-sync-delimited`: everything before the agent's 0xFF is stale and dropped.
@@ -177,16 +180,7 @@ impl Conn<'_> {
                 self.buffer.drain(..=at);
                 return self.answer().await;
             }
-            let mut chunk = [0u8; 4096];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| AgentError::Failed(format!("guest agent channel: {e}")))?;
-            if n == 0 {
-                return Err(AgentError::Failed("the guest agent's socket closed".into()));
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
+            self.fill().await?;
         }
     }
 
