@@ -78,6 +78,7 @@ impl Plan {
             Schedule::resolve(&spec.capture.screenshots, &root.key("capture").key("screenshots"), &mut problems);
         let os = spec.os.unwrap_or_default();
         let probes = compile_probes(loaded, os, &mut problems);
+        check_agent_probes(&spec.probes, provider.as_ref(), &mut problems);
         let platform = provider.as_ref().map_or_else(PlatformRules::default, |p| p.console_rules(os));
         let console = ConsoleRules::compile(&spec.console, &platform, &root.key("console"), &mut problems);
         check_run_settings(spec, &mut problems);
@@ -201,6 +202,25 @@ fn image_places(loaded: &LoadedSpec) -> BTreeMap<String, String> {
         Err(_) => None,
     };
     written.into_iter().filter_map(|(at, v)| Some((key(v)?, loaded.place(&at)))).collect()
+}
+
+/// `agent:` probes need a provider whose machines have an agent: refused before anything launches
+/// rather than failed on every cell (which would blame the image).
+fn check_agent_probes(
+    probes: &[crate::spec::ProbeSpec],
+    provider: Option<&Arc<dyn ProviderSettings>>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(provider) = provider.filter(|p| p.agent().is_none()) else { return };
+    for (i, _) in probes.iter().enumerate().filter(|(_, p)| p.agent.is_some()) {
+        problems.push(
+            Problem::at_key(
+                FieldPath::root().key("probes").index(i).key("agent"),
+                format!("the {} provider has no agent to run `agent:` probes' commands", provider.name()),
+            )
+            .help("run the command over `ssh:` instead"),
+        );
+    }
 }
 
 /// Each probe compiled, with its name unique.

@@ -109,16 +109,15 @@ fn only_the_image_all_of_whose_cells_passed_is_tagged_and_written() {
     assert_eq!(promoted["region"], "eu-west-1");
     assert_eq!(promoted["cells"].as_array().unwrap().len(), 2);
     let kinds: Vec<&Value> = promoted["actions"].as_array().unwrap().iter().map(|a| &a["kind"]).collect();
-    assert_eq!(kinds, [&json!("tags"), &json!("ssm_parameter")], "{promoted}");
+    assert_eq!(kinds, [&json!("ssm_parameter"), &json!("tags")], "{promoted}");
     let left = promotion_of(&r, &other);
     assert_eq!(left["status"], "not_passed", "{left}");
     assert!(left["reason"].as_str().unwrap().contains(&format!("{other}_t3.small")), "{left}");
     assert!(left.get("actions").is_none(), "nothing written for {other}: {left}");
     // Said on the terminal, after the summary line.
     let said = stdout(&output);
-    let line = format!("promoted {AMI} in eu-west-1: tags tested-at=");
+    let line = format!("promoted {AMI} in eu-west-1: SSM parameter /images/moto-test/{AMI}; tags tested-at=");
     assert!(said.contains(&line) && said.contains(", tested-by=amiprobe, tested-run="), "{said}");
-    assert!(said.contains(&format!("; SSM parameter /images/moto-test/{AMI}\n")), "{said}");
     assert!(said.contains(&format!("not promoted {other} in eu-west-1: 1 of its 2 cells did not pass")), "{said}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Promotion") && html.contains(&format!("/images/moto-test/{AMI}")), "report.html");
@@ -194,8 +193,9 @@ fn a_shard_promotes_nothing_and_merged_complete_shards_do() {
     let (output, r) = merge(&shards, &dir.path().join("merged-plain"), false);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(r["promotions"]["withheld"], "not_asked", "{r}");
+    // Asked to promote and withheld: the merge did not do what was asked, exit 1.
     let (output, r) = merge(&shards[..1], &dir.path().join("merged-half"), true);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(r["promotions"]["withheld"], "incomplete", "{r}");
     assert_untouched(&moto, AMI);
     // Both shards, with --promote: the whole run passed, so its image is promoted.
@@ -247,13 +247,14 @@ fn a_refused_write_is_an_error_of_the_run_even_when_every_cell_passed() {
     assert_eq!(r["status"], "failed");
     let refused = promotion_of(&r, AMI);
     assert_eq!(refused["status"], "refused", "{refused}");
-    let error = refused["actions"][1]["error"].as_str().unwrap_or_default();
+    let error = refused["actions"][0]["error"].as_str().unwrap_or_default();
     assert!(error.starts_with("PutParameter failed: AccessDeniedException"), "{refused}");
     let warning =
         r["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).find(|w| w.starts_with("promotion refused"));
     assert!(warning.is_some_and(|w| w.contains(AMI) && w.contains("PutParameter")), "{r}");
-    // The tags went first, and stay; the parameter was never written.
-    assert_eq!(tag(&tags_of(&moto, AMI), "tested-by"), Some("amiprobe"));
+    // The parameter goes first: refused, it was never written, and no tag says the image passed.
+    assert_eq!(refused["actions"].as_array().map(Vec::len), Some(1), "{refused}");
+    assert_eq!(tag(&tags_of(&moto, AMI), "tested-by"), None);
     assert_eq!(parameter(&moto, &format!("/images/moto-test/{AMI}")), None);
     assert_nothing_left(&moto, &r);
 }

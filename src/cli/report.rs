@@ -83,7 +83,13 @@ fn merge_dirs(
     report::write_and_list(&merged, out, &formats, options.templates.as_deref())
         .map_err(|e| ReportError::WriteMerged(e.into()))?;
     write_summary(&merged, out, options);
-    Ok(outcome_of(&merged))
+    // Asked to promote and withheld (a shard missing or interrupted): not done, whatever the cells
+    // did, so that a pipeline's promote step does not read it as done.
+    let withheld = promote.is_some() && merged.promotions.as_ref().is_some_and(|p| p.withheld.is_some());
+    Ok(match outcome_of(&merged) {
+        Outcome::Passed if withheld => Outcome::Failed,
+        outcome => outcome,
+    })
 }
 
 /// `report DIR`: the reports of a results directory written again from its results.json.

@@ -60,6 +60,12 @@ pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
     /// The launch fields this provider understands.
     fn fields(&self) -> &'static [Field];
 
+    /// The agent inside its machines that runs `agent:` probes' commands, by name (`None`: the
+    /// provider has none, and such probes are refused by `validate`).
+    fn agent(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Checks of one launch field value that need the provider's section (a size it names), placed
     /// at `at`, where the value was written; run after the field's own check passed.
     fn check_value(&self, name: &str, value: &serde_json::Value, at: &FieldPath) -> Vec<Problem> {

@@ -161,8 +161,9 @@ impl Ec2Provider {
                     asked.push((need, self.run_instances(api, cell, regional.image_of(cell), root_device(cell))));
                 }
             } else if need.when == When::PromoteTags {
-                // On a real image of the region's: its tags would be the promotion's.
-                asked.extend(cells.first().map(|cell| (need, self.tag_image(api, cell.image()))));
+                // On a real image of the region's (as resolved: a parameter or a lookup names none by
+                // itself): its tags would be the promotion's.
+                asked.extend(cells.first().map(|cell| (need, self.tag_image(api, &regional.image_of(cell)))));
             } else {
                 asked.push((need, self.other_call(api, need.call)));
             }

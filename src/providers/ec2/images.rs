@@ -13,4 +13,4 @@ mod resolve;
 pub mod ssm_param;
 
 pub use expand::{expand, label, ManifestImage};
-pub use resolve::{in_region, key, Resolved};
+pub use resolve::{in_region, key, Resolved, Unresolved};

@@ -54,7 +54,7 @@ impl Ec2Provider {
         Some(out)
     }
 
-    /// The actions of `on_pass` for one image, in its region: its tags, then its parameter.
+    /// The actions of `on_pass` for one image, in its region: its parameter, then its tags.
     async fn promote_one(
         &self,
         on_pass: &OnPassSpec,
@@ -78,7 +78,16 @@ impl Ec2Provider {
             image: &image.id,
             region: &api.region,
         };
-        if !on_pass.tags.is_empty() {
+        // The parameter first (SSM has no DryRun: its refusal is only known now); the tags, checked
+        // by the preflight's DryRun, only once it is written, so that a refused promotion leaves no
+        // tag saying the image passed.
+        if let Some(name) = &on_pass.ssm_parameter {
+            let name = render(name, &values);
+            let error = regional.ssm.put_image(api, &name, &image.id).await.err().map(|e| e.to_string());
+            promotion.actions.push(PromotionAction { kind: ActionKind::Parameter, target: name, error });
+        }
+        let parameter_refused = promotion.actions.iter().any(|a| a.error.is_some());
+        if !on_pass.tags.is_empty() && !parameter_refused {
             let tags: Vec<(String, String)> =
                 on_pass.tags.iter().map(|(k, v)| (k.clone(), bounded(&render(v, &values)))).collect();
             let target = tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
@@ -89,11 +98,6 @@ impl Ec2Provider {
             let done = api.call(&api.buckets.mutating, "CreateTags", || request.clone().send()).await;
             let error = done.err().map(|e| e.to_string());
             promotion.actions.push(PromotionAction { kind: ActionKind::Tags, target, error });
-        }
-        if let Some(name) = &on_pass.ssm_parameter {
-            let name = render(name, &values);
-            let error = regional.ssm.put_image(api, &name, &image.id).await.err().map(|e| e.to_string());
-            promotion.actions.push(PromotionAction { kind: ActionKind::Parameter, target: name, error });
         }
         let failed: Vec<String> = promotion.actions.iter().filter_map(|a| a.error.clone()).collect();
         (promotion.status, promotion.reason) = match failed.is_empty() {

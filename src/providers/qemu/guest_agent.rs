@@ -66,9 +66,8 @@ impl Agent for GuestAgent {
     }
 
     async fn run(&self, command: &AgentCommand, limit: Duration) -> Result<AgentOutput, AgentError> {
-        let deadline = Instant::now() + limit;
         let mut held = self.stream.lock().await;
-        let outcome = match timeout(limit, self.exchange(&mut held, command, deadline)).await {
+        let outcome = match timeout(limit, self.exchange(&mut held, command, limit)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(AgentError::Timeout(limit)),
         };
@@ -85,8 +84,9 @@ impl GuestAgent {
         &self,
         held: &mut Option<UnixStream>,
         command: &AgentCommand,
-        deadline: Instant,
+        limit: Duration,
     ) -> Result<AgentOutput, AgentError> {
+        let deadline = Instant::now() + limit;
         if held.is_none() {
             let stream = UnixStream::connect(&self.socket)
                 .await
@@ -103,7 +103,7 @@ impl GuestAgent {
                 return Ok(output);
             }
             if Instant::now() >= deadline {
-                return Err(AgentError::Timeout(Duration::ZERO));
+                return Err(AgentError::Timeout(limit));
             }
             sleep(STATUS_EVERY).await;
         }

@@ -47,6 +47,10 @@ impl ProviderKind for QemuKind {
 /// User data goes into the NoCloud seed; a named key pair is EC2's and has no meaning here, so it is
 /// simply not in the seed: nothing of the generic launch settings is refused.
 impl ProviderSettings for QemuPlan {
+    fn agent(&self) -> Option<&'static str> {
+        Some("the QEMU guest agent")
+    }
+
     fn name(&self) -> &'static str {
         "qemu"
     }

@@ -53,7 +53,10 @@ pub struct LookupSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageLookup {
-    /// Account ids, `self`, `amazon` or `aws-marketplace`.
+    /// Account ids, `self`, `amazon` or `aws-marketplace`; at least one (without an owner
+    /// DescribeImages searches every public image, anyone's).
+    #[serde(deserialize_with = "some_owners")]
+    #[schemars(length(min = 1))]
     pub owners: Vec<String>,
     /// The image name, `*` and `?` as wildcards (`web-*`).
     pub name: String,
@@ -72,6 +75,16 @@ fn yes() -> bool {
     true
 }
 
+fn some_owners<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let owners = Vec::<String>::deserialize(deserializer)?;
+    if owners.is_empty() || owners.iter().any(|o| o.trim().is_empty()) {
+        return Err(de::Error::custom(
+            "a lookup needs its owners (`self`, an account id, `amazon`): without one it would find anyone's public image",
+        ));
+    }
+    Ok(owners)
+}
+
 impl ImageSource {
     /// How a cell's id names the image: the id, the parameter, the lookup's name (so that a cell
     /// keeps its name from one bake to the next).
@@ -80,9 +93,15 @@ impl ImageSource {
             ImageSource::Id(id) | ImageSource::InRegion { id, .. } => id.clone(),
             ImageSource::Ssm(name) => name.trim_start_matches('/').replace('/', "-"),
             ImageSource::Packer(p) => p.build.clone().unwrap_or_else(|| p.packer.clone()),
+            // Its architecture too: an x86 and an arm lookup of one name are two images.
             ImageSource::Lookup(l) => {
                 let name: String = l.name.chars().filter(|c| !matches!(c, '*' | '?')).collect();
-                name.trim_matches(|c| matches!(c, '-' | '.' | '_')).to_string()
+                let name = name.trim_matches(|c| matches!(c, '-' | '.' | '_'));
+                let name = if name.is_empty() { "lookup" } else { name };
+                match &l.architecture {
+                    Some(arch) => format!("{name}-{arch}"),
+                    None => name.to_string(),
+                }
             }
         }
     }
@@ -182,6 +201,17 @@ mod tests {
 
     fn read(yaml: &str) -> Result<ImageSource, String> {
         serde_yaml::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    /// A lookup without an owner would search anyone's public images; one per architecture names
+    /// a cell of its own.
+    #[test]
+    fn a_lookup_needs_an_owner_and_its_architecture_is_in_its_label() {
+        let why = read("{lookup: {owners: [], name: web-*}}").unwrap_err();
+        assert!(why.contains("a lookup needs its owners"), "{why}");
+        let arm = read("{lookup: {owners: [self], name: web-*, architecture: arm64}}").unwrap();
+        assert_eq!(arm.label(), "web-arm64");
+        assert_eq!(read("{lookup: {owners: [self], name: '*'}}").unwrap().label(), "lookup");
     }
 
     #[test]

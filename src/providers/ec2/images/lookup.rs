@@ -4,12 +4,12 @@
 
 use aws_sdk_ec2::types::Filter;
 
+use super::Unresolved;
 use crate::providers::ec2::api::{Api, ApiError, Retry};
 use crate::spec::ImageLookup;
 
-/// What a lookup found: an image id, or why not (a lowercase fragment); and the calls made (every
-/// page counted).
-pub async fn resolve(api: &Api, lookup: &ImageLookup) -> Result<(Result<String, String>, usize), ApiError> {
+/// What a lookup found: an image id, or why not; and the calls made (every page counted).
+pub async fn resolve(api: &Api, lookup: &ImageLookup) -> Result<(Result<String, Unresolved>, usize), ApiError> {
     let mut filters = vec![
         Filter::builder().name("name").values(&lookup.name).build(),
         Filter::builder().name("state").values("available").build(),
@@ -41,11 +41,11 @@ pub async fn resolve(api: &Api, lookup: &ImageLookup) -> Result<(Result<String, 
     }
     // ISO 8601 dates in one format sort as text.
     found.sort();
-    let what = format!("no image named `{}` owned by {} in {}", lookup.name, lookup.owners.join(", "), api.region);
-    let chosen = match (found.len(), lookup.most_recent) {
-        (0, _) => Err(what.replacen("no image", "no available image", 1)),
-        (1, _) | (_, true) => Ok(found.pop().map(|(_, id)| id).unwrap_or_default()),
-        (n, false) => Err(format!("{n} images match `{}` in {} and most_recent is false", lookup.name, api.region)),
+    let (name, region) = (lookup.name.clone(), api.region.clone());
+    let chosen = match (found.pop(), found.len(), lookup.most_recent) {
+        (None, _, _) => Err(Unresolved::NoMatch { name, owners: lookup.owners.join(", "), region }),
+        (Some((_, id)), 0, _) | (Some((_, id)), _, true) => Ok(id),
+        (Some(_), others, false) => Err(Unresolved::Ambiguous { count: others + 1, name, region }),
     };
     Ok((chosen, calls))
 }

@@ -12,11 +12,26 @@ use crate::providers::ec2::api::{Api, ApiError};
 use crate::providers::ec2::ssm::Ssm;
 use crate::spec::ImageSource;
 
+/// Why a parameter or a lookup gave no image, as a lowercase fragment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    #[error("SSM parameter {name} does not exist in {region}")]
+    NoParameter { name: String, region: String },
+    #[error("SSM parameter {name} is empty in {region}")]
+    EmptyParameter { name: String, region: String },
+    #[error("SSM parameter {name} holds `{value}` in {region}, which is not an image id")]
+    NotAnImage { name: String, value: String, region: String },
+    #[error("no available image named `{name}` owned by {owners} in {region}")]
+    NoMatch { name: String, owners: String, region: String },
+    #[error("{count} images match `{name}` in {region} and most_recent is false")]
+    Ambiguous { count: usize, name: String, region: String },
+}
+
 /// What a region's parameters and lookups resolved to, by the image value as the cell holds it
 /// ([`key`]): an image id, or why not.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
-    pub images: BTreeMap<String, Result<String, String>>,
+    pub images: BTreeMap<String, Result<String, Unresolved>>,
     /// Calls made, every page and retry counted.
     pub calls: usize,
 }

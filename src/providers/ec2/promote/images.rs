@@ -1,5 +1,8 @@
-//! Which images a run promotes: its cells grouped by the AMI they launch (its id and region), and
-//! the decision for each. The one place that reads a cell's image and region for a promotion.
+//! Which images a run promotes: its cells grouped by the image their spec names and their region,
+//! then by the AMI they launched, and the decision for each. The one place that reads a cell's
+//! image and region for a promotion.
+
+use std::collections::BTreeSet;
 
 use crate::provider::promotion::CellVerdict;
 
@@ -17,6 +20,9 @@ pub struct Image {
     pub cells: Vec<String>,
     /// Those of its cells that did not pass.
     pub not_passed: Vec<String>,
+    /// The AMI ids its cells launched: more than one (a parameter that moved between shards, a
+    /// lookup that found a newer image) and no verdict is about one image.
+    pub launched: BTreeSet<String>,
 }
 
 /// What to do with an image.
@@ -32,8 +38,9 @@ pub enum Decision {
 /// The run's images: its cells grouped by the image their spec names (an id, a parameter, a
 /// lookup, a manifest's build) and their region (the cell's `region`, else `default_region`,
 /// `provider.ec2.region`), in the order their first cells come; the id is the AMI the cells
-/// launched (their machine's `image_id`), else the one the spec names. A parameter and a lookup
-/// resolve to one AMI a region in a run, so a group is one image. The same AMI id in two regions is
+/// launched (their machine's `image_id`), else the one the spec names. Groups that launched the same
+/// AMI become one; a group whose cells launched several AMIs (shards merged from two nights) is not
+/// promoted ([`decide`]). The same AMI id in two regions is
 /// two images (each region has its own copy, with its own tags and parameter).
 pub fn images_of(cells: &[CellVerdict], default_region: Option<&str>) -> Vec<Image> {
     let mut images: Vec<(String, Image)> = Vec::new();
@@ -45,7 +52,14 @@ pub fn images_of(cells: &[CellVerdict], default_region: Option<&str>) -> Vec<Ima
             Some(at) => at,
             None => {
                 let id = named_id(named).unwrap_or_else(|| source.clone());
-                let image = Image { id, region, launched_in: None, cells: vec![], not_passed: vec![] };
+                let image = Image {
+                    id,
+                    region,
+                    launched_in: None,
+                    cells: vec![],
+                    not_passed: vec![],
+                    launched: BTreeSet::new(),
+                };
                 images.push((source, image));
                 images.len() - 1
             }
@@ -53,6 +67,7 @@ pub fn images_of(cells: &[CellVerdict], default_region: Option<&str>) -> Vec<Ima
         let image = &mut images[at].1;
         if let Some(launched) = cell.machine.get("image_id").and_then(|v| v.as_str()) {
             image.id = launched.to_string();
+            image.launched.insert(launched.to_string());
         }
         let launched_in = cell.machine.get("region").and_then(|r| r.as_str());
         if image.launched_in.is_none() {
@@ -63,7 +78,27 @@ pub fn images_of(cells: &[CellVerdict], default_region: Option<&str>) -> Vec<Ima
             image.not_passed.push(cell.id.clone());
         }
     }
-    images.into_iter().map(|(_, image)| image).collect()
+    merge_same_ami(images.into_iter().map(|(_, image)| image).collect())
+}
+
+/// One AMI reached two ways (a parameter and a lookup, an id with and without its region) is one
+/// image: its cells go together, so that a failure through one way holds back the other.
+fn merge_same_ami(images: Vec<Image>) -> Vec<Image> {
+    let mut merged: Vec<Image> = Vec::new();
+    for image in images {
+        match merged.iter_mut().find(|m| {
+            m.id == image.id
+                && m.launched_in.as_ref().or(m.region.as_ref()) == image.launched_in.as_ref().or(image.region.as_ref())
+        }) {
+            Some(same) => {
+                same.cells.extend(image.cells);
+                same.not_passed.extend(image.not_passed);
+                same.launched.extend(image.launched);
+            }
+            None => merged.push(image),
+        }
+    }
+    merged
 }
 
 /// The AMI id a cell's `image` value names by itself: an id (`REGION:` before it or not), or a
@@ -76,6 +111,10 @@ fn named_id(named: &serde_json::Value) -> Option<String> {
 
 /// Whether an image is promoted: only when every one of its cells passed and the run may promote.
 pub fn decide(image: &Image, withheld: Option<&str>) -> Decision {
+    if image.launched.len() > 1 {
+        let ids: Vec<&str> = image.launched.iter().map(String::as_str).collect();
+        return Decision::NotPassed(format!("its cells launched different AMIs: {}", ids.join(", ")));
+    }
     match (image.not_passed.as_slice(), withheld) {
         ([], None) => Decision::Promote,
         ([], Some(why)) => Decision::Withheld(why.to_string()),
@@ -149,13 +188,24 @@ mod tests {
         launched.machine = json!({"image_id": "ami-0123", "region": "eu-west-1"});
         let never = cell("p2", "ssm:/images/web", None, false);
         let tied = cell("m1", "eu-west-1:ami-0aaa", Some("eu-west-1"), true);
-        let images = images_of(&[launched, never, tied], Some("eu-west-1"));
+        let images = images_of(&[launched.clone(), never, tied], Some("eu-west-1"));
         assert_eq!(images.len(), 2, "{images:#?}");
         assert_eq!((images[0].id.as_str(), images[0].cells.len(), images[0].not_passed.len()), ("ami-0123", 2, 1));
         assert_eq!(images[1].id, "ami-0aaa");
         let manifest = json!({"packer": "m.json", "build": "web", "region": "eu-west-1", "image": "ami-0bbb"});
         assert_eq!(named_id(&manifest).as_deref(), Some("ami-0bbb"));
         assert_eq!(named_id(&json!({"lookup": {"name": "web-*"}})), None);
+        // Tonight's shard and last night's, merged: two AMIs under one parameter are no verdict.
+        let mut other_night = launched.clone();
+        (other_night.id, other_night.machine) = ("p3".into(), json!({"image_id": "ami-0999", "region": "eu-west-1"}));
+        let images = images_of(&[launched.clone(), other_night], Some("eu-west-1"));
+        assert!(matches!(decide(&images[0], None), Decision::NotPassed(why) if why.contains("ami-0123, ami-0999")));
+        // One AMI reached by a parameter and by its id: one image, held back by either's failure.
+        let mut by_id = cell("i1", "ami-0123", None, false);
+        by_id.machine = json!({"image_id": "ami-0123", "region": "eu-west-1"});
+        let images = images_of(&[launched, by_id], Some("eu-west-1"));
+        assert_eq!(images.len(), 1, "{images:#?}");
+        assert!(matches!(decide(&images[0], None), Decision::NotPassed(_)));
     }
 
     #[test]
