@@ -416,3 +416,19 @@ fn an_include_entry_takes_a_manifests_images_with_their_regions() {
     );
     assert_eq!(found[2].1, "ami-0armus");
 }
+
+/// A manifest's several images in an entry that would join the axes' cells: each would overwrite
+/// the last in every cell it fits, so the entry is refused at its place.
+#[test]
+fn an_include_entry_with_several_images_that_would_join_the_axes_is_refused() {
+    let matrix = format!(
+        "  instance_type: [t3.micro, t3.small]\n  include:\n    - {{ image: {{ packer: {MANIFEST}, build: web-arm }} }}"
+    );
+    let run = plan_with_manifest(&matrix, &fixture_manifest()).code(2);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("matrix.include[0]: include entry stands for 3 images, which can't join the axes' cells"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> spec.yaml:"), "{stderr}");
+}

@@ -25,19 +25,11 @@ pub fn withheld(results: &RunResults, interrupted: bool, rerun: bool) -> Option<
     }
 }
 
-/// Why nothing is promoted, as a fragment for each image that passed.
+/// Why nothing is promoted, as a fragment for each image that passed (a shard says which).
 fn withheld_text(withheld: Withheld, results: &RunResults) -> String {
-    match withheld {
-        Withheld::Interrupted => "the run was interrupted".into(),
-        Withheld::Shard => format!(
-            "shard {} of a run: `amiprobe report merge --promote SPEC` promotes once every shard is merged",
-            results.shard.as_deref().unwrap_or("?")
-        ),
-        Withheld::Rerun => "a rerun of some cells (--rerun-failed): the image's other cells are not in it".into(),
-        Withheld::NotAsked => "merged without --promote".into(),
-        Withheld::Incomplete => {
-            "the merged shards are not the whole run: cells of the spec are missing or did not end".into()
-        }
+    match (withheld, results.shard.as_deref()) {
+        (Withheld::Shard, Some(shard)) => format!("shard {shard}: {}", withheld.why()),
+        _ => withheld.why().to_string(),
     }
 }
 

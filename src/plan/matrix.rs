@@ -280,6 +280,20 @@ fn include(matrix: &MatrixSpec, fields: &Fields, combos: &mut Vec<Combo>, proble
         let Some(entries) = fields::entry_values(entry, fields, &at, problems) else {
             continue;
         };
+        // Several images from one entry (a manifest) joining the axes' cells would each overwrite
+        // the last in every cell they fit: only as cells of their own.
+        let joins =
+            |wanted: &Combo| combos.iter().any(|c| c.from_include.is_none() && fits(&c.original, &wanted.original));
+        if entries.len() > 1 && entries.iter().any(joins) {
+            problems.push(
+                Problem::at(
+                    at,
+                    format!("include entry stands for {} images, which can't join the axes' cells", entries.len()),
+                )
+                .help("give the images as the `image` axis instead"),
+            );
+            continue;
+        }
         for wanted in entries {
             let mut joined = false;
             for combo in combos.iter_mut().filter(|c| c.from_include.is_none()) {

@@ -27,7 +27,7 @@ pub fn lines(promotions: &Promotions) -> Vec<Line> {
             region: "every region".into(),
             label: "withheld",
             class: "skip",
-            detail: withheld_text(why).into(),
+            detail: Withheld::why(why).into(),
         }],
         _ => promotions.images.iter().map(line).collect(),
     }
@@ -65,15 +65,4 @@ fn line(image: &ImagePromotion) -> Line {
 /// A line as plain text: `promoted ami-0aaa in eu-west-1: tags tested-by=amiprobe`.
 pub fn text(line: &Line) -> String {
     format!("{} {} in {}: {}", line.label, line.image, line.region, line.detail)
-}
-
-/// Why a whole run promoted nothing, as a fragment.
-fn withheld_text(why: Withheld) -> &'static str {
-    match why {
-        Withheld::Interrupted => "the run was interrupted",
-        Withheld::Shard => "a shard: `amiprobe report merge --promote SPEC` promotes the merged run",
-        Withheld::Rerun => "a rerun of some cells",
-        Withheld::NotAsked => "merged without --promote",
-        Withheld::Incomplete => "the merged shards are not the whole run",
-    }
 }

@@ -78,6 +78,21 @@ pub enum Withheld {
     Incomplete,
 }
 
+impl Withheld {
+    /// Why, as a fragment for the report, the summary and the images' reasons.
+    pub fn why(self) -> &'static str {
+        match self {
+            Withheld::Interrupted => "the run was interrupted",
+            Withheld::Shard => "a shard of a run: `amiprobe report merge --promote SPEC` promotes the merged run",
+            Withheld::Rerun => "a rerun of some cells (--rerun-failed): the image's other cells are not in it",
+            Withheld::NotAsked => "merged without --promote",
+            Withheld::Incomplete => {
+                "the merged shards are not the whole run: cells of the spec are missing or did not end"
+            }
+        }
+    }
+}
+
 /// One image of the run and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImagePromotion {

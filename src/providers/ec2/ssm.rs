@@ -6,8 +6,8 @@
 use aws_config::SdkConfig;
 use aws_sdk_ssm::types::ParameterType;
 
-use super::api::{self, Api, ApiError, ConnectError, Retry, TokenBucket};
-use super::{role, Ec2Spec, RateLimitsSpec};
+use super::api::{Api, ApiError, Retry, TokenBucket};
+use super::RateLimitsSpec;
 
 /// SSM checks that a parameter of this data type holds an AMI id that exists in its region.
 const IMAGE_DATA_TYPE: &str = "aws:ec2:image";
@@ -27,16 +27,6 @@ impl Ssm {
     pub fn with_config(config: &SdkConfig, region: &str, rates: &RateLimitsSpec) -> Ssm {
         let paced = rates.paced(rates.describe);
         Ssm { client: aws_sdk_ssm::Client::new(config), bucket: TokenBucket::new(paced), region: region.to_string() }
-    }
-
-    /// The client for `region` (`None`: the configured one), acting as `provider.ec2.assume_role`'s
-    /// role when the spec names one.
-    pub async fn connect(spec: &Ec2Spec, region: Option<&str>, spec_name: &str) -> Result<Ssm, ConnectError> {
-        let (mut config, name) = api::sdk_config(spec, region).await?;
-        if let Some(role) = &spec.assume_role {
-            (config, _) = role::assume(config, role, spec_name).await;
-        }
-        Ok(Ssm::with_config(&config, &name, &spec.rate_limits))
     }
 
     /// A parameter's value (`None`: no such parameter), through `api`'s retry loop (throttling and
