@@ -127,6 +127,9 @@ impl Plan {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = self.notes.clone();
         warnings.extend(self.provider.warnings(&self.cells));
+        if self.probes.iter().any(Probe::through_agent) {
+            warnings.extend(self.provider.agent_warnings(&self.cells));
+        }
         warnings.extend(self.hints());
         warnings
     }
@@ -144,6 +147,7 @@ impl Plan {
             run_timeout: self.run_timeout,
             cleanup_timeout: self.cleanup_timeout,
             image_places: self.image_places.clone(),
+            agent: self.probes.iter().any(Probe::through_agent),
         }
     }
 

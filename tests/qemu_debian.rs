@@ -43,6 +43,25 @@ fn run_debian(cells: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::Temp
     (status.code(), r, out)
 }
 
+/// Runs tests/fixtures/qemu/debian-agent.yaml (agent probes only) with `TOKEN`, as `run_debian` does.
+fn run_debian_agent(token: &str) -> (Option<i32>, Value, tempfile::TempDir) {
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .arg("run")
+        .arg(fixtures().join("qemu/debian-agent.yaml"))
+        .arg("--out")
+        .arg(out.path())
+        .args(["--var", &format!("TOKEN={token}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    let r = results(out.path());
+    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
+    (status.code(), r, out)
+}
+
 /// The one cell whose `params` has `key: value`.
 fn cell_with<'a>(r: &'a Value, key: &str, value: &str) -> &'a Value {
     let found: Vec<&Value> = r["cells"].as_array().unwrap().iter().filter(|c| c["params"][key] == value).collect();
@@ -156,4 +175,27 @@ fn a_service_s_one_line_state_matches_only_the_pattern_of_that_state() {
     assert_eq!(service["last_ssh"]["stdout"], "active\n", "{service:#}");
     assert!(reason(cell).contains("stdout does not match /^inactive$/"), "{}", reason(cell));
     assert_eq!(code, Some(1));
+}
+
+/// Checks with no port and no login: QEMU forwards nothing, and the guest agent runs a real tool's
+/// JSON output, a command with a secret (masked in the command and the output) and a script.
+#[test]
+fn a_cell_with_only_agent_probes_passes_with_no_port_forwarded() {
+    let token = format!("tok-{}", std::process::id());
+    let (code, r, _out) = run_debian_agent(&token);
+    let cell = &r["cells"][0];
+    assert_eq!(cell["status"], "passed", "{cell:#}");
+    assert_eq!(code, Some(0));
+    let command_line = cell["machine"]["command_line"].as_str().unwrap_or_default();
+    assert!(!command_line.contains("hostfwd"), "nothing forwarded: {command_line}");
+    let probe = |name: &str| cell["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let json = probe("json");
+    assert_eq!(json["last_ssh"]["exit_status"], 0, "{json:#}");
+    assert!(json["last_ssh"]["stdout"].as_str().unwrap().contains("\"ifname\":\"lo\""), "{json:#}");
+    let health = probe("health");
+    let (command, stdout) =
+        (health["last_ssh"]["command"].as_str().unwrap(), health["last_ssh"]["stdout"].as_str().unwrap());
+    assert!(!command.contains(&token) && !stdout.contains(&token), "the secret is masked: {health:#}");
+    assert!(stdout.contains("token=********"), "{stdout}");
+    assert!(probe("script")["passed"] == true, "{cell:#}");
 }

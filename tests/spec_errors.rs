@@ -268,13 +268,6 @@ broken!(
 );
 broken!(string_for_list, "string-for-list", "probes", "7:9", "invalid type: string \"web\", expected a list");
 broken!(
-    agent_on_ec2,
-    "agent-on-ec2",
-    "probes[1].agent",
-    "11:5",
-    "the ec2 provider has no agent to run `agent:` probes' commands"
-);
-broken!(
     tcp_with_expect,
     "tcp-with-expect",
     "probes[0].expect",

@@ -22,6 +22,7 @@ pub fn policy(file: &Path, vars: &BTreeMap<String, String>) -> Outcome {
         launch: &plan.launch,
         reboot: plan.reboot,
         windows_password: plan.probes.iter().any(|p| matches!(p.check, Check::WindowsPassword)),
+        agent: plan.probes.iter().any(crate::probe::Probe::through_agent),
     };
     match plan.provider.policy(&needs) {
         Some(policy) => {

@@ -1,4 +1,5 @@
-//! Agent probes: a command run inside the machine by its platform's own agent (the QEMU guest agent),
+//! Agent probes: a command run inside the machine by its platform's own agent (the QEMU guest agent,
+//! SSM Run Command),
 //! with no port open and no route to the machine, its outcome checked exactly like an SSH command's.
 //!
 //! An agent that does not answer yet makes the attempt silent, like a port that does not answer:
@@ -17,13 +18,11 @@ pub struct AgentCheck {
     pub expect: SshExpectations,
 }
 
-/// The command as the agent runs it: `sh -c` for a command line, a script's text on `sh -s`.
+/// The command as the probe wrote it: each agent hands it to the guest's shell its own way.
 fn command(run: &Run) -> AgentCommand {
     match run {
-        Run::Command(line) => AgentCommand { argv: vec!["/bin/sh".into(), "-c".into(), line.clone()], stdin: None },
-        Run::Script { text, .. } => {
-            AgentCommand { argv: vec!["/bin/sh".into(), "-s".into()], stdin: Some(text.clone().into_bytes()) }
-        }
+        Run::Command(line) => AgentCommand::Line(line.clone()),
+        Run::Script { text, .. } => AgentCommand::Script(text.clone()),
     }
 }
 
@@ -58,12 +57,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_script_goes_to_the_shell_on_its_standard_input() {
-        let script = command(&Run::Script { name: "check.sh".into(), text: "echo hi\n".into() });
-        assert_eq!(script.argv, ["/bin/sh", "-s"]);
-        assert_eq!(script.stdin.as_deref(), Some(&b"echo hi\n"[..]));
+    fn a_script_stays_a_script() {
+        let script = command(&Run::Script {
+            name: "check.sh".into(),
+            text: "echo hi
+"
+            .into(),
+        });
+        assert_eq!(
+            script,
+            AgentCommand::Script(
+                "echo hi
+"
+                .into()
+            )
+        );
         let line = command(&Run::Command("systemctl is-active nginx".into()));
-        assert_eq!(line.argv, ["/bin/sh", "-c", "systemctl is-active nginx"]);
-        assert_eq!(line.stdin, None);
+        assert_eq!(line, AgentCommand::Line("systemctl is-active nginx".into()));
+        assert_eq!(line.text(), "systemctl is-active nginx");
     }
 }

@@ -1,16 +1,28 @@
 //! Commands run inside a machine by its platform's own agent, with no port open and no route to the
-//! machine: the QEMU guest agent over a virtio-serial channel locally (and, next, SSM on EC2). The
-//! probe decides what to run and what the outcome must be; the agent only runs it.
+//! machine: the QEMU guest agent over a virtio-serial channel locally, SSM Run Command on EC2. The
+//! probe decides what to run and what the outcome must be; the agent hands it to the guest's shell
+//! its own way and says how it ended.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// What to run: a program and its arguments, and what its standard input gets (a script's text).
+/// What to run, as the probe wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentCommand {
-    pub argv: Vec<String>,
-    pub stdin: Option<Vec<u8>>,
+pub enum AgentCommand {
+    /// One command line, for the guest's shell.
+    Line(String),
+    /// A script's text, run by the guest's shell as a whole.
+    Script(String),
+}
+
+impl AgentCommand {
+    /// The shell text, whichever it is: SSM takes both as its document's `commands`.
+    pub fn text(&self) -> &str {
+        match self {
+            AgentCommand::Line(text) | AgentCommand::Script(text) => text,
+        }
+    }
 }
 
 /// How a command ended and what it wrote.
@@ -41,7 +53,7 @@ pub enum AgentError {
 
 #[async_trait]
 pub trait Agent: Send + Sync {
-    /// The channel, as the report names it: "QEMU guest agent".
+    /// The channel, as the report names it: "QEMU guest agent", "SSM Run Command".
     fn channel(&self) -> &'static str;
 
     /// What is usually missing when the agent does not answer, for the probe's message.

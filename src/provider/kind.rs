@@ -104,6 +104,13 @@ pub trait ProviderSettings: std::fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// What may keep the agent of `cells`' machines from answering `agent:` probes (asked only when
+    /// the spec has some).
+    fn agent_warnings(&self, cells: &[Cell]) -> Vec<String> {
+        let _ = cells;
+        Vec::new()
+    }
+
     /// The console rules of this platform for machines of `os` (Windows on EC2: EC2Launch's), added
     /// to the generic ones.
     fn console_rules(&self, os: Os) -> PlatformRules {
@@ -135,6 +142,8 @@ pub struct PolicyNeeds<'a> {
     pub reboot: bool,
     /// Some probe reads the Windows password.
     pub windows_password: bool,
+    /// Some probe runs commands through the machines' agent.
+    pub agent: bool,
 }
 
 /// The command-line choices of `amiprobe run` a provider may refuse.
@@ -162,6 +171,8 @@ pub struct RunSettings {
     /// Where each `image` value was written (`spec.yaml:7:12 (matrix.image[1])`), by the value as a
     /// cell holds it (its text, or its JSON): what a preflight can't resolve is named at its place.
     pub image_places: Arc<BTreeMap<String, String>>,
+    /// Some probe runs commands through the machines' agent.
+    pub agent: bool,
 }
 
 /// How machines are launched, whatever the provider: `launch:` without the provider's own fields.

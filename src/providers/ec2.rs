@@ -41,6 +41,7 @@ mod promote;
 mod regions;
 mod resource;
 pub mod role;
+mod run_command;
 mod run_instances;
 pub mod security_group;
 pub mod ssm;
@@ -50,7 +51,7 @@ mod tags;
 mod watcher;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,10 +70,16 @@ pub use config::{
 };
 pub use fields::FIELDS;
 pub use kind::KIND;
+use launch::Ec2Launch;
 use machine::Ec2Machine;
 use regions::Regions;
+use run_command::SsmAgent;
 use run_instances::{KeyName, LaunchLog};
 pub use tags::{tag, CELL_TAG, EXPIRES_TAG, KEPT_TAG, RUN_ID_TAG};
+
+/// Agents not yet online are asked about at least this often (more often with a shorter
+/// `poll_interval`): one call for all of a region's, within SSM's small describe budget.
+const AGENT_POLL: Duration = Duration::from_secs(2);
 
 pub struct Ec2Provider {
     spec: Ec2Spec,
@@ -88,6 +95,8 @@ pub struct Ec2Provider {
     run_key: OnceKey,
     /// Where each `image` value was written: what the preflight can't resolve is named there.
     image_places: std::sync::Arc<BTreeMap<String, String>>,
+    /// Some probe runs commands through the SSM agent.
+    agent: bool,
 }
 
 impl Ec2Provider {
@@ -102,6 +111,7 @@ impl Ec2Provider {
             regions: Default::default(),
             run_key: OnceKey::new(os),
             image_places: run.image_places,
+            agent: run.agent,
         }
     }
 }
@@ -136,6 +146,9 @@ impl Provider for Ec2Provider {
         };
         refused.extend(self.parameter_collisions(cells));
         let mut warnings = ProviderSettings::warnings(&self.spec, cells);
+        if self.agent {
+            warnings.extend(self.spec.agent_warnings(cells));
+        }
         warnings.extend(doubts);
         warnings.extend(image_warnings);
         Ok(Checked { warnings, impossible, refused, resolved })
@@ -155,6 +168,11 @@ impl Provider for Ec2Provider {
         let mut log = LaunchLog::default();
         let launched = self.run_instance(&regional, cell, ctx, key, &mut log).await?;
         regional.watcher.watch(&launched.id);
+        let agent = ctx.agent.then(|| {
+            let fleet = regional.run_command(&ctx.run_id, self.spec.poll_interval.min(AGENT_POLL));
+            let profile = Ec2Launch::of(cell).ok().and_then(|f| f.iam_instance_profile);
+            Arc::new(SsmAgent::new(fleet, &launched.id, self.launch.os, profile))
+        });
         Ok(Box::new(Ec2Machine {
             api: regional.api.clone(),
             watcher: regional.watcher.clone(),
@@ -172,6 +190,7 @@ impl Provider for Ec2Provider {
             notes: log.notes,
             queued: log.queued,
             login_key: login_key.run_key(),
+            agent,
         }))
     }
 

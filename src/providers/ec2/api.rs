@@ -82,6 +82,11 @@ impl ApiError {
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// A request the SDK would not build (a required member missing): it was never sent.
+    pub fn unsent(action: &'static str, message: String) -> ApiError {
+        ApiError { action, code: None, message, attempts: 0, transient: false, no_credentials: None }
+    }
 }
 
 /// Why no client could be made, as a lowercase fragment.

@@ -227,7 +227,7 @@ impl Ec2Provider {
             .set_instance_type(cell.text("instance_type").map(InstanceType::from))
             .tag_specifications(self.tags(PLACEHOLDER_RUN_ID, cell, ResourceType::Instance))
             .tag_specifications(self.tags(PLACEHOLDER_RUN_ID, cell, ResourceType::Volume));
-        let fields: Option<Ec2Launch> = serde_json::from_value(serde_json::Value::Object(cell.launch.clone())).ok();
+        let fields = Ec2Launch::of(cell).ok();
         // A shape the request can't be written for fails at its launch with its own error: the
         // permission is still worth asking about without its launch fields.
         let request = fields

@@ -10,6 +10,7 @@ use schemars::{Schema, SchemaGenerator};
 
 use super::console_rules;
 use super::instance_types::screenshot_unsupported;
+use super::launch::Ec2Launch;
 use super::tags::{MAX_KEY_CHARS, MAX_TAGS, MAX_VALUE_CHARS, NAME_TAG, OWN_TAGS};
 use super::{sweep, Ec2Provider, Ec2Spec, SecurityGroupMode, FIELDS};
 use crate::cell::Cell;
@@ -64,6 +65,31 @@ impl ProviderKind for Ec2Kind {
 impl ProviderSettings for Ec2Spec {
     fn name(&self) -> &'static str {
         "ec2"
+    }
+
+    fn agent(&self) -> Option<&'static str> {
+        Some("SSM Run Command")
+    }
+
+    /// An SSM agent registers only with an instance profile whose role lets it (or under the
+    /// account's Default Host Management Configuration, which amiprobe can't see): a warning, not
+    /// a refusal.
+    fn agent_warnings(&self, cells: &[Cell]) -> Vec<String> {
+        let without: Vec<&str> = cells
+            .iter()
+            .filter(|c| Ec2Launch::of(c).ok().and_then(|f| f.iam_instance_profile).is_none())
+            .map(|c| c.id.0.as_str())
+            .collect();
+        let Some(first) = without.first() else { return Vec::new() };
+        let which = match without.len() {
+            1 => format!("cell {first} launches"),
+            n => format!("{n} cells ({first}, ...) launch"),
+        };
+        vec![format!(
+            "{which} without an iam_instance_profile, and `agent:` probes need the SSM agent to register: give \
+             them a profile whose role has AmazonSSMManagedInstanceCore (unless the account has SSM's Default \
+             Host Management Configuration)"
+        )]
     }
 
     fn policy(&self, needs: &crate::provider::PolicyNeeds<'_>) -> Option<serde_json::Value> {

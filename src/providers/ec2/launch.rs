@@ -57,6 +57,13 @@ pub struct Ec2Launch {
     pub placement_group: Option<String>,
 }
 
+impl Ec2Launch {
+    /// The EC2 fields of a cell's launch, as its matrix and `launch:` set them.
+    pub fn of(cell: &crate::cell::Cell) -> Result<Ec2Launch, serde_json::Error> {
+        serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
+    }
+}
+
 /// The root volume: what is left out is as the image's block device mapping has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]

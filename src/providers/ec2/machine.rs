@@ -12,13 +12,14 @@ use tokio::time::Instant;
 use super::api::{self, Api, Retry};
 use super::cleanup::removal_step;
 use super::config::AddressKind;
+use super::run_command::SsmAgent;
 use super::state_reason::Blame;
 use super::tags::{EXPIRES_TAG, KEPT_TAG};
 use super::watcher::{InstanceInfo, WaitError, Watcher, SETTLED};
 use crate::provider::key::{RunKey, PRIVATE_KEY_FILE};
 use crate::provider::lifecycle::Tracked;
 use crate::provider::{
-    AdminPassword, CleanupStep, ConnectMeaning, Endpoint, Health, Machine, ProviderError, Unreachable,
+    AdminPassword, Agent, CleanupStep, ConnectMeaning, Endpoint, Health, Machine, ProviderError, Unreachable,
 };
 
 /// How long a console read waits out EC2 not yet knowing an instance it has just reported running.
@@ -46,6 +47,8 @@ pub(super) struct Ec2Machine {
     pub notes: Vec<String>,
     /// How long RunInstances waited for a slot under the rate limit.
     pub queued: Duration,
+    /// Its SSM agent, when a probe runs commands through it.
+    pub agent: Option<Arc<SsmAgent>>,
 }
 
 /// Why the instance can't be reached yet, as a lowercase fragment.
@@ -213,6 +216,10 @@ impl Machine for Ec2Machine {
         ConnectMeaning::Listening
     }
 
+    fn agent(&self) -> Option<Arc<dyn Agent>> {
+        self.agent.clone().map(|agent| agent as Arc<dyn Agent>)
+    }
+
     async fn screenshot(&mut self) -> Result<Vec<u8>, ProviderError> {
         let api = &self.api;
         let retry = Retry::not_found_until(Instant::now() + NOT_FOUND_PATIENCE, api::INSTANCE_NOT_FOUND);
@@ -332,8 +339,11 @@ impl Machine for Ec2Machine {
             api.client.reboot_instances().instance_ids(&self.instance_id).send()
         })
         .await
-        .map(|_| ())
-        .map_err(|e| ProviderError::new(format!("RebootInstances failed: {e}")))
+        .map_err(|e| ProviderError::new(format!("RebootInstances failed: {e}")))?;
+        if let Some(agent) = &self.agent {
+            agent.rebooted();
+        }
+        Ok(())
     }
 
     /// Terminates the instance, retried until the cleanup deadline. It counts as removed once EC2

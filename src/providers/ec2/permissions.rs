@@ -36,6 +36,8 @@ pub struct Uses {
     pub windows_password: bool,
     /// `reboot: true`.
     pub reboot: bool,
+    /// `agent:` probes: the SSM document their commands run with.
+    pub agent_document: Option<&'static str>,
     /// The cells' `iam_instance_profile`s, as written (a name or an ARN).
     pub instance_profiles: BTreeSet<String>,
     /// The regions the cells run in; empty when some cell's region is the environment's (unknown
@@ -56,6 +58,8 @@ pub enum When {
     WindowsPassword,
     Reboot,
     InstanceProfile,
+    /// `agent:` probes (SSM Run Command).
+    Agent,
     /// `on_pass.tags`.
     PromoteTags,
     /// `on_pass.ssm_parameter`.
@@ -71,6 +75,7 @@ impl When {
             When::WindowsPassword => uses.windows_password,
             When::Reboot => uses.reboot,
             When::InstanceProfile => !uses.instance_profiles.is_empty(),
+            When::Agent => uses.agent_document.is_some(),
             When::PromoteTags => !uses.promote_tags.is_empty(),
             When::PromoteParameter => uses.promote_parameter.is_some(),
         }
@@ -101,6 +106,10 @@ pub enum Scope {
     PromoteImage,
     /// The promotion's SSM parameter, its placeholders as wildcards.
     Parameter,
+    /// The SSM document `agent:` probes' commands run with (AWS's own: no account in its ARN).
+    Document,
+    /// Instances carrying the run id tag, as SSM names their tags (`ssm:resourceTag`).
+    CommandTarget,
 }
 
 /// The made-up id (a key pair's name) the preflight's DryRuns name, per resource type: well-formed,
@@ -285,7 +294,39 @@ pub const NEEDS: &[Need] = &[
         why: "tag the images all of whose cells passed (on_pass.tags)",
         dry_run: true,
     },
-    // SSM has no DryRun: a refusal is found when the promotion writes.
+    // SSM has no DryRun: a refusal of these is found when an agent probe runs (or the promotion writes).
+    Need {
+        call: "DescribeInstanceInformation",
+        action: "ssm:DescribeInstanceInformation",
+        when: When::Agent,
+        scopes: &[Scope::Describe],
+        why: "see when the instances' SSM agents are online (agent probes)",
+        dry_run: false,
+    },
+    Need {
+        call: "SendCommand",
+        action: "ssm:SendCommand",
+        when: When::Agent,
+        scopes: &[Scope::Document, Scope::CommandTarget],
+        why: "run agent probes' commands",
+        dry_run: false,
+    },
+    Need {
+        call: "ListCommandInvocations",
+        action: "ssm:ListCommandInvocations",
+        when: When::Agent,
+        scopes: &[Scope::Describe],
+        why: "follow agent probes' commands",
+        dry_run: false,
+    },
+    Need {
+        call: "GetCommandInvocation",
+        action: "ssm:GetCommandInvocation",
+        when: When::Agent,
+        scopes: &[Scope::Describe],
+        why: "read agent probes' output",
+        dry_run: false,
+    },
     Need {
         call: "PutParameter",
         action: "ssm:PutParameter",
@@ -342,8 +383,7 @@ impl Uses {
                 }
                 None => every_region_known = false,
             }
-            let fields: Option<Ec2Launch> = serde_json::from_value(Value::Object(cell.launch.clone())).ok();
-            uses.instance_profiles.extend(fields.and_then(|f| f.iam_instance_profile));
+            uses.instance_profiles.extend(Ec2Launch::of(cell).ok().and_then(|f| f.iam_instance_profile));
         }
         if !every_region_known {
             uses.regions.clear();
@@ -359,6 +399,7 @@ pub fn policy_for(spec: &Ec2Spec, needs: &PolicyNeeds<'_>) -> Value {
     let mut uses = Uses::of(needs.cells, ephemeral_key, ephemeral_group, spec.region.as_deref());
     uses.reboot = needs.reboot;
     uses.windows_password = needs.windows_password;
+    uses.agent_document = needs.agent.then(|| super::run_command::document(needs.launch.os));
     uses.promote(spec);
     let mut document = policy(&uses);
     if let (Some(statement), Some(Value::Array(statements))) =
@@ -432,6 +473,8 @@ fn sid_of(scope: Scope) -> String {
         Scope::Global => ("DecodeRefusals", &[]),
         Scope::PromoteImage => ("PromoteImage", &[]),
         Scope::Parameter => ("PromoteToParameter", &[]),
+        Scope::Document => ("RunCommandDocument", &[]),
+        Scope::CommandTarget => ("RunCommandOnOwnInstance", &[]),
     };
     let kind: String = types
         .first()
@@ -538,6 +581,17 @@ fn statement(scope: Scope, uses: &Uses, creates: &[&str]) -> serde_json::Map<Str
             (json!(arns(&["image"], uses)), Some(json!({ "ForAllValues:StringEquals": { "aws:TagKeys": keys } })))
         }
         Scope::Parameter => (json!(parameter_arns(uses)), None),
+        Scope::Document => {
+            let document = uses.agent_document.unwrap_or_default();
+            (
+                json!(regions(uses)
+                    .iter()
+                    .map(|r| format!("arn:aws:ssm:{r}::document/{document}"))
+                    .collect::<Vec<_>>()),
+                None,
+            )
+        }
+        Scope::CommandTarget => (json!(arns(INSTANCE, uses)), Some(run_id_present("ssm:resourceTag"))),
     };
     let mut out = serde_json::Map::new();
     out.insert("Resource".into(), resource);
@@ -577,6 +631,7 @@ mod tests {
             regions: plain.regions.clone(),
             promote_tags: ["tested-at".to_string()].into(),
             promote_parameter: Some("/images/{region}/web".into()),
+            agent_document: Some("AWS-RunShellScript"),
         };
         let p = policy(&every);
         let table: BTreeSet<String> = NEEDS.iter().map(|n| n.action.to_string()).collect();
@@ -588,6 +643,10 @@ mod tests {
         assert_eq!(tag["Condition"], json!({ "ForAllValues:StringEquals": { "aws:TagKeys": ["tested-at"] } }));
         let put = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "PromoteToParameter").unwrap();
         assert_eq!(put["Resource"], json!(["arn:aws:ssm:eu-west-1:*:parameter/images/*/web"]));
+        let send = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "RunCommandDocument").unwrap();
+        assert_eq!(send["Resource"], json!(["arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"]));
+        let on = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "RunCommandOnOwnInstance").unwrap();
+        assert_eq!(on["Condition"], json!({ "Null": { "ssm:resourceTag/amiprobe:run-id": "false" } }));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use super::api::{self, Api, ConnectError};
+use super::run_command::RunCommand;
 use super::ssm::Ssm;
 use super::watcher::Watcher;
 use super::Ec2Provider;
@@ -26,8 +27,11 @@ pub(super) struct Regional {
     /// STS, with the same configuration (and so the same credentials, the assumed role's with
     /// `assume_role`) as `api`'s client: who the credentials belong to.
     pub sts: aws_sdk_sts::Client,
-    /// SSM, with the same configuration: the parameters images are named by (`ssm:/path`).
-    pub ssm: Ssm,
+    /// SSM, with the same configuration: the parameters images are named by (`ssm:/path`), and
+    /// Run Command.
+    pub ssm: Arc<Ssm>,
+    /// `agent:` probes' Run Command here, started by the first launch that needs it.
+    pub run_command: std::sync::OnceLock<Arc<RunCommand>>,
     /// The role every call here is made as (`provider.ec2.assume_role`), once its provider is set up.
     pub role: Option<role::Assumed>,
     /// The account the credentials belong to, once the credentials check has said.
@@ -50,6 +54,13 @@ impl Regional {
     pub fn image_of(&self, cell: &Cell) -> String {
         let key = images::key(cell);
         lock(&self.images).get(&key).cloned().unwrap_or_else(|| cell.image().to_string())
+    }
+
+    /// The region's Run Command, started on first need (its polls run only while cells wait).
+    pub fn run_command(&self, run_id: &str, poll: std::time::Duration) -> Arc<RunCommand> {
+        self.run_command
+            .get_or_init(|| Arc::new(RunCommand::start(self.api.clone(), self.ssm.clone(), run_id, poll)))
+            .clone()
     }
 
     /// The root device name of `image` here, as the preflight found it.
@@ -86,7 +97,8 @@ impl Ec2Provider {
                 Ok::<_, ConnectError>(Arc::new(Regional {
                     api,
                     sts: aws_sdk_sts::Client::new(&config),
-                    ssm: Ssm::with_config(&config, &name, &self.spec.rate_limits),
+                    ssm: Arc::new(Ssm::with_config(&config, &name, &self.spec.rate_limits)),
+                    run_command: std::sync::OnceLock::new(),
                     role: assumed,
                     account: std::sync::OnceLock::new(),
                     watcher,

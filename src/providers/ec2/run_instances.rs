@@ -121,8 +121,7 @@ impl Ec2Provider {
             .set_user_data(user_data)
             .tag_specifications(self.tags(&ctx.run_id, cell, ResourceType::Instance))
             .tag_specifications(self.tags(&ctx.run_id, cell, ResourceType::Volume));
-        let fields: Ec2Launch = serde_json::from_value(serde_json::Value::Object(cell.launch.clone()))
-            .map_err(|e| ProviderError::new(format!("launch fields: {e}")))?;
+        let fields = Ec2Launch::of(cell).map_err(|e| ProviderError::new(format!("launch fields: {e}")))?;
         Ok(Request {
             regional,
             cell,
@@ -147,7 +146,8 @@ impl Ec2Provider {
     ) -> Result<Outcome, ProviderError> {
         let (api, cell, ctx) = (&request.regional.api, request.cell, request.ctx);
         let mut groups = request.own_groups.clone();
-        if self.spec.security_group == SecurityGroupMode::Ephemeral {
+        // A group opening no port (agent probes only) would be one more thing to make and remove.
+        if self.spec.security_group == SecurityGroupMode::Ephemeral && !ctx.probe_ports.is_empty() {
             groups.push(self.run_group(request.regional, ctx, subnet.as_deref()).await?);
         }
         let token = client_token(&ctx.run_id, cell, ctx.try_number, attempt);

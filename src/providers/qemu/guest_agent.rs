@@ -198,14 +198,18 @@ impl Conn<'_> {
             .ok_or_else(|| AgentError::Failed(format!("unexpected guest agent answer: {answer}")))
     }
 
+    /// Starts the command: `sh -c` for a command line, a script's text on `sh -s`'s standard input
+    /// (no length limit of the command line, and no file left in the guest).
     async fn exec(&mut self, command: &AgentCommand) -> Result<u64, AgentError> {
-        let Some((path, args)) = command.argv.split_first() else {
-            return Err(AgentError::Failed("nothing to run".into()));
+        let mut arguments = match command {
+            AgentCommand::Line(line) => json!({"path": "/bin/sh", "arg": ["-c", line]}),
+            AgentCommand::Script(text) => json!({
+                "path": "/bin/sh",
+                "arg": ["-s"],
+                "input-data": base64::engine::general_purpose::STANDARD.encode(text),
+            }),
         };
-        let mut arguments = json!({"path": path, "arg": args, "capture-output": true});
-        if let Some(stdin) = &command.stdin {
-            arguments["input-data"] = base64::engine::general_purpose::STANDARD.encode(stdin).into();
-        }
+        arguments["capture-output"] = true.into();
         let started = self.call(json!({"execute": "guest-exec", "arguments": arguments})).await?;
         started
             .get("pid")
@@ -262,7 +266,7 @@ mod tests {
                         write.write_all(b"{\"return\": {\"stale\": 1}}\n\xff").await.unwrap();
                         json!({"return": args["id"]})
                     }
-                    "guest-exec" if args["path"] == "/bin/false" => {
+                    "guest-exec" if args["arg"][1] == "refuse" => {
                         json!({"error": {"class": "GenericError", "desc": "Guest agent command failed"}})
                     }
                     "guest-exec" => {
@@ -290,13 +294,12 @@ mod tests {
         let socket = dir.path().join("agent.sock");
         fake_agent(&socket).await;
         let agent = GuestAgent::new(&socket);
-        let command =
-            AgentCommand { argv: vec!["/bin/sh".into(), "-c".into(), "systemctl is-active x".into()], stdin: None };
+        let command = AgentCommand::Line("systemctl is-active x".into());
         let output = agent.run(&command, Duration::from_secs(10)).await.unwrap();
         assert_eq!(output.exit_status, Some(3));
         assert_eq!((output.stdout.as_slice(), output.stderr.as_slice()), (&b"active\n"[..], &b"oops"[..]));
         // The same connection serves the next command, and a refusal is named.
-        let refused = AgentCommand { argv: vec!["/bin/false".into()], stdin: None };
+        let refused = AgentCommand::Line("refuse".into());
         let why = agent.run(&refused, Duration::from_secs(10)).await.unwrap_err();
         assert_eq!(why, AgentError::Failed("the guest agent refused: Guest agent command failed".into()));
     }
@@ -312,7 +315,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
         let agent = GuestAgent::new(&socket);
-        let command = AgentCommand { argv: vec!["/bin/true".into()], stdin: None };
+        let command = AgentCommand::Line("true".into());
         let why = agent.run(&command, Duration::from_secs(10)).await.unwrap_err();
         assert!(matches!(why, AgentError::NotYet(_)), "{why:?}");
     }
