@@ -260,6 +260,7 @@ from moto.ec2.responses import EC2Response
 from moto.ec2.utils import public_key_parse
 from moto.iam.models import iam_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
 
@@ -267,7 +268,8 @@ import ec2_authz  # next to this file: /policy's EC2 authorization checks
 import ec2_rules  # next to this file
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
 import iam_policy  # next to this file: /policy's IAM evaluation
-import ssm_authz  # next to this file: /deny and /policy for SSM PutParameter
+import ssm_authz  # next to this file: /deny and /policy for SSM PutParameter and Run Command
+import ssm_run  # next to this file: /agent, SSM Run Command and the managed instances' agents
 import sts  # next to this file: /sts, AssumeRole's sessions, each call's `_access_key`
 
 LOCK = threading.Lock()
@@ -415,6 +417,7 @@ def reset_state():
         STATE["policy"] = None
     fate.reset()
     sts.reset()
+    ssm_run.reset()
     SERVICES.close_all()
     DROPS.flush()
 
@@ -427,10 +430,11 @@ def error_body(code, message):
     )
 
 
-def take_fault(action, params):
+def take_fault(action, params, wildcard=True):
+    """The /fault the call meets, if any: its action's, or "*" (EC2 calls only: `wildcard`)."""
     with LOCK:
         for fault in STATE["faults"]:
-            if fault["count"] <= 0 or fault["action"] not in (action, "*"):
+            if fault["count"] <= 0 or fault["action"] not in ((action, "*") if wildcard else (action,)):
                 continue
             when = fault.get("when") or {}
             if all(params.get(k, [None])[0] == v for k, v in when.items()):
@@ -732,6 +736,34 @@ def sts_call_action(self):
 
 TokenResponse.call_action = sts_call_action
 ssm_authz.install(STATE, LOCK, iam_policy, DEFAULT_ACCOUNT_ID)  # SSM PutParameter under /deny and /policy
+original_ssm_call_action = SimpleSystemManagerResponse.call_action
+
+
+def ssm_call_action(self):
+    """Every SSM call (JSON protocol): counted and recorded as "ssm:Action", failed by a /fault naming
+    that action exactly, then moto's dispatch (ssm_authz.py and ssm_run.py answer some actions)."""
+    action = f"ssm:{self._get_action()}"
+    count(action)
+    try:
+        body = json.loads(self.body or "{}")
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    with LOCK:
+        STATE["requests"].append(
+            (action, {**body, "Action": action, "_region": self.region, "_access_key": sts.access_key(self, action)})
+        )
+    # `when` compares the body's top-level members, as they are in the JSON.
+    fault = take_fault(action, {k: [v] for k, v in body.items()}, wildcard=False)
+    if fault:
+        count(f"fault:{action}")
+        status = int(fault["status"])
+        payload = json.dumps({"__type": fault["code"], "message": fault.get("message", f"injected {fault['code']}")})
+        return status, {"status": status, "Content-Type": "application/x-amz-json-1.1"}, payload
+    return original_ssm_call_action(self)
+
+
+SimpleSystemManagerResponse.call_action = ssm_call_action
 
 
 def group_users(self, params):
@@ -1029,6 +1061,8 @@ def backend_reboot_instances(self, instance_ids):
 
 
 InstanceBackend.reboot_instances = backend_reboot_instances
+# After the launcher's launch and reboot: the agents see the /timing clock and the real reboots.
+ssm_run.install(lambda instance_id: (STATE["timeline"].get(instance_id) or {}).get("running_at"))
 
 
 # --- Windows: the Administrator password (/windows, GetPasswordData) -------------------------------
@@ -1702,6 +1736,8 @@ def control_handler(moto_port):
                 self.reply(200, {"ready": True})
             elif self.path == "/sts":
                 self.reply(200, sts.status())
+            elif self.path == "/agent":
+                self.reply(200, ssm_run.status())
             else:
                 self.reply(404, {"error": "unknown path"})
 
@@ -1716,6 +1752,14 @@ def control_handler(moto_port):
                     fate.set_fate(data)
                 except (TypeError, ValueError) as e:
                     self.reply(400, {"error": f"/fate: {e}"})
+                    return
+                self.reply(200, {"ok": True})
+                return
+            if self.path == "/agent":
+                try:
+                    ssm_run.configure(data)
+                except (TypeError, ValueError) as e:
+                    self.reply(400, {"error": f"/agent: {e}"})
                     return
                 self.reply(200, {"ok": True})
                 return
