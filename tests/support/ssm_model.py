@@ -92,11 +92,11 @@ def length(value, size, shape, path, errors):
 
 def limits(number, shape, path, errors, what, value=None):
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
-    quoted = shown(number if value is None else value)
+    start = f"Value {shown(number if value is None else value)} at '{path}' failed to satisfy constraint: Member must"
     if low is not None and number < low:
-        errors.append(f"Value {quoted} at '{path}' failed to satisfy constraint: Member must have {what} greater than or equal to {low}")
+        errors.append(f"{start} have {what} greater than or equal to {low}")
     if high is not None and number > high:
-        errors.append(f"Value {quoted} at '{path}' failed to satisfy constraint: Member must have {what} less than or equal to {high}")
+        errors.append(f"{start} have {what} less than or equal to {high}")
 
 
 def string(value, shape, path, errors):
@@ -104,7 +104,8 @@ def string(value, shape, path, errors):
     enum = shape.metadata.get("enum")
     if enum and value not in enum:
         errors.append(
-            f"Value {shown(value)} at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{', '.join(enum)}]"
+            f"Value {shown(value)} at '{path}' failed to satisfy constraint: Member must satisfy enum value set: "
+            f"[{', '.join(enum)}]"
         )
     compiled = pattern(shape.metadata["pattern"]) if "pattern" in shape.metadata else None
     if compiled is not None and not compiled.fullmatch(value):

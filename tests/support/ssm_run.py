@@ -89,8 +89,26 @@ DOCUMENT_PARAMETERS = ("commands", "workingDirectory", "executionTimeout")
 PLATFORMS = {"Linux": ("Amazon Linux", "2023"), "Windows": ("Microsoft Windows Server 2022 Datacenter", "10.0.20348")}
 AGENT_VERSION = "3.3.1142.0"
 INSTANCE_ID = re.compile(r"i-(\w{8}|\w{17})|mi-\w{17}", re.ASCII)
-# Filter keys SSM knows for DescribeInstanceInformation; the ones answered here have a `matches` case.
-FILTER_KEYS = ("InstanceIds", "AgentVersion", "PingStatus", "PlatformTypes", "ActivationIds", "IamRole", "ResourceType", "AssociationStatus")
+# Filter keys SSM knows for DescribeInstanceInformation (and tag:KEY, tag-key); those answered here
+# are FILTER_FIELDS' (the InstanceInformation field each one matches), the others a NotModelled 500.
+FILTER_KEYS = (
+    "InstanceIds",
+    "AgentVersion",
+    "PingStatus",
+    "PlatformTypes",
+    "ActivationIds",
+    "IamRole",
+    "ResourceType",
+    "AssociationStatus",
+)
+FILTER_FIELDS = {
+    "InstanceIds": "InstanceId",
+    "PingStatus": "PingStatus",
+    "PlatformTypes": "PlatformType",
+    "ResourceType": "ResourceType",
+    "AgentVersion": "AgentVersion",
+}
+FILTER_VALUES = {"PingStatus": ("Online", "ConnectionLost", "Inactive"), "PlatformTypes": ("Windows", "Linux", "MacOS")}
 
 
 class NotModelled(JsonRESTError):
@@ -111,10 +129,24 @@ def reset():
 # --- /agent ---------------------------------------------------------------------------------------
 
 
-def number(data, key, default, low=0.0):
-    value = data.get(key, default)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        raise ValueError(f"{key} {value!r}: expected a number >= {low}")
+# /agent's keys, as they are when left out.
+DEFAULTS = {
+    "online_s": 3.0,
+    "platform": "Linux",
+    "pending_s": 0.5,
+    "run_s": 1.0,
+    "stdout": "",
+    "stderr": "",
+    "exit_code": 0,
+    "outputs": [],
+    "offline_after_reboot_s": 5.0,
+}
+
+
+def seconds(data, key):
+    value = data.get(key, DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{key} {value!r}: expected a number of seconds >= 0")
     return float(value)
 
 
@@ -134,26 +166,25 @@ def configure(data):
         with LOCK:
             STATE["configs"].clear()
         return
-    known = {"image_id", "online_s", "platform", "pending_s", "run_s", "stdout", "stderr", "exit_code", "outputs", "offline_after_reboot_s"}
-    unknown = set(data) - known
+    unknown = set(data) - {"image_id", *DEFAULTS}
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
-    platform = data.get("platform", "Linux")
+    platform = data.get("platform", DEFAULTS["platform"])
     if platform not in PLATFORMS:
         raise ValueError(f"platform {platform!r}: expected Linux or Windows")
-    exit_code = data.get("exit_code", 0)
+    exit_code = data.get("exit_code", DEFAULTS["exit_code"])
     if not isinstance(exit_code, int) or isinstance(exit_code, bool):
         raise ValueError(f"exit_code {exit_code!r}: expected an integer")
     config = {
-        "online_s": None if data.get("online_s", 3) is None else number(data, "online_s", 3),
+        "online_s": None if "online_s" in data and data["online_s"] is None else seconds(data, "online_s"),
         "platform": platform,
-        "pending_s": number(data, "pending_s", 0.5),
-        "run_s": number(data, "run_s", 1.0),
-        "stdout": str(data.get("stdout", "")),
-        "stderr": str(data.get("stderr", "")),
+        "pending_s": seconds(data, "pending_s"),
+        "run_s": seconds(data, "run_s"),
+        "stdout": str(data.get("stdout", DEFAULTS["stdout"])),
+        "stderr": str(data.get("stderr", DEFAULTS["stderr"])),
         "exit_code": exit_code,
         "outputs": [output_entry(e) for e in data.get("outputs", [])],
-        "offline_after_reboot_s": number(data, "offline_after_reboot_s", 5),
+        "offline_after_reboot_s": seconds(data, "offline_after_reboot_s"),
     }
     with LOCK:
         STATE["configs"][data.get("image_id") or "*"] = config
@@ -359,8 +390,8 @@ def ssm_time(monotonic):
 # --- the requests --------------------------------------------------------------------------------
 
 
-def request(self, action, resources=("*",)):
-    """The request's JSON body, once the model and IAM allow it."""
+def request(self, action):
+    """The request's JSON body, once SSM's model allows it; then IAM (the resources are in it)."""
     try:
         body = json.loads(self.body or "{}")
     except ValueError:
@@ -370,7 +401,6 @@ def request(self, action, resources=("*",)):
     message = ssm_model.refusal(action, body)
     if message:
         raise JsonRESTError("ValidationException", message)
-    ssm_authz.authorize(self.region, f"ssm:{action}", resources(body) if callable(resources) else resources)
     return body
 
 
@@ -395,7 +425,7 @@ def page(items, body, default_max):
     return chunk, base64.b64encode(json.dumps({"offset": following}).encode()).decode()
 
 
-# DescribeInstanceInformation
+# --- DescribeInstanceInformation -----------------------------------------------------------------
 
 
 def instance_information(agent, ping):
@@ -418,38 +448,39 @@ def instance_information(agent, ping):
     }
 
 
+def bad_filter_value(message):
+    return JsonRESTError("InvalidInstanceInformationFilterValue", message)
+
+
 def filter_check(key, values):
-    """SSM's refusals of a DescribeInstanceInformation filter: an unknown key, values out of place."""
+    """SSM's refusals of a DescribeInstanceInformation filter: an unknown key, values out of place
+    (the wording of the ResourceType ones is SSM's own)."""
     if key not in FILTER_KEYS and not key.startswith("tag:") and key != "tag-key":
         raise JsonRESTError("InvalidFilterKey", f"The filter key {key} is not valid.")
-    bad = JsonRESTError
+    if key not in FILTER_FIELDS:
+        raise NotModelled(f"DescribeInstanceInformation's filter key {key}")
     if key == "InstanceIds":
         if len(values) > 50:
-            raise bad("InvalidInstanceInformationFilterValue", "InstanceIds filter may contain at most 50 values.")
+            raise bad_filter_value("InstanceIds filter may contain at most 50 values.")
         wrong = [v for v in values if not INSTANCE_ID.fullmatch(v)]
         if wrong:
-            raise bad("InvalidInstanceInformationFilterValue", f"InstanceIds filter value {wrong[0]} is invalid.")
+            raise bad_filter_value(f"InstanceIds filter value {wrong[0]} is invalid.")
     elif key == "ResourceType":
         if len(values) != 1:
-            raise bad("InvalidInstanceInformationFilterValue", "ResourceType filter may contain only one value.")
+            raise bad_filter_value("ResourceType filter may contain only one value.")
         if values[0] not in ("EC2Instance", "ManagedInstance"):
-            raise bad("InvalidInstanceInformationFilterValue", "ResourceType filter is invalid, valid values are EC2Instance, ManagedInstance")
-    elif key == "PingStatus" and set(values) - {"Online", "ConnectionLost", "Inactive"}:
-        raise bad("InvalidInstanceInformationFilterValue", "PingStatus filter is invalid, valid values are Online, ConnectionLost, Inactive")
-    elif key == "PlatformTypes" and set(values) - {"Windows", "Linux", "MacOS"}:
-        raise bad("InvalidInstanceInformationFilterValue", "PlatformTypes filter is invalid, valid values are Windows, Linux, MacOS")
-    elif key not in ("PingStatus", "PlatformTypes", "AgentVersion"):
-        raise NotModelled(f"DescribeInstanceInformation's filter key {key}")
+            raise bad_filter_value("ResourceType filter is invalid, valid values are EC2Instance, ManagedInstance")
+    elif key in FILTER_VALUES and set(values) - set(FILTER_VALUES[key]):
+        raise bad_filter_value(f"{key} filter is invalid, valid values are {', '.join(FILTER_VALUES[key])}")
 
 
 def matches(info, key, values):
-    field = {"InstanceIds": "InstanceId", "PingStatus": "PingStatus", "PlatformTypes": "PlatformType",
-             "ResourceType": "ResourceType", "AgentVersion": "AgentVersion"}[key]
-    return info[field] in values
+    return info[FILTER_FIELDS[key]] in values
 
 
 def describe_instance_information(self):
     body = request(self, "DescribeInstanceInformation")
+    ssm_authz.authorize(self.region, "ssm:DescribeInstanceInformation", ["*"])
     # The older InstanceInformationFilterList is the same filters, spelled key/valueSet.
     filters = [{"Key": f["key"], "Values": f["valueSet"]} for f in body.get("InstanceInformationFilterList", [])]
     filters += body.get("Filters", [])
@@ -469,7 +500,7 @@ def describe_instance_information(self):
     return answer({"InstanceInformationList": chunk, **({"NextToken": token} if token else {})})
 
 
-# SendCommand
+# --- SendCommand ---------------------------------------------------------------------------------
 
 
 def document_of(name, region):
@@ -488,13 +519,11 @@ def instance_arn(region, instance_id):
     return f"arn:aws:ec2:{region}:{DEFAULT_ACCOUNT_ID}:instance/{instance_id}"
 
 
-def send_command_resources(region):
-    def resources(body):
-        name = body.get("DocumentName", "")
-        document = name if name.startswith("arn:") else document_arn(region, name)
-        return [document, *(instance_arn(region, i) for i in body.get("InstanceIds", []))]
-
-    return resources
+def send_command_resources(region, body):
+    """What IAM authorizes ssm:SendCommand on: the document, then each instance."""
+    name = body["DocumentName"]
+    document = name if name.startswith("arn:") else document_arn(region, name)
+    return [document, *(instance_arn(region, i) for i in body.get("InstanceIds", []))]
 
 
 def parameters_of(body):
@@ -510,7 +539,8 @@ def parameters_of(body):
         raise JsonRESTError("InvalidParameters", 'Parameter "workingDirectory" takes one value.')
     timeout = parameters.get("executionTimeout", [str(DEFAULT_TIMEOUT_S)])
     if len(timeout) != 1 or not re.fullmatch(r"[0-9]+", timeout[0]) or not 1 <= int(timeout[0]) <= 172800:
-        raise JsonRESTError("InvalidParameters", f'Parameter "executionTimeout" {timeout} must be one number of seconds from 1 to 172800.')
+        message = f'Parameter "executionTimeout" {timeout} must be one number of seconds from 1 to 172800.'
+        raise JsonRESTError("InvalidParameters", message)
     return list(commands), int(timeout[0])
 
 
@@ -542,12 +572,16 @@ def target_agents(ids, region, platform, document, now):
 
 
 def send_command(self):
-    body = request(self, "SendCommand", send_command_resources(self.region))
+    body = request(self, "SendCommand")
+    ssm_authz.authorize(self.region, "ssm:SendCommand", send_command_resources(self.region, body))
     ids = body.get("InstanceIds") or []
     if body.get("Targets"):
         raise NotModelled("SendCommand's Targets")
     if not ids:
-        message = "1 validation error detected: Value '[]' at 'instanceIds' failed to satisfy constraint: Member must have length greater than or equal to 1"
+        message = (
+            "1 validation error detected: Value '[]' at 'instanceIds' failed to satisfy constraint: Member must "
+            "have length greater than or equal to 1"
+        )
         raise JsonRESTError("ValidationException", message)
     if len(set(ids)) != len(ids):
         raise JsonRESTError("DuplicateInstanceId", "Instance IDs must be unique.")
@@ -612,7 +646,7 @@ def command_view(command):
     }
 
 
-# GetCommandInvocation, ListCommandInvocations
+# --- GetCommandInvocation, ListCommandInvocations ------------------------------------------------
 
 
 def visible_invocation(command_id, instance_id, now):
@@ -627,6 +661,7 @@ def visible_invocation(command_id, instance_id, now):
 
 def get_command_invocation(self):
     body = request(self, "GetCommandInvocation")
+    ssm_authz.authorize(self.region, "ssm:GetCommandInvocation", ["*"])
     now = time.monotonic()
     with LOCK:
         invocation = visible_invocation(body["CommandId"], body["InstanceId"], now)
@@ -683,7 +718,8 @@ def invocation_entry(invocation, details, now):
     }
     if details:
         ended = end is not None and start is not None
-        plugin = {"Name": DOCUMENTS[command["document"]][1], "Status": status, "StatusDetails": status_details, "ResponseCode": code}
+        plugin = {"Name": DOCUMENTS[command["document"]][1], "Status": status, "StatusDetails": status_details}
+        plugin["ResponseCode"] = code
         if start is not None:
             plugin["ResponseStartDateTime"] = round(wall(start), 3)
         if end is not None:
@@ -695,6 +731,7 @@ def invocation_entry(invocation, details, now):
 
 def list_command_invocations(self):
     body = request(self, "ListCommandInvocations")
+    ssm_authz.authorize(self.region, "ssm:ListCommandInvocations", ["*"])
     if body.get("Filters"):
         raise NotModelled("ListCommandInvocations' Filters")
     now = time.monotonic()

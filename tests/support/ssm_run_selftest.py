@@ -81,6 +81,16 @@ def invocation(ssm, command_id, instance_id):
         return None
 
 
+def invocation_when(ssm, command_id, instance_id, ready, what, seconds=2.0):
+    """GetCommandInvocation once it is visible and `ready(answer)` holds."""
+
+    def check():
+        out = invocation(ssm, command_id, instance_id)
+        return out if out is not None and ready(out) else None
+
+    return wait_for(check, seconds, what)
+
+
 def check_registration(m, ec2):
     """An agent registers online_s after the instance runs (a /timing one: after its boot time); an
     image without an agent config, or online_s null, never registers: absent, not listed."""
@@ -151,6 +161,8 @@ def check_send_refusals(m, ec2):
     (windows,) = launch(ec2)
     ghost = "i-0123456789abcdef0"
     commands = {"commands": ["true"]}
+    timeout = {**commands, "executionTimeout": ["0"]}
+    too_long = {**commands, "executionTimeout": ["172801"]}
     cases = [
         (dict(InstanceIds=[online] * 51, DocumentName=SHELL, Parameters=commands), "ValidationException"),
         (dict(InstanceIds=[], DocumentName=SHELL, Parameters=commands), "ValidationException"),
@@ -160,8 +172,8 @@ def check_send_refusals(m, ec2):
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters={}), "InvalidParameters"),
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters={"commands": []}), "InvalidParameters"),
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters={"command": ["true"]}), "InvalidParameters"),
-        (dict(InstanceIds=[online], DocumentName=SHELL, Parameters={**commands, "executionTimeout": ["0"]}), "InvalidParameters"),
-        (dict(InstanceIds=[online], DocumentName=SHELL, Parameters={**commands, "executionTimeout": ["172801"]}), "InvalidParameters"),
+        (dict(InstanceIds=[online], DocumentName=SHELL, Parameters=timeout), "InvalidParameters"),
+        (dict(InstanceIds=[online], DocumentName=SHELL, Parameters=too_long), "InvalidParameters"),
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters=commands, TimeoutSeconds=29), "ValidationException"),
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters=commands, TimeoutSeconds=2592001), "ValidationException"),
         (dict(InstanceIds=[online], DocumentName=SHELL, Parameters=commands, Comment="c" * 101), "ValidationException"),
@@ -196,13 +208,13 @@ def check_invocation_lifecycle(m, ec2):
     early = invocation(ssm, ok, ids[0]), ssm.list_command_invocations(CommandId=ok)["CommandInvocations"]
     if time.monotonic() - sent_at < 0.45:  # not checkable on a machine this slow
         assert early == (None, []), f"visible right after SendCommand: {early}"
-    first = wait_for(lambda: invocation(ssm, ok, ids[0]), 2.0, "invocation visible")
+    first = invocation_when(ssm, ok, ids[0], lambda r: True, "invocation visible")
     assert (first["Status"], first["StatusDetails"], first["ResponseCode"]) == ("Pending", "Pending", -1), first
     assert first["ExecutionStartDateTime"] == "" and first["StandardOutputContent"] == "", first
-    running = wait_for(lambda: (lambda r: r if r["Status"] != "Pending" else None)(invocation(ssm, ok, ids[0])), 2.0, "start")
+    running = invocation_when(ssm, ok, ids[0], lambda r: r["Status"] != "Pending", "start")
     assert (running["Status"], running["StatusDetails"], running["ResponseCode"]) == ("InProgress", "InProgress", -1), running
     assert running["ExecutionStartDateTime"].endswith("Z") and running["ExecutionEndDateTime"] == "", running
-    done = wait_for(lambda: (lambda r: r if r["Status"] != "InProgress" else None)(invocation(ssm, ok, ids[0])), 2.0, "end")
+    done = invocation_when(ssm, ok, ids[0], lambda r: r["Status"] != "InProgress", "end")
     assert (done["Status"], done["StatusDetails"], done["ResponseCode"]) == ("Success", "Success", 0), done
     assert done["StandardOutputContent"] == "hello\n" and done["ExecutionEndDateTime"], done
     bad = send(ssm, ids[:1], ["set -e", "exit 3"])
@@ -216,7 +228,8 @@ def check_invocation_lifecycle(m, ec2):
     plugin = ssm.list_command_invocations(CommandId=bad, Details=True)["CommandInvocations"][0]["CommandPlugins"][0]
     assert (plugin["Name"], plugin["ResponseCode"], plugin["Output"]) == ("aws:runShellScript", 3, "partial\n"), plugin
     assert error_of(ssm.get_command_invocation, CommandId=ok, InstanceId="i-0123456789abcdef0")[0] == "InvocationDoesNotExist"
-    assert error_of(ssm.get_command_invocation, CommandId=ok, InstanceId=ids[0], PluginName="aws:runPowerShellScript")[0] == "InvalidPluginName"
+    code = error_of(ssm.get_command_invocation, CommandId=ok, InstanceId=ids[0], PluginName="aws:runPowerShellScript")[0]
+    assert code == "InvalidPluginName", code
     assert m.get("/agent")["commands"] == [
         {"command_id": ok, "instance_ids": ids, "document": SHELL, "commands": ["echo hello"]},
         {"command_id": bad, "instance_ids": ids[:1], "document": SHELL, "commands": ["set -e", "exit 3"]},
@@ -234,15 +247,33 @@ def check_output_cut(m, ec2):
     m.post("/agent", {"online_s": 0, "pending_s": 0, "run_s": 0, "stdout": "o" * 30_000, "stderr": "e" * 9_000})
     (instance,) = launch(ec2)
     command = send(ssm, [instance])
-    out = wait_for(lambda: invocation(ssm, command, instance), 2.0, "invocation")
+    out = invocation_when(ssm, command, instance, lambda r: True, "invocation")
     assert out["Status"] == "Success", out["Status"]
     assert (len(out["StandardOutputContent"]), len(out["StandardErrorContent"])) == (24_000, 8_000)
     assert out["StandardOutputUrl"] == "" and out["StandardErrorUrl"] == ""
 
 
+def check_execution_timeout(m, ec2):
+    """A command running past its executionTimeout parameter ends TimedOut / ExecutionTimedOut."""
+    ssm = ssm_client(m)
+    m.post("/agent", {"online_s": 0, "pending_s": 0, "run_s": 5})
+    (instance,) = launch(ec2)
+    out = ssm.send_command(
+        InstanceIds=[instance], DocumentName=SHELL, Parameters={"commands": ["sleep 5"], "executionTimeout": ["1"]}
+    )
+    command = out["Command"]["CommandId"]
+    done = invocation_when(ssm, command, instance, lambda r: r["Status"] != "InProgress", "timed out", 3.0)
+    assert (done["Status"], done["StatusDetails"], done["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", -1), done
+
+
 def ping_of(ssm, instance):
     entry = managed(ssm, instance).get(instance)
     return entry and (entry["PingStatus"], entry["LastPingDateTime"])
+
+
+def online_ping(ssm, instance):
+    ping = ping_of(ssm, instance)
+    return ping if ping and ping[0] == "Online" else None
 
 
 def check_reboot_window(m, ec2):
@@ -260,9 +291,9 @@ def check_reboot_window(m, ec2):
     time.sleep(0.6)
     if time.monotonic() - rebooted < 1.1:  # not checkable on a machine this slow
         assert invocation(ssm, command, instance)["Status"] == "Pending", "ran while the agent was away"
-    after = wait_for(lambda: (lambda p: p if p[0] == "Online" else None)(ping_of(ssm, instance)), 3.0, "back online")
+    after = wait_for(lambda: online_ping(ssm, instance), 3.0, "back online")
     assert time.monotonic() - rebooted >= 1.15 and after[1] > before[1], (after, before)
-    done = wait_for(lambda: (lambda r: r if r["Status"] == "Success" else None)(invocation(ssm, command, instance)), 2.0, "ran")
+    done = invocation_when(ssm, command, instance, lambda r: r["Status"] == "Success", "ran")
     started = datetime.strptime(done["ExecutionStartDateTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     assert started.timestamp() >= after[1].timestamp() - 0.002, ("ran before the agent was back", started, after)
 
@@ -279,7 +310,8 @@ def check_terminated(m, ec2):
     time.sleep(0.5)
     out = invocation(ssm, command, instance)
     assert (out["Status"], out["StatusDetails"], out["ResponseCode"]) == ("Failed", "Undeliverable", -1), out
-    assert error_of(ssm.send_command, InstanceIds=[instance], DocumentName=SHELL, Parameters={"commands": ["x"]})[0] == "InvalidInstanceId"
+    code = error_of(ssm.send_command, InstanceIds=[instance], DocumentName=SHELL, Parameters={"commands": ["x"]})[0]
+    assert code == "InvalidInstanceId", code
 
 
 def check_authz_and_faults(m, ec2):
@@ -336,6 +368,7 @@ CHECKS = [
     ("ssm send refusals", check_send_refusals),
     ("ssm invocation lifecycle", check_invocation_lifecycle),
     ("ssm output cut", check_output_cut),
+    ("ssm execution timeout", check_execution_timeout),
     ("ssm reboot window", check_reboot_window),
     ("ssm terminated instance", check_terminated),
     ("ssm deny, policy and faults", check_authz_and_faults),
