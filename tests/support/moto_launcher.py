@@ -801,10 +801,9 @@ def ssm_call_action(self):
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
-    with LOCK:
-        STATE["requests"].append(
-            (action, {**body, "Action": action, "_region": self.region, "_access_key": sts.access_key(self, action)})
-        )
+    access_key = sts.access_key(self, action)
+    with LOCK:  # the body as sent (JSON keeps its structure: nothing to flatten)
+        STATE["requests"].append((action, {**body, "Action": action, "_region": self.region, "_access_key": access_key}))
     # The instances' clocks, as on an EC2 call: an agent sees the state the instance is in now.
     settle_timing()
     settle_shutting_down()

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 AMI = "ami-03cf127a"
 SHELL = "AWS-RunShellScript"
@@ -39,11 +40,8 @@ def error_of(call, **kwargs):
     """(code, HTTP status, message) of a call that must fail."""
     try:
         call(**kwargs)
-    except Exception as e:  # noqa: BLE001 - botocore's ClientError, whatever its generated class
-        response = getattr(e, "response", None)
-        if response is None:
-            raise
-        return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Message"]
     raise AssertionError(f"{call.__name__} succeeded")
 
 
