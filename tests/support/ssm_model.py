@@ -13,7 +13,8 @@ Paths are the members' names with a lower-case first letter, a list element `nam
 number ranges, enums, patterns (matched whole, \\w as ASCII, as Java does). Members the model does
 not know are ignored, as SSM ignores them; so are patterns Python's `re` cannot read (`\\p{L}`).
 SDKs check some of this themselves (botocore: required members and minimums), not all: a maximum,
-a pattern or an enum reaches the service.
+a pattern or an enum reaches the service. A member of the wrong JSON type (a string for a number)
+is a SerializationException with no message, as SSM answers a body it cannot read.
 """
 
 import functools
@@ -36,14 +37,28 @@ def pattern(text):
         return None
 
 
+class WrongType(Exception):
+    """A member whose JSON type is not its shape's: SSM cannot even read the request."""
+
+
+# The JSON types of each scalar shape (a bool is an int to Python: told apart below).
+JSON_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool, "double": (int, float), "float": (int, float)}
+JSON_TYPES.update(structure=dict, map=dict, list=list, timestamp=(int, float, str), blob=str)
+
+
 def refusal(action, body):
-    """The ValidationException message for the request body, or None when the model allows it."""
+    """(error code, message) SSM answers the request body with, or None when the model allows it:
+    SerializationException (no message) for a member of the wrong JSON type, else ValidationException
+    with every constraint broken."""
     errors = []
-    check(body, model().operation_model(action).input_shape, "", errors)
+    try:
+        check(body, model().operation_model(action).input_shape, "", errors)
+    except WrongType:
+        return "SerializationException", ""
     if not errors:
         return None
     noun = "validation error" if len(errors) == 1 else "validation errors"
-    return f"{len(errors)} {noun} detected: " + "; ".join(errors)
+    return "ValidationException", f"{len(errors)} {noun} detected: " + "; ".join(errors)
 
 
 def member_path(prefix, name):
@@ -63,26 +78,26 @@ def shown(value):
 def check(value, shape, path, errors):
     """Appends to `errors` what SSM says of `value` against `shape` (and of everything inside it)."""
     kind = shape.type_name
+    if not isinstance(value, JSON_TYPES[kind]) or (isinstance(value, bool) and kind != "boolean"):
+        raise WrongType(path)
     if kind == "structure":
-        if not isinstance(value, dict):
-            return
         for name, member in shape.members.items():
             where = member_path(path, name)
-            if name in value:
+            if value.get(name) is not None:  # JSON null is a member left out
                 check(value[name], member, where, errors)
             elif name in shape.required_members:
                 errors.append(f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
-    elif kind == "list" and isinstance(value, list):
+    elif kind == "list":
         length(value, len(value), shape, path, errors)
         for i, element in enumerate(value, 1):
             check(element, shape.member, f"{path}.{i}.member", errors)
-    elif kind == "map" and isinstance(value, dict):
+    elif kind == "map":
         length(value, len(value), shape, path, errors)
         for key, element in value.items():
             check(element, shape.value, f"{path}.{key}.member", errors)
-    elif kind == "string" and isinstance(value, str):
+    elif kind == "string":
         string(value, shape, path, errors)
-    elif kind in ("integer", "long") and isinstance(value, int):
+    elif kind in ("integer", "long"):
         limits(value, shape, path, errors, "value")
 
 

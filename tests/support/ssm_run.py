@@ -11,7 +11,8 @@ nothing and accepts any request, so the four calls amiprobe makes are answered h
 - GetCommandInvocation: one instance's invocation, its output cut as SSM cuts it.
 - ListCommandInvocations: a command's invocations (MaxResults 1..50, NextToken, Details).
 
-Every request is first checked against botocore's SSM model (ssm_model.py: ValidationException),
+Every request is first checked against botocore's SSM model (ssm_model.py: ValidationException,
+SerializationException),
 then authorized under /deny and /policy (ssm_authz.py: AccessDeniedException), then against SSM's
 own rules below. Errors are moto's JsonRESTError(code, message): HTTP 400, JSON `__type`/`message`.
 
@@ -398,9 +399,9 @@ def request(self, action):
         raise JsonRESTError("SerializationException", "the request body is not JSON") from None
     if not isinstance(body, dict):
         raise JsonRESTError("SerializationException", "the request body is not a JSON object")
-    message = ssm_model.refusal(action, body)
-    if message:
-        raise JsonRESTError("ValidationException", message)
+    refused = ssm_model.refusal(action, body)
+    if refused:
+        raise JsonRESTError(*refused)
     return body
 
 

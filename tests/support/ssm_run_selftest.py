@@ -136,6 +136,8 @@ def check_describe_refusals(m, ec2):
     for size in (4, 51):
         code, _, message = error_of(loose.describe_instance_information, MaxResults=size)
         assert code == "ValidationException" and "'maxResults'" in message, message
+    code, status, _ = error_of(loose.describe_instance_information, MaxResults="5")  # a string for a number
+    assert (code, status) == ("SerializationException", 400), code
     pages, token = [], None
     while True:
         extra = {"NextToken": token} if token else {}
