@@ -12,9 +12,10 @@ nothing and accepts any request, so the four calls amiprobe makes are answered h
 - ListCommandInvocations: a command's invocations (MaxResults 1..50, NextToken, Details).
 
 Every request is first checked against botocore's SSM model (ssm_model.py: ValidationException,
-SerializationException),
-then authorized under /deny and /policy (ssm_authz.py: AccessDeniedException), then against SSM's
-own rules below. Errors are moto's JsonRESTError(code, message): HTTP 400, JSON `__type`/`message`.
+SerializationException), then authorized under /deny and /policy (ssm_authz.py:
+AccessDeniedException), then against SSM's own rules below. Errors are moto's JsonRESTError(code,
+message): HTTP 400, JSON `__type`/`message`; what SSM takes and the launcher does not model (Targets,
+some filters) is an InternalServerError 500 naming it, so that a test cannot mistake it for SSM's word.
 
 The agents, POST /agent (see moto_launcher.py's docstring for the body): an instance launched from an
 image with an agent config gets an agent that registers `online_s` after the instance is `running`
@@ -38,7 +39,8 @@ agent's UnsupportedPlatformType.
 
 An invocation is Pending at least `pending_s` and until its agent is Online, then InProgress for
 `run_s`, then Success (exit code 0) or Failed with that ResponseCode (-1 until it ends); TimedOut /
-ExecutionTimedOut when `run_s` is over the executionTimeout parameter (default 3600); TimedOut /
+ExecutionTimedOut, that long after it started, when `run_s` is over the executionTimeout parameter
+(default 3600); TimedOut /
 DeliveryTimedOut when its agent was not Online before TimeoutSeconds (default 3600) passed; Failed /
 Undeliverable when its instance is terminated before it started (SSM's "the managed node might not
 exist"). A command already running when its instance reboots or ends runs on to its end (not SSM's
