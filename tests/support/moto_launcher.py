@@ -7,6 +7,10 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
 
   POST /fault    {"action": "RunInstances", "code": "...", "status": 500, "count": 1,
                   "when": {"InstanceType": "t3.micro"}}      the next `count` matching calls fail
+  POST /fault    {"action": "ssm:SendCommand", "code": "ThrottlingException", "status": 400}
+                                       an SSM action fails the same way, named exactly ("*" is EC2's
+                                       calls only), answered in SSM's JSON error shape; `when` compares
+                                       the JSON body's top-level members
   POST /fault    {"clear": true}      drops the faults not yet used up (EC2 recovers)
   POST /pending  {"describes": N}       instances launched from now on stay `pending` for N describes
   POST /console  {"text": "...", "after_reboot": "...", "instance_id": optional}
@@ -130,14 +134,50 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        ("running"), then `terminated` or `stopped` with that StateReason
                                        (e.g. Client.InstanceInitiatedShutdown for a guest powering off);
                                        "code": null drops the image's fate (fate.py says more)
+  POST /agent    {"image_id": "ami-...", "online_s": 3, "platform": "Linux", "pending_s": 0.5,
+                  "run_s": 1.0, "stdout": "", "stderr": "", "exit_code": 0,
+                  "outputs": [{"contains": "exit 3", "stdout": "...", "stderr": "...", "exit_code": 3}],
+                  "offline_after_reboot_s": 5}
+                                       SSM Run Command (ssm_run.py says more): instances launched from
+                                       now on from that image (every image without a config of its
+                                       own: no image_id) get an SSM agent of that `platform` (Linux or
+                                       Windows), which registers `online_s` after the instance is
+                                       `running` (under /timing: after its boot time; otherwise after
+                                       RunInstances) and never with "online_s": null (the instance is
+                                       then no managed instance: absent from DescribeInstanceInformation,
+                                       InvalidInstanceId to SendCommand). A command is Pending
+                                       `pending_s` (and until the agent is Online), InProgress `run_s`,
+                                       then Success (exit code 0) or Failed with that ResponseCode; its
+                                       output is the first `outputs` entry whose `contains` is in the
+                                       commands joined by newlines, each key missing there taken from
+                                       the defaults beside it (stdout may be long: SSM cuts it at
+                                       24,000 characters, stderr at 8,000). RebootInstances makes the
+                                       agent ConnectionLost for `offline_after_reboot_s`, then Online
+                                       with a new LastPingDateTime; commands sent meanwhile wait Pending
+                                       (TimedOut/DeliveryTimedOut after TimeoutSeconds). Terminated: the
+                                       agent ConnectionLost for 5 s, then absent; invocations not yet
+                                       started Failed/Undeliverable. Each key left out takes the value
+                                       shown. An instance keeps the config it was launched under;
+                                       {"clear": true} drops every config (later launches get no agent)
+  GET  /agent                          {"commands": [{"command_id", "instance_ids", "document",
+                                        "commands": [...]}], "configs": {image id or "*": config},
+                                        "agents": {"i-...": {"ping_status": "Online" | "ConnectionLost"
+                                        | null, "platform"}}}: every SendCommand SSM accepted, in order
+                                       (how many calls carried how many instances), and the agents now
   GET  /calls                          {"Action": count, ..., "fault:Action": n, "consistency:Action": n,
                                         "chaos:Action": n, "dependency:DeleteSecurityGroup": n,
-                                        "throttled": n, "throttled:Action": n} since the last reset
+                                        "throttled": n, "throttled:Action": n} since the last reset;
+                                       every SSM call as "ssm:Action" ("ssm:SendCommand", also
+                                       "ssm:GetParameter"...), refused or not, and "fault:ssm:Action"
   GET  /requests?action=RunInstances   every call of that action (all calls without `action`) since the
                                        last reset, in order: its query parameters flattened, name -> value
                                        ("InstanceType": "t3.micro", "SecurityGroupId.1": "sg-1", ...),
                                        and "_region": the region the call was signed for, "_access_key":
-                                       the access key id it was signed with (Authorization's Credential=)
+                                       the access key id it was signed with (Authorization's Credential=).
+                                       SSM calls under "ssm:Action" (?action=ssm:SendCommand): their JSON
+                                       body kept as sent, not flattened ("InstanceIds": [...],
+                                       "Parameters": {"commands": [...]}), with "Action": "ssm:SendCommand",
+                                       "_region" and "_access_key"
   POST /sts      {"session_s": 20, "external_id": "x"}
                                        AssumeRole's sessions last session_s whatever DurationSeconds asked
                                        (STS's least is 900: a test sees renewals within seconds), and it
@@ -164,7 +204,12 @@ Starts moto in-process (ThreadedMotoServer) on 127.0.0.1:P and a small control A
                                        and does nothing; sts:DecodeAuthorizationMessage is checked too
                                        (AccessDenied), and so is SSM's PutParameter (`ssm:PutParameter` on
                                        the parameter's ARN; /deny may name it too), refused with
-                                       AccessDeniedException before moto writes (ssm_authz.py). Works beside
+                                       AccessDeniedException before moto writes (ssm_authz.py), and so
+                                       are Run Command's calls (ssm:SendCommand on the document's ARN
+                                       arn:aws:ssm:REGION::document/NAME and each instance's
+                                       arn:aws:ec2:REGION:ACCOUNT:instance/ID; ssm:GetCommandInvocation,
+                                       ssm:ListCommandInvocations, ssm:DescribeInstanceInformation on
+                                       "*"; /deny may name any of them). Works beside
                                        /deny; {"document": null} turns it off
   POST /reset                          clears all of the above and moto's state (no address stays
                                        dropped)
@@ -218,6 +263,13 @@ is answered as EC2 does (MissingParameter, UnknownParameter, InvalidParameterVal
 InvalidParameterCombination, InvalidParameterDependency, FilterLimitExceeded, TagLimitExceeded,
 InvalidKey.Format; HTTP 400), counted as "refused:Action" in /calls, kept in /requests, printed on
 the launcher's stderr, and moto never sees the call.
+SSM Run Command (ssm_run.py, /agent): DescribeInstanceInformation, SendCommand, GetCommandInvocation and
+ListCommandInvocations are answered as SSM answers them (moto's own accept anything and run nothing):
+each request is checked against SSM's API model (ssm_model.py: lengths, ranges, patterns, enums,
+required members; ValidationException), then /deny and /policy, then SSM's own rules (InvalidFilterKey,
+InvalidInstanceInformationFilterValue, InvalidDocument, InvalidParameters, InvalidInstanceId,
+UnsupportedPlatformType, DuplicateInstanceId, InvocationDoesNotExist for the first 0.5 s after
+SendCommand...), all HTTP 400 in SSM's JSON error shape. The oracle key skips none of it.
 Calls signed with the access key `oracle` (the tests' own client, Moto::client) skip the EC2 rules, latency,
 consistency windows and chaos: the tests' view of what exists is the truth. Everything listens on
 127.0.0.1 only, except the timed instances' services, each on its own loopback address.
@@ -260,6 +312,7 @@ from moto.ec2.responses import EC2Response
 from moto.ec2.utils import public_key_parse
 from moto.iam.models import iam_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.responses import TokenResponse
 from PIL import Image, ImageDraw
 
@@ -267,7 +320,8 @@ import ec2_authz  # next to this file: /policy's EC2 authorization checks
 import ec2_rules  # next to this file
 import fate  # next to this file: /fate, and /image's owner_id and encrypted
 import iam_policy  # next to this file: /policy's IAM evaluation
-import ssm_authz  # next to this file: /deny and /policy for SSM PutParameter
+import ssm_authz  # next to this file: /deny and /policy for SSM PutParameter and Run Command
+import ssm_run  # next to this file: /agent, SSM Run Command and the managed instances' agents
 import sts  # next to this file: /sts, AssumeRole's sessions, each call's `_access_key`
 
 LOCK = threading.Lock()
@@ -415,6 +469,7 @@ def reset_state():
         STATE["policy"] = None
     fate.reset()
     sts.reset()
+    ssm_run.reset()
     SERVICES.close_all()
     DROPS.flush()
 
@@ -427,10 +482,11 @@ def error_body(code, message):
     )
 
 
-def take_fault(action, params):
+def take_fault(action, params, wildcard=True):
+    """The /fault the call meets, if any: its action's, or "*" (EC2 calls only: `wildcard`)."""
     with LOCK:
         for fault in STATE["faults"]:
-            if fault["count"] <= 0 or fault["action"] not in (action, "*"):
+            if fault["count"] <= 0 or fault["action"] not in ((action, "*") if wildcard else (action,)):
                 continue
             when = fault.get("when") or {}
             if all(params.get(k, [None])[0] == v for k, v in when.items()):
@@ -732,6 +788,37 @@ def sts_call_action(self):
 
 TokenResponse.call_action = sts_call_action
 ssm_authz.install(STATE, LOCK, iam_policy, DEFAULT_ACCOUNT_ID)  # SSM PutParameter under /deny and /policy
+original_ssm_call_action = SimpleSystemManagerResponse.call_action
+
+
+def ssm_call_action(self):
+    """Every SSM call (JSON protocol): counted and recorded as "ssm:Action", failed by a /fault naming
+    that action exactly, then moto's dispatch (ssm_authz.py and ssm_run.py answer some actions)."""
+    action = f"ssm:{self._get_action()}"
+    count(action)
+    try:
+        body = json.loads(self.body or "{}")
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    access_key = sts.access_key(self, action)
+    with LOCK:  # the body as sent (JSON keeps its structure: nothing to flatten)
+        STATE["requests"].append((action, {**body, "Action": action, "_region": self.region, "_access_key": access_key}))
+    # The instances' clocks, as on an EC2 call: an agent sees the state the instance is in now.
+    settle_timing()
+    settle_shutting_down()
+    fate.settle()
+    # `when` compares the body's top-level members, as they are in the JSON.
+    fault = take_fault(action, {k: [v] for k, v in body.items()}, wildcard=False)
+    if fault:
+        count(f"fault:{action}")
+        status = int(fault["status"])
+        payload = json.dumps({"__type": fault["code"], "message": fault.get("message", f"injected {fault['code']}")})
+        return status, {"status": status, "Content-Type": "application/x-amz-json-1.1"}, payload
+    return original_ssm_call_action(self)
+
+
+SimpleSystemManagerResponse.call_action = ssm_call_action
 
 
 def group_users(self, params):
@@ -1029,6 +1116,8 @@ def backend_reboot_instances(self, instance_ids):
 
 
 InstanceBackend.reboot_instances = backend_reboot_instances
+# After the launcher's launch and reboot: the agents see the /timing clock and the real reboots.
+ssm_run.install(lambda instance_id: (STATE["timeline"].get(instance_id) or {}).get("running_at"))
 
 
 # --- Windows: the Administrator password (/windows, GetPasswordData) -------------------------------
@@ -1702,6 +1791,8 @@ def control_handler(moto_port):
                 self.reply(200, {"ready": True})
             elif self.path == "/sts":
                 self.reply(200, sts.status())
+            elif self.path == "/agent":
+                self.reply(200, ssm_run.status())
             else:
                 self.reply(404, {"error": "unknown path"})
 
@@ -1716,6 +1807,14 @@ def control_handler(moto_port):
                     fate.set_fate(data)
                 except (TypeError, ValueError) as e:
                     self.reply(400, {"error": f"/fate: {e}"})
+                    return
+                self.reply(200, {"ok": True})
+                return
+            if self.path == "/agent":
+                try:
+                    ssm_run.configure(data)
+                except (TypeError, ValueError) as e:
+                    self.reply(400, {"error": f"/agent: {e}"})
                     return
                 self.reply(200, {"ok": True})
                 return

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 import ec2_rules_selftest  # next to this file
 import iam_policy_selftest  # next to this file
+import ssm_run_selftest  # next to this file
 
 AMI = "ami-03cf127a"
 
@@ -1012,6 +1013,7 @@ CHECKS = [
     ("instance type data", lambda m, ec2: check_instance_type_data(ec2)),
     ("reset", check_reset),
     *ec2_rules_selftest.CHECKS,
+    *ssm_run_selftest.CHECKS,
 ]
 
 

@@ -36,7 +36,7 @@ def configure(data):
 def status():
     """GET /sts: every session AssumeRole gave ({"access_key", "expires"} as Unix seconds, in order),
     each call signed with one of them after it expired ({"action", "access_key", "late_s"}), and every
-    STS call ({"action": "sts:GetCallerIdentity", "access_key"}: /requests has only EC2's)."""
+    STS call ({"action": "sts:GetCallerIdentity", "access_key"}: /requests has EC2's and SSM's, not STS's)."""
     with LOCK:
         sessions = [{"access_key": k, "expires": e} for k, e in STATE["sessions"].items()]
         return {"sessions": sessions, "expired_uses": list(STATE["expired_uses"]), "calls": list(STATE["calls"])}
