@@ -50,6 +50,7 @@ fn run_agent(moto: &Moto, spec: &Path, out: &Path) -> (std::process::Output, Val
         .args(["--var", "TOKEN=s3cret-token"])
         .output()
         .unwrap();
+    assert!(out.join("results.json").exists(), "no results: {}", stderr(&output));
     (output, results(out))
 }
 
@@ -80,7 +81,7 @@ fn agent_of(moto: &Moto, image: &str, health: &str, active: (&str, i64)) {
 fn agent_commands_pass_and_fail_with_no_route_to_the_machine() {
     let moto = Moto::start();
     with_profile(&moto);
-    let (good, bad) = (moto.image(json!({})), moto.image(json!({})));
+    let (good, bad) = (moto.image(json!({ "ena_support": true })), moto.image(json!({ "ena_support": true })));
     agent_of(&moto, &good, r#"{"status": "up", "token": "s3cret-token"}"#, ("active", 0));
     agent_of(&moto, &bad, r#"{"status": "starting"}"#, ("failed", 3));
     let (dir, out) = out_dir();
@@ -117,7 +118,7 @@ fn agent_commands_pass_and_fail_with_no_route_to_the_machine() {
 #[test]
 fn an_agent_that_never_registers_names_the_missing_instance_profile() {
     let moto = Moto::start();
-    let image = moto.image(json!({}));
+    let image = moto.image(json!({ "ena_support": true }));
     moto.control("/agent", json!({ "image_id": image, "online_s": null }));
     let (dir, out) = out_dir();
     let probe = "  - { name: inside, agent: { command: \"true\" }, within: 8s, interval: 1s }\n";
@@ -141,7 +142,7 @@ fn an_agent_that_never_registers_names_the_missing_instance_profile() {
 fn output_past_what_ssm_keeps_is_marked_cut() {
     let moto = Moto::start();
     with_profile(&moto);
-    let image = moto.image(json!({}));
+    let image = moto.image(json!({ "ena_support": true }));
     let long = "x".repeat(30_000);
     moto.control("/agent", json!({ "image_id": image, "online_s": 0.5, "stdout": long, "exit_code": 0 }));
     let (dir, out) = out_dir();
@@ -154,13 +155,16 @@ fn output_past_what_ssm_keeps_is_marked_cut() {
     assert_nothing_left(&moto, &r);
 }
 
+/// An account of the run's own, whose launches all go at once.
+const RATES: &str = "rate_limits: { share: 1.0, run_instances: { burst: 50, per_second: 50 } }";
+
 /// Forty cells whose agents come online together share their SendCommand calls (SSM takes 50
 /// instances in one), and the SSM calls per cell stay few: the figures are printed.
 #[test]
 fn forty_cells_share_send_command_calls() {
     let moto = Moto::start();
     with_profile(&moto);
-    let image = moto.image(json!({}));
+    let image = moto.image(json!({ "ena_support": true }));
     moto.control("/agent", json!({ "image_id": image, "online_s": 2, "run_s": 1, "stdout": "ok\n" }));
     let (dir, out) = out_dir();
     let types = ["t3.micro", "t3.small", "t3.medium", "t3.large", "m5.large", "c5.large", "r5.large", "t2.micro"];
@@ -173,7 +177,7 @@ fn forty_cells_share_send_command_calls() {
     }
     let probe = "  - { name: inside, agent: { command: \"echo ok\" }, expect: { stdout_contains: ok }, within: 60s, interval: 1s }\n";
     let text = format!(
-        "name: agent-forty\nconcurrency: 40\nprovider:\n  ec2: {{ region: eu-west-1, poll_interval: 500ms }}\n\
+        "name: agent-forty\nconcurrency: 40\nprovider:\n  ec2: {{ region: eu-west-1, poll_interval: 2s, {RATES} }}\n\
          matrix:\n  include:\n{include}launch:\n  iam_instance_profile: probe-profile\n\
          capture:\n  screenshots: [{{ every: 5s, until: 10s }}]\nprobes:\n{probe}timeouts: {{ run: 3m }}\n"
     );

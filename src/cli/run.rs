@@ -190,7 +190,11 @@ fn plan(args: &RunArgs) -> Result<Cells, RunError> {
         // The machines kept are only reachable with it.
         plan.launch.keep_private_key = true;
     }
-    let flags = RunFlags { probe_from: args.probe_from.clone(), keep_failed: args.keep_failed.is_some() };
+    let flags = RunFlags {
+        probe_from: args.probe_from.clone(),
+        keep_failed: args.keep_failed.is_some(),
+        ports: plan.probes.iter().any(|p| p.port().is_some()),
+    };
     if let Err(problem) = plan.provider.check_flags(&flags) {
         return Err(RunError::Flags(problem));
     }

@@ -153,6 +153,8 @@ pub struct RunFlags {
     pub probe_from: Option<Vec<ipnet::IpNet>>,
     /// `--keep-failed`: a failed cell's machine stays.
     pub keep_failed: bool,
+    /// Some probe connects to a port of the machine (not only agent probes).
+    pub ports: bool,
 }
 
 /// Why the run's command line does not fit the provider, as a lowercase fragment.

@@ -155,6 +155,10 @@ impl ProviderSettings for Ec2Spec {
     }
 
     fn check_flags(&self, flags: &RunFlags) -> Result<(), FlagsRefused> {
+        // Without a probed port the run makes no security group: nothing to open, nothing removed.
+        if !flags.ports {
+            return Ok(());
+        }
         probe_from_problem(self, flags.probe_from.as_deref())
             .or_else(|| flags.keep_failed.then(|| keep_problem(self)).flatten())
             .map_or(Ok(()), |why| Err(FlagsRefused(why)))
