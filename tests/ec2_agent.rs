@@ -21,6 +21,11 @@ const ACTIVE: &str = "systemctl is-active web";
 /// A spec of `cells` (image, instance type) with only agent probes, launched with an instance
 /// profile unless `profile` is false.
 fn agent_spec(dir: &Path, images: &[&str], probes: &str, profile: bool) -> PathBuf {
+    agent_spec_with(dir, images, probes, profile, "")
+}
+
+/// [`agent_spec`] with `extra` top-level keys.
+fn agent_spec_with(dir: &Path, images: &[&str], probes: &str, profile: bool, extra: &str) -> PathBuf {
     let include: Vec<String> =
         images.iter().map(|i| format!("    - {{ image: {i}, instance_type: t3.micro }}")).collect();
     let profile = if profile { "  iam_instance_profile: probe-profile\n" } else { "" };
@@ -28,7 +33,7 @@ fn agent_spec(dir: &Path, images: &[&str], probes: &str, profile: bool) -> PathB
         "name: agent-test\nprovider:\n  ec2: {{ region: eu-west-1, poll_interval: 500ms, security_group: ephemeral }}\n\
          matrix:\n  include:\n{}\nlaunch:\n{profile}  tags: {{ team: platform }}\n\
          capture:\n  screenshots: [{{ every: 2s, until: 10s }}]\nsecrets: [\"${{TOKEN}}\"]\nprobes:\n{probes}\
-         timeouts: {{ run: 2m }}\n",
+         {extra}timeouts: {{ run: 2m }}\n",
         include.join("\n")
     );
     let file = dir.join("spec.yaml");
@@ -152,6 +157,31 @@ fn output_past_what_ssm_keeps_is_marked_cut() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let long = probe_of(cell_of(&r, &image), "long");
     assert_eq!(long["last_ssh"]["truncated"], true, "{long:#}");
+    assert_nothing_left(&moto, &r);
+}
+
+/// After RebootInstances the agent is away (ConnectionLost) for longer than one attempt waits: the
+/// probes' second round waits for it to register again, then passes.
+#[test]
+fn after_a_reboot_agent_probes_wait_for_the_agent_to_come_back() {
+    let moto = Moto::start();
+    with_profile(&moto);
+    let image = moto.image(json!({ "ena_support": true }));
+    let agent =
+        json!({ "image_id": image, "online_s": 0.5, "run_s": 0.2, "stdout": "ok\n", "offline_after_reboot_s": 12 });
+    moto.control("/agent", agent);
+    let (dir, out) = out_dir();
+    let probe = "  - { name: inside, agent: { command: \"echo ok\" }, expect: { stdout_contains: ok }, within: 40s, interval: 1s }\n";
+    let spec = agent_spec_with(dir.path(), &[&image], probe, true, "reboot: true\n");
+    let (output, r) = run_agent(&moto, &spec, &out);
+    let cell = cell_of(&r, &image);
+    assert_eq!(output.status.code(), Some(0), "{}\n{cell:#}", stderr(&output));
+    let again = probe_of(cell, "inside (after reboot)");
+    assert_eq!(again["passed"], true, "{again:#}");
+    let first = again["attempts"][0]["message"].as_str().unwrap_or_default();
+    assert!(first.contains("is ConnectionLost"), "the first attempt after the reboot met the agent away: {again:#}");
+    assert_eq!(moto.requests("RebootInstances").len(), 1);
+    assert_eq!(moto.requests("ssm:SendCommand").len(), 2, "one command per round");
     assert_nothing_left(&moto, &r);
 }
 
