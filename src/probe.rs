@@ -154,6 +154,9 @@ pub struct Attempt {
     pub ssh: Option<SshExchange>,
     /// Trying again can't help (a host key that doesn't match): the probe fails now.
     pub settled: bool,
+    /// The platform refused what the probe asked of it (with `settled`): the cell ends in error,
+    /// the image is not to blame.
+    pub platform: bool,
     /// Nothing at all came back before the time ran out: no data, no refusal, no close. What a
     /// port forwarded by QEMU looks like while the guest is not up yet.
     pub silent: bool,

@@ -185,6 +185,47 @@ fn after_a_reboot_agent_probes_wait_for_the_agent_to_come_back() {
     assert_nothing_left(&moto, &r);
 }
 
+/// `amiprobe policy` for an agent spec is enough for its run (the launcher's `/policy` evaluates
+/// SSM's calls as IAM does, the instance's tags as `ssm:resourceTag`), and without `ssm:SendCommand`
+/// the cell ends in error at the first refusal, naming it.
+#[test]
+fn an_agent_spec_passes_holding_exactly_its_policy() {
+    let moto = Moto::start();
+    with_profile(&moto);
+    let image = moto.image(json!({ "ena_support": true }));
+    agent_of(&moto, &image, r#"{"status": "up"}"#, ("active", 0));
+    let (dir, out) = out_dir();
+    let spec = agent_spec(dir.path(), &[&image], &probes(), true);
+    let printed = amiprobe(&moto, &["policy", spec.to_str().unwrap(), "--var", "TOKEN=x"]).output().unwrap();
+    assert_eq!(printed.status.code(), Some(0), "{}", stderr(&printed));
+    let policy: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    moto.control("/policy", json!({ "document": policy }));
+    let (output, r) = run_agent(&moto, &spec, &out);
+    assert_eq!(output.status.code(), Some(0), "{}\n{r:#}", stderr(&output));
+    assert_nothing_left(&moto, &r);
+
+    let mut refused = policy.clone();
+    for statement in refused["Statement"].as_array_mut().unwrap() {
+        if let Some(actions) = statement["Action"].as_array_mut() {
+            actions.retain(|a| a != "ssm:SendCommand");
+        }
+    }
+    refused["Statement"].as_array_mut().unwrap().retain(|s| !s["Action"].as_array().unwrap().is_empty());
+    moto.control("/policy", json!({ "document": refused }));
+    let (_, out) = out_dir();
+    let (output, r) = run_agent(&moto, &spec, &out);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // The platform's refusal, said at once: the cell is in error, the image is not to blame.
+    let cell = cell_of(&r, &image);
+    assert_eq!(cell["status"], "error", "{cell:#}");
+    let reason = cell["reason"].as_str().unwrap();
+    assert!(reason.contains("AccessDeniedException") && reason.contains("ssm:SendCommand"), "{reason}");
+    for probe in cell["probes"].as_array().unwrap() {
+        assert!(probe["attempts"].as_array().map_or(0, Vec::len) <= 1, "not retried: {probe:#}");
+    }
+    assert_nothing_left(&moto, &r);
+}
+
 /// An account of the run's own, whose launches all go at once.
 const RATES: &str = "rate_limits: { share: 1.0, run_instances: { burst: 50, per_second: 50 } }";
 

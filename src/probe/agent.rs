@@ -48,6 +48,10 @@ pub async fn attempt(
             let message = format!("{}: {why} ({})", agent.channel(), agent.never_answered());
             Err(Failure { silent: true, ..Failure::new(message) })
         }
+        Err(AgentError::Refused(why)) => {
+            let message = format!("{}: {why}", agent.channel());
+            Err(Failure { settled: true, platform: true, ..Failure::new(message) })
+        }
         Err(e) => Err(Failure::new(format!("{}: {e}", agent.channel()))),
     }
 }

@@ -63,6 +63,7 @@ pub async fn attempt(
         ssh: None,
         settled: false,
         silent: false,
+        platform: false,
     };
     match (&probe.check, target) {
         (Check::Agent(check), Target::Agent(agent)) => {
@@ -142,7 +143,7 @@ fn record_command(attempt: &mut Attempt, outcome: Result<(String, SshExchange), 
         Ok((message, exchange)) => (attempt.passed, attempt.message, attempt.ssh) = (true, message, Some(exchange)),
         Err(failure) => {
             (attempt.message, attempt.ssh) = (failure.message, failure.exchange.map(|x| *x));
-            (attempt.silent, attempt.settled) = (failure.silent, failure.settled);
+            (attempt.silent, attempt.settled, attempt.platform) = (failure.silent, failure.settled, failure.platform);
         }
     }
 }

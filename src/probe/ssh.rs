@@ -97,11 +97,13 @@ pub struct Failure {
     pub exchange: Option<Box<SshExchange>>,
     pub silent: bool,
     pub settled: bool,
+    /// The platform refused what the probe asked of it: the cell is in error, not failed.
+    pub platform: bool,
 }
 
 impl Failure {
     pub(super) fn new(message: String) -> Failure {
-        Failure { message, exchange: None, silent: false, settled: false }
+        Failure { message, exchange: None, silent: false, settled: false, platform: false }
     }
 
     /// A failure once the command was sent: what was run goes with it.

@@ -47,6 +47,10 @@ pub enum AgentError {
     /// The agent answered and refused, or the channel broke.
     #[error("{0}")]
     Failed(String),
+    /// The platform's API refused or failed the call (a missing permission, throttling that outlasted
+    /// the retries): not the image's doing, and trying again can't help.
+    #[error("{0}")]
+    Refused(String),
     #[error("the command did not finish within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
 }

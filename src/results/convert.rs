@@ -112,7 +112,7 @@ impl From<probe::SshExchange> for SshExchange {
 /// The attempt as the report keeps it; what only the engine needs (`settled`, `silent`) stays behind.
 impl From<probe::Attempt> for Attempt {
     fn from(a: probe::Attempt) -> Self {
-        let probe::Attempt { at_s, passed, message, latency_ms, exchange, ssh, settled: _, silent: _ } = a;
+        let probe::Attempt { at_s, passed, message, latency_ms, exchange, ssh, settled: _, silent: _, platform: _ } = a;
         Attempt { at_s, passed, message, latency_ms, exchange: exchange.map(Into::into), ssh: ssh.map(Into::into) }
     }
 }
@@ -139,6 +139,7 @@ mod tests {
             ssh: None,
             settled: true,
             silent: true,
+            platform: false,
         };
         let kept = Attempt::from(runtime);
         assert_eq!(

@@ -20,14 +20,19 @@ def parameter_arn(region, account, name):
     return f"arn:aws:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
 
 
-def authorize(region, action, resources):
+def authorize(region, action, resources, tags=None):
     """Raises AccessDeniedException when /deny names `action` or the /policy document does not allow
-    it on every one of `resources` (ARNs)."""
+    it on every one of `resources` (ARNs). `tags`: {ARN: {key: value}}, the tags of the resources that
+    have some (an EC2 instance a command is sent to), as SSM gives them to IAM: `ssm:resourceTag/K`
+    and `aws:ResourceTag/K`."""
     state, lock, iam_policy, account = (CONTEXT[k] for k in ("state", "lock", "iam_policy", "account"))
     with lock:
         document, denied = state["policy"], action in state["deny"]
-    context = {"aws:RequestedRegion": [region]}
     for resource in resources:
+        context = {"aws:RequestedRegion": [region]}
+        for key, value in ((tags or {}).get(resource) or {}).items():
+            context[f"ssm:resourceTag/{key}"] = [value]
+            context[f"aws:ResourceTag/{key}"] = [value]
         if denied or (document is not None and iam_policy.decide(document, action, resource, context) != "allow"):
             raise JsonRESTError(
                 "AccessDeniedException",

@@ -529,6 +529,14 @@ def send_command_resources(region, body):
     return [document, *(instance_arn(region, i) for i in body.get("InstanceIds", []))]
 
 
+def instance_tags(region, body):
+    """{instance ARN: its tags} of the instances a SendCommand names, as moto's EC2 keeps them."""
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    return {instance_arn(region, i): dict(backend.tags.get(i) or {}) for i in body.get("InstanceIds", [])}
+
+
 def parameters_of(body):
     """(commands, executionTimeout seconds) of the document's Parameters; InvalidParameters else."""
     parameters = body.get("Parameters") or {}
@@ -576,7 +584,8 @@ def target_agents(ids, region, platform, document, now):
 
 def send_command(self):
     body = request(self, "SendCommand")
-    ssm_authz.authorize(self.region, "ssm:SendCommand", send_command_resources(self.region, body))
+    resources = send_command_resources(self.region, body)
+    ssm_authz.authorize(self.region, "ssm:SendCommand", resources, instance_tags(self.region, body))
     ids = body.get("InstanceIds") or []
     if body.get("Targets"):
         raise NotModelled("SendCommand's Targets")

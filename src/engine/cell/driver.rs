@@ -186,8 +186,15 @@ impl<'a> Driver<'a> {
             Wake::Cancelled => Some(Ending::Interrupted),
             Wake::TimedOut => Some(Ending::TimedOut),
             Wake::Probe(ProbeNews::Attempt(index, attempt)) => {
+                // The platform refused the probe's call: no later attempt can pass, and the image
+                // is not to blame.
+                let refused = (attempt.platform && attempt.settled).then(|| attempt.message.clone());
                 self.probes.record(self.rec, index, *attempt);
-                None
+                let refused = refused.map(|why| format!("probe `{}`: {why}", self.rec.result.probes[index].name));
+                refused.map(|why| {
+                    self.rec.error(&why);
+                    Ending::Infrastructure(why)
+                })
             }
             Wake::Probe(ProbeNews::Ended) if self.probes.is_empty() => self.round_over().await,
             Wake::Probe(ProbeNews::Ended) | Wake::StopDue => None,

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::api::{Api, Retry};
+use super::api::{Api, ApiError, Retry};
 use super::ssm::Ssm;
 use crate::provider::{lock, Agent, AgentCommand, AgentError, AgentOutput};
 use crate::spec::Os;
@@ -92,7 +92,8 @@ impl SsmAgent {
             Ok(Err(e)) if e.is(INVALID_INSTANCE) => {
                 Err(AgentError::NotYet(format!("SSM does not take commands for {} now", self.instance_id)))
             }
-            Ok(Err(e)) => Err(AgentError::Failed(e.to_string())),
+            // SSM's refusal (a permission, throttling past the retries) is the platform's doing.
+            Ok(Err(e)) => Err(AgentError::Refused(e.to_string())),
             Err(_) => Err(AgentError::Failed("the run's SSM dispatcher stopped".into())),
         }
     }
@@ -106,7 +107,7 @@ impl SsmAgent {
                 ssm.client.get_command_invocation().command_id(command_id).instance_id(&self.instance_id).send()
             })
             .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?;
+            .map_err(|e| AgentError::Refused(e.to_string()))?;
         Ok(Invocation {
             status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             details: out.status_details().unwrap_or_default().to_string(),
@@ -126,7 +127,7 @@ pub(super) fn document(os: Os) -> &'static str {
 }
 
 /// Why the agent is not online, for the attempt's message.
-fn not_online(id: &str, seen: Option<Registration>, last_error: Option<String>) -> String {
+fn not_online(id: &str, seen: Option<Registration>, last_error: Option<ApiError>) -> String {
     let said = last_error.map(|e| format!("; last DescribeInstanceInformation: {e}")).unwrap_or_default();
     match seen {
         None => format!("the SSM agent of {id} has not registered{said}"),
@@ -157,8 +158,11 @@ impl Agent for SsmAgent {
     async fn run(&self, command: &AgentCommand, limit: Duration) -> Result<AgentOutput, AgentError> {
         let since = *lock(&self.since);
         let registry = &self.fleet.registry;
-        if let Err((seen, error)) = registry.wait_online(&self.instance_id, since, REGISTRATION_WAIT).await {
-            return Err(AgentError::NotYet(not_online(&self.instance_id, seen, error)));
+        match registry.wait_online(&self.instance_id, since, REGISTRATION_WAIT).await {
+            Ok(()) => {}
+            // Refused rather than failed on a server's hiccup: the platform's doing, for good.
+            Err((_, Some(e))) if !e.transient => return Err(AgentError::Refused(e.to_string())),
+            Err((seen, error)) => return Err(AgentError::NotYet(not_online(&self.instance_id, seen, error))),
         }
         let mut sent = self.send(command, limit).await?;
         // SSM ends the command itself at `limit`; its answer may take a delivery's time longer.

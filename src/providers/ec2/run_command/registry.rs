@@ -39,7 +39,7 @@ impl Registration {
 pub struct Seen {
     pub agents: HashMap<String, Registration>,
     /// What the last DescribeInstanceInformation said, if it failed: the reason a wait ran out.
-    pub last_error: Option<String>,
+    pub last_error: Option<ApiError>,
 }
 
 pub struct Registry {
@@ -83,7 +83,7 @@ impl Registry {
                         seen.agents.extend(found);
                         seen.last_error = None;
                     }
-                    Err(e) => seen.last_error = Some(e.to_string()),
+                    Err(e) => seen.last_error = Some(e),
                 });
             }
         });
@@ -102,7 +102,7 @@ impl Registry {
         id: &str,
         since: Option<SystemTime>,
         wait: Duration,
-    ) -> Result<(), (Option<Registration>, Option<String>)> {
+    ) -> Result<(), (Option<Registration>, Option<ApiError>)> {
         let mut rx = self.tx.subscribe();
         if rx.borrow_and_update().agents.get(id).is_some_and(|r| r.online_since(since)) {
             return Ok(());
