@@ -200,7 +200,7 @@ fn policy_of_each_ec2_example_spec_allows_what_its_features_use() {
 /// regions and an instance profile.
 const RICH_SPEC: &str = "name: p\nprovider:\n  ec2: { security_group: ephemeral }\nmatrix:\n  image: ami-1\n  region: [eu-west-1, us-east-1]\n\
      launch:\n  instance_type: t3.micro\n  key_pair: ci-key\n  iam_instance_profile: arn:aws:iam::123456789012:instance-profile/probe\n\
-     probes:\n  - { name: ssh, tcp: { port: 22 } }\n";
+     probes:\n  - { name: ssh, tcp: { port: 22 } }\n  - { name: inside, agent: { command: \"true\" } }\n";
 
 #[test]
 fn policy_of_a_spec_with_its_own_group_and_an_instance_profile() {
@@ -214,7 +214,13 @@ fn policy_of_a_spec_with_its_own_group_and_an_instance_profile() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let policy: Value = serde_json::from_slice(&output.stdout).unwrap();
     let all = actions(&policy);
-    for wanted in ["ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:DescribeVpcs", "iam:PassRole"] {
+    for wanted in [
+        "ec2:CreateSecurityGroup",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:DescribeVpcs",
+        "iam:PassRole",
+        "ssm:SendCommand",
+    ] {
         assert!(all.iter().any(|a| a == wanted), "{wanted}: {all:?}");
     }
     assert!(!all.iter().any(|a| a == "ec2:ImportKeyPair"), "a named key is not imported: {all:?}");

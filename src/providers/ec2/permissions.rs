@@ -106,7 +106,8 @@ pub enum Scope {
     PromoteImage,
     /// The promotion's SSM parameter, its placeholders as wildcards.
     Parameter,
-    /// The SSM document `agent:` probes' commands run with (AWS's own: no account in its ARN).
+    /// The SSM document `agent:` probes' commands run with (AWS's own: its ARN has no account,
+    /// which IAM's `*` matches).
     Document,
     /// Instances carrying the run id tag, as SSM names their tags (`ssm:resourceTag`).
     CommandTarget,
@@ -586,7 +587,7 @@ fn statement(scope: Scope, uses: &Uses, creates: &[&str]) -> serde_json::Map<Str
             (
                 json!(regions(uses)
                     .iter()
-                    .map(|r| format!("arn:aws:ssm:{r}::document/{document}"))
+                    .map(|r| format!("arn:aws:ssm:{r}:*:document/{document}"))
                     .collect::<Vec<_>>()),
                 None,
             )
@@ -644,7 +645,7 @@ mod tests {
         let put = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "PromoteToParameter").unwrap();
         assert_eq!(put["Resource"], json!(["arn:aws:ssm:eu-west-1:*:parameter/images/*/web"]));
         let send = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "RunCommandDocument").unwrap();
-        assert_eq!(send["Resource"], json!(["arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"]));
+        assert_eq!(send["Resource"], json!(["arn:aws:ssm:eu-west-1:*:document/AWS-RunShellScript"]));
         let on = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "RunCommandOnOwnInstance").unwrap();
         assert_eq!(on["Condition"], json!({ "Null": { "ssm:resourceTag/amiprobe:run-id": "false" } }));
     }
