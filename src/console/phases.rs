@@ -47,8 +47,9 @@ pub enum PhaseClock {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BootPhase {
     pub name: PhaseName,
-    /// On the log's clock ([`BootPhases::clock`]); the firmware's starts before zero.
+    /// Seconds on the log's clock (`clock`); the firmware's phase starts before zero.
     pub start_s: f64,
+    /// Seconds.
     pub length_s: f64,
     /// What showed the phase's start.
     pub from: PhaseBound,
@@ -167,6 +168,26 @@ mod tests {
         assert!(p.phases[1].to.text.contains("systemd[1]: systemd 252"), "{:?}", p.phases[1].to);
         assert!(p.phases[2].to.text.contains("Cloud-init v. 22.4.2 finished"), "{:?}", p.phases[2].to);
         assert_eq!(p.phases[2].to.timed_by, TimedBy::Stamp);
+    }
+
+    /// A cell's `boot_phases` as results.json holds it.
+    #[test]
+    fn as_results_json_holds_it() {
+        let p = boot_phases(BUSYBOX, &LaunchTimes::default(), &[]).unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "clock": "kernel",
+                "phases": [{
+                    "name": "kernel",
+                    "start_s": 0.0,
+                    "length_s": 3.135244,
+                    "from": { "line": 1, "text": BUSYBOX.lines().next().unwrap(), "timed_by": "stamp" },
+                    "to": { "line": 335, "text": "[    3.135244] Run /init as init process", "timed_by": "stamp" },
+                }],
+            })
+        );
     }
 
     /// The same image under OVMF (tests/fixtures/console/debian-bookworm-uefi.raw.log, real): the
