@@ -26,8 +26,9 @@ pub struct BootPhases {
     /// The clock of the phases' `start_s`.
     pub clock: PhaseClock,
     /// When that clock read zero, in seconds since the launch began: the earliest time a stamped
-    /// console line allows, late by up to one console poll. Absent when no stamped line was seen
-    /// while the machine ran (then neither the firmware phase nor the services' can be timed).
+    /// console line allows, late by as much as the console reached amiprobe late (up to a poll on
+    /// QEMU; EC2's console output can lag by minutes). Absent when no stamped line was seen while
+    /// the machine ran (then neither the firmware phase nor the services' can be timed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zero_at_s: Option<f64>,
     pub phases: Vec<BootPhase>,
@@ -112,7 +113,7 @@ pub struct PhaseBound {
 pub enum TimedBy {
     /// The line's own stamp (kernel, journald, cloud-init's uptime, EC2Launch).
     Stamp,
-    /// When amiprobe first saw the line (it has no stamp): late by up to one console poll.
+    /// When amiprobe first saw the line (it has no stamp): late by as much as the console was.
     Seen,
     /// An amiprobe event (`running_s`, `ready_s`).
     Event,

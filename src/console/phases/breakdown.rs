@@ -6,7 +6,7 @@
 //! when each console line was first seen) times what the log cannot: the firmware before the
 //! kernel, and the services after the boot. They are tied by the stamped lines: a line stamped `t`
 //! and first seen at `s` on the launch clock says the log's zero was at `s - t` or earlier; the
-//! earliest such bound is taken, late by at most one console poll.
+//! earliest such bound is taken: late by up to a poll on QEMU, by more where the console itself lags (EC2).
 
 use super::markers::{Clock, Kind, Marker, Scan};
 use super::{BootPhase, BootPhases, LaunchTimes, PhaseBound, PhaseClock, PhaseName, TimedBy};
