@@ -113,7 +113,8 @@ pub struct PhaseBound {
 pub enum TimedBy {
     /// The line's own stamp (kernel, journald, cloud-init's uptime, EC2Launch).
     Stamp,
-    /// When amiprobe first saw the line (it has no stamp): late by as much as the console was.
+    /// The line has no stamp: when amiprobe first saw it (late by as much as the console was), or
+    /// the next stamped line's stamp when that is sooner (it was printed before that line).
     Seen,
     /// An amiprobe event (`running_s`, `ready_s`).
     Event,

@@ -31,10 +31,18 @@ impl Timer<'_> {
     fn point(&self, m: &Marker) -> Option<Point> {
         let (at, timed_by) = match (m.stamp, self.zero_at, self.first_seen.get(m.line - 1)) {
             (Some(at), _, _) => (at, TimedBy::Stamp),
-            (None, Some(zero), Some(seen)) => (seen - zero, TimedBy::Seen),
+            // Printed before the next stamped line, which may say so sooner than the seen time.
+            (None, Some(zero), Some(seen)) => {
+                (self.next_stamp(m.line).map_or(seen - zero, |t| t.min(seen - zero)), TimedBy::Seen)
+            }
             _ => return None,
         };
         Some(Point { at, bound: PhaseBound { line: Some(m.line), text: m.text.trim().to_string(), timed_by } })
+    }
+
+    /// The stamp of the first stamped line after `line`.
+    fn next_stamp(&self, line: usize) -> Option<f64> {
+        self.scan.stamped.iter().find(|(l, _)| *l > line).map(|(_, at)| *at)
     }
 
     /// An amiprobe event at `at` on the launch clock, on the log's.
