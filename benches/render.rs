@@ -67,6 +67,7 @@ fn main() {
             screenshots,
             screenshots_note: None,
             console_log: Some(format!("cells/{id}/console.log")),
+            boot_phases: None,
             console: vec![ConsoleFinding {
                 kind: RuleKind::Builtin,
                 rule: "I/O error".into(),

@@ -216,6 +216,7 @@ fn cells(count: usize) -> RunResults {
                     .collect(),
                 screenshots_note: None,
                 console_log: Some(format!("cells/{id}/console.log")),
+                boot_phases: None,
                 console: vec![ConsoleFinding {
                     kind: RuleKind::Builtin,
                     rule: "I/O error".into(),

@@ -9,12 +9,14 @@
 //! [`ConsoleRules::check`] judges a whole log once it is collected; [`ConsoleWatch`] follows it while
 //! the machine runs, to stop a broken machine at its first fatal line.
 
+mod phases;
 mod watch;
 
 use regex::Regex;
 
 use crate::spec::{ConsoleSpec, FieldPath, Problem};
 
+pub use phases::{boot_phases, BootPhase, BootPhases, LaunchTimes, PhaseBound, PhaseClock, PhaseName, TimedBy};
 pub use watch::{ConsoleWatch, FatalSign};
 
 /// A built-in sign of a broken boot: the name reports give it, and the regex of the lines showing it.

@@ -71,6 +71,11 @@ impl ConsoleWatch {
         self.required_after = Some(self.scanned_len);
     }
 
+    /// When each complete line was first seen, in seconds since launch, by line index.
+    pub fn first_seen(&self) -> &[f64] {
+        &self.first_seen
+    }
+
     /// Whether the machine was rebooted since the console was first watched.
     pub fn rebooted(&self) -> bool {
         self.required_after.is_some()

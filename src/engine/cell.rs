@@ -67,6 +67,7 @@ pub fn not_run(cell: &Cell) -> CellResult {
         screenshots_note: None,
         console_log: None,
         console: Vec::new(),
+        boot_phases: None,
         probes: Vec::new(),
         errors: Vec::new(),
         cleanup: Vec::new(),

@@ -2,7 +2,7 @@
 //!
 //! The templates stay dumb: everything is computed into typed view models ([`page`] for the page,
 //! [`cell`] for each cell's section, [`console`] for its console window, [`machine`] for its machine
-//! facts in words). Every text from the
+//! facts in words, [`phases`] for its boot phases' bar). Every text from the
 //! machine goes through handlebars' `{{ }}`, which escapes it. The default templates are compiled
 //! into the binary; `--templates DIR` overrides any of them by file name ([`templates`]).
 //!
@@ -20,6 +20,7 @@ mod console;
 mod labels;
 mod machine;
 mod page;
+mod phases;
 mod templates;
 
 use std::io::Write;

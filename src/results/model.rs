@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cell::Cell;
+pub use crate::console::{BootPhase, BootPhases, PhaseBound, PhaseClock, PhaseName, TimedBy};
 
 /// The version of the format written; a reader refuses a newer one.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -247,6 +248,10 @@ pub struct CellResult {
     pub console_log: Option<String>,
     #[serde(default)]
     pub console: Vec<ConsoleFinding>,
+    /// The boot in phases (firmware, kernel, initramfs, userspace, services), from the console's
+    /// stamps and the launch's times; absent when no phase had both its ends seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_phases: Option<BootPhases>,
     #[serde(default)]
     pub probes: Vec<ProbeResult>,
     #[serde(default)]

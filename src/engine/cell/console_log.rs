@@ -1,6 +1,6 @@
 //! The machine's console, read two ways: a look while it runs (new lines checked for fatal signs,
 //! host keys for SSH, whether the machine stopped or is unwell), and the whole log at the end, kept
-//! in the cell's directory and checked against the plan's console rules.
+//! in the cell's directory, checked against the plan's console rules and read for the boot's phases.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::error::CellError;
 use super::recorder::Recorder;
-use crate::console::{self, ConsoleFinding, ConsoleWatch};
+use crate::console::{self, ConsoleFinding, ConsoleWatch, LaunchTimes};
 use crate::engine::verdict::Ending;
 use crate::probe::host_key::ConsoleHostKeys;
 use crate::provider::{Health, Machine};
@@ -81,6 +81,8 @@ pub async fn collect(
         rec.silent_console = machine.before_console().await;
     }
     keep(rec, cell_dir, &text, &raw);
+    let launch = LaunchTimes { running_s: rec.result.timings.running_s, ready_s: rec.result.timings.ready_s };
+    rec.result.boot_phases = console::boot_phases(&text, &launch, watch.first_seen());
     // An interrupted run proves nothing about what the console should have shown.
     if matches!(ending, Ending::Interrupted) {
         return;

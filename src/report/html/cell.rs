@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::console::{self, ConsoleLine, Hits};
 use super::labels::{anchor, cell_class, cell_label, reason, secs, status_class, status_label};
+use super::phases::{self, PhaseBar};
 use crate::results::{
     CellParams, CellResult, CleanupStep, EventKind, HttpExchange, ProbeResult, RuleKind, Screenshot, SshExchange,
 };
@@ -26,6 +27,8 @@ pub struct CellView<'a> {
     params: &'a CellParams,
     machine: Vec<KeyValue>,
     timings: Vec<KeyValue>,
+    /// The boot phases' stacked bar.
+    phases: Vec<PhaseBar>,
     frames: Vec<Frame>,
     screenshot_count: usize,
     screenshots_note: Option<&'a str>,
@@ -158,6 +161,7 @@ impl<'a> CellView<'a> {
             params: &c.params,
             machine: machine(&c.machine),
             timings: timings(c),
+            phases: phases::bars(c.boot_phases.as_ref()),
             frames: frames(c, root, end),
             screenshot_count: c.screenshots.len(),
             screenshots_note: c.screenshots_note.as_deref(),
@@ -336,6 +340,7 @@ pub struct CellSummary<'a> {
     page: String,
     ready: Option<String>,
     screenshot_count: usize,
+    phases: Vec<PhaseBar>,
 }
 
 impl<'a> CellSummary<'a> {
@@ -348,6 +353,7 @@ impl<'a> CellSummary<'a> {
             page,
             ready: c.timings.ready_s.map(secs),
             screenshot_count: c.screenshots.len(),
+            phases: phases::bars(c.boot_phases.as_ref()),
         }
     }
 }
