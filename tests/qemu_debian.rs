@@ -198,4 +198,12 @@ fn a_cell_with_only_agent_probes_passes_with_no_port_forwarded() {
     assert!(!command.contains(&token) && !stdout.contains(&token), "the secret is masked: {health:#}");
     assert!(stdout.contains("token=********"), "{stdout}");
     assert!(probe("script")["passed"] == true, "{cell:#}");
+    // The boot in phases, from the kernel's own stamps and the run's events, each a positive length.
+    // The agent answers before the boot reaches its target: the cell may end before userspace does.
+    let phases = cell["boot_phases"]["phases"].as_array().unwrap_or_else(|| panic!("no boot phases: {cell:#}"));
+    let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
+    for wanted in ["firmware", "kernel", "initramfs"] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    assert!(phases.iter().all(|p| p["length_s"].as_f64().is_some_and(|l| l > 0.0)), "{phases:#?}");
 }
