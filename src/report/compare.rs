@@ -157,7 +157,8 @@ impl Comparison {
     /// The Markdown section "Since last night".
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "## Since last night\n\nRun `{}` against `{}`: {} cells matched, {} changed (slower: over {}% and {} s).\n",
+            "## Since last night\n\nRun `{}` against `{}`: {} cells matched, {} changed \
+             (slower means over {}% and over {} s longer).\n",
             self.new_run,
             self.base_run,
             self.matched,
