@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::exit::Outcome;
 use crate::plan::Shard;
 
+mod compare;
 mod completions;
 mod man;
 mod plan;
@@ -143,6 +144,28 @@ pub enum ReportCommand {
         promote: Option<PathBuf>,
         #[command(flatten)]
         vars: VarArgs,
+    },
+    /// What changed since a baseline run (e.g. last night's CI artifact): status changes, time
+    /// regressions to ready and per boot phase, new warning or error lines on the console. Prints a
+    /// Markdown section "Since last night" (JSON with --json).
+    Compare {
+        /// The baseline's results directory.
+        base: PathBuf,
+        /// The results directory compared with it.
+        new: PathBuf,
+        /// A duration regressed when longer than the baseline's by more than this ratio (0.25: a
+        /// quarter) and by more than --floor.
+        #[arg(long, value_name = "RATIO", default_value_t = 0.25)]
+        ratio: f64,
+        /// A duration regressed only when longer than the baseline's by more than this.
+        #[arg(long, value_name = "DURATION", default_value = "2s")]
+        floor: humantime::Duration,
+        /// Print the comparison as JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a cell regressed: newly failing, slower, or with new warning or error lines.
+        #[arg(long)]
+        fail_on_regression: bool,
     },
 }
 

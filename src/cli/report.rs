@@ -1,5 +1,5 @@
 //! `amiprobe report`: reports rendered again from a results directory, or shards' results merged
-//! into one (`report merge`).
+//! into one (`report merge`); `report compare` is in its own file, `compare.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +46,10 @@ pub fn report(args: ReportArgs) -> Outcome {
             let options = ReportOptions { report: Vec::new(), templates, summary, report_url };
             let promote = promote.map(|spec| (spec, vars.overrides()));
             merge_dirs(&dirs, &out, &options, promote.as_ref())
+        }
+        (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression }), _) => {
+            let thresholds = crate::report::compare::Thresholds { ratio, floor_s: floor.as_secs_f64() };
+            return super::compare::compare(&base, &new, thresholds, json, fail_on_regression);
         }
         (None, Some(dir)) => render_again(&dir, &args.reports),
         (None, None) => return Outcome::UsageError,
