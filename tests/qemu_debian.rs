@@ -43,8 +43,9 @@ fn run_debian(cells: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::Temp
     (status.code(), r, out)
 }
 
-/// Runs tests/fixtures/qemu/debian-agent.yaml (agent probes only) with `TOKEN`, as `run_debian` does.
-fn run_debian_agent(token: &str) -> (Option<i32>, Value, tempfile::TempDir) {
+/// Runs tests/fixtures/qemu/debian-agent.yaml (agent probes only) with `TOKEN` and `vars`, as
+/// `run_debian` does.
+fn run_debian_agent(token: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::TempDir) {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
@@ -53,6 +54,7 @@ fn run_debian_agent(token: &str) -> (Option<i32>, Value, tempfile::TempDir) {
         .arg("--out")
         .arg(out.path())
         .args(["--var", &format!("TOKEN={token}")])
+        .args(vars.iter().flat_map(|v| ["--var", v]))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .status()
@@ -182,7 +184,7 @@ fn a_service_s_one_line_state_matches_only_the_pattern_of_that_state() {
 #[test]
 fn a_cell_with_only_agent_probes_passes_with_no_port_forwarded() {
     let token = format!("tok-{}", std::process::id());
-    let (code, r, _out) = run_debian_agent(&token);
+    let (code, r, _out) = run_debian_agent(&token, &[]);
     let cell = &r["cells"][0];
     assert_eq!(cell["status"], "passed", "{cell:#}");
     assert_eq!(code, Some(0));
@@ -206,4 +208,28 @@ fn a_cell_with_only_agent_probes_passes_with_no_port_forwarded() {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
     assert!(phases.iter().all(|p| p["length_s"].as_f64().is_some_and(|l| l > 0.0)), "{phases:#?}");
+}
+
+/// The same checks made to fail through the guest agent: a JSON path whose value differs, a unit that
+/// does not exist (`systemctl is-active` exits 3 or 4), the secret still masked in what failed.
+#[test]
+fn agent_commands_fail_on_their_json_and_their_exit_status() {
+    let token = format!("tok-{}", std::process::id());
+    let (code, r, _out) = run_debian_agent(&token, &["IFNAME=eth9", "UNIT=no-such-unit", "WITHIN=150s"]);
+    let cell = &r["cells"][0];
+    assert_eq!(cell["status"], "failed", "{cell:#}");
+    assert_eq!(code, Some(1));
+    let probe = |name: &str| cell["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let json = probe("json");
+    assert_eq!(json["passed"], false, "{json:#}");
+    assert_eq!(json["last_ssh"]["exit_status"], 0, "the command ran: {json:#}");
+    assert!(json["message"].as_str().unwrap().contains("$[0].ifname"), "fails on its JSON: {json:#}");
+    let health = probe("health");
+    assert_eq!(health["passed"], false, "{health:#}");
+    let status = health["last_ssh"]["exit_status"].as_u64().unwrap_or_default();
+    assert!(status == 3 || status == 4, "systemctl's exit status for a unit it lacks: {health:#}");
+    assert!(health["message"].as_str().unwrap().contains(&format!("exit status {status}, expected 0")), "{health:#}");
+    let said = format!("{}{}", health["last_ssh"]["command"], health["last_ssh"]["stdout"]);
+    assert!(!said.contains(&token), "the secret is masked: {health:#}");
+    assert_eq!(probe("script")["passed"], true, "{cell:#}");
 }
