@@ -271,7 +271,7 @@ fn forty_cells_share_send_command_calls() {
         ssm_calls as f64 / 40.0
     );
     assert!(per_send.iter().sum::<usize>() >= 40, "every instance was sent its command: {per_send:?}");
-    assert!(sends < 40, "cells ready together share SendCommand calls: {sends} for 40 cells");
+    assert!(sends <= 5, "cells ready together share SendCommand calls: {sends} for 40 cells");
     assert_nothing_left(&moto, &r);
 }
 

@@ -68,8 +68,10 @@ impl SsmAgent {
     /// while (it marks an agent lost only after missed pings), so a ping newer than the last one
     /// seen before the reboot is what counts: SSM's own clock against SSM's own clock.
     pub fn rebooted(&self) {
+        // The registration kept from the first round may be minutes old, and the agent's health
+        // pings have moved on since: the reboot's own time too, whichever is later.
         let last = self.fleet.registry.registration(&self.instance_id).and_then(|r| r.last_ping);
-        *lock(&self.since) = Some(last.unwrap_or_else(SystemTime::now));
+        *lock(&self.since) = Some(last.map_or_else(SystemTime::now, |last| last.max(SystemTime::now())));
     }
 
     fn document(&self) -> &'static str {
@@ -83,7 +85,8 @@ impl SsmAgent {
             instance: self.instance_id.clone(),
             document: self.document(),
             text: command.text().to_string(),
-            execution_timeout: limit.as_secs().max(1),
+            // Whole seconds, rounded up; SSM takes 1 to 172,800 (48 h).
+            execution_timeout: limit.as_secs_f64().ceil().clamp(1.0, 172_800.0) as u64,
             reply,
         });
         match answer.await {
@@ -92,8 +95,12 @@ impl SsmAgent {
             Ok(Err(e)) if e.is(INVALID_INSTANCE) => {
                 Err(AgentError::NotYet(format!("SSM does not take commands for {} now", self.instance_id)))
             }
-            // SSM's refusal (a permission, throttling past the retries) is the platform's doing.
-            Ok(Err(e)) => Err(AgentError::Refused(e.to_string())),
+            Ok(Err(e)) if e.is("UnsupportedPlatformType") => Err(AgentError::Failed(format!(
+                "{e} ({} does not run on this instance's platform: is `os` right?)",
+                self.document()
+            ))),
+            Ok(Err(e)) if for_good(&e) => Err(AgentError::Refused(e.to_string())),
+            Ok(Err(e)) => Err(AgentError::NotYet(e.to_string())),
             Err(_) => Err(AgentError::Failed("the run's SSM dispatcher stopped".into())),
         }
     }
@@ -107,7 +114,13 @@ impl SsmAgent {
                 ssm.client.get_command_invocation().command_id(command_id).instance_id(&self.instance_id).send()
             })
             .await
-            .map_err(|e| AgentError::Refused(e.to_string()))?;
+            .map_err(|e| {
+                if for_good(&e) {
+                    AgentError::Refused(e.to_string())
+                } else {
+                    AgentError::NotYet(e.to_string())
+                }
+            })?;
         Ok(Invocation {
             status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             details: out.status_details().unwrap_or_default().to_string(),
@@ -124,6 +137,25 @@ pub(super) fn document(os: Os) -> &'static str {
         Os::Windows => "AWS-RunPowerShellScript",
         Os::Linux => "AWS-RunShellScript",
     }
+}
+
+/// SSM's answers that refuse the caller itself (its permissions, its credentials) or the request as
+/// amiprobe wrote it: no later attempt can pass, and the image is not to blame.
+const FOR_GOOD: [&str; 8] = [
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "IncompleteSignature",
+    "ValidationException",
+    "InvalidParameters",
+];
+
+/// Whether `e` is one of [`FOR_GOOD`] (or there were no credentials to sign with). Throttling past
+/// the retries and server errors may pass later: they are not.
+fn for_good(e: &ApiError) -> bool {
+    e.no_credentials.is_some() || FOR_GOOD.iter().any(|code| e.is(code))
 }
 
 /// Why the agent is not online, for the attempt's message.
@@ -161,14 +193,18 @@ impl Agent for SsmAgent {
         match registry.wait_online(&self.instance_id, since, REGISTRATION_WAIT).await {
             Ok(()) => {}
             // Refused rather than failed on a server's hiccup: the platform's doing, for good.
-            Err((_, Some(e))) if !e.transient => return Err(AgentError::Refused(e.to_string())),
+            Err((_, Some(e))) if for_good(&e) => return Err(AgentError::Refused(e.to_string())),
             Err((seen, error)) => return Err(AgentError::NotYet(not_online(&self.instance_id, seen, error))),
         }
         let mut sent = self.send(command, limit).await?;
         // SSM ends the command itself at `limit`; its answer may take a delivery's time longer.
-        let ended =
-            tokio::time::timeout(limit + DELIVERY_TIMEOUT, sent.statuses.wait_for(|s| s.ended(&self.instance_id)));
-        match ended.await {
+        let id = &self.instance_id;
+        let ended = sent.statuses.wait_for(|s| s.ended(id) || s.refused().is_some());
+        match tokio::time::timeout(limit + DELIVERY_TIMEOUT, ended).await {
+            Ok(Ok(statuses)) if !statuses.ended(id) => {
+                let why = statuses.refused().map(ToString::to_string).unwrap_or_default();
+                return Err(AgentError::Refused(why));
+            }
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return Err(AgentError::Failed("SSM stopped telling the command's status".into())),
             Err(_) => return Err(AgentError::Timeout(limit)),

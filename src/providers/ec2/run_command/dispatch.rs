@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::super::api::{Api, ApiError};
 use super::super::ssm::Ssm;
+use super::for_good;
 
 /// How long requests are gathered before they go out together.
 const GATHER: Duration = Duration::from_millis(250);
@@ -53,12 +54,17 @@ pub struct Sent {
 pub struct Statuses {
     /// Instance id -> its invocation's status (`Pending`, `InProgress`, `Success`...).
     pub by_instance: HashMap<String, String>,
-    pub last_error: Option<String>,
+    pub last_error: Option<ApiError>,
 }
 
 impl Statuses {
     pub fn ended(&self, instance: &str) -> bool {
         self.by_instance.get(instance).is_some_and(|s| FINAL.contains(&s.as_str()))
+    }
+
+    /// SSM refused the listing for good (a permission): no status will come.
+    pub fn refused(&self) -> Option<&ApiError> {
+        self.last_error.as_ref().filter(|e| for_good(e))
     }
 }
 
@@ -112,10 +118,11 @@ async fn gather(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-/// Sends one batch; an instance not online spoils it for all, so then each goes alone.
+/// Sends one batch. What one instance can spoil for all (one not online, one of another platform)
+/// sends each alone, so that only that one is told; a refusal of the caller is everyone's.
 async fn dispatch(ctx: Arc<Context>, batch: Vec<Request>) {
     let mut refused = send_batch(&ctx, batch).await;
-    if refused.len() > 1 && refused[0].1.is(INVALID_INSTANCE) {
+    if refused.len() > 1 && !for_good(&refused[0].1) && !refused[0].1.transient {
         for (request, _) in std::mem::take(&mut refused) {
             refused.extend(send_batch(&ctx, vec![request]).await);
         }
@@ -141,6 +148,10 @@ async fn send_batch(ctx: &Arc<Context>, batch: Vec<Request>) -> Vec<(Request, Ap
                 .parameters("commands", vec![text.clone()])
                 .parameters("executionTimeout", vec![limit.to_string()])
                 .timeout_seconds(DELIVERY_TIMEOUT.as_secs() as i32)
+                // Each cell's command is its own: one failing must not stop the others' (SSM's
+                // default MaxErrors of 0 would), nor any wait for a concurrency slot.
+                .max_errors("100%")
+                .max_concurrency("100%")
                 .comment(&ctx.comment)
                 .send()
         })
@@ -177,7 +188,7 @@ async fn poll(ctx: Arc<Context>, command_id: String, ids: Vec<String>, tx: watch
                 statuses.by_instance.extend(found);
                 statuses.last_error = None;
             }
-            Err(e) => statuses.last_error = Some(e.to_string()),
+            Err(e) => statuses.last_error = Some(e),
         });
         if ids.iter().all(|id| tx.borrow().ended(id)) {
             return;

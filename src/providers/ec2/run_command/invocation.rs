@@ -36,7 +36,9 @@ impl Invocation {
                 "SSM could not deliver the command ({}): the agent stopped answering",
                 self.details
             ))),
-            (_, "Terminated") => Err(AgentError::Failed("the instance ended before the command ran".into())),
+            // The command as a whole was stopped (its MaxErrors reached): this invocation may pass
+            // when sent again.
+            (_, "Terminated") => Err(AgentError::NotYet("SSM stopped the command before it ran here".into())),
             (_, "InvalidPlatform") => Err(AgentError::Failed(
                 "the command's document does not run on this instance's platform (is `os` right?)".into(),
             )),
@@ -47,17 +49,32 @@ impl Invocation {
         }
     }
 
-    /// SSM cuts each stream silently: a stream that fills what SSM keeps was cut.
+    /// The agent cuts each stream at its limit in bytes and ends it with [`CUT_MARK`]: the mark is
+    /// taken off (it is not the command's output) and the stream marked cut; a stream that fills
+    /// what SSM keeps without it was cut too.
     fn output(self) -> AgentOutput {
-        let truncated = self.stdout.chars().count() >= STDOUT_KEPT || self.stderr.chars().count() >= STDERR_KEPT;
+        let (stdout, out_cut) = uncut(self.stdout, STDOUT_KEPT);
+        let (stderr, err_cut) = uncut(self.stderr, STDERR_KEPT);
         AgentOutput {
             exit_status: u32::try_from(self.response_code).ok(),
-            stdout: self.stdout.into_bytes(),
-            stderr: self.stderr.into_bytes(),
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
             exit_signal: None,
-            truncated,
+            truncated: out_cut || err_cut,
         }
     }
+}
+
+/// What the SSM agent appends to a stream it cut.
+pub const CUT_MARK: &str = "--output truncated--";
+
+/// `text` without the agent's cut mark, and whether it was cut (marked, or as long as SSM keeps).
+fn uncut(text: String, kept: usize) -> (String, bool) {
+    if let Some(before) = text.trim_end().strip_suffix(CUT_MARK) {
+        return (before.to_string(), true);
+    }
+    let full = text.len() >= kept - CUT_MARK.len();
+    (text, full)
 }
 
 #[cfg(test)]
@@ -91,6 +108,16 @@ mod tests {
         let long = "x".repeat(STDOUT_KEPT);
         let cut = ended("Success", "Success", 0, &long).outcome(Duration::from_secs(1)).unwrap();
         assert!(cut.truncated);
+        // Cut in bytes: multibyte output has fewer characters than that.
+        let wide = "é".repeat(STDOUT_KEPT / 2);
+        assert!(ended("Success", "Success", 0, &wide).outcome(Duration::from_secs(1)).unwrap().truncated);
+        // The agent's mark is not the command's output.
+        let marked = format!("{{\"a\": 1}}\n{CUT_MARK}\n");
+        let out = ended("Success", "Success", 0, &marked).outcome(Duration::from_secs(1)).unwrap();
+        assert!(out.truncated);
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "{\"a\": 1}\n");
+        let short = ended("Success", "Success", 0, "ok\n").outcome(Duration::from_secs(1)).unwrap();
+        assert!(!short.truncated);
     }
 
     #[test]
@@ -99,6 +126,7 @@ mod tests {
         assert_eq!(ended("TimedOut", "ExecutionTimedOut", -1, "").outcome(limit), Err(AgentError::Timeout(limit)));
         assert!(matches!(ended("TimedOut", "DeliveryTimedOut", -1, "").outcome(limit), Err(AgentError::NotYet(_))));
         assert!(matches!(ended("Failed", "Undeliverable", -1, "").outcome(limit), Err(AgentError::NotYet(_))));
+        assert!(matches!(ended("Failed", "Terminated", -1, "").outcome(limit), Err(AgentError::NotYet(_))));
         let Err(AgentError::Failed(why)) = ended("Failed", "InvalidPlatform", -1, "").outcome(limit) else {
             panic!("a document for another platform is not a passing command");
         };
