@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::exit::Outcome;
 use crate::plan::Shard;
 
+mod baseline;
 mod compare;
 mod completions;
 mod man;
@@ -166,6 +167,10 @@ pub enum ReportCommand {
         /// Exit 1 when a cell regressed: newly failing, slower, or with new warning or error lines.
         #[arg(long)]
         fail_on_regression: bool,
+        /// Console lines matching this regular expression are never new (lines that come and go
+        /// between boots of the same build); repeatable.
+        #[arg(long, value_name = "REGEX")]
+        ignore_line: Vec<String>,
     },
 }
 

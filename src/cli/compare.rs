@@ -5,14 +5,31 @@
 use std::path::Path;
 
 use crate::exit::Outcome;
+use crate::report::compare::normalise::Ignored;
 use crate::report::compare::{self, Thresholds};
 use crate::report::json;
 
-pub fn compare(base: &Path, new: &Path, thresholds: Thresholds, as_json: bool, fail_on_regression: bool) -> Outcome {
+/// How to compare and what to say, from the command line.
+pub struct Options {
+    pub thresholds: Thresholds,
+    pub ignore_line: Vec<String>,
+    pub json: bool,
+    pub fail_on_regression: bool,
+}
+
+pub fn compare(base: &Path, new: &Path, options: &Options) -> Outcome {
+    let Options { thresholds, json: as_json, fail_on_regression, .. } = *options;
     if !(thresholds.ratio.is_finite() && thresholds.ratio >= 0.0) {
         eprintln!("error: --ratio must be a number of 0 or more, not {}", thresholds.ratio);
         return Outcome::UsageError;
     }
+    let ignored = match Ignored::new(&options.ignore_line) {
+        Ok(ignored) => ignored,
+        Err(e) => {
+            eprintln!("error: --ignore-line: {e}");
+            return Outcome::UsageError;
+        }
+    };
     let loaded = json::load(base).and_then(|b| json::load(new).map(|n| (b, n)));
     let (base_results, new_results) = match loaded {
         Ok(both) => both,
@@ -21,7 +38,7 @@ pub fn compare(base: &Path, new: &Path, thresholds: Thresholds, as_json: bool, f
             return Outcome::UsageError;
         }
     };
-    let comparison = compare::compare(&base_results, base, &new_results, new, thresholds);
+    let comparison = compare::compare(&base_results, base, &new_results, new, thresholds, &ignored);
     if as_json {
         match serde_json::to_string_pretty(&comparison) {
             Ok(text) => println!("{text}"),

@@ -47,9 +47,10 @@ pub fn report(args: ReportArgs) -> Outcome {
             let promote = promote.map(|spec| (spec, vars.overrides()));
             merge_dirs(&dirs, &out, &options, promote.as_ref())
         }
-        (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression }), _) => {
+        (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression, ignore_line }), _) => {
             let thresholds = crate::report::compare::Thresholds { ratio, floor_s: floor.as_secs_f64() };
-            return super::compare::compare(&base, &new, thresholds, json, fail_on_regression);
+            let options = super::compare::Options { thresholds, ignore_line, json, fail_on_regression };
+            return super::compare::compare(&base, &new, &options);
         }
         (None, Some(dir)) => render_again(&dir, &args.reports),
         (None, None) => return Outcome::UsageError,

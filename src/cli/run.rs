@@ -3,14 +3,17 @@
 //! (`report::reporter`), fed by the engine's events; a run stopped before the engine starts (a wrong
 //! spec, no credentials) writes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::baseline::{Baseline, Rules};
 use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
 use crate::provider::{AccessError, Identity, Provider, RunFlags};
+use crate::report::compare::normalise::Ignored;
+use crate::report::compare::Thresholds;
 use crate::report::reporter::Reporters;
 use crate::spec::SpecError;
 
@@ -54,6 +57,24 @@ pub struct RunArgs {
     /// Run only the cells that did not pass in these earlier results.
     #[arg(long, value_name = "DIR")]
     pub rerun_failed: Option<PathBuf>,
+    /// Compare with earlier results (last night's) once the run is over: what changed is printed
+    /// and written to since-last-night.md and .json next to the results (see `report compare`).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: a regression (newly failing, slower, new warning lines) fails the run.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
+    /// With --baseline: a duration regressed when longer than the baseline's by more than this
+    /// ratio (0.25: a quarter) and by more than --regression-floor.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.25, requires = "baseline")]
+    pub regression_ratio: f64,
+    /// With --baseline: a duration regressed only when longer than the baseline's by more than this
+    /// (raise it where boot times are noisy, as under QEMU's TCG).
+    #[arg(long, value_name = "DURATION", default_value = "2s", requires = "baseline")]
+    pub regression_floor: humantime::Duration,
+    /// With --baseline: console lines matching this regular expression are never new; repeatable.
+    #[arg(long, value_name = "REGEX", requires = "baseline")]
+    pub regression_ignore: Vec<String>,
     #[command(flatten)]
     pub vars: VarArgs,
 }
@@ -71,6 +92,11 @@ enum RunError {
     /// The earlier results `--rerun-failed` names could not be read.
     #[error("{0}")]
     Rerun(Box<dyn std::error::Error>),
+    /// The baseline's results could not be read.
+    #[error("--baseline: {0}")]
+    Baseline(crate::report::error::ResultsError),
+    #[error("--regression-ignore: {0}")]
+    Ignore(regex::Error),
     /// The command line's flags don't go with the spec's provider settings.
     #[error("{0}")]
     Flags(crate::provider::FlagsRefused),
@@ -95,9 +121,12 @@ impl RunError {
             RunError::Runtime(_) | RunError::Signals(_) => Outcome::Failed,
             RunError::Access(e) => super::access_outcome(e),
             RunError::Interrupted(_) => Outcome::Interrupted,
-            RunError::Spec(_) | RunError::Rerun(_) | RunError::Flags(_) | RunError::OutDir { .. } => {
-                Outcome::UsageError
-            }
+            RunError::Spec(_)
+            | RunError::Rerun(_)
+            | RunError::Baseline(_)
+            | RunError::Ignore(_)
+            | RunError::Flags(_)
+            | RunError::OutDir { .. } => Outcome::UsageError,
         }
     }
 }
@@ -127,6 +156,16 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
             return Ok(Outcome::Passed);
         }
     };
+    // Before anything is checked or launched: a baseline that can't be read is a usage error.
+    let thresholds = Thresholds { ratio: args.regression_ratio, floor_s: args.regression_floor.as_secs_f64() };
+    let baseline = match &args.baseline {
+        Some(dir) => {
+            let ignored = Ignored::new(&args.regression_ignore).map_err(RunError::Ignore)?;
+            let rules = Rules { thresholds, ignored, fail_on_regression: args.fail_on_regression };
+            Some(Baseline::load(dir, rules).map_err(RunError::Baseline)?)
+        }
+        None => None,
+    };
     let provider = plan.provider.provider(plan.run_settings());
     // Before the results' directory: a run that can't start leaves nothing to mistake for one.
     let identity = identity(&runtime, &mut signals, provider.as_ref(), &plan)?;
@@ -138,7 +177,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     let mut reporters =
         Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target());
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    Ok(outcome_of_end(runtime, end))
+    Ok(outcome_of_end(runtime, end, baseline.as_ref(), &out_dir))
 }
 
 /// Who the provider's credentials belong to, checked before anything is created or written; a signal
@@ -158,9 +197,13 @@ fn identity(
 }
 
 /// The exit code of a run; after the third signal, at once, waiting for none of its tasks still running.
-fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd) -> Outcome {
+/// With a baseline, what changed since is told first.
+fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd, baseline: Option<&Baseline>, out: &Path) -> Outcome {
     match end {
-        RunEnd::Finished(results) => outcome_of(&results),
+        RunEnd::Finished(results) => match baseline {
+            Some(baseline) => baseline.after(&results, out, outcome_of(&results)),
+            None => outcome_of(&results),
+        },
         RunEnd::Abandoned(_) => {
             runtime.shutdown_background();
             Outcome::Interrupted

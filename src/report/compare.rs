@@ -223,6 +223,7 @@ pub fn compare(
     new: &RunResults,
     new_dir: &Path,
     thresholds: Thresholds,
+    ignored: &normalise::Ignored,
 ) -> Comparison {
     let base_keys = key::keyed(&base.cells);
     let new_keys = key::keyed(&new.cells);
@@ -231,7 +232,7 @@ pub fn compare(
     for (k, new_cell) in &new_keys {
         let Some((_, base_cell)) = base_keys.iter().find(|(bk, _)| bk == k) else { continue };
         matched += 1;
-        let c = diff::cell(k, (base_cell, base_dir), (new_cell, new_dir), thresholds);
+        let c = diff::cell(k, (base_cell, base_dir), (new_cell, new_dir), thresholds, ignored);
         if c.changed() {
             cells.push(c);
         }

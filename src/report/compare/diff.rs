@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::normalise::{is_warning, normalise};
+use super::normalise::{is_warning, normalise, Ignored};
 use super::{CellComparison, Change, ConsoleLine, Measure, StatusChange, Thresholds, TimeRegression};
 use crate::results::{CellResult, CellStatus};
 
@@ -20,9 +20,10 @@ pub fn cell(
     (base, base_dir): (&CellResult, &Path),
     (new, new_dir): (&CellResult, &Path),
     thresholds: Thresholds,
+    ignored: &Ignored,
 ) -> CellComparison {
     let (new_console_lines, console_note) = match (console(base, base_dir), console(new, new_dir)) {
-        (Ok(b), Ok(n)) => (new_lines(&b, &n), None),
+        (Ok(b), Ok(n)) => (new_lines(&b, &n, ignored), None),
         (Err(why), _) | (_, Err(why)) => (Vec::new(), Some(why)),
     };
     CellComparison {
@@ -70,13 +71,14 @@ pub fn slower(base: &CellResult, new: &CellResult, thresholds: Thresholds) -> Ve
         .collect()
 }
 
-/// The warning or error lines of `new` whose normalised form no line of `base` has, each once.
-pub fn new_lines(base: &str, new: &str) -> Vec<ConsoleLine> {
+/// The warning or error lines of `new` whose normalised form no line of `base` has, each once; none
+/// that `ignored` matches.
+pub fn new_lines(base: &str, new: &str, ignored: &Ignored) -> Vec<ConsoleLine> {
     let known: HashSet<String> = base.lines().filter(|l| is_warning(l)).map(normalise).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, text) in new.lines().enumerate() {
-        if !is_warning(text) {
+        if !is_warning(text) || ignored.matches(text) {
             continue;
         }
         let normalised = normalise(text);
@@ -170,10 +172,14 @@ mod tests {
                    [    2.100000] random: crng init done\n\
                    [    3.500000] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12 probe+0x10/0x20\n\
                    [    3.600000] WARNING: CPU: 0 PID: 9 at drivers/foo.c:12 probe+0x10/0x20\n";
-        let found = new_lines(base, new);
+        let found = new_lines(base, new, &Ignored::default());
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].line, 3);
         assert!(found[0].text.contains("WARNING: CPU"));
-        assert!(new_lines(new, new).is_empty());
+        assert!(new_lines(new, new, &Ignored::default()).is_empty());
+        let noisy = format!("{new}[    0.000000] tsc: Fast TSC calibration failed\n");
+        assert_eq!(new_lines(base, &noisy, &Ignored::default()).len(), 1, "the host's noise is not news");
+        let mine = Ignored::new(&["drivers/foo.c".to_string()]).unwrap();
+        assert!(new_lines(base, new, &mine).is_empty());
     }
 }

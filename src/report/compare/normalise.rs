@@ -56,9 +56,46 @@ pub fn is_warning(line: &str) -> bool {
         .is_match(line)
 }
 
+/// Lines that come and go between boots of the same build, whatever the build: never new. The
+/// kernel's fast TSC calibration fails or not depending on how busy the host is (under QEMU's TCG
+/// and on shared cloud hosts alike), and then it falls back to a slower one.
+const NOISE: [&str; 2] = [r"tsc: Fast TSC calibration (failed|using PIT)", r"tsc: Marking TSC unstable"];
+
+/// Console lines a comparison never counts as new: [`NOISE`] and the user's own patterns (regular
+/// expressions, matched against the raw line anywhere in it).
+#[derive(Debug, Clone)]
+pub struct Ignored(Vec<Regex>);
+
+impl Ignored {
+    pub fn new(patterns: &[String]) -> Result<Ignored, regex::Error> {
+        let all = NOISE.iter().map(|p| p.to_string()).chain(patterns.iter().cloned());
+        all.map(|p| Regex::new(&p)).collect::<Result<Vec<_>, _>>().map(Ignored)
+    }
+
+    pub fn matches(&self, line: &str) -> bool {
+        self.0.iter().any(|r| r.is_match(line))
+    }
+}
+
+impl Default for Ignored {
+    /// [`NOISE`] only.
+    fn default() -> Self {
+        Ignored::new(&[]).expect("the built-in patterns are valid")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_and_the_user_s_patterns_are_ignored() {
+        let ignored = Ignored::new(&["ACPI BIOS Error".to_string()]).unwrap();
+        assert!(ignored.matches("[    0.000000] tsc: Fast TSC calibration failed"));
+        assert!(ignored.matches("[    0.52] ACPI BIOS Error (bug): Could not resolve symbol"));
+        assert!(!ignored.matches("[    3.5] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12"));
+        assert!(Ignored::new(&["(".to_string()]).is_err());
+    }
 
     /// Two boots' versions of a line normalise to the same text, and that text is `expected`.
     fn same(a: &str, b: &str, expected: &str) {
