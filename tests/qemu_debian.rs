@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use support::qemu::{assert_cleanup_ok, qemu_processes_of, results};
+use support::qemu::{assert_cleanup_ok, qemu_processes_of, results, run_fixture_with};
 use support::{fixtures, repo_root};
 
 static VMS: Mutex<()> = Mutex::new(());
@@ -43,25 +43,13 @@ fn run_debian(cells: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::Temp
     (status.code(), r, out)
 }
 
-/// Runs tests/fixtures/qemu/debian-agent.yaml (agent probes only) with `TOKEN` and `vars`, as
-/// `run_debian` does.
+/// Runs tests/fixtures/qemu/debian-agent.yaml (agent probes only) with `TOKEN` and `vars`, one VM at
+/// a time as `run_debian` does.
 fn run_debian_agent(token: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::TempDir) {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
-    let out = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
-        .arg("run")
-        .arg(fixtures().join("qemu/debian-agent.yaml"))
-        .arg("--out")
-        .arg(out.path())
-        .args(["--var", &format!("TOKEN={token}")])
-        .args(vars.iter().flat_map(|v| ["--var", v]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    let r = results(out.path());
-    assert_eq!(qemu_processes_of(r["run_id"].as_str().unwrap()), Vec::<String>::new(), "a QEMU outlived its run");
-    (status.code(), r, out)
+    let token = format!("TOKEN={token}");
+    let vars: Vec<&str> = std::iter::once(token.as_str()).chain(vars.iter().copied()).collect();
+    run_fixture_with("qemu/debian-agent.yaml", &vars)
 }
 
 /// The one cell whose `params` has `key: value`.

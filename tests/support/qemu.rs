@@ -33,12 +33,18 @@ pub fn qemu_processes_of(run_id: &str) -> Vec<String> {
 pub fn run_fixture(fixture: &str) -> (Option<i32>, Value, tempfile::TempDir) {
     let image = super::repo_root().join("build/test-image/vmlinuz");
     assert!(image.exists(), "{} is missing: run scripts/build-test-image (scripts/test does)", image.display());
+    run_fixture_with(fixture, &[])
+}
+
+/// [`run_fixture`] with `--var` values (`KEY=VALUE`), whatever image the fixture boots.
+pub fn run_fixture_with(fixture: &str, vars: &[&str]) -> (Option<i32>, Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
         .arg("run")
         .arg(super::fixtures().join(fixture))
         .arg("--out")
         .arg(out.path())
+        .args(vars.iter().flat_map(|v| ["--var", v]))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .status()
