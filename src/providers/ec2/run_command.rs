@@ -74,16 +74,12 @@ impl SsmAgent {
         *lock(&self.since) = Some(last.map_or_else(SystemTime::now, |last| last.max(SystemTime::now())));
     }
 
-    fn document(&self) -> &'static str {
-        document(self.os)
-    }
-
     /// SendCommand through the dispatcher, with whatever other cells send at the same moment.
     async fn send(&self, command: &AgentCommand, limit: Duration) -> Result<Sent, AgentError> {
         let (reply, answer) = oneshot::channel();
         self.fleet.dispatcher.send(Request {
             instance: self.instance_id.clone(),
-            document: self.document(),
+            document: document(self.os),
             text: command.text().to_string(),
             // Whole seconds, rounded up; SSM takes 1 to 172,800 (48 h).
             execution_timeout: limit.as_secs_f64().ceil().clamp(1.0, 172_800.0) as u64,
@@ -97,7 +93,7 @@ impl SsmAgent {
             }
             Ok(Err(e)) if e.is("UnsupportedPlatformType") => Err(AgentError::Failed(format!(
                 "{e} ({} does not run on this instance's platform: is `os` right?)",
-                self.document()
+                document(self.os)
             ))),
             Ok(Err(e)) if for_good(&e) => Err(AgentError::Refused(e.to_string())),
             Ok(Err(e)) => Err(AgentError::NotYet(e.to_string())),
