@@ -122,10 +122,18 @@ fn hasher() -> image_hasher::Hasher {
 
 /// Whether two hashes are of the same picture (a blinking cursor is not a change).
 pub fn same_picture(a: &str, b: &str) -> bool {
-    match (image_hasher::ImageHash::<Box<[u8]>>::from_base64(a), image_hasher::ImageHash::<Box<[u8]>>::from_base64(b)) {
-        (Ok(a), Ok(b)) => a.dist(&b) <= 2,
-        _ => a == b,
+    match distance(a, b) {
+        Some(bits) => bits <= 2,
+        None => a == b,
     }
+}
+
+/// How many bits of two perceptual hashes (as [`store`] writes them) differ; `None` when either is
+/// not one.
+pub fn distance(a: &str, b: &str) -> Option<u32> {
+    let a = image_hasher::ImageHash::<Box<[u8]>>::from_base64(a).ok()?;
+    let b = image_hasher::ImageHash::<Box<[u8]>>::from_base64(b).ok()?;
+    Some(a.dist(&b))
 }
 
 #[cfg(test)]

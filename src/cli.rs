@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::exit::Outcome;
 use crate::plan::Shard;
 
-mod baseline;
 mod compare;
 mod completions;
 mod man;

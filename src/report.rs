@@ -7,6 +7,7 @@
 //! how its file is written, and what keeps it during a run), so a new format is one file plus one
 //! line there; `run`, `report` and `report merge` all take their formats from it.
 
+pub mod baseline;
 pub mod compare;
 pub mod error;
 pub mod html;

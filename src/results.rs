@@ -8,5 +8,6 @@
 
 pub mod convert;
 pub mod model;
+pub mod since;
 
 pub use model::*;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::exit::Outcome;
 use crate::report::compare::normalise::Ignored;
-use crate::report::compare::{self, Thresholds};
+use crate::report::compare::{self, Frames, Rules, Thresholds};
 use crate::report::json;
 
 /// How to compare and what to say, from the command line.
@@ -38,7 +38,8 @@ pub fn compare(base: &Path, new: &Path, options: &Options) -> Outcome {
             return Outcome::UsageError;
         }
     };
-    let comparison = compare::compare(&base_results, base, &new_results, new, thresholds, &ignored);
+    let rules = Rules { thresholds, ignored: &ignored, frames: Frames::Leave };
+    let comparison = compare::compare(&base_results, base, &new_results, new, &rules);
     if as_json {
         match serde_json::to_string_pretty(&comparison) {
             Ok(text) => println!("{text}"),
@@ -48,7 +49,7 @@ pub fn compare(base: &Path, new: &Path, options: &Options) -> Outcome {
             }
         }
     } else {
-        print!("{}", comparison.markdown());
+        print!("{}", compare::markdown(&comparison));
     }
     if fail_on_regression && comparison.regressed() {
         Outcome::Failed

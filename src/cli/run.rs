@@ -3,15 +3,15 @@
 //! (`report::reporter`), fed by the engine's events; a run stopped before the engine starts (a wrong
 //! spec, no credentials) writes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::baseline::{Baseline, Rules};
 use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
 use crate::plan::{Plan, Shard};
 use crate::provider::{AccessError, Identity, Provider, RunFlags};
+use crate::report::baseline::Baseline;
 use crate::report::compare::normalise::Ignored;
 use crate::report::compare::Thresholds;
 use crate::report::reporter::Reporters;
@@ -161,8 +161,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     let baseline = match &args.baseline {
         Some(dir) => {
             let ignored = Ignored::new(&args.regression_ignore).map_err(RunError::Ignore)?;
-            let rules = Rules { thresholds, ignored, fail_on_regression: args.fail_on_regression };
-            Some(Baseline::load(dir, rules).map_err(RunError::Baseline)?)
+            Some(Baseline::load(dir, thresholds, ignored).map_err(RunError::Baseline)?)
         }
         None => None,
     };
@@ -175,9 +174,11 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     let options = options(args, &plan, run_id, identity, out_dir.clone());
     let reports = &args.reports;
     let mut reporters =
-        Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target());
+        Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target())
+            .with_baseline(baseline);
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    Ok(outcome_of_end(runtime, end, baseline.as_ref(), &out_dir))
+    let regressed = args.fail_on_regression && reporters.regressed();
+    Ok(outcome_of_end(runtime, end, regressed))
 }
 
 /// Who the provider's credentials belong to, checked before anything is created or written; a signal
@@ -197,12 +198,12 @@ fn identity(
 }
 
 /// The exit code of a run; after the third signal, at once, waiting for none of its tasks still running.
-/// With a baseline, what changed since is told first.
-fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd, baseline: Option<&Baseline>, out: &Path) -> Outcome {
+/// A run that passed fails when it `regressed` since its baseline (`--fail-on-regression`).
+fn outcome_of_end(runtime: tokio::runtime::Runtime, end: RunEnd, regressed: bool) -> Outcome {
     match end {
-        RunEnd::Finished(results) => match baseline {
-            Some(baseline) => baseline.after(&results, out, outcome_of(&results)),
-            None => outcome_of(&results),
+        RunEnd::Finished(results) => match outcome_of(&results) {
+            Outcome::Passed if regressed => Outcome::Failed,
+            outcome => outcome,
         },
         RunEnd::Abandoned(_) => {
             runtime.shutdown_background();

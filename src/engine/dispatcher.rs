@@ -79,6 +79,7 @@ impl<'a> Dispatcher<'a> {
             not_removed: Vec::new(),
             merged_from: Vec::new(),
             promotions: None,
+            since_last_night: None,
             cells: plan.cells.iter().map(cell::not_run).collect(),
         };
         let mut dispatcher = Dispatcher {

@@ -2,7 +2,8 @@
 //!
 //! The templates stay dumb: everything is computed into typed view models ([`page`] for the page,
 //! [`cell`] for each cell's section, [`console`] for its console window, [`machine`] for its machine
-//! facts in words, [`phases`] for its boot phases' bar). Every text from the
+//! facts in words, [`phases`] for its boot phases' bar, [`boot`] for the table of every cell's
+//! phases, [`since`] for what changed since a baseline run). Every text from the
 //! machine goes through handlebars' `{{ }}`, which escapes it. The default templates are compiled
 //! into the binary; `--templates DIR` overrides any of them by file name ([`templates`]).
 //!
@@ -15,12 +16,14 @@
 //! `cell-page.hbs`) and only a line in report.html (`cell-summary.hbs`): a report of a thousand cells
 //! opens with what went wrong, not with the DOM of everything that went right.
 
+mod boot;
 mod cell;
 mod console;
 mod labels;
 mod machine;
 mod page;
 mod phases;
+mod since;
 mod templates;
 
 use std::io::Write;
@@ -72,7 +75,7 @@ impl Renderer {
         // A registry of this render's own: the helper borrows this run's cells.
         let mut hb: Handlebars<'_> = self.templates.registry.clone();
         let lines = CellLine::all(&cells);
-        let model = Page::new(results, &lines);
+        let model = Page::new(results, &lines, &cells);
         let own_pages = cells.len() > INLINE_ALL;
         hb.register_helper("cell_sections", Box::new(CellSections { cells, dir, own_pages }));
         let mut out = std::io::BufWriter::new(out);

@@ -29,6 +29,9 @@ impl Writer for Junit {
 pub fn render(results: &RunResults) -> Result<String, ReportError> {
     let mut report = Report::new(format!("amiprobe {}", results.spec.name));
     let mut suite = TestSuite::new(results.spec.name.clone());
+    if let Some(since) = &results.since_last_night {
+        suite.add_property(Property::new("baseline_run", since.base_run.clone()));
+    }
     for cell in &results.cells {
         suite.add_test_case(test_case(results, cell));
     }
@@ -63,6 +66,13 @@ fn test_case(results: &RunResults, cell: &CellResult) -> TestCase {
     }
     if cell.flaky {
         case.add_property(Property::new("flaky", "true"));
+    }
+    // What changed since the baseline: a property per change, and whether it counts as a regression.
+    if let Some(changed) = results.since_last_night.as_ref().and_then(|since| since.cell(&cell.id)) {
+        case.add_property(Property::new("since_last_night.regressed", changed.regressed().to_string()));
+        for line in super::compare::markdown::lines(changed) {
+            case.add_property(Property::new("since_last_night", line.replace("**", "").replace('`', "")));
+        }
     }
     case
 }

@@ -1,9 +1,10 @@
 //! `amiprobe report merge`: the results of `run --shard K/N` jobs joined into the one run they split.
+//! Shards compared with one baseline (`run --baseline`) join their comparisons too.
 
 use std::path::Path;
 
 use super::error::MergeError;
-use super::{json, Format, FORMATS};
+use super::{compare, json, Format, FORMATS};
 use crate::results::{Promotions, RunResults, RunStatus, Withheld};
 
 /// The reports `report merge` renders from the merged results: every format but results.json,
@@ -19,7 +20,8 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     copy_cells(first_dir, out)?;
     let mut shards = vec![merged.shard.clone().unwrap_or_else(|| merged.run_id.clone())];
     let mut asked_promotion = merged.promotions.is_some();
-    for (part, dir) in parts {
+    let mut comparisons = vec![merged.since_last_night.take()];
+    for (mut part, dir) in parts {
         if part.spec.name != merged.spec.name || part.spec.provider != merged.spec.provider {
             return Err(MergeError::OtherSpec {
                 dir: dir.to_path_buf(),
@@ -46,6 +48,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
         }
         shards.push(shard);
         asked_promotion |= part.promotions.is_some();
+        comparisons.push(part.since_last_night.take());
         merged.started_at = merged.started_at.clone().min(part.started_at.clone());
         merged.finished_at = match (merged.finished_at.take(), part.finished_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -71,6 +74,7 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     merged.cells.sort_by_key(|c| c.index);
     merged.shard = None;
     merged.merged_from = shards;
+    merged.since_last_night = comparisons.into_iter().collect::<Option<Vec<_>>>().and_then(compare::join);
     merged.recount();
     merged.write(out).map_err(MergeError::Write)?;
     Ok(merged)
@@ -91,12 +95,16 @@ fn worst(a: RunStatus, b: RunStatus) -> RunStatus {
     }
 }
 
+/// Copies a shard's cell files, and the baseline's frames its comparison kept, into `out`.
 fn copy_cells(from: &Path, out: &Path) -> Result<(), MergeError> {
-    let src = from.join("cells");
-    if !src.exists() || from == out {
-        return Ok(());
+    for dir in ["cells", compare::screen::FRAMES_DIR] {
+        let src = from.join(dir);
+        if !src.exists() || from == out {
+            continue;
+        }
+        copy_dir(&src, &out.join(dir)).map_err(|source| MergeError::Copy { path: src.clone(), source })?;
     }
-    copy_dir(&src, &out.join("cells")).map_err(|source| MergeError::Copy { path: src.clone(), source })
+    Ok(())
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {

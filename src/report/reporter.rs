@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::baseline::Baseline;
 use super::error::ResultsError;
 use super::json::{self, Journal};
 use super::terminal::Terminal;
@@ -15,12 +16,18 @@ use super::{write_one, Format};
 use crate::engine::{Event, Reporter};
 use crate::results::RunResults;
 
-/// Every reporter of a run; hands each event to each of them, in order.
-pub struct Reporters(Vec<Box<dyn Reporter>>);
+/// Every reporter of a run; hands each event to each of them, in order. With a baseline, the
+/// comparison joins the final results here, once, before any of them sees them.
+pub struct Reporters {
+    reporters: Vec<Box<dyn Reporter>>,
+    dir: PathBuf,
+    baseline: Option<Baseline>,
+    regressed: bool,
+}
 
 impl Reporters {
     pub fn new(reporters: Vec<Box<dyn Reporter>>) -> Self {
-        Reporters(reporters)
+        Reporters { reporters, dir: PathBuf::new(), baseline: None, regressed: false }
     }
 
     /// The terminal display first (its closing summary comes before the list of files written),
@@ -33,17 +40,42 @@ impl Reporters {
     ) -> Self {
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Terminal::new())];
         reporters.extend(file_reporters(dir, formats, templates));
+        reporters.push(Box::new(SinceLastNight { dir: dir.to_path_buf() }));
         if let Some(target) = summary {
             reporters.push(Box::new(Summary { dir: dir.to_path_buf(), target }));
         }
-        Reporters(reporters)
+        Reporters { reporters, dir: dir.to_path_buf(), baseline: None, regressed: false }
+    }
+
+    /// Compares the final results with `baseline` before they are reported.
+    pub fn with_baseline(mut self, baseline: Option<Baseline>) -> Self {
+        self.baseline = baseline;
+        self
+    }
+
+    /// The run regressed since the baseline (false without one, or before the run finished).
+    pub fn regressed(&self) -> bool {
+        self.regressed
+    }
+
+    fn fan_out(&mut self, event: &Event) {
+        for reporter in &mut self.reporters {
+            reporter.event(event);
+        }
     }
 }
 
 impl Reporter for Reporters {
     fn event(&mut self, event: &Event) {
-        for reporter in &mut self.0 {
-            reporter.event(event);
+        match (event, &self.baseline) {
+            (Event::RunFinished(results), Some(baseline)) => {
+                let mut results = results.clone();
+                let comparison = baseline.compare(&results, &self.dir);
+                self.regressed = comparison.regressed();
+                results.since_last_night = Some(comparison);
+                self.fan_out(&Event::RunFinished(results));
+            }
+            _ => self.fan_out(event),
         }
     }
 }
@@ -164,6 +196,22 @@ impl Reporter for ReportFile {
                 Ok(file) => println!("{}", file.display()),
                 Err(e) => eprintln!("error: {e}"),
             }
+        }
+    }
+}
+
+/// `since-last-night.md` and `.json`, when the run was compared with a baseline (`run --baseline`).
+pub struct SinceLastNight {
+    dir: PathBuf,
+}
+
+impl Reporter for SinceLastNight {
+    fn event(&mut self, event: &Event) {
+        let Event::RunFinished(results) = event else { return };
+        let Some(comparison) = &results.since_last_night else { return };
+        match super::baseline::write(comparison, &self.dir) {
+            Ok(()) => println!("{}", self.dir.join(super::baseline::MARKDOWN_FILE).display()),
+            Err(e) => eprintln!("error: failed to write the comparison in {}: {e}", self.dir.display()),
         }
     }
 }

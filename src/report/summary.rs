@@ -1,14 +1,16 @@
 //! `--summary FILE`: a short Markdown account of a run for a CI's job page (`$GITHUB_STEP_SUMMARY`)
 //! or a merge-request comment: the counts, then every cell that did not pass with its one-line
-//! reason and a link to its section of the HTML report.
+//! reason and a link to its section of the HTML report; with a baseline, what changed since.
 //!
 //! The file is appended to, as GitHub's step summary expects (several steps may write to it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::compare::markdown;
 use super::error::SummaryError;
 use super::html;
+use crate::results::since::Comparison;
 use crate::results::RunResults;
 
 /// Where the summary goes and how it links to the report.
@@ -86,7 +88,38 @@ pub fn render(results: &RunResults, report_url: &str) -> String {
         }
         out.push('\n');
     }
+    if let Some(since) = &results.since_last_night {
+        out.push_str(&since_last_night(since, report_url));
+    }
     out.push_str(&format!("[The full report]({report_url})\n\n"));
+    out
+}
+
+/// What changed since the baseline: a line per changed cell (at most [`MAX_LISTED`]), regressions first.
+fn since_last_night(since: &Comparison, report_url: &str) -> String {
+    let regressed = since.cells.iter().filter(|c| c.regressed()).count();
+    let mut out = format!(
+        "**Since last night** (run `{}`): {} of {} cells changed, {regressed} regressed.\n\n",
+        escape(&since.base_run),
+        since.cells.len(),
+        since.matched
+    );
+    let mut cells: Vec<_> = since.cells.iter().collect();
+    cells.sort_by_key(|c| !c.regressed());
+    for cell in cells.iter().take(MAX_LISTED) {
+        let lines: Vec<String> = markdown::lines(cell).iter().map(|l| escape(&l.replace("**", ""))).collect();
+        out.push_str(&format!(
+            "- [{}]({report_url}#{}){}: {}\n",
+            escape(&cell.new_id),
+            html::anchor(&cell.new_id),
+            if cell.regressed() { " **regressed**" } else { "" },
+            lines.join("; ")
+        ));
+    }
+    if cells.len() > MAX_LISTED {
+        out.push_str(&format!("\n…and {} more in the report.\n", cells.len() - MAX_LISTED));
+    }
+    out.push('\n');
     out
 }
 

@@ -192,6 +192,9 @@ impl Reporter for Terminal {
                 for line in results.promotions.iter().flat_map(super::promotion::lines) {
                     println!("{}", super::promotion::text(&line));
                 }
+                if let Some(comparison) = &results.since_last_night {
+                    print!("\n{}", super::compare::markdown(comparison));
+                }
             }
             // The process exits next, without running destructors: the bars would stay drawn.
             Event::RunAborted(_) => self.clear(),

@@ -49,6 +49,9 @@ pub struct RunResults {
     /// passed, its id in an SSM parameter), or why nothing was; absent when the spec asks for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotions: Option<Promotions>,
+    /// What changed since a baseline run (`run --baseline DIR`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_last_night: Option<super::since::Comparison>,
     pub cells: Vec<CellResult>,
 }
 

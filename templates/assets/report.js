@@ -11,8 +11,9 @@ document.addEventListener("click", function (event) {
   viewer.showModal();
 });
 
-// The grid sorts by a column when its header is clicked (again: the other way).
-document.querySelectorAll("table.grid thead th").forEach(function (th, column) {
+// The grid and the boot table sort by a column when its header is clicked (again: the other way).
+document.querySelectorAll("table.grid thead th").forEach(function (th) {
+  var column = th.cellIndex;
   th.style.cursor = "pointer";
   th.title = "sort by this column";
   th.addEventListener("click", function () {

@@ -1,6 +1,7 @@
 //! What changed between a baseline cell and tonight's cell of the same key: the status, the time to
-//! ready and each boot phase (regressed beyond [`Thresholds`]), and the warning or error lines of
-//! the console whose normalised form the baseline's console does not have.
+//! ready and each boot phase (regressed beyond [`Thresholds`]), the warning or error lines of
+//! the console whose normalised form the baseline's console does not have, the last screen
+//! ([`super::screen`]) and the probes' answers ([`super::answers`]).
 //!
 //! Durations are compared only when both cells have them (a phase not seen on one side is not a
 //! regression); a phase is matched by name. Console logs are read from each cell's `console_log`,
@@ -11,44 +12,58 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::normalise::{is_warning, normalise, Ignored};
-use super::{CellComparison, Change, ConsoleLine, Measure, StatusChange, Thresholds, TimeRegression};
+use super::screen::{self, Frames};
+use crate::results::since::{CellComparison, Change, ConsoleLine, Measure, StatusChange, Thresholds, TimeRegression};
 use crate::results::{CellResult, CellStatus};
+
+/// How a pair is compared: the thresholds, the lines never new, what to do with moved frames.
+pub struct Rules<'a> {
+    pub thresholds: Thresholds,
+    pub ignored: &'a Ignored,
+    pub frames: Frames,
+}
 
 /// Compares one matched pair, each cell with its results directory.
 pub fn cell(
     key: &str,
     (base, base_dir): (&CellResult, &Path),
     (new, new_dir): (&CellResult, &Path),
-    thresholds: Thresholds,
-    ignored: &Ignored,
+    rules: &Rules,
 ) -> CellComparison {
     let (new_console_lines, console_note) = match (console(base, base_dir), console(new, new_dir)) {
-        (Ok(b), Ok(n)) => (new_lines(&b, &n, ignored), None),
+        (Ok(b), Ok(n)) => (new_lines(&b, &n, rules.ignored), None),
         (Err(why), _) | (_, Err(why)) => (Vec::new(), Some(why)),
     };
     CellComparison {
         key: key.to_owned(),
         base_id: base.id.clone(),
         new_id: new.id.clone(),
-        status: status(base.status, new.status),
-        slower: slower(base, new, thresholds),
+        status: status(base, new),
+        slower: slower(base, new, rules.thresholds),
         new_console_lines,
         console_note,
+        last_screen: screen::last_screen((base, base_dir), (new, new_dir), rules.frames),
+        answers: super::answers::answers(base, new),
     }
 }
 
-/// The change of status, if any.
-pub fn status(base: CellStatus, new: CellStatus) -> Option<StatusChange> {
-    if base == new {
+/// The change of status, if any; passing only after failing first (`flaky`) is a status of its own.
+pub fn status(base: &CellResult, new: &CellResult) -> Option<StatusChange> {
+    if base.status == new.status && base.flaky == new.flaky {
         return None;
     }
-    let failing = matches!(new, CellStatus::Failed | CellStatus::Error | CellStatus::TimedOut);
-    let change = match (base.is_pass(), new.is_pass()) {
-        (true, false) if failing => Change::NewlyFailing,
-        (false, true) => Change::Fixed,
-        _ => Change::Other,
+    let steady = |c: &CellResult| c.status.is_pass() && !c.flaky;
+    let failing = matches!(new.status, CellStatus::Failed | CellStatus::Error | CellStatus::TimedOut);
+    let change = if base.status.is_pass() && failing {
+        Change::NewlyFailing
+    } else if steady(base) && new.status.is_pass() {
+        Change::NewlyFlaky
+    } else if steady(new) {
+        Change::Fixed
+    } else {
+        Change::Other
     };
-    Some(StatusChange { change, base, new })
+    Some(StatusChange { change, base: base.status, new: new.status })
 }
 
 /// The time to ready and the boot phases that regressed.
@@ -129,12 +144,21 @@ mod tests {
 
     #[test]
     fn status_changes_are_named() {
-        let newly = status(CellStatus::Passed, CellStatus::Failed).map(|s| s.change);
-        assert_eq!(newly, Some(Change::NewlyFailing));
-        assert_eq!(status(CellStatus::Error, CellStatus::Passed).map(|s| s.change), Some(Change::Fixed));
-        assert_eq!(status(CellStatus::Failed, CellStatus::Error).map(|s| s.change), Some(Change::Other));
-        assert_eq!(status(CellStatus::Passed, CellStatus::Interrupted).map(|s| s.change), Some(Change::Other));
-        assert_eq!(status(CellStatus::Passed, CellStatus::Passed), None);
+        let of =
+            |base: CellStatus, new: CellStatus| status(&cell(base, None, &[]), &cell(new, None, &[])).map(|s| s.change);
+        assert_eq!(of(CellStatus::Passed, CellStatus::Failed), Some(Change::NewlyFailing));
+        assert_eq!(of(CellStatus::Error, CellStatus::Passed), Some(Change::Fixed));
+        assert_eq!(of(CellStatus::Failed, CellStatus::Error), Some(Change::Other));
+        assert_eq!(of(CellStatus::Passed, CellStatus::Interrupted), Some(Change::Other));
+        assert_eq!(of(CellStatus::Passed, CellStatus::Passed), None);
+        let steady = cell(CellStatus::Passed, None, &[]);
+        let mut flaky = steady.clone();
+        flaky.flaky = true;
+        assert_eq!(status(&steady, &flaky).map(|s| s.change), Some(Change::NewlyFlaky));
+        assert_eq!(status(&flaky, &steady).map(|s| s.change), Some(Change::Fixed));
+        assert_eq!(status(&flaky, &flaky), None);
+        let failed = cell(CellStatus::Failed, None, &[]);
+        assert_eq!(status(&failed, &flaky).map(|s| s.change), Some(Change::Other), "passing, but not steadily");
     }
 
     #[test]

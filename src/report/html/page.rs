@@ -31,6 +31,10 @@ pub struct Page<'a> {
     /// Each image's promotion (`on_pass`), when the spec asks for one.
     promotions: Vec<crate::report::promotion::Line>,
     grid: Grid<'a>,
+    /// What changed since the baseline run, when there was one.
+    since: Option<super::since::Since<'a>>,
+    /// Every cell's boot phases, sortable; absent when no cell had any.
+    boot: Option<super::boot::BootTable<'a>>,
     /// Every cell, failures first.
     cells: &'a [CellLine<'a>],
     amiprobe_version: &'a str,
@@ -63,8 +67,8 @@ impl<'a> CellLine<'a> {
 }
 
 impl<'a> Page<'a> {
-    /// The page of `results`; `lines` are its cells' (failures first, see [`CellLine::all`]).
-    pub fn new(results: &'a RunResults, lines: &'a [CellLine<'a>]) -> Page<'a> {
+    /// The page of `results`; `lines` are its `cells`' (failures first, see [`CellLine::all`]).
+    pub fn new(results: &'a RunResults, lines: &'a [CellLine<'a>], cells: &[&'a CellResult]) -> Page<'a> {
         let failures: Vec<&CellLine> = lines.iter().filter(|s| matches!(s.class, "fail" | "error" | "flaky")).collect();
         Page {
             title: format!("amiprobe: {}", results.spec.name),
@@ -83,6 +87,8 @@ impl<'a> Page<'a> {
             not_removed: &results.not_removed,
             promotions: results.promotions.iter().flat_map(crate::report::promotion::lines).collect(),
             grid: Grid::new(&results.cells),
+            since: results.since_last_night.as_ref().map(super::since::Since::new),
+            boot: super::boot::BootTable::new(cells),
             cells: lines,
             amiprobe_version: &results.amiprobe_version,
         }
