@@ -102,6 +102,7 @@ fn main() {
         not_removed: vec![],
         merged_from: vec![],
         promotions: None,
+        baseline_key: None,
         since_last_night: None,
         cells,
     };

@@ -4,6 +4,7 @@
 //! means: matrix cells expanded, probes and console rules compiled, user data read, paths resolved.
 //! Every semantic error in a spec is found here, with its place in the file.
 
+pub mod baseline;
 mod launch;
 mod matrix;
 mod shard;
@@ -59,6 +60,8 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Where each `image` value was written, by its value as a cell holds it.
     pub image_places: Arc<BTreeMap<String, String>>,
+    /// `baseline:`: how `run --baseline` compares the run with an earlier one.
+    pub baseline: baseline::BaselinePlan,
 }
 
 impl Plan {
@@ -87,6 +90,7 @@ impl Plan {
             problems.push(Problem::at(root.key("timeouts").key("run"), "timeout must be above 0s"));
         }
         let launch = launch::resolve(spec, loaded.base_dir(), provider.as_ref(), &mut problems);
+        let baseline = baseline::resolve(spec, &mut problems);
 
         match provider {
             Some(provider) if problems.is_empty() && !loaded.has_errors() => Ok(Plan {
@@ -111,6 +115,7 @@ impl Plan {
                 launch,
                 notes,
                 image_places: Arc::new(image_places(loaded)),
+                baseline,
             }),
             _ => Err(loaded.error(problems)),
         }

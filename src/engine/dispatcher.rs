@@ -79,6 +79,7 @@ impl<'a> Dispatcher<'a> {
             not_removed: Vec::new(),
             merged_from: Vec::new(),
             promotions: None,
+            baseline_key: plan.baseline.key.clone(),
             since_last_night: None,
             cells: plan.cells.iter().map(cell::not_run).collect(),
         };

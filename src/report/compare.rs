@@ -31,8 +31,10 @@ pub fn compare(
     new_dir: &Path,
     rules: &diff::Rules,
 ) -> Comparison {
-    let base_keys = key::keyed(&base.cells);
-    let new_keys = key::keyed(&new.cells);
+    // Tonight's spec says what the key is: last night's cells are keyed the same way.
+    let axes = new.baseline_key.as_deref();
+    let base_keys = key::keyed_by(&base.cells, axes);
+    let new_keys = key::keyed_by(&new.cells, axes);
     let mut cells = Vec::new();
     let mut matched = 0;
     for (k, new_cell) in &new_keys {

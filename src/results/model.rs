@@ -49,6 +49,10 @@ pub struct RunResults {
     /// passed, its id in an SSM parameter), or why nothing was; absent when the spec asks for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotions: Option<Promotions>,
+    /// The axes the spec's `baseline.key` names: cells are matched across nights by these alone;
+    /// absent when it names none (every axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_key: Option<Vec<String>>,
     /// What changed since a baseline run (`run --baseline DIR`); absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_last_night: Option<super::since::Comparison>,

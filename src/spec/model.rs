@@ -63,6 +63,38 @@ pub struct Spec {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
+    /// How `run --baseline DIR` compares the run with an earlier one (last night's); the command
+    /// line's flags win over these.
+    #[serde(default)]
+    pub baseline: BaselineSpec,
+}
+
+/// How a run is compared with a baseline run (`run --baseline DIR`, `report compare`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// The matrix axes a cell is matched by across nights, in order (default: every axis). Values
+    /// that change every night are replaced by `image` whichever axes are named: an AMI id and a
+    /// disk file's path. Name fewer axes when one of them changes between nights by design (a
+    /// build number as an axis).
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// A duration (to ready, or a boot phase) regressed when longer than the baseline's by more
+    /// than this ratio (default 0.25) and by more than `floor`. `--regression-ratio` wins.
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    /// A duration regressed only when longer by more than this (default 2s). `--regression-floor`
+    /// wins.
+    #[serde(default, with = "super::duration::option")]
+    #[schemars(with = "Option<DurationSchema>")]
+    pub floor: Option<Duration>,
+    /// Console lines matching these regular expressions are never new (lines that come and go
+    /// between boots of one build); `--regression-ignore` adds to them.
+    #[serde(default)]
+    pub ignore_lines: Vec<String>,
+    /// A regression fails a run that otherwise passed (default false; `--fail-on-regression`).
+    #[serde(default)]
+    pub fail_on_regression: bool,
 }
 
 /// How each machine is launched. Besides these, any launch field of the provider (`instance_type`,

@@ -7,11 +7,19 @@
 //! `.vhd`). Names resolved at run time (a Packer build's name, `ssm:/...`, a lookup) are already
 //! stable and kept as they are. A cell without params is keyed by its id. Two cells of one run with
 //! the same key (two AMIs on one axis) are told apart by their order: the second gets `#2`.
+//!
+//! The spec's `baseline.key` names the axes the key is formed from instead of all of them (results
+//! keep them as `baseline_key`): an axis whose values change between nights by design is left out.
 
-use crate::results::CellResult;
+use crate::results::{CellResult, RunResults};
 
 /// The key of one cell, before telling apart cells of one run that share it.
 pub fn cell_key(cell: &CellResult) -> String {
+    key_by(cell, None)
+}
+
+/// The key of one cell from the `axes` named (all of them when `None`).
+fn key_by(cell: &CellResult, axes: Option<&[String]>) -> String {
     if cell.params.0.is_empty() {
         return cell.id.clone();
     }
@@ -19,6 +27,7 @@ pub fn cell_key(cell: &CellResult) -> String {
         .params
         .0
         .iter()
+        .filter(|(name, _)| axes.is_none_or(|axes| axes.contains(name)))
         .map(|(name, value)| {
             let label = crate::provider::field::label(value);
             let nightly = label.starts_with("ami-") || (name == "image" && path_like(&label));
@@ -34,11 +43,17 @@ fn path_like(value: &str) -> bool {
         && (value.contains('/') || [".qcow2", ".img", ".raw", ".vmdk", ".vhd"].iter().any(|ext| value.ends_with(ext)))
 }
 
-/// Each cell with its key, in the run's order; a key met again gets `#2`, `#3`...
-pub fn keyed(cells: &[CellResult]) -> Vec<(String, &CellResult)> {
+/// Each cell of a run with its key (formed from its `baseline_key` axes), in the run's order; a key
+/// met again gets `#2`, `#3`...
+pub fn keyed(results: &RunResults) -> Vec<(String, &CellResult)> {
+    keyed_by(&results.cells, results.baseline_key.as_deref())
+}
+
+/// Each cell with its key formed from `axes` (all when `None`); a key met again gets `#2`, `#3`...
+pub fn keyed_by<'a>(cells: &'a [CellResult], axes: Option<&[String]>) -> Vec<(String, &'a CellResult)> {
     let mut out: Vec<(String, &CellResult)> = Vec::new();
     for cell in cells {
-        let base = cell_key(cell);
+        let base = key_by(cell, axes);
         let seen = out.iter().filter(|(k, _)| *k == base || k.starts_with(&format!("{base} #"))).count();
         let key = if seen == 0 { base } else { format!("{base} #{}", seen + 1) };
         out.push((key, cell));
@@ -94,7 +109,18 @@ mod tests {
             cell("ami-1", serde_json::json!({"image": "ami-1"})),
             cell("ami-2", serde_json::json!({"image": "ami-2"})),
         ];
-        let keys: Vec<String> = keyed(&cells).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = keyed_by(&cells, None).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["image=image", "image=image #2"]);
+    }
+
+    #[test]
+    fn the_spec_names_the_axes_of_the_key() {
+        let last = cell("a", serde_json::json!({"image": "ami-1", "build": "1041", "instance_type": "t3.micro"}));
+        let tonight = cell("b", serde_json::json!({"image": "ami-2", "build": "1042", "instance_type": "t3.micro"}));
+        let axes = ["image".to_string(), "instance_type".to_string()];
+        let key = |c: &CellResult| keyed_by(std::slice::from_ref(c), Some(&axes)).remove(0).0;
+        assert_eq!(key(&last), key(&tonight));
+        assert_eq!(key(&tonight), "image=image, instance_type=t3.micro");
+        assert_ne!(cell_key(&last), cell_key(&tonight), "by every axis the build differs");
     }
 }
