@@ -14,6 +14,7 @@ use crate::plan::Shard;
 
 mod compare;
 mod completions;
+mod history;
 mod man;
 mod plan;
 mod policy;
@@ -170,6 +171,17 @@ pub enum ReportCommand {
         /// between boots of the same build); repeatable.
         #[arg(long, value_name = "REGEX")]
         ignore_line: Vec<String>,
+    },
+    /// A trend over nights: one page with, per cell, its status and its time to ready in each
+    /// results directory given (a directory a night), each night linking to its report. Nights are
+    /// ordered by when they started; a directory that cannot be read is skipped with a warning.
+    History {
+        /// The nights' results directories, in any order.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The page to write.
+        #[arg(long, value_name = "FILE", default_value = "history.html")]
+        out: PathBuf,
     },
 }
 

@@ -2,6 +2,7 @@
 //! `report.html` (+ `assets/`), `junit.xml` and `results.json`, side by side. During a run they all
 //! hang off the engine's one event stream ([`reporter::Reporters`]); `amiprobe report` and
 //! `report merge` render the same files from a results.json through the same [`write_one`].
+//! `report compare` ([`compare`]) and `report history` ([`history`]) read several runs' results.
 //!
 //! The formats are a registry, [`FORMATS`]: each is a module with a [`Writer`] (its `--report` name,
 //! how its file is written, and what keeps it during a run), so a new format is one file plus one
@@ -10,6 +11,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod error;
+pub mod history;
 pub mod html;
 pub mod json;
 pub mod junit;

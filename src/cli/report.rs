@@ -1,5 +1,6 @@
 //! `amiprobe report`: reports rendered again from a results directory, or shards' results merged
-//! into one (`report merge`); `report compare` is in its own file, `compare.rs`.
+//! into one (`report merge`); `report compare` and `report history` are in files of their own
+//! (`compare.rs`, `history.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,7 @@ pub fn report(args: ReportArgs) -> Outcome {
             let options = super::compare::Options { thresholds, ignore_line, json, fail_on_regression };
             return super::compare::compare(&base, &new, &options);
         }
+        (Some(ReportCommand::History { dirs, out }), _) => return super::history::history(&dirs, &out),
         (None, Some(dir)) => render_again(&dir, &args.reports),
         (None, None) => return Outcome::UsageError,
     };
