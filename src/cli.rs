@@ -171,6 +171,11 @@ pub enum ReportCommand {
         /// between boots of the same build); repeatable.
         #[arg(long, value_name = "REGEX")]
         ignore_line: Vec<String>,
+        /// Keep the comparison in NEW, as `run --baseline` does: its results.json, since-last-night.md
+        /// and .json, the baseline's last frames that moved, and its report.html and junit.xml
+        /// (those it has) written again. For merged shards, or a run made without --baseline.
+        #[arg(long)]
+        write: bool,
     },
     /// A trend over nights: one page with, per cell, its status and its time to ready in each
     /// results directory given (a directory a night), each night linking to its report. Nights are

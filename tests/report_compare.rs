@@ -101,3 +101,134 @@ fn an_unreadable_directory_exits_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: "));
 }
+
+/// A copy of the whole fixture run (screenshots too), edited by `edit`.
+fn whole_run(root: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let dir = root.join(name);
+    let status = Command::new("cp").arg("-r").arg(fixture()).arg(&dir).status().unwrap();
+    assert!(status.success());
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    edit(&mut results);
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    dir
+}
+
+fn cell<'a>(results: &'a mut serde_json::Value, id: &str) -> &'a mut serde_json::Value {
+    results["cells"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == id).unwrap()
+}
+
+/// Tonight: `ok` ends on another screen (the `fail` cell's last one) and its health answer lost a
+/// field; `slow` passed only on its second try. Rendered, then compared with `--write`.
+fn compared_and_written(root: &Path) -> PathBuf {
+    let base = whole_run(root, "base", |_| {});
+    let new = whole_run(root, "new", |results| {
+        results["run_id"] = "20261126-094357-tonight".into();
+        let fail_frame = cell(results, "fail")["screenshots"].as_array().unwrap().last().unwrap().clone();
+        let ok = cell(results, "ok");
+        *ok["screenshots"].as_array_mut().unwrap().last_mut().unwrap() = fail_frame;
+        ok["probes"][1]["last_exchange"]["body_excerpt"] = r#"{"service": "amiprobe-test"}"#.into();
+        cell(results, "slow")["flaky"] = true.into();
+    });
+    let rendered = Command::new(env!("CARGO_BIN_EXE_amiprobe"))
+        .args(["report", "--report", "html", "--report", "junit"])
+        .arg(&new)
+        .output()
+        .unwrap();
+    // Exit 1: the fixture run has failed cells; the reports are written all the same.
+    assert_eq!(rendered.status.code(), Some(1), "{}", String::from_utf8_lossy(&rendered.stderr));
+    assert!(new.join("report.html").exists() && new.join("junit.xml").exists());
+    let written = compare(&base, &new, &["--write"]);
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    new
+}
+
+#[test]
+fn written_into_the_new_results_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = compared_and_written(tmp.path());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("results.json")).unwrap()).unwrap();
+    let since = &results["since_last_night"];
+    let cells = since["cells"].as_array().unwrap();
+    let ids: Vec<&str> = cells.iter().map(|c| c["new_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ok", "slow"], "{since:#}");
+    let screen = &cells[0]["last_screen"];
+    assert!(screen["distance"].as_u64().unwrap() > 48, "{screen}");
+    let base_frame = screen["base_frame"].as_str().unwrap();
+    assert_eq!(base_frame, "since-last-night/cells/ok/screenshots/0014-00015.0s.png");
+    assert!(new.join(base_frame).exists());
+    let answer = &cells[0]["answers"][0];
+    assert_eq!(answer["probe"], "health");
+    assert_eq!(answer["change"], serde_json::json!({"kind": "shape", "lost": ["$.status: string"]}));
+    assert_eq!(cells[1]["status"]["change"], "newly_flaky");
+    assert!(new.join("since-last-night.md").exists() && new.join("since-last-night.json").exists());
+
+    let html = std::fs::read_to_string(new.join("report.html")).unwrap();
+    assert!(html.contains(r#"id="since-title""#), "the section is in the report");
+    assert!(html.contains(&format!(r#"src="{base_frame}""#)), "last night's frame is shown");
+    assert!(html.contains("probe health answer shape: lost $.status: string"), "the answer's change is told");
+    let junit = std::fs::read_to_string(new.join("junit.xml")).unwrap();
+    assert!(junit.contains(r#"<property name="baseline_run" value="20261125-094357-189a"/>"#), "{junit}");
+    assert!(
+        junit.contains(r#"<property name="since_last_night" value="newly flaky: passed -&gt; passed"/>"#),
+        "{junit}"
+    );
+    assert!(junit.contains(r#"<property name="since_last_night.regressed" value="true"/>"#), "{junit}");
+}
+
+/// A page next to the report that loads it in a frame and writes down what a person would see of
+/// "Since last night".
+const SINCE_PROBE: &str = r##"<!doctype html><body><pre id="out">waiting</pre>
+<iframe id="r" src="report.html" width="1280" height="900"></iframe>
+<script>
+document.getElementById("r").onload = function () {
+  var doc = this.contentDocument, out = [];
+  var since = doc.querySelector("section.since"), first = doc.querySelector("main > section");
+  out.push("since_first=" + (since !== null && since === first));
+  out.push("changed=" + doc.querySelectorAll("section.since ul.changes > li").length);
+  var frames = Array.from(doc.querySelectorAll("section.since .screens img"));
+  out.push("frames=" + frames.length);
+  var boxes = frames.map(function (img) { return img.getBoundingClientRect(); });
+  out.push("side_by_side=" + (boxes.length === 2 && Math.abs(boxes[0].top - boxes[1].top) < 1 && boxes[1].left > boxes[0].right));
+  out.push("frame_width=" + boxes.map(function (b) { return Math.round(b.width); }).join(","));
+  var left = frames.length, loaded = 0;
+  frames.forEach(function (img) {
+    var probe = new Image();
+    probe.onload = function () { if (probe.naturalWidth > 0) loaded++; if (--left === 0) done(); };
+    probe.onerror = function () { if (--left === 0) done(); };
+    probe.src = img.src;
+  });
+  function done() {
+    out.push("loaded=" + loaded);
+    var entries = doc.defaultView.performance.getEntriesByType("resource").map(function (e) { return e.name; });
+    out.push("remote=" + entries.filter(function (n) { return !n.startsWith("file:"); }).join(","));
+    document.getElementById("out").textContent = out.join("\n");
+  }
+};
+</script></body>"##;
+
+#[test]
+fn a_browser_shows_since_last_night_first_with_both_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = compared_and_written(tmp.path());
+    std::fs::write(new.join("probe.html"), SINCE_PROBE).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--allow-file-access-from-files"])
+        .args(["--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", new.join("probe.html").display()))
+        .output()
+        .expect("run chromium (scripts/install-deps browser)");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let seen = dom.split("<pre id=\"out\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_default();
+    assert!(seen.contains("since_first=true"), "{seen}");
+    assert!(seen.contains("changed=2"), "{seen}");
+    assert!(seen.contains("frames=2"), "{seen}");
+    assert!(seen.contains("side_by_side=true"), "{seen}");
+    assert!(seen.contains("frame_width=360,360"), "{seen}");
+    assert!(seen.contains("loaded=2"), "{seen}");
+    assert!(seen.contains("remote=\n") || seen.ends_with("remote="), "nothing from the network: {seen}");
+}

@@ -88,6 +88,20 @@ broken!(
     "7:14",
     "18446744073709551615 is above the limit of 10000"
 );
+broken!(
+    baseline_key_unknown_axis,
+    "baseline-key-unknown-axis",
+    "baseline.key[1]",
+    "8:16",
+    "`instance_typ` is not an axis of the matrix"
+);
+broken!(
+    baseline_bad_ignore_line,
+    "baseline-bad-ignore-line",
+    "baseline.ignore_lines[1]",
+    "9:24",
+    "invalid regex: unclosed group"
+);
 broken!(duplicate_include, "duplicate-include", "matrix.include[1]", "9:7", "cell `ami-2_t3.micro` is listed twice");
 broken!(duplicate_probe_names, "duplicate-probe-names", "probes[1].name", "10:11", "duplicate probe name `web`");
 broken!(

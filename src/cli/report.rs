@@ -48,9 +48,9 @@ pub fn report(args: ReportArgs) -> Outcome {
             let promote = promote.map(|spec| (spec, vars.overrides()));
             merge_dirs(&dirs, &out, &options, promote.as_ref())
         }
-        (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression, ignore_line }), _) => {
+        (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression, ignore_line, write }), _) => {
             let thresholds = crate::report::compare::Thresholds { ratio, floor_s: floor.as_secs_f64() };
-            let options = super::compare::Options { thresholds, ignore_line, json, fail_on_regression };
+            let options = super::compare::Options { thresholds, ignore_line, json, fail_on_regression, write };
             return super::compare::compare(&base, &new, &options);
         }
         (Some(ReportCommand::History { dirs, out }), _) => return super::history::history(&dirs, &out),

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
+use crate::plan::baseline::BaselinePlan;
 use crate::plan::{Plan, Shard};
 use crate::provider::{AccessError, Identity, Provider, RunFlags};
 use crate::report::baseline::Baseline;
@@ -61,18 +62,21 @@ pub struct RunArgs {
     /// and written to since-last-night.md and .json next to the results (see `report compare`).
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
-    /// With --baseline: a regression (newly failing, slower, new warning lines) fails the run.
+    /// With --baseline: a regression (newly failing or flaky, slower, new warning lines, a probe's
+    /// answer changed) fails the run (or the spec's `baseline.fail_on_regression`).
     #[arg(long, requires = "baseline")]
     pub fail_on_regression: bool,
     /// With --baseline: a duration regressed when longer than the baseline's by more than this
-    /// ratio (0.25: a quarter) and by more than --regression-floor.
-    #[arg(long, value_name = "RATIO", default_value_t = 0.25, requires = "baseline")]
-    pub regression_ratio: f64,
-    /// With --baseline: a duration regressed only when longer than the baseline's by more than this
-    /// (raise it where boot times are noisy, as under QEMU's TCG).
-    #[arg(long, value_name = "DURATION", default_value = "2s", requires = "baseline")]
-    pub regression_floor: humantime::Duration,
-    /// With --baseline: console lines matching this regular expression are never new; repeatable.
+    /// ratio and by more than --regression-floor [default: the spec's `baseline.ratio`, or 0.25]
+    #[arg(long, value_name = "RATIO", requires = "baseline")]
+    pub regression_ratio: Option<f64>,
+    /// With --baseline: a duration regressed only when longer than the baseline's by more than this;
+    /// raise it where boot times are noisy, as under QEMU's TCG [default: the spec's
+    /// `baseline.floor`, or 2s]
+    #[arg(long, value_name = "DURATION", requires = "baseline")]
+    pub regression_floor: Option<humantime::Duration>,
+    /// With --baseline: console lines matching this regular expression are never new; repeatable,
+    /// and added to the spec's `baseline.ignore_lines`.
     #[arg(long, value_name = "REGEX", requires = "baseline")]
     pub regression_ignore: Vec<String>,
     #[command(flatten)]
@@ -97,6 +101,8 @@ enum RunError {
     Baseline(crate::report::error::ResultsError),
     #[error("--regression-ignore: {0}")]
     Ignore(regex::Error),
+    #[error("--regression-ratio must be a number of 0 or more, not {0}")]
+    Ratio(f64),
     /// The command line's flags don't go with the spec's provider settings.
     #[error("{0}")]
     Flags(crate::provider::FlagsRefused),
@@ -125,6 +131,7 @@ impl RunError {
             | RunError::Rerun(_)
             | RunError::Baseline(_)
             | RunError::Ignore(_)
+            | RunError::Ratio(_)
             | RunError::Flags(_)
             | RunError::OutDir { .. } => Outcome::UsageError,
         }
@@ -156,15 +163,8 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
             return Ok(Outcome::Passed);
         }
     };
-    // Before anything is checked or launched: a baseline that can't be read is a usage error.
-    let thresholds = Thresholds { ratio: args.regression_ratio, floor_s: args.regression_floor.as_secs_f64() };
-    let baseline = match &args.baseline {
-        Some(dir) => {
-            let ignored = Ignored::new(&args.regression_ignore).map_err(RunError::Ignore)?;
-            Some(Baseline::load(dir, thresholds, ignored).map_err(RunError::Baseline)?)
-        }
-        None => None,
-    };
+    let baseline = baseline(args, &plan.baseline)?;
+    let plan_fails_on_regression = plan.baseline.fail_on_regression;
     let provider = plan.provider.provider(plan.run_settings());
     // Before the results' directory: a run that can't start leaves nothing to mistake for one.
     let identity = identity(&runtime, &mut signals, provider.as_ref(), &plan)?;
@@ -177,8 +177,27 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
         Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target())
             .with_baseline(baseline);
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    let regressed = args.fail_on_regression && reporters.regressed();
+    let regressed = (args.fail_on_regression || plan_fails_on_regression) && reporters.regressed();
     Ok(outcome_of_end(runtime, end, regressed))
+}
+
+/// `--baseline DIR` read before anything is checked or launched (one that can't be read is a usage
+/// error), with the thresholds and ignored lines of the flags over the spec's `baseline:`.
+fn baseline(args: &RunArgs, spec: &BaselinePlan) -> Result<Option<Baseline>, RunError> {
+    let Some(dir) = &args.baseline else { return Ok(None) };
+    let defaults = Thresholds::default();
+    let ratio = args.regression_ratio.or(spec.ratio).unwrap_or(defaults.ratio);
+    if !(ratio.is_finite() && ratio >= 0.0) {
+        return Err(RunError::Ratio(ratio));
+    }
+    let floor_s = match (args.regression_floor, spec.floor) {
+        (Some(flag), _) => flag.as_secs_f64(),
+        (None, Some(floor)) => floor.as_secs_f64(),
+        (None, None) => defaults.floor_s,
+    };
+    let patterns: Vec<String> = spec.ignore_lines.iter().chain(&args.regression_ignore).cloned().collect();
+    let ignored = Ignored::new(&patterns).map_err(RunError::Ignore)?;
+    Baseline::load(dir, Thresholds { ratio, floor_s }, ignored).map(Some).map_err(RunError::Baseline)
 }
 
 /// Who the provider's credentials belong to, checked before anything is created or written; a signal

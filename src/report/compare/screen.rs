@@ -8,9 +8,12 @@ use std::path::Path;
 use crate::results::since::ScreenChange;
 use crate::results::CellResult;
 
-/// Bits of the 256-bit hashes two last screens of the same build may differ by: a clock, a counter
-/// or a cursor moves a few; another screen (an emergency shell, a dialog, a blank one) moves dozens.
-pub const MOVED: u32 = 24;
+/// Bits of the 256-bit hashes two last screens of the same build may differ by. Measured on the
+/// busybox image's text console under TCG: the same screen 0 to 3 bits, the same screen with a few
+/// kernel lines in another order 38, a screen of other text 88 to 109. A text console whose lines
+/// scroll differently from boot to boot can still pass this: that is why a moved screen is shown,
+/// never counted as a regression.
+pub const MOVED: u32 = 48;
 
 /// Where the baselines' frames are copied, in the new results.
 pub const FRAMES_DIR: &str = "since-last-night";

@@ -73,8 +73,10 @@ impl History {
     pub fn new(nights: &[Night<'_>]) -> History {
         let mut rows: Vec<Row> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        // The newest night's spec says what the key is (`baseline.key`): every night is keyed so.
+        let axes = nights.last().and_then(|night| night.results.baseline_key.as_deref());
         for (n, night) in nights.iter().enumerate() {
-            for (key, cell) in key::keyed(&night.results.cells) {
+            for (key, cell) in key::keyed_by(&night.results.cells, axes) {
                 let at = *index.entry(key.clone()).or_insert_with(|| {
                     rows.push(Row { key, entries: vec![None; nights.len()] });
                     rows.len() - 1
