@@ -1,11 +1,15 @@
 //! Benchmark: render the HTML report of 1,000 cells x 30 screenshots, each cell with a 300-line
-//! console log, then open it in headless Chromium (when installed) until its load event. Targets: at
-//! most 2 s each on a 2-core machine. Prints figures; asserts nothing about time.
+//! console log and its boot phases, then open it in headless Chromium (when installed) until its
+//! load event. Then the same run compared with last night's (another AMI per cell, one cell in ten
+//! slower, one in twenty with a new warning on its console, one in fifty failing): the comparison,
+//! and the report with "Since last night" rendered and opened again. Targets: at most 2 s each on a
+//! 2-core machine. Prints figures; asserts nothing about time.
 //!
 //!     cargo bench --bench render
 
 use std::time::Instant;
 
+use amiprobe::report::compare::{self, normalise::Ignored, Frames, Rules, Thresholds};
 use amiprobe::report::{html::Renderer, junit};
 use amiprobe::results::*;
 
@@ -67,7 +71,7 @@ fn main() {
             screenshots,
             screenshots_note: None,
             console_log: Some(format!("cells/{id}/console.log")),
-            boot_phases: None,
+            boot_phases: Some(phases()),
             console: vec![ConsoleFinding {
                 kind: RuleKind::Builtin,
                 rule: "I/O error".into(),
@@ -102,30 +106,95 @@ fn main() {
         not_removed: vec![],
         merged_from: vec![],
         promotions: None,
-        baseline_key: None,
+        baseline: None,
         since_last_night: None,
         cells,
     };
     results.recount();
+    render_and_open(&results, dir.path(), "render html");
+    with_a_baseline(results, dir.path());
+}
 
+/// Renders the report three times (the best counts), the JUnit file once, and opens the report.
+fn render_and_open(results: &RunResults, dir: &std::path::Path, what: &str) {
     let renderer = Renderer::new(None).expect("templates");
     let mut times = Vec::new();
     let mut size = 0;
     for _ in 0..3 {
         let start = Instant::now();
-        let file = renderer.write(&results, dir.path()).expect("render");
+        let file = renderer.write(results, dir).expect("render");
         times.push(start.elapsed().as_secs_f64());
         size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     }
     let start = Instant::now();
-    let xml = junit::render(&results).expect("junit");
+    let xml = junit::render(results).expect("junit");
     let junit_s = start.elapsed().as_secs_f64();
     let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!("render html: {CELLS} cells x {SHOTS} screenshots x {CONSOLE_LINES} console lines");
+    println!("{what}: {CELLS} cells x {SHOTS} screenshots x {CONSOLE_LINES} console lines");
     println!("  runs: {}", times.iter().map(|t| format!("{t:.3}s")).collect::<Vec<_>>().join(", "));
     println!("  best: {best:.3}s (target <= 2s), report.html {:.1} MB", size as f64 / 1e6);
     println!("render junit: {junit_s:.3}s, {:.1} KB", xml.len() as f64 / 1e3);
-    open_in_chromium(dir.path());
+    open_in_chromium(dir);
+}
+
+/// Last night's run in a directory of its own: the same cells under other AMIs, one in ten 12.5 s
+/// faster, one in fifty passing where tonight's fails, a console without tonight's warnings. Then
+/// the comparison, timed, and tonight's report rendered with it.
+fn with_a_baseline(mut tonight: RunResults, dir: &std::path::Path) {
+    let base_dir = tempfile::tempdir().expect("temp dir");
+    let mut base = tonight.clone();
+    base.run_id = "last-night".into();
+    for (i, cell) in base.cells.iter_mut().enumerate() {
+        cell.params.0.insert("image".into(), format!("ami-b{:04}", i / 4).into());
+        if i % 10 == 0 {
+            cell.timings.ready_s = Some(20.0 - 25.0 / 2.0);
+        }
+        if i % 50 == 0 {
+            cell.status = CellStatus::Passed;
+        }
+        let cell_dir = base_dir.path().join("cells").join(&cell.id);
+        std::fs::create_dir_all(&cell_dir).expect("cell dir");
+        let console: String =
+            (1..=CONSOLE_LINES).map(|n| format!("[ {n:>5}.000000] kernel: line {n} of the boot log <b>&\n")).collect();
+        std::fs::write(cell_dir.join("console.log"), console).expect("console");
+    }
+    for (i, cell) in tonight.cells.iter().enumerate().filter(|(i, _)| i % 20 == 0) {
+        let log = dir.join(cell.console_log.as_deref().expect("a console log"));
+        let warning = format!("[  299.500000] WARNING: CPU: {} PID: 1 at drivers/block/nvme.c:12 probe\n", i % 2);
+        let mut text = std::fs::read_to_string(&log).expect("console");
+        text.push_str(&warning);
+        std::fs::write(&log, text).expect("console");
+    }
+    let ignored = Ignored::default();
+    let rules = Rules { thresholds: Thresholds::default(), ignored: &ignored, frames: Frames::Copy };
+    let start = Instant::now();
+    let comparison = compare::compare(&base, base_dir.path(), &tonight, dir, &rules);
+    let compare_s = start.elapsed().as_secs_f64();
+    println!(
+        "compare with last night: {compare_s:.3}s for {} matched cells, {} changed, {} regressed",
+        comparison.matched,
+        comparison.cells.len(),
+        comparison.cells.iter().filter(|c| c.regressed()).count()
+    );
+    tonight.since_last_night = Some(comparison);
+    render_and_open(&tonight, dir, "render html since last night");
+}
+
+/// A Linux boot's phases as the console gives them.
+fn phases() -> BootPhases {
+    let bound = |text: &str| PhaseBound { line: Some(1), text: text.into(), timed_by: TimedBy::Stamp };
+    let phase = |name, start_s, length_s| BootPhase { name, start_s, length_s, from: bound("from"), to: bound("to") };
+    BootPhases {
+        clock: PhaseClock::Kernel,
+        zero_at_s: Some(2.0),
+        phases: vec![
+            phase(PhaseName::Firmware, -2.0, 2.0),
+            phase(PhaseName::Kernel, 0.0, 3.3),
+            phase(PhaseName::Initramfs, 3.3, 3.8),
+            phase(PhaseName::Userspace, 7.1, 8.0),
+            phase(PhaseName::ToReady, 15.1, 2.9),
+        ],
+    }
 }
 
 /// A page beside the report that loads it in a frame and writes down how long until its load event

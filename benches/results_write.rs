@@ -252,7 +252,7 @@ fn cells(count: usize) -> RunResults {
         not_removed: vec![],
         merged_from: vec![],
         promotions: None,
-        baseline_key: None,
+        baseline: None,
         since_last_night: None,
         cells,
     };

@@ -147,24 +147,27 @@ pub enum ReportCommand {
         vars: VarArgs,
     },
     /// What changed since a baseline run (e.g. last night's CI artifact): status changes, time
-    /// regressions to ready and per boot phase, new warning or error lines on the console. Prints a
-    /// Markdown section "Since last night" (JSON with --json).
+    /// regressions to ready and per boot phase, new warning or error lines on the console, a
+    /// different last screen, probe answers of another status or shape. Prints a Markdown section
+    /// "Since last night" (JSON with --json). The flags win over NEW's spec's `baseline:`.
     Compare {
         /// The baseline's results directory.
         base: PathBuf,
         /// The results directory compared with it.
         new: PathBuf,
         /// A duration regressed when longer than the baseline's by more than this ratio (0.25: a
-        /// quarter) and by more than --floor.
-        #[arg(long, value_name = "RATIO", default_value_t = 0.25)]
-        ratio: f64,
-        /// A duration regressed only when longer than the baseline's by more than this.
-        #[arg(long, value_name = "DURATION", default_value = "2s")]
-        floor: humantime::Duration,
+        /// quarter) and by more than --floor [default: the spec's `baseline.ratio`, or 0.25]
+        #[arg(long, value_name = "RATIO")]
+        ratio: Option<f64>,
+        /// A duration regressed only when longer than the baseline's by more than this [default:
+        /// the spec's `baseline.floor`, or 2s]
+        #[arg(long, value_name = "DURATION")]
+        floor: Option<humantime::Duration>,
         /// Print the comparison as JSON instead of Markdown.
         #[arg(long)]
         json: bool,
-        /// Exit 1 when a cell regressed: newly failing, slower, or with new warning or error lines.
+        /// Exit 1 when a cell regressed: newly failing or flaky, slower, with new warning or error
+        /// lines, or with a probe answer of another status (now failing) or missing a field.
         #[arg(long)]
         fail_on_regression: bool,
         /// Console lines matching this regular expression are never new (lines that come and go

@@ -6,6 +6,12 @@
 /// What secrets become wherever they are recorded.
 pub const MASK: &str = "********";
 
+/// What is wrong with a regular expression, in one lowercase line: the regex crate's message ends
+/// with the line that says it (`unclosed group`), after a picture of the pattern.
+pub fn regex_problem(e: &regex::Error) -> String {
+    e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_lowercase()
+}
+
 /// Every secret in `text` replaced by [`MASK`].
 pub fn mask(text: &str, secrets: &[String]) -> String {
     // Longest first: a secret that contains another is masked whole.

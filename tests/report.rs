@@ -7,9 +7,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::{fixtures, repo_root, Test};
+use support::{browser, fixtures, repo_root, Test};
 
 /// A copy of the fixture run in a temporary directory, rendered by `amiprobe report`.
 fn rendered() -> (tempfile::TempDir, PathBuf) {
@@ -199,24 +198,6 @@ fn checked_in_results_schema_is_current() {
     );
 }
 
-fn chromium() -> Command {
-    let profile = tempfile::tempdir().unwrap().keep();
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--allow-file-access-from-files",
-        "--virtual-time-budget=10000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    cmd
-}
-
 /// A page next to the report that loads it in a frame and writes down what a person would see.
 const PROBE_PAGE: &str = r##"<!doctype html><body><pre id="out">waiting</pre>
 <iframe id="r" src="report.html" width="1280" height="900"></iframe>
@@ -264,16 +245,7 @@ document.getElementById("r").onload = function () {
 #[test]
 fn a_browser_shows_the_report_from_file_urls() {
     let (_tmp, dir) = rendered();
-    std::fs::write(dir.join("probe.html"), PROBE_PAGE).unwrap();
-    let output = chromium()
-        .arg("--dump-dom")
-        .arg(format!("file://{}", dir.join("probe.html").display()))
-        .output()
-        .expect("run chromium (scripts/install-deps browser)");
-    let dom = String::from_utf8_lossy(&output.stdout);
-    let seen: String =
-        dom.split("<pre id=\"out\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_default().to_string();
-    let seen = seen.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", "\"");
+    let seen = browser::seen(&dir, PROBE_PAGE);
     assert!(seen.contains("cells=4"), "{seen}");
     assert!(seen.contains("sections=4"), "{seen}");
     assert!(seen.contains("images=11"), "{seen}");
@@ -291,7 +263,7 @@ fn a_browser_shows_the_report_from_file_urls() {
 
     // And as a picture: a page with content, not a blank one.
     let shot = dir.join("shot.png");
-    let status = chromium()
+    let status = browser::chromium()
         .arg("--window-size=1280,1600")
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", dir.join("report.html").display()))

@@ -3,6 +3,8 @@
 //! slower to ready and one new `WARNING:` line on its console; exactly those are found, and a
 //! directory compared with itself finds nothing.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -171,7 +173,9 @@ fn written_into_the_new_results_and_reports() {
     let junit = std::fs::read_to_string(new.join("junit.xml")).unwrap();
     assert!(junit.contains(r#"<property name="baseline_run" value="20261125-094357-189a"/>"#), "{junit}");
     assert!(
-        junit.contains(r#"<property name="since_last_night" value="newly flaky: passed -&gt; passed"/>"#),
+        junit.contains(
+            r#"<property name="since_last_night" value="newly flaky: passed -&gt; passed after a failed try"/>"#
+        ),
         "{junit}"
     );
     assert!(junit.contains(r#"<property name="since_last_night.regressed" value="true"/>"#), "{junit}");
@@ -212,18 +216,7 @@ document.getElementById("r").onload = function () {
 fn a_browser_shows_since_last_night_first_with_both_frames() {
     let tmp = tempfile::tempdir().unwrap();
     let new = compared_and_written(tmp.path());
-    std::fs::write(new.join("probe.html"), SINCE_PROBE).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let output = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--allow-file-access-from-files"])
-        .args(["--virtual-time-budget=10000", "--dump-dom"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("file://{}", new.join("probe.html").display()))
-        .output()
-        .expect("run chromium (scripts/install-deps browser)");
-    let dom = String::from_utf8_lossy(&output.stdout);
-    let seen = dom.split("<pre id=\"out\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_default();
+    let seen = support::browser::seen(&new, SINCE_PROBE);
     assert!(seen.contains("since_first=true"), "{seen}");
     assert!(seen.contains("changed=2"), "{seen}");
     assert!(seen.contains("frames=2"), "{seen}");

@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::{fixtures, Test};
 
@@ -232,24 +231,6 @@ fn no_readable_directory_exits_2() {
     Test::new().args(["report", "history"]).run().code(2).stderr_has("error:");
 }
 
-fn chromium() -> Command {
-    let profile = tempfile::tempdir().unwrap().keep();
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--allow-file-access-from-files",
-        "--virtual-time-budget=10000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    cmd
-}
-
 /// A page next to the history that loads it in a frame and writes down what is shown and fetched.
 const PROBE_PAGE: &str = r##"<!doctype html><body><pre id="out">waiting</pre>
 <iframe id="h" src="history.html" width="1280" height="900"></iframe>
@@ -286,15 +267,7 @@ fn a_browser_shows_the_history_from_file_urls() {
     let root = test.dir().to_path_buf();
     let dirs = nights(&root);
     let _run = test.args(["report", "history"]).args(&dirs).run().code(0);
-    std::fs::write(root.join("probe.html"), PROBE_PAGE).unwrap();
-    let output = chromium()
-        .arg("--dump-dom")
-        .arg(format!("file://{}", root.join("probe.html").display()))
-        .output()
-        .expect("run chromium (scripts/install-deps browser)");
-    let dom = String::from_utf8_lossy(&output.stdout);
-    let seen = dom.split("<pre id=\"out\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_default();
-    let seen = unescape(seen);
+    let seen = support::browser::seen(&root, PROBE_PAGE);
     assert!(seen.contains("rows=4"), "{seen}");
     assert!(seen.contains("squares=12"), "{seen}");
     assert!(seen.contains("svgs=4"), "{seen}");

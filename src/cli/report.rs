@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{outcome_of, ReportArgs, ReportCommand, ReportOptions};
 use crate::exit::Outcome;
+use crate::report::compare::settings::Flags;
 use crate::report::{self, json, merge};
 use crate::results::RunResults;
 use crate::spec::VarOverrides;
@@ -49,8 +50,9 @@ pub fn report(args: ReportArgs) -> Outcome {
             merge_dirs(&dirs, &out, &options, promote.as_ref())
         }
         (Some(ReportCommand::Compare { base, new, ratio, floor, json, fail_on_regression, ignore_line, write }), _) => {
-            let thresholds = crate::report::compare::Thresholds { ratio, floor_s: floor.as_secs_f64() };
-            let options = super::compare::Options { thresholds, ignore_line, json, fail_on_regression, write };
+            let floor_s = floor.map(|f| f.as_secs_f64());
+            let flags = Flags { ratio, floor_s, ignore_lines: ignore_line, fail_on_regression };
+            let options = super::compare::Options { flags, json, write };
             return super::compare::compare(&base, &new, &options);
         }
         (Some(ReportCommand::History { dirs, out }), _) => return super::history::history(&dirs, &out),

@@ -9,13 +9,12 @@ use std::time::SystemTime;
 use super::{outcome_of, start_runtime, ReportOptions, RuntimeError, VarArgs};
 use crate::engine::{self, RunEnd, RunOptions, Signals};
 use crate::exit::Outcome;
-use crate::plan::baseline::BaselinePlan;
 use crate::plan::{Plan, Shard};
 use crate::provider::{AccessError, Identity, Provider, RunFlags};
 use crate::report::baseline::Baseline;
-use crate::report::compare::normalise::Ignored;
-use crate::report::compare::Thresholds;
+use crate::report::compare::settings::{settle, Flags};
 use crate::report::reporter::Reporters;
+use crate::results::since::BaselineRules;
 use crate::spec::SpecError;
 
 #[derive(Debug, clap::Args)]
@@ -58,8 +57,9 @@ pub struct RunArgs {
     /// Run only the cells that did not pass in these earlier results.
     #[arg(long, value_name = "DIR")]
     pub rerun_failed: Option<PathBuf>,
-    /// Compare with earlier results (last night's) once the run is over: what changed is printed
-    /// and written to since-last-night.md and .json next to the results (see `report compare`).
+    /// Compare with earlier results (last night's) once the run is over: what changed is kept in
+    /// results.json and told in every report, printed after the summary, and written to
+    /// since-last-night.md and .json next to the results (see `report compare`).
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
     /// With --baseline: a regression (newly failing or flaky, slower, new warning lines, a probe's
@@ -99,10 +99,8 @@ enum RunError {
     /// The baseline's results could not be read.
     #[error("--baseline: {0}")]
     Baseline(crate::report::error::ResultsError),
-    #[error("--regression-ignore: {0}")]
-    Ignore(regex::Error),
-    #[error("--regression-ratio must be a number of 0 or more, not {0}")]
-    Ratio(f64),
+    #[error("--baseline: {0}")]
+    Regression(crate::report::compare::settings::SettingsError),
     /// The command line's flags don't go with the spec's provider settings.
     #[error("{0}")]
     Flags(crate::provider::FlagsRefused),
@@ -130,8 +128,7 @@ impl RunError {
             RunError::Spec(_)
             | RunError::Rerun(_)
             | RunError::Baseline(_)
-            | RunError::Ignore(_)
-            | RunError::Ratio(_)
+            | RunError::Regression(_)
             | RunError::Flags(_)
             | RunError::OutDir { .. } => Outcome::UsageError,
         }
@@ -163,8 +160,8 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
             return Ok(Outcome::Passed);
         }
     };
-    let baseline = baseline(args, &plan.baseline)?;
-    let plan_fails_on_regression = plan.baseline.fail_on_regression;
+    let baseline = baseline(args, &plan)?;
+    let fail_on_regression = baseline.as_ref().is_some_and(Baseline::fails_on_regression);
     let provider = plan.provider.provider(plan.run_settings());
     // Before the results' directory: a run that can't start leaves nothing to mistake for one.
     let identity = identity(&runtime, &mut signals, provider.as_ref(), &plan)?;
@@ -175,29 +172,24 @@ fn execute(args: &RunArgs) -> Result<Outcome, RunError> {
     let reports = &args.reports;
     let mut reporters =
         Reporters::for_run(&out_dir, &reports.report, reports.templates.as_deref(), reports.summary_target())
-            .with_baseline(baseline);
+            .with_baseline(baseline, &out_dir);
     let end = runtime.block_on(engine::run(plan, provider, options, &mut signals, &mut reporters));
-    let regressed = (args.fail_on_regression || plan_fails_on_regression) && reporters.regressed();
+    let regressed = fail_on_regression && reporters.regressed();
     Ok(outcome_of_end(runtime, end, regressed))
 }
 
 /// `--baseline DIR` read before anything is checked or launched (one that can't be read is a usage
-/// error), with the thresholds and ignored lines of the flags over the spec's `baseline:`.
-fn baseline(args: &RunArgs, spec: &BaselinePlan) -> Result<Option<Baseline>, RunError> {
+/// error), with the flags' thresholds and ignored lines over the spec's `baseline:`.
+fn baseline(args: &RunArgs, plan: &Plan) -> Result<Option<Baseline>, RunError> {
     let Some(dir) = &args.baseline else { return Ok(None) };
-    let defaults = Thresholds::default();
-    let ratio = args.regression_ratio.or(spec.ratio).unwrap_or(defaults.ratio);
-    if !(ratio.is_finite() && ratio >= 0.0) {
-        return Err(RunError::Ratio(ratio));
-    }
-    let floor_s = match (args.regression_floor, spec.floor) {
-        (Some(flag), _) => flag.as_secs_f64(),
-        (None, Some(floor)) => floor.as_secs_f64(),
-        (None, None) => defaults.floor_s,
+    let flags = Flags {
+        ratio: args.regression_ratio,
+        floor_s: args.regression_floor.map(|f| f.as_secs_f64()),
+        ignore_lines: args.regression_ignore.clone(),
+        fail_on_regression: args.fail_on_regression,
     };
-    let patterns: Vec<String> = spec.ignore_lines.iter().chain(&args.regression_ignore).cloned().collect();
-    let ignored = Ignored::new(&patterns).map_err(RunError::Ignore)?;
-    Baseline::load(dir, Thresholds { ratio, floor_s }, ignored).map(Some).map_err(RunError::Baseline)
+    let settings = settle(&flags, Some(&BaselineRules::from(&plan.baseline))).map_err(RunError::Regression)?;
+    Baseline::load(dir, settings).map(Some).map_err(RunError::Baseline)
 }
 
 /// Who the provider's credentials belong to, checked before anything is created or written; a signal

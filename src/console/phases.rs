@@ -81,8 +81,21 @@ pub enum PhaseName {
 }
 
 impl PhaseName {
+    /// Every phase, in the order a boot goes through them (Linux's and Windows' interleaved).
+    pub const ALL: [PhaseName; 8] = [
+        PhaseName::Firmware,
+        PhaseName::WindowsStart,
+        PhaseName::Kernel,
+        PhaseName::Initramfs,
+        PhaseName::Sysprep,
+        PhaseName::Userspace,
+        PhaseName::LaunchAgent,
+        PhaseName::ToReady,
+    ];
+
     /// How reports name it.
     pub fn label(self) -> &'static str {
+        // A phase added here belongs in `ALL` too.
         match self {
             PhaseName::Firmware => "firmware and boot loader",
             PhaseName::Kernel => "kernel",

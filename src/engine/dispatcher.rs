@@ -18,6 +18,7 @@ use super::{cleanup, Reporter, RunOptions};
 use crate::cell::Cell;
 use crate::plan::Plan;
 use crate::provider::{Checked, CleanupStep, Ledger, Provider, ProviderError};
+use crate::results::since::BaselineRules;
 use crate::results::{CellResult, CellStatus, RunResults, RunStatus, SpecInfo, SCHEMA_VERSION};
 
 /// What reaches the dispatcher while the cells run.
@@ -79,7 +80,7 @@ impl<'a> Dispatcher<'a> {
             not_removed: Vec::new(),
             merged_from: Vec::new(),
             promotions: None,
-            baseline_key: plan.baseline.key.clone(),
+            baseline: Some(BaselineRules::from(&plan.baseline)).filter(|b| *b != BaselineRules::default()),
             since_last_night: None,
             cells: plan.cells.iter().map(cell::not_run).collect(),
         };

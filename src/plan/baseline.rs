@@ -46,9 +46,7 @@ pub fn resolve(spec: &spec::Spec, problems: &mut Vec<Problem>) -> BaselinePlan {
     }
     for (i, pattern) in b.ignore_lines.iter().enumerate() {
         if let Err(e) = regex::Regex::new(pattern) {
-            // The regex crate's message ends with the one line that says what is wrong.
-            let detail =
-                e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
+            let detail = crate::text::regex_problem(&e);
             problems.push(Problem::at(at.key("ignore_lines").index(i), format!("invalid regex: {detail}")));
         }
     }

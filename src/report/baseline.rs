@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::compare::normalise::Ignored;
-use super::compare::{self, Comparison, Frames, Rules, Thresholds};
+use super::compare::settings::Settings;
+use super::compare::{self, Comparison, Frames, Rules};
 use super::error::ResultsError;
 use super::json;
 use crate::results::RunResults;
@@ -20,21 +20,26 @@ pub const JSON_FILE: &str = "since-last-night.json";
 pub struct Baseline {
     dir: PathBuf,
     results: RunResults,
-    thresholds: Thresholds,
-    ignored: Ignored,
+    settings: Settings,
 }
 
 impl Baseline {
     /// The results in `dir`, read now: a baseline that can't be read stops the run before it starts.
-    pub fn load(dir: &Path, thresholds: Thresholds, ignored: Ignored) -> Result<Baseline, ResultsError> {
+    pub fn load(dir: &Path, settings: Settings) -> Result<Baseline, ResultsError> {
         let results = json::load(dir)?;
-        Ok(Baseline { dir: dir.to_path_buf(), results, thresholds, ignored })
+        Ok(Baseline { dir: dir.to_path_buf(), results, settings })
+    }
+
+    /// A regression fails a run that otherwise passed.
+    pub fn fails_on_regression(&self) -> bool {
+        self.settings.fail_on_regression
     }
 
     /// Compares `results` (in `out_dir`) with the baseline; the frames of last screens that moved
     /// are copied into `out_dir`, so that its report shows both on its own.
     pub fn compare(&self, results: &RunResults, out_dir: &Path) -> Comparison {
-        let rules = Rules { thresholds: self.thresholds, ignored: &self.ignored, frames: Frames::Copy };
+        let rules =
+            Rules { thresholds: self.settings.thresholds, ignored: &self.settings.ignored, frames: Frames::Copy };
         compare::compare(&self.results, &self.dir, results, out_dir, &rules)
     }
 }

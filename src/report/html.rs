@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 
 use self::cell::{CellSummary, CellView};
-pub use self::labels::{anchor, status_label};
+pub use self::labels::{anchor, secs, status_label};
 use self::page::{CellLine, Page};
 use self::templates::Templates;
 use super::error::ReportError;

@@ -70,8 +70,8 @@ fn test_case(results: &RunResults, cell: &CellResult) -> TestCase {
     // What changed since the baseline: a property per change, and whether it counts as a regression.
     if let Some(changed) = results.since_last_night.as_ref().and_then(|since| since.cell(&cell.id)) {
         case.add_property(Property::new("since_last_night.regressed", changed.regressed().to_string()));
-        for line in super::compare::markdown::lines(changed) {
-            case.add_property(Property::new("since_last_night", line.replace("**", "").replace('`', "")));
+        for line in super::compare::markdown::lines(changed, super::compare::markdown::Style::Plain) {
+            case.add_property(Property::new("since_last_night", line));
         }
     }
     case

@@ -74,7 +74,24 @@ pub fn merge(parts: Vec<(RunResults, &Path)>, out: &Path) -> Result<RunResults, 
     merged.cells.sort_by_key(|c| c.index);
     merged.shard = None;
     merged.merged_from = shards;
-    merged.since_last_night = comparisons.into_iter().collect::<Option<Vec<_>>>().and_then(compare::join);
+    merged.since_last_night = match compare::join(comparisons) {
+        Ok(joined) => joined.map(|mut c| {
+            // The run's order, as a single run lists them.
+            let at = |id: &str| merged.cells.iter().position(|cell| cell.id == id);
+            c.cells.sort_by_key(|cell| at(&cell.new_id));
+            c
+        }),
+        Err(why) => {
+            let warning = format!(
+                "the shards' comparisons with their baseline are not merged: {why}; \
+                 `amiprobe report compare BASELINE {} --write` compares the merged run",
+                out.display()
+            );
+            eprintln!("warning: {warning}");
+            merged.warnings.push(warning);
+            None
+        }
+    };
     merged.recount();
     merged.write(out).map_err(MergeError::Write)?;
     Ok(merged)

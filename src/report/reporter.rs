@@ -44,12 +44,14 @@ impl Reporters {
         if let Some(target) = summary {
             reporters.push(Box::new(Summary { dir: dir.to_path_buf(), target }));
         }
-        Reporters { reporters, dir: dir.to_path_buf(), baseline: None, regressed: false }
+        Reporters { reporters, dir: PathBuf::new(), baseline: None, regressed: false }
     }
 
-    /// Compares the final results with `baseline` before they are reported.
-    pub fn with_baseline(mut self, baseline: Option<Baseline>) -> Self {
+    /// Compares the final results (in `dir`, where the moved frames are copied) with `baseline`
+    /// before they are reported.
+    pub fn with_baseline(mut self, baseline: Option<Baseline>, dir: &Path) -> Self {
         self.baseline = baseline;
+        self.dir = dir.to_path_buf();
         self
     }
 

@@ -107,7 +107,7 @@ fn since_last_night(since: &Comparison, report_url: &str) -> String {
     let mut cells: Vec<_> = since.cells.iter().collect();
     cells.sort_by_key(|c| !c.regressed());
     for cell in cells.iter().take(MAX_LISTED) {
-        let lines: Vec<String> = markdown::lines(cell).iter().map(|l| escape(&l.replace("**", ""))).collect();
+        let lines: Vec<String> = markdown::lines(cell, markdown::Style::Markdown).iter().map(|l| escape(l)).collect();
         out.push_str(&format!(
             "- [{}]({report_url}#{}){}: {}\n",
             escape(&cell.new_id),

@@ -124,6 +124,18 @@ impl From<provider::CleanupStep> for CleanupStep {
     }
 }
 
+impl From<&crate::plan::baseline::BaselinePlan> for super::since::BaselineRules {
+    fn from(b: &crate::plan::baseline::BaselinePlan) -> Self {
+        super::since::BaselineRules {
+            key: b.key.clone(),
+            ratio: b.ratio,
+            floor_s: b.floor.map(|f| f.as_secs_f64()),
+            ignore_lines: b.ignore_lines.clone(),
+            fail_on_regression: b.fail_on_regression,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,10 +49,10 @@ pub struct RunResults {
     /// passed, its id in an SSM parameter), or why nothing was; absent when the spec asks for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotions: Option<Promotions>,
-    /// The axes the spec's `baseline.key` names: cells are matched across nights by these alone;
-    /// absent when it names none (every axis).
+    /// The spec's `baseline:` settings: how this run is compared with another by default (its key's
+    /// axes, thresholds, ignored lines); absent when the spec has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_key: Option<Vec<String>>,
+    pub baseline: Option<super::since::BaselineRules>,
     /// What changed since a baseline run (`run --baseline DIR`); absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_last_night: Option<super::since::Comparison>,

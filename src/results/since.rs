@@ -30,6 +30,32 @@ impl Thresholds {
     }
 }
 
+/// The spec's `baseline:` as a run keeps it: `run --baseline` and `report compare` use it where the
+/// command line says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BaselineRules {
+    /// The axes cells are matched by across nights; absent: every axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_s: Option<f64>,
+    /// Regular expressions of console lines that are never new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_lines: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_on_regression: bool,
+}
+
+impl BaselineRules {
+    /// The rules of `results`' spec, if it had any.
+    pub fn key_of(results: &super::RunResults) -> Option<&[String]> {
+        results.baseline.as_ref().and_then(|b| b.key.as_deref())
+    }
+}
+
 /// The comparison of two runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Comparison {
@@ -100,7 +126,7 @@ impl CellComparison {
         self.status.as_ref().is_some_and(|s| matches!(s.change, Change::NewlyFailing | Change::NewlyFlaky))
             || !self.slower.is_empty()
             || !self.new_console_lines.is_empty()
-            || self.answers.iter().any(AnswerChange::regressed)
+            || self.answers.iter().any(|a| a.regressed)
     }
 
     /// Anything differs from the baseline.
@@ -188,7 +214,7 @@ pub struct ScreenChange {
     /// How many of the 256 bits of the frames' perceptual hashes differ.
     pub distance: u32,
     /// The baseline's last frame, copied next to the new results (relative to them); absent when it
-    /// could not be copied (the comparison printed by `report compare` copies nothing).
+    /// was not copied (`report compare` without `--write` copies nothing) or could not be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_frame: Option<String>,
     /// The new run's last frame, relative to its results.
@@ -201,16 +227,10 @@ pub struct AnswerChange {
     /// The probe's name.
     pub probe: String,
     pub change: AnswerDiff,
-}
-
-impl AnswerChange {
-    /// Another status, or a field (or the whole kind of body) gone.
-    pub fn regressed(&self) -> bool {
-        match &self.change {
-            AnswerDiff::Status { .. } => true,
-            AnswerDiff::Shape { lost, .. } => !lost.is_empty(),
-        }
-    }
+    /// Worse than the baseline's: the probe passed last night and fails now, or the answer lost a
+    /// field (or its kind of body). Another status of a probe that still passes, or one that failed
+    /// and passes now, is shown, not counted.
+    pub regressed: bool,
 }
 
 /// How an answer changed.

@@ -63,8 +63,8 @@ pub struct Spec {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
-    /// How `run --baseline DIR` compares the run with an earlier one (last night's); the command
-    /// line's flags win over these.
+    /// How `run --baseline DIR` and `report compare` compare the run with an earlier one (last
+    /// night's); the command line's flags win over these.
     #[serde(default)]
     pub baseline: BaselineSpec,
 }
@@ -73,7 +73,8 @@ pub struct Spec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct BaselineSpec {
-    /// The matrix axes a cell is matched by across nights, in order (default: every axis). Values
+    /// The matrix axes a cell is matched by across nights (default: every axis; the key lists them
+    /// in the matrix's order, whatever the order here). Values
     /// that change every night are replaced by `image` whichever axes are named: an AMI id and a
     /// disk file's path. Name fewer axes when one of them changes between nights by design (a
     /// build number as an axis).

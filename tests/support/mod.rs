@@ -2,6 +2,7 @@
 //! fresh temporary directory, then assert on exit code, stdout and stderr.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod ec2;
 pub mod moto;
 pub mod qemu;

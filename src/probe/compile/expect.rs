@@ -62,10 +62,7 @@ pub(super) fn compile_regex(text: Option<&String>, path: FieldPath, problems: &m
     text.and_then(|re| match text_regex(re) {
         Ok(re) => Some(re),
         Err(e) => {
-            // The regex crate's message ends with the one line that says what is wrong.
-            let detail =
-                e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_lowercase();
-            problems.push(Problem::at(path, format!("invalid regex: {detail}")));
+            problems.push(Problem::at(path, format!("invalid regex: {}", crate::text::regex_problem(&e))));
             None
         }
     })

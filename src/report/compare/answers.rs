@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::results::since::{AnswerChange, AnswerDiff};
 use crate::results::{CellResult, ProbeResult};
 
-/// The most paths a shape keeps: a body listing thousands of records is as shaped as its first.
+/// The most paths a shape keeps; a body with more is not compared by shape (which paths a cut
+/// shape keeps depends on the order of the fields).
 const MAX_PATHS: usize = 200;
 
 /// The probes of `new` whose answer's status or shape differs from the same probe's in `base`.
@@ -21,7 +22,11 @@ pub fn answers(base: &CellResult, new: &CellResult) -> Vec<AnswerChange> {
         .filter_map(|probe| {
             let before = base.probes.iter().find(|b| b.name == probe.name)?;
             let change = diff(&Answer::of(before)?, &Answer::of(probe)?)?;
-            Some(AnswerChange { probe: probe.name.clone(), change })
+            let regressed = match &change {
+                AnswerDiff::Status { .. } => before.passed && !probe.passed,
+                AnswerDiff::Shape { lost, .. } => !lost.is_empty(),
+            };
+            Some(AnswerChange { probe: probe.name.clone(), change, regressed })
         })
         .collect()
 }
@@ -51,6 +56,10 @@ fn diff(base: &Answer, new: &Answer) -> Option<AnswerDiff> {
         return None;
     }
     let (before, after) = (shape(base.body), shape(new.body));
+    // A shape cut at MAX_PATHS depends on where it was cut: not compared.
+    if before.len() >= MAX_PATHS || after.len() >= MAX_PATHS {
+        return None;
+    }
     let lost: Vec<String> = before.difference(&after).cloned().collect();
     let gained: Vec<String> = after.difference(&before).cloned().collect();
     (!lost.is_empty() || !gained.is_empty()).then_some(AnswerDiff::Shape { lost, gained })
@@ -124,7 +133,7 @@ mod tests {
     }
 
     fn http(status: u16, body: &str, cut: bool) -> serde_json::Value {
-        serde_json::json!([{"name": "api", "kind": "http", "passed": true, "attempts_count": 1, "message": "",
+        serde_json::json!([{"name": "api", "kind": "http", "passed": status < 400, "attempts_count": 1, "message": "",
             "last_exchange": {"method": "GET", "url": "http://127.0.0.1/", "status": status, "headers": [],
                 "body_excerpt": body, "body_truncated": cut}}])
     }
@@ -140,7 +149,7 @@ mod tests {
         let AnswerDiff::Shape { lost, gained } = &found[0].change else { panic!("{found:?}") };
         assert_eq!(lost, &["$.items[].id: number", "$.items[]: object", "$.version: string"]);
         assert_eq!(gained, &["$.extra: null", "$.version: number"]);
-        assert!(found[0].regressed());
+        assert!(found[0].regressed);
         assert!(shape(r#"{"odd key": 1}"#).contains("$['odd key']: number"));
     }
 
@@ -150,6 +159,11 @@ mod tests {
         assert!(answers(&base, &cell(http(200, "<html>hello</html>", false))).is_empty());
         let down = answers(&base, &cell(http(503, "busy", false)));
         assert_eq!(down[0].change, AnswerDiff::Status { base: Some(200), new: Some(503) });
+        assert!(down[0].regressed, "passed, fails now");
+        let up = answers(&cell(http(503, "busy", false)), &base);
+        assert!(!up[0].regressed, "failed, passes now: fixed, not worse");
+        let other = answers(&base, &cell(http(204, "", false)));
+        assert!(!other[0].regressed, "another status, still passing");
         let json = answers(&base, &cell(http(200, "{}", false)));
         assert_eq!(
             json[0].change,
@@ -163,6 +177,6 @@ mod tests {
         let base = cell(http(200, r#"{"a": 1}"#, false));
         let found = answers(&base, &cell(http(200, r#"{"a": 1, "b": "new"}"#, false)));
         assert_eq!(found.len(), 1);
-        assert!(!found[0].regressed());
+        assert!(!found[0].regressed);
     }
 }

@@ -9,20 +9,19 @@
 //! the same key (two AMIs on one axis) are told apart by their order: the second gets `#2`.
 //!
 //! The spec's `baseline.key` names the axes the key is formed from instead of all of them (results
-//! keep them as `baseline_key`): an axis whose values change between nights by design is left out.
+//! keep them in `baseline.key`): an axis whose values change between nights by design is left out.
+//! A cell that has none of the axes named is keyed by its id.
 
-use crate::results::{CellResult, RunResults};
+use crate::results::CellResult;
 
 /// The key of one cell, before telling apart cells of one run that share it.
 pub fn cell_key(cell: &CellResult) -> String {
     key_by(cell, None)
 }
 
-/// The key of one cell from the `axes` named (all of them when `None`).
+/// The key of one cell from the `axes` named (all of them when `None`); its id when it has none
+/// of them.
 fn key_by(cell: &CellResult, axes: Option<&[String]>) -> String {
-    if cell.params.0.is_empty() {
-        return cell.id.clone();
-    }
     let parts: Vec<String> = cell
         .params
         .0
@@ -34,6 +33,9 @@ fn key_by(cell: &CellResult, axes: Option<&[String]>) -> String {
             format!("{name}={}", if nightly { "image" } else { label.as_str() })
         })
         .collect();
+    if parts.is_empty() {
+        return cell.id.clone();
+    }
     parts.join(", ")
 }
 
@@ -43,14 +45,9 @@ fn path_like(value: &str) -> bool {
         && (value.contains('/') || [".qcow2", ".img", ".raw", ".vmdk", ".vhd"].iter().any(|ext| value.ends_with(ext)))
 }
 
-/// Each cell of a run with its key (formed from its `baseline_key` axes), in the run's order; a key
-/// met again gets `#2`, `#3`...
-pub fn keyed(results: &RunResults) -> Vec<(String, &CellResult)> {
-    keyed_by(&results.cells, results.baseline_key.as_deref())
-}
-
-/// Each cell with its key formed from `axes` (all when `None`); a key met again gets `#2`, `#3`...
-pub fn keyed_by<'a>(cells: &'a [CellResult], axes: Option<&[String]>) -> Vec<(String, &'a CellResult)> {
+/// Each cell with its key formed from `axes` (all when `None`), in the run's order; a key met again
+/// gets `#2`, `#3`...
+pub fn keyed<'a>(cells: &'a [CellResult], axes: Option<&[String]>) -> Vec<(String, &'a CellResult)> {
     let mut out: Vec<(String, &CellResult)> = Vec::new();
     for cell in cells {
         let base = key_by(cell, axes);
@@ -109,7 +106,7 @@ mod tests {
             cell("ami-1", serde_json::json!({"image": "ami-1"})),
             cell("ami-2", serde_json::json!({"image": "ami-2"})),
         ];
-        let keys: Vec<String> = keyed_by(&cells, None).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = keyed(&cells, None).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["image=image", "image=image #2"]);
     }
 
@@ -118,9 +115,11 @@ mod tests {
         let last = cell("a", serde_json::json!({"image": "ami-1", "build": "1041", "instance_type": "t3.micro"}));
         let tonight = cell("b", serde_json::json!({"image": "ami-2", "build": "1042", "instance_type": "t3.micro"}));
         let axes = ["image".to_string(), "instance_type".to_string()];
-        let key = |c: &CellResult| keyed_by(std::slice::from_ref(c), Some(&axes)).remove(0).0;
+        let key = |c: &CellResult| keyed(std::slice::from_ref(c), Some(&axes)).remove(0).0;
         assert_eq!(key(&last), key(&tonight));
         assert_eq!(key(&tonight), "image=image, instance_type=t3.micro");
         assert_ne!(cell_key(&last), cell_key(&tonight), "by every axis the build differs");
+        let other = ["zone".to_string()];
+        assert_eq!(keyed(std::slice::from_ref(&last), Some(&other))[0].0, "a", "none of the axes: its id");
     }
 }

@@ -1,7 +1,7 @@
 //! The comparison as the Markdown section "Since last night": what `report compare` and `run
 //! --baseline` print, `since-last-night.md`, and the part of `--summary` that follows the results.
 
-use crate::results::since::{AnswerDiff, CellComparison, Comparison};
+use crate::results::since::{AnswerChange, AnswerDiff, CellComparison, Change, Comparison, StatusChange};
 use crate::results::CellStatus;
 
 /// The section, headed `## Since last night`.
@@ -34,18 +34,43 @@ pub fn markdown(comparison: &Comparison) -> String {
 
 fn cell_section(cell: &CellComparison) -> String {
     let mut out = format!("\n### `{}` (`{}`)\n\n", cell.new_id, cell.key);
-    for line in lines(cell) {
+    for line in lines(cell, Style::Markdown) {
         out.push_str(&format!("- {line}\n"));
     }
     out
 }
 
-/// One line per change of the cell, in Markdown: the list items of its section, and (as plain
-/// text) the JUnit properties' values.
-pub fn lines(cell: &CellComparison) -> Vec<String> {
+/// How the lines of a change are marked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// For the Markdown section and the summary: names in code spans, the status change in bold.
+    Markdown,
+    /// For the HTML report (which escapes it) and JUnit: the text as it is.
+    Plain,
+}
+
+impl Style {
+    fn code(self, text: &str) -> String {
+        match self {
+            Style::Markdown => format!("`{}`", text.replace('`', "'")),
+            Style::Plain => text.to_string(),
+        }
+    }
+
+    fn strong(self, text: &str) -> String {
+        match self {
+            Style::Markdown => format!("**{text}**"),
+            Style::Plain => text.to_string(),
+        }
+    }
+}
+
+/// One line per change of the cell: the list items of its section, the HTML report's lines and
+/// the JUnit properties' values.
+pub fn lines(cell: &CellComparison, style: Style) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(s) = &cell.status {
-        out.push(format!("**{}**: {} -> {}", s.change.label(), status_word(s.base), status_word(s.new)));
+        out.push(format!("{}: {}", style.strong(s.change.label()), status_text(s)));
     }
     for t in &cell.slower {
         out.push(format!(
@@ -57,7 +82,7 @@ pub fn lines(cell: &CellComparison) -> Vec<String> {
         ));
     }
     for l in &cell.new_console_lines {
-        out.push(format!("new console line {}: `{}`", l.line, l.text.replace('`', "'")));
+        out.push(format!("new console line {}: {}", l.line, style.code(&l.text)));
     }
     if let Some(note) = &cell.console_note {
         out.push(format!("console not compared: {note}"));
@@ -66,23 +91,43 @@ pub fn lines(cell: &CellComparison) -> Vec<String> {
         out.push(format!("last screen differs ({} of 256 bits)", screen.distance));
     }
     for a in &cell.answers {
-        out.push(match &a.change {
-            AnswerDiff::Status { base, new } => {
-                format!("probe `{}` answered {} -> {}", a.probe, status_or_none(*base), status_or_none(*new))
-            }
-            AnswerDiff::Shape { lost, gained } => {
-                let mut parts = Vec::new();
-                if !lost.is_empty() {
-                    parts.push(format!("lost `{}`", lost.join("`, `")));
-                }
-                if !gained.is_empty() {
-                    parts.push(format!("gained `{}`", gained.join("`, `")));
-                }
-                format!("probe `{}` answer shape: {}", a.probe, parts.join("; "))
-            }
-        });
+        out.push(answer_line(a, style));
     }
     out
+}
+
+fn answer_line(a: &AnswerChange, style: Style) -> String {
+    let probe = style.code(&a.probe);
+    match &a.change {
+        AnswerDiff::Status { base, new } => {
+            format!("probe {probe} answered {} -> {}", status_or_none(*base), status_or_none(*new))
+        }
+        AnswerDiff::Shape { lost, gained } => {
+            let list = |paths: &[String]| paths.iter().map(|p| style.code(p)).collect::<Vec<_>>().join(", ");
+            let mut parts = Vec::new();
+            if !lost.is_empty() {
+                parts.push(format!("lost {}", list(lost)));
+            }
+            if !gained.is_empty() {
+                parts.push(format!("gained {}", list(gained)));
+            }
+            format!("probe {probe} answer shape: {}", parts.join("; "))
+        }
+    }
+}
+
+/// `passed -> failed`; a pass after a failed try (`flaky`) says so.
+fn status_text(s: &StatusChange) -> String {
+    const FLAKY: &str = "passed after a failed try";
+    let base = match (s.change, s.base) {
+        (Change::Fixed, CellStatus::Passed) => FLAKY.to_string(),
+        _ => status_word(s.base),
+    };
+    let new = match (s.change, s.new) {
+        (Change::NewlyFlaky, _) | (Change::Other, CellStatus::Passed) => FLAKY.to_string(),
+        _ => status_word(s.new),
+    };
+    format!("{base} -> {new}")
 }
 
 fn status_or_none(status: Option<u32>) -> String {

@@ -46,8 +46,14 @@ pub fn last_screen(
 }
 
 /// Copies the baseline's frame (at `rel` in its results) to the new results; the copy's relative
-/// path, or `None` when it could not be made (the report then says the frame is missing).
+/// path, or `None` when it could not be made (the report then says the frame is missing). A path
+/// that is not plainly inside the results (absolute, or with `..`: a results.json from elsewhere
+/// says what it likes) is not followed.
 fn copy(from: &Path, new_dir: &Path, rel: &str) -> Option<String> {
+    let inside = Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return None;
+    }
     let copied = Path::new(FRAMES_DIR).join(rel);
     let to = new_dir.join(&copied);
     std::fs::create_dir_all(to.parent()?).ok()?;
@@ -107,5 +113,9 @@ mod tests {
         assert!(new_dir.path().join("since-last-night/c/shot-0001.png").exists());
         let left = last_screen((&base, base_dir.path()), (&cell(&blue), new_dir.path()), Frames::Leave);
         assert_eq!(left.and_then(|s| s.base_frame), None);
+        let mut outside = base.clone();
+        outside.screenshots[0].path = "../../etc/shot.png".into();
+        let refused = last_screen((&outside, base_dir.path()), (&cell(&blue), new_dir.path()), Frames::Copy);
+        assert_eq!(refused.and_then(|s| s.base_frame), None, "a path out of the results is not followed");
     }
 }

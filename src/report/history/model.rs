@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::report::compare::key;
 use crate::report::html::anchor;
+use crate::results::since::BaselineRules;
 use crate::results::{CellStatus, Counts, RunResults};
 
 /// One night as the history shows it: its run and where its report is.
@@ -74,9 +75,9 @@ impl History {
         let mut rows: Vec<Row> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         // The newest night's spec says what the key is (`baseline.key`): every night is keyed so.
-        let axes = nights.last().and_then(|night| night.results.baseline_key.as_deref());
+        let axes = nights.last().and_then(|night| BaselineRules::key_of(night.results));
         for (n, night) in nights.iter().enumerate() {
-            for (key, cell) in key::keyed_by(&night.results.cells, axes) {
+            for (key, cell) in key::keyed(&night.results.cells, axes) {
                 let at = *index.entry(key.clone()).or_insert_with(|| {
                     rows.push(Row { key, entries: vec![None; nights.len()] });
                     rows.len() - 1

@@ -56,10 +56,7 @@ pub struct Text {
     pub text: String,
 }
 
-/// Seconds as the page shows them: `12.3s`.
-pub fn secs(s: f64) -> String {
-    format!("{s:.1}s")
-}
+pub use crate::report::html::secs;
 
 fn coordinate(v: f64) -> String {
     format!("{v:.1}")

@@ -7,18 +7,6 @@ use serde::Serialize;
 use super::labels::{anchor, secs};
 use crate::results::{CellResult, PhaseName};
 
-/// Every phase, in the order a boot goes through them.
-const ORDER: [PhaseName; 8] = [
-    PhaseName::Firmware,
-    PhaseName::WindowsStart,
-    PhaseName::Kernel,
-    PhaseName::Initramfs,
-    PhaseName::Sysprep,
-    PhaseName::Userspace,
-    PhaseName::LaunchAgent,
-    PhaseName::ToReady,
-];
-
 #[derive(Serialize)]
 pub struct BootTable<'a> {
     columns: Vec<&'static str>,
@@ -41,7 +29,7 @@ impl<'a> BootTable<'a> {
         let seen = |name: PhaseName| {
             timed.iter().any(|c| c.boot_phases.iter().flat_map(|b| &b.phases).any(|p| p.name == name))
         };
-        let names: Vec<PhaseName> = ORDER.into_iter().filter(|n| seen(*n)).collect();
+        let names: Vec<PhaseName> = PhaseName::ALL.into_iter().filter(|n| seen(*n)).collect();
         if names.is_empty() {
             return None;
         }
@@ -61,5 +49,48 @@ impl<'a> BootTable<'a> {
             })
             .collect();
         Some(BootTable { columns: names.iter().map(|n| n.label()).collect(), rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{BootPhase, BootPhases, PhaseBound, PhaseClock, TimedBy};
+
+    fn cell(id: &str, phases: &[(PhaseName, f64)], ready_s: Option<f64>) -> CellResult {
+        let mut c: CellResult =
+            serde_json::from_value(serde_json::json!({"id": id, "params": {}, "status": "passed"})).expect("a cell");
+        let bound = || PhaseBound { line: None, text: "x".into(), timed_by: TimedBy::Stamp };
+        if !phases.is_empty() {
+            let phases = phases
+                .iter()
+                .map(|(name, length_s)| BootPhase {
+                    name: *name,
+                    start_s: 0.0,
+                    length_s: *length_s,
+                    from: bound(),
+                    to: bound(),
+                })
+                .collect();
+            c.boot_phases = Some(BootPhases { clock: PhaseClock::Kernel, zero_at_s: None, phases });
+        }
+        c.timings.ready_s = ready_s;
+        c
+    }
+
+    #[test]
+    fn a_column_per_phase_seen_in_boot_order_and_a_row_per_timed_cell() {
+        let linux = cell("linux", &[(PhaseName::Userspace, 26.6), (PhaseName::Kernel, 3.3)], Some(40.0));
+        let short = cell("short", &[(PhaseName::Kernel, 1.0)], None);
+        let untimed = cell("untimed", &[], Some(5.0));
+        let table = BootTable::new(&[&linux, &untimed, &short]).expect("a table");
+        assert_eq!(table.columns, ["kernel", "userspace to target"]);
+        let rows: Vec<(&str, Vec<&str>, &str)> = table
+            .rows
+            .iter()
+            .map(|r| (r.id, r.lengths.iter().map(String::as_str).collect(), r.ready.as_str()))
+            .collect();
+        assert_eq!(rows, [("linux", vec!["3.3s", "26.6s"], "40.0s"), ("short", vec!["1.0s", ""], "")]);
+        assert!(BootTable::new(&[&untimed]).is_none(), "no phases, no table");
     }
 }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::labels::anchor;
-use crate::report::compare::markdown;
+use crate::report::compare::markdown::{self, Style};
 use crate::results::since::{CellComparison, Comparison};
 
 #[derive(Serialize)]
@@ -61,13 +61,12 @@ impl<'a> Since<'a> {
 
 impl<'a> SinceCell<'a> {
     fn new(c: &'a CellComparison) -> SinceCell<'a> {
-        let plain = |line: String| line.replace("**", "").replace('`', "");
         SinceCell {
             id: &c.new_id,
             key: &c.key,
             anchor: anchor(&c.new_id),
             regressed: c.regressed(),
-            lines: markdown::lines(c).into_iter().map(plain).collect(),
+            lines: markdown::lines(c, Style::Plain),
             screen: c.last_screen.as_ref().map(|s| Frames {
                 base: s.base_frame.as_deref(),
                 new: &s.new_frame,
