@@ -100,10 +100,9 @@ fn the_examples_use_only_flags_amiprobe_has() {
         for line in joined.lines().filter(|l| l.contains("amiprobe ")) {
             let words: Vec<&str> = line.split_whitespace().collect();
             let Some(at) = words.iter().position(|w| *w == "amiprobe" || w.ends_with("/amiprobe")) else { continue };
-            let command: Vec<&str> =
-                words[at + 1..].iter().take_while(|w| !w.starts_with('-') && !w.contains('"')).copied().collect();
-            let command: Vec<&str> =
-                command.into_iter().filter(|w| ["run", "report", "merge", "sweep"].contains(w)).collect();
+            // The (sub)commands come first; what follows them (a directory named `report`) is not one.
+            let subcommands = ["run", "report", "merge", "compare", "history", "sweep"];
+            let command: Vec<&str> = words[at + 1..].iter().take_while(|w| subcommands.contains(w)).copied().collect();
             if command.is_empty() {
                 continue;
             }
