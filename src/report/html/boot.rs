@@ -9,6 +9,11 @@ use crate::results::{CellResult, PhaseName};
 
 #[derive(Serialize)]
 pub struct BootTable<'a> {
+    /// Shown open: a run small enough to have every cell's section inline (`INLINE_ALL`); a
+    /// larger one opens with what went wrong, and the table a click away.
+    open: bool,
+    /// How many rows.
+    count: usize,
     columns: Vec<&'static str>,
     rows: Vec<BootRow<'a>>,
 }
@@ -47,8 +52,10 @@ impl<'a> BootTable<'a> {
                     ready: c.timings.ready_s.map(secs).unwrap_or_default(),
                 }
             })
-            .collect();
-        Some(BootTable { columns: names.iter().map(|n| n.label()).collect(), rows })
+            .collect::<Vec<BootRow>>();
+        let open = cells.len() <= super::INLINE_ALL;
+        let count = rows.len();
+        Some(BootTable { open, count, columns: names.iter().map(|n| n.label()).collect(), rows })
     }
 }
 
