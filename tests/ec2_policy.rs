@@ -109,6 +109,29 @@ fn the_windows_example_passes_holding_exactly_its_policy() {
     assert_eq!(everything(&moto), (vec![], vec![]));
 }
 
+/// GetPasswordData is not asked by the preflight (it needs an instance); refused once the machine
+/// runs, it is the platform refusing the caller: the cell is in error after one attempt, not failed
+/// as if the image had no password, and what was launched is removed.
+#[test]
+fn a_refused_password_is_the_platforms_error_not_the_images_failure() {
+    let moto = Moto::start();
+    windows_account(&moto);
+    let policy = policy_of(&windows_spec(), Some(WINDOWS_AMI));
+    moto.control("/policy", json!({ "document": without(&policy, "ec2:GetPasswordData") }));
+    let (_dir, out) = out_dir();
+    let (output, r) = run_windows(&moto, &out);
+    assert_eq!(output.status.code(), Some(1), "{}\n{r:#}", stderr(&output));
+    for cell in r["cells"].as_array().unwrap() {
+        assert_eq!(cell["status"], "error", "{cell:#}");
+        let probe = cell["probes"].as_array().unwrap().iter().find(|p| p["kind"] == "windows_password").unwrap();
+        assert_eq!(probe["attempts_count"], 1, "refused once is refused for good: {probe:#}");
+        assert!(probe["message"].as_str().unwrap().contains("UnauthorizedOperation"), "{probe:#}");
+    }
+    assert!(moto.calls().get("denied:GetPasswordData").is_some_and(|n| *n > 0), "{:?}", moto.calls());
+    assert_nothing_left(&moto, &r);
+    assert_eq!(everything(&moto), (vec![], vec![]));
+}
+
 /// The lines of stderr that report a refused permission.
 fn refused_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.contains(" refused in ")).collect()

@@ -71,7 +71,7 @@ pub async fn attempt(
         }
         (Check::WindowsPassword, _) => match windows_password::attempt(env).await {
             Ok(message) => (attempt.passed, attempt.message) = (true, message),
-            Err(e) => (attempt.settled, attempt.message) = (e.settled(), e.to_string()),
+            Err(e) => (attempt.settled, attempt.platform, attempt.message) = (e.settled(), e.platform(), e.to_string()),
         },
         (_, Target::Port(endpoint)) => over_network(&mut attempt, probe, session, endpoint, env, limit).await,
         (_, Target::Agent(_)) => {

@@ -3,7 +3,7 @@
 
 use super::rdp;
 use super::ProbeEnv;
-use crate::provider::ProviderError;
+use crate::provider::{ErrorKind, ProviderError};
 
 /// Why no password could be had.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,13 @@ pub enum PasswordError {
 impl PasswordError {
     /// Trying again can't help: nothing will change the answer.
     pub fn settled(&self) -> bool {
-        // The same data decrypts the same way next time.
-        matches!(self, PasswordError::NotKept | PasswordError::Decrypt(_))
+        // The same data decrypts the same way next time; a refused caller is refused again.
+        matches!(self, PasswordError::NotKept | PasswordError::Decrypt(_)) || self.platform()
+    }
+
+    /// The platform refused the caller: the cell is in error, the image is not to blame.
+    pub fn platform(&self) -> bool {
+        matches!(self, PasswordError::Fetch(e) if e.kind == ErrorKind::Refused)
     }
 }
 

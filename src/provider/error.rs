@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The run was interrupted before the step began; what earlier steps created is removed.
     Interrupted,
+    /// The platform refused the caller (its permissions or credentials): no retry helps, and the
+    /// image is not to blame.
+    Refused,
 }
 
 impl ProviderError {
@@ -30,6 +33,10 @@ impl ProviderError {
 
     pub fn interrupted(message: impl Into<String>) -> Self {
         ProviderError { message: message.into(), kind: ErrorKind::Interrupted }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        ProviderError { message: message.into(), kind: ErrorKind::Refused }
     }
 }
 

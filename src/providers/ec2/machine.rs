@@ -115,6 +115,9 @@ impl Ec2Machine {
     }
 }
 
+/// EC2's answers that refuse the caller itself: its permissions, or credentials it does not take.
+const REFUSED: [&str; 4] = ["UnauthorizedOperation", "AuthFailure", "RequestExpired", "Blocked"];
+
 /// GetPasswordData for one instance: EC2 answers an empty string until Windows has made the
 /// password (minutes after boot).
 struct PasswordData {
@@ -132,7 +135,16 @@ impl AdminPassword for PasswordData {
                 api.client.get_password_data().instance_id(&self.instance_id).send()
             })
             .await
-            .map_err(|e| ProviderError::new(format!("GetPasswordData failed: {e}")))?;
+            .map_err(|e| {
+                let message = format!("GetPasswordData failed: {e}");
+                // The caller's permissions or credentials, not the image: the cell is in error.
+                let refused = e.no_credentials.is_some() || REFUSED.iter().any(|code| e.is(code));
+                if refused {
+                    ProviderError::refused(message)
+                } else {
+                    ProviderError::new(message)
+                }
+            })?;
         Ok(out.password_data().map(str::trim).filter(|d| !d.is_empty()).map(str::to_string))
     }
 }
