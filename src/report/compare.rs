@@ -16,6 +16,7 @@ pub mod normalise;
 pub mod screen;
 pub mod settings;
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::results::since::BaselineRules;
@@ -37,10 +38,11 @@ pub fn compare(
     let axes = BaselineRules::key_of(new);
     let base_keys = key::keyed(&base.cells, axes);
     let new_keys = key::keyed(&new.cells, axes);
+    let base_by_key: HashMap<&str, &CellResult> = base_keys.iter().map(|(k, c)| (k.as_str(), *c)).collect();
     let mut cells = Vec::new();
     let mut matched = 0;
     for (k, new_cell) in &new_keys {
-        let Some((_, base_cell)) = base_keys.iter().find(|(bk, _)| bk == k) else { continue };
+        let Some(base_cell) = base_by_key.get(k.as_str()) else { continue };
         matched += 1;
         let c = diff::cell(k, (base_cell, base_dir), (new_cell, new_dir), rules);
         if c.changed() {
@@ -48,7 +50,8 @@ pub fn compare(
         }
     }
     let missing = |from: &[(String, &CellResult)], other: &[(String, &CellResult)]| {
-        from.iter().filter(|(k, _)| !other.iter().any(|(o, _)| o == k)).map(|(k, _)| k.clone()).collect()
+        let other: HashSet<&str> = other.iter().map(|(k, _)| k.as_str()).collect();
+        from.iter().filter(|(k, _)| !other.contains(k.as_str())).map(|(k, _)| k.clone()).collect()
     };
     Comparison {
         base_run: base.run_id.clone(),

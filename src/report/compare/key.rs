@@ -48,14 +48,17 @@ fn path_like(value: &str) -> bool {
 /// Each cell with its key formed from `axes` (all when `None`), in the run's order; a key met again
 /// gets `#2`, `#3`...
 pub fn keyed<'a>(cells: &'a [CellResult], axes: Option<&[String]>) -> Vec<(String, &'a CellResult)> {
-    let mut out: Vec<(String, &CellResult)> = Vec::new();
-    for cell in cells {
-        let base = key_by(cell, axes);
-        let seen = out.iter().filter(|(k, _)| *k == base || k.starts_with(&format!("{base} #"))).count();
-        let key = if seen == 0 { base } else { format!("{base} #{}", seen + 1) };
-        out.push((key, cell));
-    }
-    out
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    cells
+        .iter()
+        .map(|cell| {
+            let base = key_by(cell, axes);
+            let count = seen.entry(base.clone()).or_default();
+            *count += 1;
+            let key = if *count == 1 { base } else { format!("{base} #{count}") };
+            (key, cell)
+        })
+        .collect()
 }
 
 #[cfg(test)]
